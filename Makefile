@@ -1,0 +1,47 @@
+# ctseg: one entry point. `make setup` creates or refreshes .venv from the pinned
+# requirements and is a no-op when nothing changed.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.ctseg-installed
+export TF_ENABLE_ONEDNN_OPTS ?= 1
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export MPLBACKEND ?= Agg
+
+.PHONY: setup demo test bench lab clean-venv
+
+setup: $(STAMP)
+
+# GPU=1 installs tensorflow[and-cuda] (same version) in place of tensorflow-cpu.
+ifeq ($(GPU),1)
+REQS := $(VENV)/requirements-gpu.txt
+else
+REQS := requirements.txt
+endif
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	@if [ "$(GPU)" = "1" ]; then sed 's/^tensorflow-cpu==/tensorflow[and-cuda]==/' requirements.txt > $(REQS); \
+	  grep -v '^tensorflow-cpu==' constraints.txt > $(VENV)/constraints-gpu.txt; fi
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r $(REQS) \
+	  -c $(if $(filter 1,$(GPU)),$(VENV)/constraints-gpu.txt,constraints.txt)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+	@echo "ctseg environment ready: $(BIN)/ctseg"
+
+demo: setup
+	$(BIN)/ctseg demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,155 @@
+"""Settings a trained model carries with it, and saving/loading models with them.
+
+A ``.keras`` file is a zip archive; ctseg adds one member, ``ctseg_settings.json``, holding
+:class:`ModelSettings`. Keras ignores the extra member, so the file stays a plain Keras model,
+and :func:`load_model` returns the model together with its settings so the segmentation side
+can check a user's settings against the ones the model was trained with.
+
+Models always load in Keras safe mode: a model file someone sends cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.prepare.normalize import Normalization
+
+SETTINGS_MEMBER = "ctseg_settings.json"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """What a model was trained with.
+
+    Attributes
+    ----------
+    input_shape : int
+        Side of the square network input in pixels (e.g. 256).
+    num_labels : int
+        Number of ROIs; the network outputs ``num_labels + 1`` classes (0 = background).
+    label_names : tuple of str
+        One name per ROI, label 1 first; empty when the user gave none.
+    normalization : Normalization
+        How raw pixel values were mapped to 0..1.
+    fit_mode : {"resize", "pad"}
+        How whole slices were fitted into ``input_shape`` for training (bilinear resize for
+        images and nearest neighbour for labels, or zero padding / centre crop).
+    pixel_spacing_mm : (float, float) or None
+        Median training pixel spacing (row, col), for information.
+    extra : dict
+        Free-form details (epochs trained, architecture options).
+    """
+
+    input_shape: int
+    num_labels: int
+    label_names: tuple[str, ...] = ()
+    normalization: Normalization = field(default_factory=Normalization)
+    fit_mode: str = "resize"
+    pixel_spacing_mm: tuple[float, float] | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.input_shape < 1:
+            raise CtsegSettingsError(f"input_shape must be a positive integer, got {self.input_shape}")
+        if self.num_labels < 1:
+            raise CtsegSettingsError(f"num_labels must be at least 1, got {self.num_labels}")
+        if self.label_names and len(self.label_names) != self.num_labels:
+            raise CtsegSettingsError(
+                f"{len(self.label_names)} label names given for num_labels={self.num_labels}: "
+                "give one name per ROI (background excluded)"
+            )
+        if self.fit_mode not in ("resize", "pad"):
+            raise CtsegSettingsError(f"fit_mode must be 'resize' or 'pad', got {self.fit_mode!r}")
+
+    def to_dict(self) -> dict:
+        return {
+            "input_shape": self.input_shape,
+            "num_labels": self.num_labels,
+            "label_names": list(self.label_names),
+            "normalization": self.normalization.to_dict(),
+            "fit_mode": self.fit_mode,
+            "pixel_spacing_mm": list(self.pixel_spacing_mm) if self.pixel_spacing_mm else None,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelSettings":
+        spacing = data.get("pixel_spacing_mm")
+        return cls(
+            input_shape=int(data["input_shape"]),
+            num_labels=int(data["num_labels"]),
+            label_names=tuple(data.get("label_names") or ()),
+            normalization=Normalization.from_dict(data["normalization"]),
+            fit_mode=data.get("fit_mode", "resize"),
+            pixel_spacing_mm=tuple(spacing) if spacing else None,
+            extra=dict(data.get("extra") or {}),
+        )
+
+
+def save_model(model, path: str | Path, settings: ModelSettings, *, overwrite: bool = False) -> Path:
+    """Save a Keras model in the native ``.keras`` format with its settings inside.
+
+    Raises
+    ------
+    CtsegSettingsError
+        If ``path`` does not end in ``.keras``, or it exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise CtsegSettingsError(f"{path}: models are saved in the native format, use a '.keras' file name")
+    if path.exists() and not overwrite:
+        raise CtsegSettingsError(f"{path} exists already; choose another name or pass overwrite=True")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.keras")
+    model.save(tmp)
+    with zipfile.ZipFile(tmp, "a") as archive:
+        archive.writestr(SETTINGS_MEMBER, json.dumps(settings.to_dict(), indent=2))
+    tmp.replace(path)  # atomic: an interrupted save never leaves a half-written model
+    return path
+
+
+def read_settings(path: str | Path) -> ModelSettings:
+    """Read the settings stored in a ``.keras`` file without loading the model (no TensorFlow).
+
+    Raises
+    ------
+    CtsegDataError
+        If the file does not exist, is not a ``.keras`` archive, or has no ctseg settings.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CtsegDataError(f"{path}: model file not found")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if SETTINGS_MEMBER not in archive.namelist():
+                raise CtsegDataError(
+                    f"{path}: this .keras file has no ctseg settings; it was not saved by ctseg "
+                    "(train it with ctseg, or add settings with ctseg_helpers.model.settings.save_model)"
+                )
+            return ModelSettings.from_dict(json.loads(archive.read(SETTINGS_MEMBER)))
+    except zipfile.BadZipFile as exc:
+        raise CtsegDataError(f"{path}: not a .keras model file ({exc})") from exc
+
+
+def load_model(path: str | Path, *, compile: bool = False):
+    """Load a ctseg model and its settings, in Keras safe mode.
+
+    Returns
+    -------
+    (keras.Model, ModelSettings)
+    """
+    settings = read_settings(path)
+    from ctseg_helpers.tf_setup import configure_tensorflow  # noqa: PLC0415
+
+    configure_tensorflow()
+    import keras  # noqa: PLC0415
+
+    # Importing the losses and metrics registers them, so compiled models reload by name.
+    import ctseg_helpers.model.losses  # noqa: F401, PLC0415
+
+    model = keras.saving.load_model(path, compile=compile, safe_mode=True)
+    return model, settings

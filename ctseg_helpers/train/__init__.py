@@ -1,0 +1,1 @@
+"""ctseg_helpers.train"""
