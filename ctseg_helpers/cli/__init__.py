@@ -45,10 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ctseg {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(f"ctseg_helpers.cli.{name}")
-        module.register(subparsers)
+    for name in available_commands():
+        importlib.import_module(f"ctseg_helpers.cli.{name}").register(subparsers)
     return parser
+
+
+def available_commands() -> list[str]:
+    """The subcommand modules that are installed (all of COMMAND_MODULES in a release)."""
+    found = []
+    for name in COMMAND_MODULES:
+        try:
+            importlib.import_module(f"ctseg_helpers.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"ctseg_helpers.cli.{name}":
+                raise
+            logging.getLogger(__name__).debug("subcommand module %s is not installed", name)
+            continue
+        found.append(name)
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
