@@ -1,1 +1,1 @@
-"""ctseg_helpers.measure"""
+"""Measure what was segmented: ROI areas (mm²) and volumes (mL) in ``area.py``, metrics in ``metrics.py``."""
