@@ -1,0 +1,819 @@
+"""Evaluate a folder of predicted label maps against manual ones, slice by slice and per volume.
+
+Layout
+------
+A scan is a folder of DICOM files (one series); predicted and manual label maps live in other
+folders, one file per DICOM slice with the same file stem (``<stem>.dcm`` <-> ``<stem>.png``),
+as PNG or NPY (also TIFF/JPEG; see :mod:`ctseg_helpers.io.labels`). A segmentation run writes its
+predictions to ``<run folder>/labels/<dicom stem>.png``.
+
+Pixel spacing comes from each slice's DICOM header, so distances are in mm and areas in mm².
+When the slices form a volume (equally spaced positions, no cine phases; see
+:attr:`ctseg_helpers.io.dicom.DicomSeries.is_volume`) and every slice has both label maps, the
+metrics are also computed in 3D with spacing ``(slice spacing, row, col)``.
+
+Outputs
+-------
+``metrics`` (long form): one row per slice and ROI with the metrics of
+:data:`ctseg_helpers.measure.metrics.METRIC_NAMES` and the two areas. ``summary``: count, mean,
+std, median, quartiles, min and max of each metric per ROI (undefined values, NaN, left out and
+counted). ``agreement``: Bland–Altman, correlation and paired t-test of the areas per ROI.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ctseg_helpers.errors import CtsegDataError
+from ctseg_helpers.measure.agreement import agreement_summary
+from ctseg_helpers.measure.area import roi_areas_mm2
+from ctseg_helpers.measure.metrics import METRIC_NAMES, roi_metrics
+
+logger = logging.getLogger(__name__)
+
+#: File names :func:`write_evaluation` writes into its output folder.
+OUTPUT_FILES = {
+    "metrics": "metrics.csv",
+    "summary": "summary.csv",
+    "agreement": "agreement.csv",
+    "volume_metrics": "volume_metrics.csv",
+    "bland_altman": "bland_altman.png",
+}
+
+#: Positions closer than this (mm) are the same slice position (cine phases).
+_SAME_POSITION_MM = 0.05
+
+
+# --------------------------------------------------------------------------- finding files
+
+
+def find_label_files(folder: str | Path) -> dict[str, Path]:
+    """Label files of a folder by file stem.
+
+    Parameters
+    ----------
+    folder : path-like
+        Folder of label maps (``.png``, ``.npy``, ``.tif``/``.tiff``, ``.jpg``/``.jpeg``); other
+        files are ignored.
+
+    Returns
+    -------
+    dict of str to Path
+        Stem -> file, sorted by stem.
+
+    Raises
+    ------
+    CtsegDataError
+        If the folder does not exist, holds no label file, or two files share a stem
+        (``a.png`` and ``a.npy``).
+    """
+    from ctseg_helpers.io.labels import LABEL_SUFFIXES  # noqa: PLC0415 - light module
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CtsegDataError(f"{folder}: no such label folder; check the path")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        suffix = next((s for s in LABEL_SUFFIXES if path.name.lower().endswith(s)), None)
+        if suffix is None:
+            continue
+        stem = path.name[: -len(suffix)]
+        if stem in found:
+            raise CtsegDataError(
+                f"{folder}: two label files for slice {stem!r} ({found[stem].name} and {path.name}); "
+                "keep one of them"
+            )
+        found[stem] = path
+    if not found:
+        raise CtsegDataError(
+            f"{folder}: no label files (.png, .npy, .tif, .jpg) in the folder; select the folder "
+            "that holds the label maps"
+        )
+    return dict(sorted(found.items()))
+
+
+def _dicom_stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".dcm", ".dicom", ".dic", ".ima"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def parse_label_names(labels: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """ROI names from ``"a,b"`` or a list; None stays None (names are then inferred).
+
+    Raises
+    ------
+    CtsegDataError
+        If a name is empty or repeated.
+    """
+    if labels is None:
+        return None
+    names = [n.strip() for n in labels.split(",")] if isinstance(labels, str) else [str(n).strip() for n in labels]
+    if not names or any(not n for n in names):
+        raise CtsegDataError(f"ROI names must not be empty, got {labels!r}; give them as 'name1,name2'")
+    if len(set(names)) != len(names):
+        raise CtsegDataError(f"ROI names must be distinct, got {labels!r}")
+    return tuple(names)
+
+
+# --------------------------------------------------------------------------- one scan
+
+
+@dataclass
+class Case:
+    """One scan with its predicted and/or manual label maps, stacked in the series' order.
+
+    Attributes
+    ----------
+    series : DicomSeries
+        The scan (``series.images`` float32 (K, rows, cols), HU for CT).
+    stems : list of str
+        File stem of each slice.
+    label_names : tuple of str
+        ROI names, label 1 first.
+    prediction, truth : ndarray of shape (K, rows, cols) and dtype uint8, or None
+        Label maps; zero on slices that have no file (see ``has_prediction``/``has_truth``).
+    has_prediction, has_truth : ndarray of shape (K,) and dtype bool
+        Which slices have a label file.
+    unmatched : list of Path
+        Label files whose stem matches no DICOM file of the series (left out).
+    """
+
+    series: object
+    stems: list[str]
+    label_names: tuple[str, ...]
+    prediction: np.ndarray | None
+    truth: np.ndarray | None
+    has_prediction: np.ndarray
+    has_truth: np.ndarray
+    unmatched: list[Path] = field(default_factory=list)
+
+    @property
+    def images(self) -> np.ndarray:
+        """The scan's pixel values, float32 (K, rows, cols)."""
+        return self.series.images
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def modality(self) -> str:
+        return self.series.modality
+
+    @property
+    def is_volume(self) -> bool:
+        """True when the slices form a volume (see ``DicomSeries.is_volume``)."""
+        return bool(self.series.is_volume)
+
+    @property
+    def volume_reason(self) -> str:
+        """Why the slices do not form a volume ("" when they do)."""
+        s = self.series
+        if s.is_volume:
+            return ""
+        if s.n_phases > 1:
+            return f"the series is cine ({s.n_positions} positions x {s.n_phases} phases)"
+        if s.n_positions < 2:
+            return "the series has a single slice position"
+        return "the slice positions are unknown or not equally spaced"
+
+    def summary(self) -> str:
+        """A few lines saying what was loaded (slices, spacing, volume or not, label maps)."""
+        s = self.series
+        k, rows, cols = s.images.shape
+        spacing = s.spacing_mm
+        lines = [
+            f"{k} slice(s) of {rows} x {cols} pixels, {s.modality or 'unknown modality'}, from "
+            f"{Path(s.files[0]).parent}",
+            f"pixel spacing {spacing[0]:.4g} x {spacing[1]:.4g} mm" if spacing else "no pixel spacing",
+            (f"a volume: {s.n_positions} slices {s.slice_spacing_mm:.4g} mm apart" if self.is_volume
+             else f"not a volume: {self.volume_reason}"),
+            f"ROIs: {', '.join(self.label_names)}",
+        ]
+        for name, stack, present in (("predicted", self.prediction, self.has_prediction),
+                                     ("manual", self.truth, self.has_truth)):
+            if stack is not None:
+                lines.append(f"{name} label maps for {int(present.sum())} of {k} slices")
+        if self.unmatched:
+            lines.append(f"{len(self.unmatched)} label file(s) match no slice and were left out")
+        return "\n".join(lines)
+
+    def slice_spacing_mm(self, index: int) -> tuple[float, float]:
+        """(row, col) pixel spacing of slice ``index`` in mm.
+
+        Raises
+        ------
+        CtsegDataError
+            If that DICOM file has no PixelSpacing.
+        """
+        spacing = self.series.pixel_spacing_mm[index]
+        if np.isnan(spacing).any():
+            raise CtsegDataError(
+                f"{self.series.files[index]}: no PixelSpacing in the DICOM header, so distances and "
+                "areas in mm cannot be computed; use files that carry the pixel spacing"
+            )
+        return float(spacing[0]), float(spacing[1])
+
+    def volume_spacing_mm(self) -> tuple[float, float, float]:
+        """(slice, row, col) spacing in mm of the volume.
+
+        Raises
+        ------
+        CtsegDataError
+            If the slices do not form a volume or their pixel spacings differ.
+        """
+        if not self.is_volume:
+            raise CtsegDataError(
+                f"{self.series.files[0].parent}: the slices do not form a volume: {self.volume_reason}"
+            )
+        spacing = self.series.pixel_spacing_mm
+        if np.isnan(spacing).any() or not np.allclose(spacing, spacing[0], rtol=1e-3):
+            raise CtsegDataError(
+                f"{self.series.files[0].parent}: the slices have missing or different pixel spacings, "
+                "so they cannot be measured as one volume"
+            )
+        return (float(self.series.slice_spacing_mm), float(spacing[0, 0]), float(spacing[0, 1]))
+
+    def position_groups(self) -> np.ndarray:
+        """Group number of each slice: 0 for every slice of an ordinary stack; one group per
+        slice position for a cine series (its phases), so sequences run within a position."""
+        s = self.series
+        if s.n_phases <= 1 or np.isnan(s.positions_mm).any():
+            return np.zeros(len(self.stems), dtype=int)
+        return np.r_[0, np.cumsum(np.abs(np.diff(s.positions_mm)) > _SAME_POSITION_MM)].astype(int)
+
+
+def _infer_num_labels(folders: list[dict[str, Path]]) -> int:
+    from ctseg_helpers.io.labels import load_label_values  # noqa: PLC0415
+
+    top = 0
+    for files in folders:
+        for path in files.values():
+            values = load_label_values(path)
+            top = max(top, int(values.max()) if values.size else 0)
+    return max(top, 1)
+
+
+def _stack_labels(files: dict[str, Path], stems: list[str], shape, num_labels: int, what: str):
+    from ctseg_helpers.io.labels import read_label  # noqa: PLC0415
+
+    stack = np.zeros((len(stems), *shape), dtype=np.uint8)
+    present = np.zeros(len(stems), dtype=bool)
+    for index, stem in enumerate(stems):
+        path = files.get(stem)
+        if path is None:
+            continue
+        labels = read_label(path, num_labels)
+        if labels.shape != tuple(shape):
+            raise CtsegDataError(
+                f"{path}: {what} label map is {labels.shape[0]}x{labels.shape[1]} but its DICOM slice is "
+                f"{shape[0]}x{shape[1]}; label maps must have the size of their slice"
+            )
+        stack[index] = labels
+        present[index] = True
+    return stack, present
+
+
+def _label_folders(prediction_dir, truth_dir) -> dict[str, dict[str, Path]]:
+    folders = {}
+    for what, folder in (("predicted", prediction_dir), ("manual", truth_dir)):
+        if folder is not None:
+            folders[what] = find_label_files(folder)
+    return folders
+
+
+def _names(label_names, folders) -> tuple[str, ...]:
+    names = parse_label_names(label_names)
+    if names is None:
+        num_labels = _infer_num_labels(list(folders.values())) if folders else 1
+        names = tuple(f"ROI {i}" for i in range(1, num_labels + 1))
+    return names
+
+
+def _check_matches(folders, stems: set[str], dicom_dir) -> list[Path]:
+    """Raise when a label folder matches no DICOM stem; return the unmatched label files."""
+    for what, files in folders.items():
+        if not stems & set(files):
+            folder = next(iter(files.values())).parent
+            raise CtsegDataError(
+                f"{folder}: none of the {what} label files is named like a DICOM file of {dicom_dir} "
+                f"(e.g. {sorted(stems)[0]}.png); label maps must have the same file stem as their "
+                "DICOM slice"
+            )
+    unmatched = [p for files in folders.values() for s, p in files.items() if s not in stems]
+    if unmatched:
+        logger.warning(
+            "%d label file(s) match no DICOM file of %s and are left out: %s",
+            len(unmatched), dicom_dir, ", ".join(p.name for p in unmatched[:10]),
+        )
+    return unmatched
+
+
+def _build_case(series, folders, names, unmatched) -> Case:
+    stems = [_dicom_stem(Path(p)) for p in series.files]
+    shape = series.images.shape[1:]
+    prediction = truth = None
+    has_prediction = has_truth = np.zeros(len(stems), dtype=bool)
+    if "predicted" in folders:
+        prediction, has_prediction = _stack_labels(folders["predicted"], stems, shape, len(names), "predicted")
+    if "manual" in folders:
+        truth, has_truth = _stack_labels(folders["manual"], stems, shape, len(names), "manual")
+    return Case(
+        series=series, stems=stems, label_names=names, prediction=prediction, truth=truth,
+        has_prediction=has_prediction, has_truth=has_truth, unmatched=unmatched,
+    )
+
+
+def load_case(
+    dicom_dir: str | Path,
+    prediction_dir: str | Path | None = None,
+    truth_dir: str | Path | None = None,
+    label_names=None,
+    series_uid: str | None = None,
+) -> Case:
+    """Read a scan (one series) and the label maps that belong to its slices.
+
+    Parameters
+    ----------
+    dicom_dir : path-like
+        Folder holding the DICOM series.
+    prediction_dir, truth_dir : path-like or None
+        Folders of predicted and manual label maps named like the DICOM files; either may be
+        None. Slices without a file are allowed (see ``Case.has_truth``); label files without a
+        DICOM slice are left out with a warning.
+    label_names : str ("a,b"), sequence of str or None
+        ROI names, label 1 first. None: as many ROIs as the largest label value found, named
+        ``ROI 1``, ``ROI 2`` ...
+    series_uid : str, optional
+        Series to read when the folder holds several.
+
+    Returns
+    -------
+    Case
+
+    Raises
+    ------
+    CtsegDataError
+        As :func:`ctseg_helpers.io.dicom.read_dicom_series` (several series and no
+        ``series_uid`` included) and :func:`ctseg_helpers.io.labels.read_label`; if a label
+        folder is missing or empty, a label map's size differs from its slice, or no label file
+        matches a DICOM file.
+    """
+    from ctseg_helpers.io.dicom import read_dicom_series  # noqa: PLC0415
+
+    series = read_dicom_series(dicom_dir, series_uid)
+    folders = _label_folders(prediction_dir, truth_dir)
+    names = _names(label_names, folders)
+    unmatched = _check_matches(folders, {_dicom_stem(Path(p)) for p in series.files}, dicom_dir)
+    return _build_case(series, folders, names, unmatched)
+
+
+def load_cases(
+    dicom_dir: str | Path,
+    prediction_dir: str | Path | None = None,
+    truth_dir: str | Path | None = None,
+    label_names=None,
+) -> list[Case]:
+    """Like :func:`load_case`, for every series of the folder that has label maps.
+
+    A test folder often holds slices of several patients (one series each); each series becomes
+    one :class:`Case`, so volumes and spacings are never mixed. Series without any label file are
+    skipped (logged).
+
+    Raises
+    ------
+    CtsegDataError
+        As :func:`load_case`.
+    """
+    from ctseg_helpers.io.dicom import read_dicom_series, scan_dicom_folder  # noqa: PLC0415
+
+    scan = scan_dicom_folder(dicom_dir)
+    folders = _label_folders(prediction_dir, truth_dir)
+    names = _names(label_names, folders)
+    all_stems = {_dicom_stem(Path(p)) for info in scan.series for p in info.files}
+    if not all_stems:
+        raise CtsegDataError(f"{dicom_dir}: no DICOM images in the folder; select the folder of the scan")
+    unmatched = _check_matches(folders, all_stems, dicom_dir)
+    labelled = set().union(*(set(files) for files in folders.values())) if folders else all_stems
+    cases = []
+    for info in scan.series:
+        if not {_dicom_stem(Path(p)) for p in info.files} & labelled:
+            logger.info("series %s (%d images) has no label maps; skipped", info.series_uid, info.n_images)
+            continue
+        series = read_dicom_series(dicom_dir, info.series_uid)
+        cases.append(_build_case(series, folders, names, unmatched))
+    return cases
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class Evaluation:
+    """Result of :func:`evaluate_case` / :func:`evaluate_cases`.
+
+    Attributes
+    ----------
+    metrics : DataFrame
+        One row per slice and ROI: ``file`` (stem), ``series_uid``, ``slice_index`` (in its
+        series), ``position_mm``, ``roi``,
+        ``label``, the metrics (distances in mm), ``truth_area_mm2``, ``pred_area_mm2``,
+        ``truth_pixels``, ``pred_pixels``.
+    summary : DataFrame
+        :func:`summarize_metrics` of ``metrics``.
+    agreement : DataFrame
+        :func:`area_agreement` of ``metrics`` (may be empty).
+    volume_metrics : DataFrame or None
+        One row per series and ROI of the 3D metrics (``truth_volume_mm3``, ``pred_volume_mm3``),
+        or None when no series forms a volume with label maps on every slice.
+    tolerance_mm : float
+        Tolerance of the surface Dice.
+    label_names : tuple of str
+    """
+
+    metrics: pd.DataFrame
+    summary: pd.DataFrame
+    agreement: pd.DataFrame
+    volume_metrics: pd.DataFrame | None
+    tolerance_mm: float
+    label_names: tuple[str, ...]
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The tables to save, by file name (see :data:`OUTPUT_FILES`); empty ones left out."""
+        tables = {OUTPUT_FILES["metrics"]: self.metrics, OUTPUT_FILES["summary"]: self.summary}
+        if len(self.agreement):
+            tables[OUTPUT_FILES["agreement"]] = self.agreement
+        if self.volume_metrics is not None:
+            tables[OUTPUT_FILES["volume_metrics"]] = self.volume_metrics
+        return tables
+
+
+def evaluate_case(case: Case, tolerance_mm: float = 2.0, progress: bool = False) -> Evaluation:
+    """Metrics of the predicted against the manual label maps of one scan.
+
+    Parameters
+    ----------
+    case : Case
+        With both ``prediction`` and ``truth``; slices that lack either are left out.
+    tolerance_mm : float
+        Tolerance of the surface Dice in mm.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Evaluation
+
+    Raises
+    ------
+    CtsegDataError
+        If the case lacks predictions or manual labels, no slice has both, or a slice has no
+        pixel spacing.
+    """
+    return evaluate_cases([case], tolerance_mm, progress)
+
+
+def evaluate_cases(cases: list[Case], tolerance_mm: float = 2.0, progress: bool = False) -> Evaluation:
+    """:func:`evaluate_case` over several scans (series), pooled into one evaluation.
+
+    ``metrics`` and ``volume_metrics`` get a ``series_uid`` column; the summary and the area
+    agreement pool the slices of all scans.
+
+    Raises
+    ------
+    CtsegDataError
+        As :func:`evaluate_case`; also when ``cases`` is empty or the cases name their ROIs
+        differently.
+    """
+    if not cases:
+        raise CtsegDataError("nothing to evaluate: no scan has label maps")
+    names = cases[0].label_names
+    if any(c.label_names != names for c in cases):
+        raise CtsegDataError("the scans to evaluate together must use the same ROI names")
+    frames, volumes = [], []
+    for case in cases:
+        frames.append(_slice_metrics(case, tolerance_mm, progress))
+        volume = _volume_metrics(case, tolerance_mm)
+        if volume is not None:
+            volumes.append(volume)
+    metrics = pd.concat(frames, ignore_index=True)
+    return Evaluation(
+        metrics=metrics,
+        summary=summarize_metrics(metrics),
+        agreement=area_agreement(metrics),
+        volume_metrics=pd.concat(volumes, ignore_index=True) if volumes else None,
+        tolerance_mm=float(tolerance_mm),
+        label_names=names,
+    )
+
+
+def _slice_metrics(case: Case, tolerance_mm: float, progress: bool) -> pd.DataFrame:
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    if case.prediction is None or case.truth is None:
+        raise CtsegDataError(
+            "evaluation needs both predicted and manual label maps; give prediction_dir and truth_dir"
+        )
+    folder = Path(case.series.files[0]).parent
+    both = np.flatnonzero(case.has_prediction & case.has_truth)
+    if both.size == 0:
+        raise CtsegDataError(
+            f"{folder}: no slice of series {case.series.series_uid} has both a predicted and a manual "
+            "label map (files are paired by stem); check that the two label folders belong to this scan"
+        )
+    missing = int((case.has_truth & ~case.has_prediction).sum())
+    if missing:
+        logger.warning("%s: %d slice(s) with a manual label map have no prediction and are left out",
+                       folder, missing)
+    rows = []
+    for index in tqdm(both, desc="evaluating", unit="slice", disable=not progress):
+        spacing = case.slice_spacing_mm(index)
+        per_roi = roi_metrics(case.prediction[index], case.truth[index], case.num_labels, spacing, tolerance_mm)
+        for result in per_roi:
+            row = {
+                "file": case.stems[index],
+                "series_uid": case.series.series_uid,
+                "slice_index": int(index),
+                "position_mm": float(case.series.positions_mm[index]),
+                "roi": case.label_names[result["label"] - 1],
+                "label": result["label"],
+            }
+            row.update({name: result[name] for name in METRIC_NAMES})
+            row.update(
+                truth_area_mm2=result["truth_size_mm"], pred_area_mm2=result["pred_size_mm"],
+                truth_pixels=result["truth_pixels"], pred_pixels=result["pred_pixels"],
+            )
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _volume_metrics(case: Case, tolerance_mm: float) -> pd.DataFrame | None:
+    if not case.is_volume:
+        logger.info("no per-volume metrics for series %s: %s", case.series.series_uid, case.volume_reason)
+        return None
+    if not (case.has_prediction.all() and case.has_truth.all()):
+        logger.info("no per-volume metrics for series %s: not every slice has both a predicted and a "
+                    "manual label map", case.series.series_uid)
+        return None
+    try:
+        spacing = case.volume_spacing_mm()
+    except CtsegDataError as exc:
+        logger.warning("no per-volume metrics: %s", exc)
+        return None
+    rows = []
+    for result in roi_metrics(case.prediction, case.truth, case.num_labels, spacing, tolerance_mm):
+        row = {"series_uid": case.series.series_uid, "roi": case.label_names[result["label"] - 1],
+               "label": result["label"]}
+        row.update({name: result[name] for name in METRIC_NAMES})
+        row.update(truth_volume_mm3=result["truth_size_mm"], pred_volume_mm3=result["pred_size_mm"],
+                   n_slices=len(case.stems), slice_spacing_mm=spacing[0])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per ROI and metric: how many slices define it, and its mean, std, median, quartiles.
+
+    Parameters
+    ----------
+    metrics : DataFrame
+        Long-form metrics with a ``roi`` column and the columns of ``METRIC_NAMES``.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``roi``, ``metric``, ``n`` (slices where the metric is defined), ``n_undefined``
+        (NaN, e.g. ROI absent from both maps), ``mean``, ``std`` (ddof=1), ``median``, ``q1``,
+        ``q3``, ``min``, ``max``; ROIs in their order of appearance, metrics in
+        ``METRIC_NAMES`` order.
+    """
+    rows = []
+    for roi, group in metrics.groupby("roi", sort=False):
+        for name in METRIC_NAMES:
+            values = group[name].to_numpy(dtype=np.float64)
+            valid = values[np.isfinite(values)]
+            stats = {"mean": np.nan, "std": np.nan, "median": np.nan, "q1": np.nan, "q3": np.nan,
+                     "min": np.nan, "max": np.nan}
+            if valid.size:
+                stats.update(
+                    mean=valid.mean(), std=valid.std(ddof=1) if valid.size > 1 else np.nan,
+                    median=np.median(valid), q1=np.percentile(valid, 25), q3=np.percentile(valid, 75),
+                    min=valid.min(), max=valid.max(),
+                )
+            rows.append({"roi": roi, "metric": name, "n": int(valid.size),
+                         "n_undefined": int(values.size - valid.size), **stats})
+    return pd.DataFrame(rows, columns=["roi", "metric", "n", "n_undefined", "mean", "std", "median",
+                                       "q1", "q3", "min", "max"])
+
+
+def area_agreement(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Agreement of manual and predicted ROI areas per ROI (Bland–Altman, correlation, t-test).
+
+    Slices where the ROI is absent from both maps are left out (they would add (0, 0) pairs
+    that shrink the limits of agreement). ROIs with fewer than 2 pairs are left out with a
+    logged message.
+
+    Parameters
+    ----------
+    metrics : DataFrame
+        With columns ``roi``, ``truth_area_mm2``, ``pred_area_mm2``.
+
+    Returns
+    -------
+    DataFrame
+        One row per ROI: ``roi`` and the keys of
+        :func:`ctseg_helpers.measure.agreement.agreement_summary` (areas in mm²).
+    """
+    rows = []
+    for roi, group in metrics.groupby("roi", sort=False):
+        used = group[(group["truth_area_mm2"] > 0) | (group["pred_area_mm2"] > 0)]
+        if len(used) < 2:
+            logger.info("ROI %s: fewer than 2 slices show it; no area agreement", roi)
+            continue
+        rows.append({"roi": roi, **agreement_summary(used["truth_area_mm2"], used["pred_area_mm2"])})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- areas along the stack
+
+
+def area_jumps(areas_mm2, rel_threshold: float = 0.5, min_fraction: float = 0.1) -> np.ndarray:
+    """Flag abrupt changes of an ROI's area from one slice to the next.
+
+    Slice ``k`` is flagged when ``|A[k] - A[k-1]|`` exceeds both ``rel_threshold`` times the
+    larger of the two areas and ``min_fraction`` times the ROI's largest area in the sequence
+    (so that changes of a few pixels in a tiny ROI are not flagged). An ROI that appears or
+    vanishes from one slice to the next (a 100 % change) is flagged too: at the ends of an
+    organ that is expected, inside it it usually means a slice the model missed.
+
+    Parameters
+    ----------
+    areas_mm2 : array_like of shape (K,)
+        Areas in slice order (mm²).
+    rel_threshold : float
+        Relative change that counts as abrupt, > 0.
+    min_fraction : float
+        Smallest change, as a share of the largest area, that can be flagged, >= 0.
+
+    Returns
+    -------
+    ndarray of shape (K,) and dtype bool
+        True at the second slice of each abrupt change; the first slice is never flagged.
+
+    Raises
+    ------
+    CtsegDataError
+        If the thresholds are out of range.
+
+    Examples
+    --------
+    >>> area_jumps([100.0, 105.0, 20.0, 100.0]).tolist()
+    [False, False, True, True]
+    """
+    if not rel_threshold > 0:
+        raise CtsegDataError(f"rel_threshold must be > 0, got {rel_threshold}")
+    if not min_fraction >= 0:
+        raise CtsegDataError(f"min_fraction must be >= 0, got {min_fraction}")
+    areas = np.asarray(areas_mm2, dtype=np.float64).ravel()
+    flags = np.zeros(areas.size, dtype=bool)
+    if areas.size < 2:
+        return flags
+    change = np.abs(np.diff(areas))
+    larger = np.maximum(areas[1:], areas[:-1])
+    floor = min_fraction * areas.max()
+    flags[1:] = (change > rel_threshold * larger) & (change > floor) & (change > 0)
+    return flags
+
+
+def slice_areas(case: Case, rel_threshold: float = 0.5, min_fraction: float = 0.1) -> pd.DataFrame:
+    """Area of every ROI on every slice, for prediction and manual labels, with abrupt jumps.
+
+    Parameters
+    ----------
+    case : Case
+    rel_threshold, min_fraction : float
+        As :func:`area_jumps`. Jumps are looked for along the stack, within each slice position
+        for a cine series (along its phases).
+
+    Returns
+    -------
+    DataFrame
+        Long form, columns ``slice_index``, ``file``, ``position_mm``, ``group``, ``source``
+        (``"prediction"`` or ``"truth"``), ``roi``, ``label``, ``area_mm2``, ``jump`` (bool).
+        Slices without a label file of that source are left out.
+
+    Raises
+    ------
+    CtsegDataError
+        If the case has no label maps, or a labelled slice has no pixel spacing.
+    """
+    sources = [(n, s, p) for n, s, p in (("prediction", case.prediction, case.has_prediction),
+                                         ("truth", case.truth, case.has_truth)) if s is not None]
+    if not sources:
+        raise CtsegDataError("areas need label maps; give a prediction or truth folder")
+    groups = case.position_groups()
+    frames = []
+    for source, stack, present in sources:
+        indices = np.flatnonzero(present)
+        if indices.size == 0:
+            continue
+        areas = np.stack([roi_areas_mm2(stack[i], case.slice_spacing_mm(i), case.num_labels) for i in indices])
+        for value, roi in enumerate(case.label_names, start=1):
+            frame = pd.DataFrame({
+                "slice_index": indices, "file": [case.stems[i] for i in indices],
+                "position_mm": case.series.positions_mm[indices], "group": groups[indices],
+                "source": source, "roi": roi, "label": value, "area_mm2": areas[:, value - 1],
+            })
+            frame["jump"] = False
+            for _, part in frame.groupby("group"):
+                frame.loc[part.index, "jump"] = area_jumps(part["area_mm2"], rel_threshold, min_fraction)
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- whole folders
+
+
+def evaluate_folders(
+    prediction_dir: str | Path,
+    truth_dir: str | Path,
+    dicom_dir: str | Path,
+    label_names=None,
+    tolerance_mm: float = 2.0,
+    progress: bool = False,
+) -> Evaluation:
+    """:func:`load_cases` then :func:`evaluate_cases`: what ``ctseg evaluate`` runs.
+
+    Every series of ``dicom_dir`` with label maps is evaluated (a test folder may hold several
+    patients); slices are paired by file stem across the three folders.
+
+    Raises
+    ------
+    CtsegDataError
+        As :func:`load_cases` and :func:`evaluate_cases`.
+    """
+    cases = load_cases(dicom_dir, prediction_dir, truth_dir, label_names)
+    return evaluate_cases(cases, tolerance_mm=tolerance_mm, progress=progress)
+
+
+def write_evaluation(evaluation: Evaluation, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
+    """Write the evaluation's tables and its Bland–Altman figure into a folder.
+
+    Files: ``metrics.csv``, ``summary.csv``, ``agreement.csv`` (when any ROI has 2 or more
+    slices), ``volume_metrics.csv`` (when the slices form a volume) and ``bland_altman.png``.
+
+    Parameters
+    ----------
+    evaluation : Evaluation
+    out_dir : path-like
+        Created if needed.
+    overwrite : bool
+        Replace files of an earlier evaluation; by default existing files are never replaced.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+
+    Raises
+    ------
+    CtsegDataError
+        If one of the files exists and ``overwrite`` is False (nothing is written then), or
+        ``out_dir`` is a file.
+    """
+    from ctseg_helpers.show.plots import bland_altman_figure, save_outputs  # noqa: PLC0415
+
+    figure = bland_altman_figure(evaluation.metrics, label_names=evaluation.label_names)
+    written = save_outputs(out_dir, figures={OUTPUT_FILES["bland_altman"]: figure},
+                           tables=evaluation.tables(), overwrite=overwrite)
+    logger.info("evaluation written to %s", out_dir)
+    return written
+
+
+__all__ = [
+    "OUTPUT_FILES",
+    "Case",
+    "Evaluation",
+    "find_label_files",
+    "parse_label_names",
+    "load_case",
+    "load_cases",
+    "evaluate_case",
+    "evaluate_cases",
+    "evaluate_folders",
+    "summarize_metrics",
+    "area_agreement",
+    "area_jumps",
+    "slice_areas",
+    "write_evaluation",
+]

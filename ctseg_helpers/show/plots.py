@@ -1,0 +1,418 @@
+"""Quality-control figures and tables: Bland–Altman, intensity histogram, sample grid, areas.
+
+Every function returns a :class:`matplotlib.figure.Figure` built without pyplot (no global
+figure list to leak in long sessions; Jupyter shows the figure when it is a cell's last value)
+or a pandas table. Numbers come from :mod:`ctseg_helpers.measure`; nothing here computes a
+statistic of its own. Colours follow :mod:`ctseg_helpers.show.colors` (label 1 is always red).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from ctseg_helpers.errors import CtsegDataError
+from ctseg_helpers.measure.agreement import bland_altman, correlation
+from ctseg_helpers.measure.metrics import DISTANCE_METRICS, METRIC_NAMES
+from ctseg_helpers.show.colors import label_color, legend_handles, overlay
+
+logger = logging.getLogger(__name__)
+
+
+def save_figure(figure: Figure, path: str | Path, overwrite: bool = False, dpi: int = 150) -> Path:
+    """Save a figure (PNG, PDF or SVG by extension), never replacing a file unless asked.
+
+    Raises
+    ------
+    CtsegDataError
+        If the file exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CtsegDataError(f"{path}: exists already; choose another file name or allow overwriting")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def save_outputs(out_dir: str | Path, figures: dict | None = None, tables: dict | None = None,
+                 overwrite: bool = False, dpi: int = 150) -> list[Path]:
+    """Save figures (PNG/PDF/SVG) and tables (CSV) into a folder, all or nothing.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        Created if needed.
+    figures : dict of str to Figure or None
+        File name -> figure; None values (a step that did not apply) are skipped.
+    tables : dict of str to DataFrame or None
+        File name -> table, written with ``DataFrame.to_csv(index=False)``; None skipped.
+    overwrite : bool
+        Replace existing files; otherwise an existing file stops the saving before anything
+        is written.
+
+    Returns
+    -------
+    list of Path
+        Files written, figures first.
+
+    Raises
+    ------
+    CtsegDataError
+        If ``out_dir`` is a file, or a file exists and ``overwrite`` is False.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CtsegDataError(f"{out_dir}: is a file, not a folder; choose an output folder")
+    figures = {k: v for k, v in (figures or {}).items() if v is not None}
+    tables = {k: v for k, v in (tables or {}).items() if v is not None}
+    existing = [out_dir / name for name in [*figures, *tables] if (out_dir / name).exists()]
+    if existing and not overwrite:
+        raise CtsegDataError(
+            f"{existing[0]}: exists already (from an earlier run?); choose another output folder or "
+            "allow overwriting (overwrite=True, --overwrite)"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [save_figure(fig, out_dir / name, overwrite=True, dpi=dpi) for name, fig in figures.items()]
+    for name, table in tables.items():
+        table.to_csv(out_dir / name, index=False)
+        written.append(out_dir / name)
+    logger.info("saved %d file(s) in %s", len(written), out_dir)
+    return written
+
+
+def _roi_names(metrics: pd.DataFrame, label_names) -> list[str]:
+    present = list(dict.fromkeys(metrics["roi"]))
+    if label_names is None:
+        return present
+    return [n for n in label_names if n in present] + [n for n in present if n not in label_names]
+
+
+def bland_altman_figure(metrics: pd.DataFrame, label_names=None, unit: str = "mm²") -> Figure:
+    """Bland–Altman plot and manual-vs-predicted scatter of ROI areas, one column per ROI.
+
+    Parameters
+    ----------
+    metrics : DataFrame
+        Long-form per-slice metrics with ``roi``, ``truth_area_mm2`` and ``pred_area_mm2``
+        (as :func:`ctseg_helpers.measure.evaluate.evaluate_case` gives).
+    label_names : sequence of str, optional
+        ROI order; by default the order in ``metrics``.
+    unit : str
+        Unit shown on the axes.
+
+    Returns
+    -------
+    Figure
+        Top row: predicted vs manual area with the identity line and Pearson r. Bottom row:
+        difference (predicted - manual) against the mean of the two, with the bias and the
+        95 % limits of agreement. Slices where both areas are 0 are left out; an ROI with
+        fewer than 2 slices gets a note instead of a plot.
+
+    Raises
+    ------
+    CtsegDataError
+        If the table lacks the area columns.
+    """
+    needed = {"roi", "truth_area_mm2", "pred_area_mm2"}
+    if not needed <= set(metrics.columns):
+        raise CtsegDataError(
+            f"the metrics table needs the columns {sorted(needed)} for a Bland–Altman plot; "
+            f"it has {sorted(metrics.columns)}"
+        )
+    names = _roi_names(metrics, label_names)
+    n = max(len(names), 1)
+    figure = Figure(figsize=(4.2 * n, 7.5), layout="constrained")
+    axes = figure.subplots(2, n, squeeze=False)
+    for column, roi in enumerate(names):
+        rows = metrics[(metrics["roi"] == roi) & ((metrics["truth_area_mm2"] > 0) | (metrics["pred_area_mm2"] > 0))]
+        top, bottom = axes[0, column], axes[1, column]
+        colour = _colour_of(roi, label_names, column)
+        if len(rows) < 2:
+            for ax in (top, bottom):
+                ax.text(0.5, 0.5, f"{roi}: fewer than 2 slices\nshow this ROI", ha="center", va="center",
+                        transform=ax.transAxes)
+                ax.set_axis_off()
+            continue
+        manual = rows["truth_area_mm2"].to_numpy(float)
+        predicted = rows["pred_area_mm2"].to_numpy(float)
+        ba = bland_altman(manual, predicted)
+        top.scatter(manual, predicted, s=18, color=colour, alpha=0.8)
+        high = max(manual.max(), predicted.max()) * 1.05
+        top.plot([0, high], [0, high], color="0.4", lw=1, ls="--", label="identity")
+        title = f"{roi} (n = {ba.n})"
+        if ba.n >= 3:
+            corr = correlation(manual, predicted)
+            title += f", r = {corr.pearson_r:.3f}"
+        top.set_title(title)
+        top.set_xlabel(f"manual area ({unit})")
+        top.set_ylabel(f"predicted area ({unit})")
+        top.set_xlim(-0.03 * high, high)
+        top.set_ylim(-0.03 * high, high)
+        top.set_aspect("equal")
+        bottom.scatter(ba.means, ba.differences, s=18, color=colour, alpha=0.8)
+        bottom.axhline(ba.mean_difference, color="k", lw=1.2,
+                       label=f"bias {ba.mean_difference:+.1f} {unit}")
+        for value, name in ((ba.upper_loa, "upper"), (ba.lower_loa, "lower")):
+            bottom.axhline(value, color="k", lw=1, ls="--",
+                           label="95% limits of agreement" if name == "upper" else None)
+            bottom.annotate(f"{value:+.1f}", xy=(1.0, value), xycoords=("axes fraction", "data"),
+                            ha="right", va="bottom", fontsize=8)
+        bottom.axhline(0.0, color="0.6", lw=0.8, ls=":")
+        bottom.set_xlabel(f"mean of manual and predicted ({unit})")
+        bottom.set_ylabel(f"predicted - manual ({unit})")
+        bottom.legend(fontsize=8, loc="best")
+    figure.suptitle("Area agreement: predicted vs manual")
+    return figure
+
+
+def _colour_of(roi: str, label_names, fallback_index: int):
+    if label_names is not None and roi in list(label_names):
+        return label_color(list(label_names).index(roi) + 1)
+    return label_color(fallback_index + 1)
+
+
+def intensity_histogram(
+    images: np.ndarray,
+    modality: str = "CT",
+    labels: np.ndarray | None = None,
+    label_names=None,
+    bins: int = 100,
+    value_range: tuple[float, float] | None = None,
+) -> Figure:
+    """Histogram of pixel values (HU for CT), overall and per ROI.
+
+    Parameters
+    ----------
+    images : ndarray of shape (K, M, N) or (M, N), real dtype
+        Physical values: Hounsfield units for CT, scanner units for MR.
+    modality : str
+        ``"CT"`` labels the axis in HU; anything else in scanner units.
+    labels : ndarray of the same shape, optional
+        Label map; each ROI's values are drawn in its colour.
+    label_names : sequence of str, optional
+        ROI names, label 1 first.
+    bins : int
+        Number of bins (>= 2).
+    value_range : (float, float), optional
+        Range of the histogram; by default the 0.1th to 99.9th percentile of the values.
+
+    Returns
+    -------
+    Figure
+        Log-scaled counts.
+
+    Raises
+    ------
+    CtsegDataError
+        If ``labels`` has another shape than ``images``, the images are empty or ``bins`` < 2.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.size == 0:
+        raise CtsegDataError("no image values to draw a histogram of; the scan is empty")
+    if int(bins) < 2:
+        raise CtsegDataError(f"bins must be at least 2, got {bins}")
+    if labels is not None and np.shape(labels) != images.shape:
+        raise CtsegDataError(f"labels {np.shape(labels)} and images {images.shape} must have the same shape")
+    if value_range is None:
+        low, high = np.percentile(images, [0.1, 99.9])
+        value_range = (float(low), float(high) if high > low else float(low) + 1.0)
+    is_ct = (modality or "").upper() == "CT"
+    figure = Figure(figsize=(7, 4), layout="constrained")
+    ax = figure.subplots()
+    ax.hist(images.ravel(), bins=int(bins), range=value_range, color="0.55", label="all pixels", log=True)
+    if labels is not None:
+        labels = np.asarray(labels)
+        names = list(label_names or [])
+        for value in np.unique(labels[labels > 0]):
+            name = names[value - 1] if value - 1 < len(names) else f"ROI {value}"
+            ax.hist(images[labels == value], bins=int(bins), range=value_range, histtype="step", lw=1.6,
+                    color=label_color(int(value)), label=name, log=True)
+    ax.set_xlabel("Hounsfield units (HU)" if is_ct else f"signal intensity ({modality or 'scanner'} units)")
+    ax.set_ylabel("pixels")
+    ax.set_title("Intensity histogram")
+    ax.legend(fontsize=8)
+    return figure
+
+
+def sample_indices(n_slices: int, n_samples: int) -> np.ndarray:
+    """Evenly spaced slice indices (first and last included), at most ``n_slices`` of them."""
+    n = max(1, min(int(n_samples), int(n_slices)))
+    return np.unique(np.round(np.linspace(0, n_slices - 1, n)).astype(int))
+
+
+def sample_stack_grid(
+    images: np.ndarray,
+    labels: np.ndarray | None = None,
+    label_names=None,
+    n_samples: int = 12,
+    alpha: float = 0.4,
+    columns: int = 4,
+    titles=None,
+) -> Figure:
+    """Grid of evenly spaced slices of a stack, with the label overlay.
+
+    Parameters
+    ----------
+    images : ndarray of shape (K, M, N)
+    labels : ndarray of shape (K, M, N) and integer dtype, optional
+    label_names : sequence of str, optional
+        Legend entries, label 1 first.
+    n_samples : int
+        Number of slices shown (all when the stack is smaller).
+    alpha : float
+        Overlay opacity, 0..1.
+    columns : int
+        Grid columns.
+    titles : sequence of str, optional
+        One per slice of the stack (e.g. file stems); default ``slice k``.
+
+    Returns
+    -------
+    Figure
+
+    Raises
+    ------
+    CtsegDataError
+        If the stack is not 3D or the labels do not match it.
+    """
+    images = np.asarray(images)
+    if images.ndim != 3 or len(images) == 0:
+        raise CtsegDataError(f"images must be a stack of shape (K, M, N) with K >= 1, got {images.shape}")
+    if labels is not None and np.shape(labels) != images.shape:
+        raise CtsegDataError(f"labels {np.shape(labels)} and images {images.shape} must have the same shape")
+    chosen = sample_indices(len(images), n_samples)
+    columns = max(1, min(int(columns), len(chosen)))
+    rows = int(np.ceil(len(chosen) / columns))
+    figure = Figure(figsize=(3 * columns, 3 * rows + 0.4), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, index in zip(axes.ravel(), chosen, strict=False):
+        shown = overlay(images[index], labels[index], alpha) if labels is not None else images[index]
+        ax.imshow(shown, cmap="gray", interpolation="nearest")
+        ax.set_title(titles[index] if titles is not None else f"slice {index}", fontsize=9)
+    if labels is not None and label_names:
+        figure.legend(handles=legend_handles(list(label_names)), loc="outside lower center",
+                      ncols=min(len(label_names), 6), fontsize=8)
+    return figure
+
+
+def area_vs_slice_figure(areas: pd.DataFrame, label_names=None, unit: str = "mm²") -> Figure:
+    """ROI area along the stack, prediction (solid) and manual (dashed), abrupt jumps marked.
+
+    Parameters
+    ----------
+    areas : DataFrame
+        As :func:`ctseg_helpers.measure.evaluate.slice_areas` returns: ``slice_index``,
+        ``group``, ``source``, ``roi``, ``area_mm2``, ``jump``.
+    label_names : sequence of str, optional
+        ROI order; one panel per ROI.
+
+    Returns
+    -------
+    Figure
+        Flagged slices carry a black ``x`` and their index; lines break between slice
+        positions of a cine series.
+
+    Raises
+    ------
+    CtsegDataError
+        If a column is missing.
+    """
+    needed = {"slice_index", "group", "source", "roi", "area_mm2", "jump"}
+    if not needed <= set(areas.columns):
+        raise CtsegDataError(f"the areas table needs the columns {sorted(needed)}; it has {sorted(areas.columns)}")
+    names = [n for n in (label_names or []) if n in set(areas["roi"])] or list(dict.fromkeys(areas["roi"]))
+    figure = Figure(figsize=(9, 2.8 * max(len(names), 1) + 0.3), layout="constrained")
+    axes = figure.subplots(max(len(names), 1), 1, squeeze=False)[:, 0]
+    for ax, roi in zip(axes, names, strict=False):
+        colour = _colour_of(roi, label_names, names.index(roi))
+        part = areas[areas["roi"] == roi]
+        flagged_total = 0
+        for source, style in (("prediction", "-"), ("truth", "--")):
+            rows = part[part["source"] == source]
+            for g, (_, group) in enumerate(rows.groupby("group")):
+                ax.plot(group["slice_index"], group["area_mm2"], style,
+                        color=colour if source == "prediction" else "0.3",
+                        marker="." if source == "prediction" else None, lw=1.4,
+                        label=("predicted" if source == "prediction" else "manual") if g == 0 else None)
+            jumps = rows[rows["jump"]]
+            flagged_total += len(jumps)
+            if len(jumps):
+                ax.plot(jumps["slice_index"], jumps["area_mm2"], "x", color="k", ms=8, mew=2,
+                        label=f"abrupt jump ({source})")
+                for _, row in jumps.iterrows():
+                    ax.annotate(str(int(row["slice_index"])), (row["slice_index"], row["area_mm2"]),
+                                textcoords="offset points", xytext=(3, 5), fontsize=7)
+        ax.set_title(f"{roi}: {flagged_total} abrupt jump(s) flagged")
+        ax.set_ylabel(f"area ({unit})")
+        ax.legend(fontsize=8, loc="best")
+    axes[-1].set_xlabel("slice index (stacking order)")
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return figure
+
+
+def metric_table(summary: pd.DataFrame, metrics=METRIC_NAMES, digits: int = 3) -> pd.DataFrame:
+    """Readable table of a metrics summary: one row per ROI, ``mean ± std (median)`` per metric.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        As :func:`ctseg_helpers.measure.evaluate.summarize_metrics` returns.
+    metrics : sequence of str
+        Metrics to show, in order; distances get "(mm)" in their column name.
+    digits : int
+        Significant digits.
+
+    Returns
+    -------
+    DataFrame of str
+        Index: ROI names; the ``n`` column gives the number of slices where the first metric
+        is defined.
+
+    Raises
+    ------
+    CtsegDataError
+        If the summary lacks a column or a requested metric.
+    """
+    needed = {"roi", "metric", "n", "mean", "std", "median"}
+    if not needed <= set(summary.columns):
+        raise CtsegDataError(f"the summary table needs the columns {sorted(needed)}; it has {sorted(summary.columns)}")
+    unknown = [m for m in metrics if m not in set(summary["metric"])]
+    if unknown:
+        raise CtsegDataError(f"the summary has no metric(s) {unknown}; choose from {sorted(set(summary['metric']))}")
+
+    def fmt(value):
+        return "–" if not np.isfinite(value) else f"{value:.{digits}g}"
+
+    table = {}
+    for roi, group in summary.groupby("roi", sort=False):
+        by_metric = group.set_index("metric")
+        row = {"n": int(by_metric.loc[metrics[0], "n"])}
+        for name in metrics:
+            r = by_metric.loc[name]
+            column = f"{name} (mm)" if name in DISTANCE_METRICS else name
+            row[column] = f"{fmt(r['mean'])} ± {fmt(r['std'])} ({fmt(r['median'])})"
+        table[roi] = row
+    frame = pd.DataFrame.from_dict(table, orient="index")
+    frame.index.name = "ROI"
+    return frame
+
+
+__all__ = [
+    "save_figure",
+    "save_outputs",
+    "bland_altman_figure",
+    "intensity_histogram",
+    "sample_indices",
+    "sample_stack_grid",
+    "area_vs_slice_figure",
+    "metric_table",
+]

@@ -1,0 +1,79 @@
+"""``ctseg evaluate`` end to end on a tiny DICOM scan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from ctseg_helpers.cli import main
+from ctseg_helpers.io.dicom_write import write_dicom_series
+
+
+@pytest.fixture
+def scan(tmp_path):
+    names = [f"img{k}" for k in range(3)]
+    truth = np.zeros((3, 20, 20), np.uint8)
+    truth[:, 5:11, 5:11] = 1
+    pred = truth.copy()
+    pred[2, 5:11, 5:11] = 0
+    pred[2, 5:11, 7:13] = 1  # shifted 2 columns of 0.5 mm
+    write_dicom_series(tmp_path / "dicoms", np.where(truth > 0, 50.0, -50.0), names=names,
+                       pixel_spacing_mm=(0.7, 0.5), slice_thickness_mm=3.0)
+    for folder, stack in (("pred", pred), ("truth", truth)):
+        (tmp_path / folder).mkdir()
+        for name, labels in zip(names, stack, strict=True):
+            Image.fromarray(labels).save(tmp_path / folder / f"{name}.png")
+    return tmp_path
+
+
+def _args(root, *extra):
+    return ["evaluate", str(root / "pred"), str(root / "truth"), "--dicoms", str(root / "dicoms"),
+            "--out", str(root / "out"), *extra]
+
+
+def test_evaluate_writes_tables_and_figure(scan, capsys):
+    assert main(_args(scan, "--labels", "tumour")) == 0
+    out = capsys.readouterr().out
+    assert "evaluated 3 slice(s), 1 ROI(s)" in out
+    assert "tumour: Dice 0.889 ± 0.192 (median 1.000, n=3)" in out
+    assert "tumour (volume of series" in out
+    assert "wrote" in out and "bland_altman.png" in out
+    metrics = pd.read_csv(scan / "out" / "metrics.csv")
+    assert list(metrics["file"]) == ["img0", "img1", "img2"]
+    assert set(metrics["roi"]) == {"tumour"}
+    assert metrics.loc[2, "hd"] == pytest.approx(1.0)  # 2 columns x 0.5 mm
+    assert metrics.loc[2, "truth_area_mm2"] == pytest.approx(36 * 0.35)
+    summary = pd.read_csv(scan / "out" / "summary.csv")
+    assert {"roi", "metric", "mean", "std", "median"} <= set(summary.columns)
+    dice = summary[(summary["metric"] == "dice")].iloc[0]
+    assert dice["median"] == 1.0 and dice["n"] == 3
+    assert (scan / "out" / "volume_metrics.csv").exists()
+    assert (scan / "out" / "bland_altman.png").stat().st_size > 1000
+
+
+def test_existing_results_are_not_overwritten(scan, capsys):
+    assert main(_args(scan)) == 0
+    capsys.readouterr()
+    assert main(_args(scan)) == 2
+    err = capsys.readouterr().err
+    assert "bland_altman.png: exists already" in err and "--overwrite" in err
+    assert main(_args(scan, "--overwrite")) == 0
+    assert "ROI 1: Dice" in capsys.readouterr().out
+
+
+def test_user_errors_are_one_line(scan, capsys):
+    assert main(["evaluate", str(scan / "nope"), str(scan / "truth"), "--dicoms", str(scan / "dicoms"),
+                 "--out", str(scan / "out")]) == 2
+    assert "nope: no such label folder" in capsys.readouterr().err
+    assert main(_args(scan, "--labels", "a,,b")) == 2
+    assert "ROI names must not be empty" in capsys.readouterr().err
+
+
+def test_help_lists_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = capsys.readouterr().out
+    for option in ("PRED_LABELS_DIR", "TRUTH_LABELS_DIR", "--dicoms", "--labels", "--out", "--tolerance-mm"):
+        assert option in text

@@ -1,0 +1,341 @@
+"""Folder-level evaluation on a hand-built DICOM scan with known answers."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from ctseg_helpers.errors import CtsegDataError
+from ctseg_helpers.io.dicom_write import write_dicom_series
+from ctseg_helpers.measure import evaluate as ev
+
+SPACING = (0.8, 0.6)  # row, col in mm
+THICKNESS = 2.5
+PIXEL_MM2 = 0.8 * 0.6
+NAMES = ["case_01", "case_02", "case_03", "case_04"]
+
+
+def make_scan(root: Path, names=NAMES, series_uid=None) -> tuple[Path, Path, Path]:
+    """4 slices 24 x 24; truth: ROI 1 a 6x6 square everywhere, ROI 2 a 4x4 square on slices 1-2.
+
+    Prediction: slice 1 has ROI 1 shifted 2 columns (1.2 mm); slice 2 misses ROI 2.
+    """
+    k = len(names)
+    images = np.full((k, 24, 24), -100.0)
+    truth = np.zeros((k, 24, 24), dtype=np.uint8)
+    truth[:, 4:10, 4:10] = 1
+    truth[1:3, 14:18, 14:18] = 2
+    images[truth == 1] = 60.0
+    images[truth == 2] = 300.0
+    pred = truth.copy()
+    pred[1, 4:10, 4:10] = 0
+    pred[1, 4:10, 6:12] = 1
+    pred[2][pred[2] == 2] = 0
+    dicom_dir, pred_dir, truth_dir = root / "dicoms", root / "pred", root / "truth"
+    write_dicom_series(dicom_dir, images, pixel_spacing_mm=SPACING, slice_thickness_mm=THICKNESS,
+                       names=names, series_uid=series_uid)
+    pred_dir.mkdir(exist_ok=True)
+    truth_dir.mkdir(exist_ok=True)
+    for name, p, t in zip(names, pred, truth, strict=True):
+        Image.fromarray(p).save(pred_dir / f"{name}.png")
+        np.save(truth_dir / f"{name}.npy", t)
+    return dicom_dir, pred_dir, truth_dir
+
+
+@pytest.fixture
+def scan(tmp_path):
+    return make_scan(tmp_path)
+
+
+def _row(metrics, file, roi):
+    rows = metrics[(metrics["file"] == file) & (metrics["roi"] == roi)]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+def test_per_slice_metrics_exact(scan):
+    dicom_dir, pred_dir, truth_dir = scan
+    result = ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, label_names="body,bone")
+    m = result.metrics
+    assert len(m) == 8
+    for column in ("file", "roi", "dice", "iou", "sensitivity", "specificity", "precision", "voe", "rvd",
+                   "hd", "hd95", "assd", "surface_dice", "truth_area_mm2", "pred_area_mm2"):
+        assert column in m.columns
+    same = _row(m, "case_01", "body")
+    assert same["dice"] == 1.0 and same["hd"] == 0.0
+    assert same["truth_area_mm2"] == pytest.approx(36 * PIXEL_MM2)
+    shifted = _row(m, "case_02", "body")
+    assert shifted["dice"] == pytest.approx(2 * 24 / 72)
+    assert shifted["iou"] == pytest.approx(24 / 48)
+    assert shifted["hd"] == pytest.approx(2 * 0.6)
+    assert shifted["rvd"] == 0.0
+    missed = _row(m, "case_03", "bone")
+    assert missed["dice"] == 0.0 and missed["sensitivity"] == 0.0
+    assert math.isnan(missed["hd"]) and math.isnan(missed["precision"])
+    absent = _row(m, "case_01", "bone")
+    assert math.isnan(absent["dice"])
+    assert list(m["slice_index"].unique()) == [0, 1, 2, 3]
+    np.testing.assert_allclose(sorted(m["position_mm"].unique()), [0.0, 2.5, 5.0, 7.5])
+
+
+def test_summary_and_agreement(scan):
+    dicom_dir, pred_dir, truth_dir = scan
+    result = ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, label_names=["body", "bone"])
+    s = result.summary.set_index(["roi", "metric"])
+    dice_bone = s.loc[("bone", "dice")]
+    assert dice_bone["n"] == 2 and dice_bone["n_undefined"] == 2
+    assert dice_bone["mean"] == pytest.approx(0.5)
+    assert dice_bone["std"] == pytest.approx(math.sqrt(0.5))
+    assert dice_bone["median"] == pytest.approx(0.5)
+    dice_body = s.loc[("body", "dice")]
+    assert dice_body["n"] == 4 and dice_body["median"] == 1.0
+    assert dice_body["mean"] == pytest.approx((3 + 2 / 3) / 4)
+    a = result.agreement.set_index("roi")
+    assert a.loc["body", "n"] == 4 and a.loc["body", "mean_difference"] == 0.0
+    assert a.loc["bone", "n"] == 2
+    assert a.loc["bone", "mean_difference"] == pytest.approx(-16 * PIXEL_MM2 / 2)
+
+
+def test_volume_metrics_when_slices_form_a_volume(scan):
+    dicom_dir, pred_dir, truth_dir = scan
+    result = ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, label_names="body,bone")
+    v = result.volume_metrics.set_index("roi")
+    assert v.loc["body", "dice"] == pytest.approx(2 * (3 * 36 + 24) / (2 * 144))
+    assert v.loc["bone", "dice"] == pytest.approx(2 * 16 / 48)
+    assert v.loc["bone", "truth_volume_mm3"] == pytest.approx(32 * PIXEL_MM2 * THICKNESS)
+    assert v.loc["body", "slice_spacing_mm"] == pytest.approx(THICKNESS)
+    # the shifted slice: its left edge is 1.2 mm from the truth's boundary in 3D too
+    assert v.loc["body", "hd"] == pytest.approx(1.2)
+
+
+def test_volume_metrics_need_every_slice_labelled(scan, caplog):
+    dicom_dir, pred_dir, truth_dir = scan
+    (truth_dir / "case_04.npy").unlink()
+    with caplog.at_level(logging.INFO):
+        result = ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, label_names="body,bone")
+    assert result.volume_metrics is None
+    assert "not every slice" in caplog.text
+    assert len(result.metrics) == 6
+
+
+def test_label_names_inferred(scan):
+    dicom_dir, pred_dir, truth_dir = scan
+    case = ev.load_case(dicom_dir, pred_dir, truth_dir)
+    assert case.label_names == ("ROI 1", "ROI 2")
+    text = case.summary()
+    assert "4 slice(s) of 24 x 24 pixels, CT" in text and "pixel spacing 0.8 x 0.6 mm" in text
+    assert "a volume: 4 slices 2.5 mm apart" in text and "manual label maps for 4 of 4 slices" in text
+    assert case.is_volume and case.volume_reason == ""
+    assert case.volume_spacing_mm() == pytest.approx((THICKNESS, *SPACING))
+    assert case.has_truth.all() and case.prediction.dtype == np.uint8
+
+
+def test_several_series_in_one_folder(tmp_path):
+    make_scan(tmp_path, names=["a_1", "a_2", "a_3", "a_4"])
+    make_scan(tmp_path, names=["b_1", "b_2", "b_3", "b_4"])
+    dicom_dir = tmp_path / "dicoms"
+    cases = ev.load_cases(dicom_dir, tmp_path / "pred", tmp_path / "truth", "body,bone")
+    assert len(cases) == 2
+    result = ev.evaluate_cases(cases)
+    assert result.metrics["series_uid"].nunique() == 2
+    assert len(result.metrics) == 16 and len(result.volume_metrics) == 4
+    with pytest.raises(CtsegDataError, match="holds 2 series"):
+        ev.load_case(dicom_dir, tmp_path / "pred", tmp_path / "truth", "body,bone")
+
+
+def test_write_evaluation_files_and_no_silent_overwrite(scan, tmp_path):
+    dicom_dir, pred_dir, truth_dir = scan
+    result = ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, label_names="body,bone")
+    out = tmp_path / "out"
+    written = ev.write_evaluation(result, out)
+    assert sorted(p.name for p in written) == sorted(ev.OUTPUT_FILES.values())
+    table = pd.read_csv(out / "metrics.csv")
+    assert len(table) == 8 and set(table["roi"]) == {"body", "bone"}
+    assert (out / "bland_altman.png").stat().st_size > 1000
+    with pytest.raises(CtsegDataError, match=r"bland_altman.png: exists already .* allow overwriting"):
+        ev.write_evaluation(result, out)
+    assert ev.write_evaluation(result, out, overwrite=True)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(CtsegDataError, match="is a file, not a folder"):
+        ev.write_evaluation(result, tmp_path / "afile")
+
+
+# ------------------------------------------------------------------ areas along the stack
+
+
+def test_area_jumps_exact():
+    assert ev.area_jumps([100.0, 105.0, 20.0, 100.0]).tolist() == [False, False, True, True]
+    assert ev.area_jumps([0.0, 0.0, 50.0, 60.0, 0.0]).tolist() == [False, False, True, False, True]
+    # a few pixels' change in a tiny ROI stays below min_fraction of the largest area
+    assert not ev.area_jumps([1000.0, 900.0, 2.0, 5.0, 2.0]).tolist()[3:].count(True)
+    assert ev.area_jumps([7.0]).tolist() == [False]
+    with pytest.raises(CtsegDataError, match="rel_threshold must be > 0"):
+        ev.area_jumps([1.0, 2.0], rel_threshold=0)
+    with pytest.raises(CtsegDataError, match="min_fraction must be >= 0"):
+        ev.area_jumps([1.0, 2.0], min_fraction=-1)
+
+
+def test_slice_areas_flags_the_missed_slice(scan):
+    dicom_dir, pred_dir, truth_dir = scan
+    case = ev.load_case(dicom_dir, pred_dir, truth_dir, "body,bone")
+    areas = ev.slice_areas(case)
+    assert len(areas) == 2 * 2 * 4
+    pred_bone = areas[(areas["source"] == "prediction") & (areas["roi"] == "bone")]
+    np.testing.assert_allclose(pred_bone["area_mm2"], [0, 16 * PIXEL_MM2, 0, 0])
+    assert pred_bone["jump"].tolist() == [False, True, True, False]
+    truth_body = areas[(areas["source"] == "truth") & (areas["roi"] == "body")]
+    assert not truth_body["jump"].any()
+    only_pred = ev.load_case(dicom_dir, pred_dir, None, "body,bone")
+    assert set(ev.slice_areas(only_pred)["source"]) == {"prediction"}
+    no_labels = ev.load_case(dicom_dir, None, None, "body,bone")
+    with pytest.raises(CtsegDataError, match="areas need label maps"):
+        ev.slice_areas(no_labels)
+
+
+def _fake_case(**series_fields):
+    defaults = dict(
+        images=np.zeros((4, 2, 2), np.float32), files=[Path(f"/scan/s{i}.dcm") for i in range(4)],
+        positions_mm=np.array([0.0, 0.0, 5.0, 5.0]), pixel_spacing_mm=np.ones((4, 2)),
+        n_positions=2, n_phases=2, is_volume=False, slice_spacing_mm=None, series_uid="1.2.3", modality="MR",
+    )
+    defaults.update(series_fields)
+    series = SimpleNamespace(**defaults)
+    labels = np.zeros((4, 2, 2), np.uint8)
+    labels[:, 0, 0] = 1
+    return ev.Case(series=series, stems=[f"s{i}" for i in range(4)], label_names=("roi",),
+                   prediction=labels, truth=None, has_prediction=np.ones(4, bool), has_truth=np.zeros(4, bool))
+
+
+def test_cine_series_is_not_a_volume_and_groups_by_position():
+    case = _fake_case()
+    assert "cine (2 positions x 2 phases)" in case.volume_reason
+    assert case.position_groups().tolist() == [0, 0, 1, 1]
+    areas = ev.slice_areas(case)
+    assert areas["group"].tolist() == [0, 0, 1, 1]
+    with pytest.raises(CtsegDataError, match="do not form a volume: the series is cine"):
+        case.volume_spacing_mm()
+    single = _fake_case(n_positions=1, n_phases=1)
+    assert single.volume_reason == "the series has a single slice position"
+    assert single.position_groups().tolist() == [0, 0, 0, 0]
+    uneven = _fake_case(n_positions=4, n_phases=1)
+    assert "not equally spaced" in uneven.volume_reason
+
+
+def test_spacing_errors():
+    case = _fake_case(pixel_spacing_mm=np.full((4, 2), np.nan))
+    with pytest.raises(CtsegDataError, match="s0.dcm: no PixelSpacing"):
+        case.slice_spacing_mm(0)
+    mixed = _fake_case(is_volume=True, slice_spacing_mm=5.0,
+                       pixel_spacing_mm=np.array([[1, 1], [1, 1], [2, 2], [1, 1]], float))
+    with pytest.raises(CtsegDataError, match="different pixel spacings"):
+        mixed.volume_spacing_mm()
+
+
+# ------------------------------------------------------------------ error messages
+
+
+def test_label_folder_errors(tmp_path):
+    with pytest.raises(CtsegDataError, match="no such label folder"):
+        ev.find_label_files(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    with pytest.raises(CtsegDataError, match="no label files"):
+        ev.find_label_files(tmp_path / "empty")
+    twice = tmp_path / "twice"
+    twice.mkdir()
+    np.save(twice / "a.npy", np.zeros((2, 2), np.uint8))
+    Image.fromarray(np.zeros((2, 2), np.uint8)).save(twice / "a.png")
+    with pytest.raises(CtsegDataError, match="two label files for slice 'a'"):
+        ev.find_label_files(twice)
+
+
+def test_label_name_errors():
+    assert ev.parse_label_names(None) is None
+    assert ev.parse_label_names(" a , b ") == ("a", "b")
+    with pytest.raises(CtsegDataError, match="ROI names must not be empty"):
+        ev.parse_label_names("a,,b")
+    with pytest.raises(CtsegDataError, match="ROI names must be distinct"):
+        ev.parse_label_names(["a", "a"])
+
+
+def test_pairing_errors(scan, tmp_path, caplog):
+    dicom_dir, pred_dir, truth_dir = scan
+    other = tmp_path / "other"
+    other.mkdir()
+    np.save(other / "unrelated.npy", np.zeros((24, 24), np.uint8))
+    with pytest.raises(CtsegDataError, match="none of the manual label files is named like a DICOM file"):
+        ev.load_case(dicom_dir, pred_dir, other)
+    with pytest.raises(CtsegDataError, match="none of the predicted label files"):
+        ev.load_cases(dicom_dir, other, truth_dir)
+    np.save(truth_dir / "stray.npy", np.zeros((24, 24), np.uint8))
+    with caplog.at_level(logging.WARNING):
+        case = ev.load_case(dicom_dir, pred_dir, truth_dir, "body,bone")
+    assert "stray.npy" in caplog.text and [p.name for p in case.unmatched] == ["stray.npy"]
+    np.save(truth_dir / "case_02.npy", np.zeros((20, 24), np.uint8))
+    with pytest.raises(CtsegDataError, match="case_02.npy: manual label map is 20x24 but its DICOM slice is 24x24"):
+        ev.load_case(dicom_dir, pred_dir, truth_dir, "body,bone")
+    np.save(truth_dir / "case_02.npy", np.full((24, 24), 3, np.uint8))
+    with pytest.raises(CtsegDataError, match="case_02"):
+        ev.load_case(dicom_dir, pred_dir, truth_dir, "body,bone")
+
+
+def test_evaluation_errors(scan, tmp_path):
+    dicom_dir, pred_dir, truth_dir = scan
+    case = ev.load_case(dicom_dir, pred_dir, None, "body,bone")
+    with pytest.raises(CtsegDataError, match="needs both predicted and manual label maps"):
+        ev.evaluate_case(case)
+    with pytest.raises(CtsegDataError, match="nothing to evaluate"):
+        ev.evaluate_cases([])
+    one = ev.load_case(dicom_dir, pred_dir, truth_dir, "body,bone")
+    renamed = ev.load_case(dicom_dir, pred_dir, truth_dir, "a,b")
+    with pytest.raises(CtsegDataError, match="must use the same ROI names"):
+        ev.evaluate_cases([one, renamed])
+    for name in NAMES[1:]:
+        (truth_dir / f"{name}.npy").unlink()
+    (pred_dir / f"{NAMES[0]}.png").unlink()
+    with pytest.raises(CtsegDataError, match="no slice of series .* has both a predicted and a manual"):
+        ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, "body,bone")
+
+
+def test_no_dicom_images_in_folder(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "readme.txt").write_text("not dicom")
+    (tmp_path / "t").mkdir()
+    np.save(tmp_path / "t" / "x.npy", np.zeros((2, 2), np.uint8))
+    with pytest.raises(CtsegDataError, match="no DICOM images in the folder"):
+        ev.load_cases(tmp_path / "d", None, tmp_path / "t")
+
+
+@pytest.mark.realdata
+def test_sunnybrook_truth_against_itself_and_a_shifted_copy(sunnybrook, tmp_path):
+    split = sunnybrook / "lv_myo" / "train"
+    result = ev.evaluate_folders(split / "labels", split / "labels", split / "dicoms", "blood pool,myocardium")
+    assert result.metrics["file"].nunique() == 28
+    assert (result.metrics["dice"].dropna() == 1.0).all()
+    assert (result.metrics["hd95"].dropna() == 0.0).all()
+    assert result.volume_metrics is not None and result.volume_metrics["series_uid"].nunique() == 3
+    # one pixel shift along the columns: every HD is one column spacing (1.29-1.37 mm)
+    shifted = tmp_path / "shifted"
+    shifted.mkdir()
+    for path in sorted((split / "labels").glob("*.png")):
+        Image.fromarray(np.roll(np.array(Image.open(path)), 1, axis=1)).save(shifted / path.name)
+    result = ev.evaluate_folders(shifted, split / "labels", split / "dicoms", "blood pool,myocardium")
+    assert result.metrics["hd"].between(1.28, 1.38).all()
+    assert (result.metrics["dice"] < 1.0).all() and (result.metrics["dice"] > 0.7).all()
+
+
+@pytest.mark.realdata
+def test_sunnybrook_cine_scan_is_not_a_volume(sunnybrook):
+    case = ev.load_case(sunnybrook / "scans" / "SCD0000101")
+    assert not case.is_volume
+    assert case.volume_reason == "the series is cine (12 positions x 20 phases)"
+    assert "not a volume: the series is cine" in case.summary()
+    groups = case.position_groups()
+    assert groups.max() == 11 and np.bincount(groups).tolist() == [20] * 12
