@@ -32,6 +32,7 @@ def write_dicom_series(
     rescale_intercept: float = -1024.0,
     rescale_slope: float = 1.0,
     series_description: str = "ctseg series",
+    body_part: str = "ABDOMEN",
     patient_id: str = "ANON",
     study_uid: str | None = None,
     series_uid: str | None = None,
@@ -55,6 +56,8 @@ def write_dicom_series(
         File stems (``<name>.dcm``); default ``slice_0001`` ... in stacking order.
     origin_mm, orientation
         ImagePositionPatient of the first slice and ImageOrientationPatient (row, col cosines).
+    body_part : str
+        BodyPartExamined (an unpaired part, so no Laterality is needed).
     overwrite : bool
         Refuse to replace existing files unless True.
 
@@ -104,9 +107,10 @@ def write_dicom_series(
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
         ds.FrameOfReferenceUID = frame_uid
-        ds.PatientName = patient_id
+        ds.PatientName = f"{patient_id}^"  # PN form Family^Given
         ds.PatientID = patient_id
         ds.SeriesDescription = series_description
+        ds.BodyPartExamined = body_part
         ds.SeriesNumber = 1
         ds.InstanceNumber = index + 1
         ds.ImagePositionPatient = [f"{v:.6g}" for v in position]
@@ -143,6 +147,8 @@ def _dataset(path: Path, modality: str, pixels: np.ndarray, now: _dt.datetime) -
     ds.StudyID = "1"
     ds.Manufacturer = "ctseg"
     ds.PositionReferenceIndicator = ""
+    ds.PatientPosition = "HFS"
+    ds.AcquisitionNumber = 1
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = pixels.shape

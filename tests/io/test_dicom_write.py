@@ -30,3 +30,15 @@ def test_writer_refuses_bad_input_and_overwriting(tmp_path):
     with pytest.raises(ValueError, match="exist already"):
         write_dicom_series(tmp_path, np.zeros((1, 4, 4)))
     write_dicom_series(tmp_path, np.zeros((1, 4, 4)), overwrite=True)
+
+
+def test_written_file_passes_dicom3tools_validation(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (Debian package dicom3tools) is not installed")
+    path = write_dicom_series(tmp_path, np.zeros((1, 8, 8)))[0]
+    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+    report = result.stdout + result.stderr
+    assert "Error" not in report and "Warning" not in report, report
