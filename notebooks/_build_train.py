@@ -1,0 +1,163 @@
+"""Write notebooks/train.ipynb (without outputs) from the cells below.
+
+Run from the repository root: ``.venv/bin/python notebooks/_build_train.py``. Edit this file,
+not the notebook, so the notebook stays diff-friendly and free of outputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+TITLE = """\
+# Train a U-Net segmentation model
+
+Train a 2D U-Net on your labelled CT or MR slices. Put the data in `main_dir/train/dicoms`
+(one DICOM file per slice) and `main_dir/train/labels` (a label image with the same name for each
+slice: 0 = background, 1..`num_labels` = your ROIs). The trained model, its checkpoints, the
+training history and the training curves are written to `model_dir`; use the model in
+`test.ipynb` to segment new scans.
+
+Set everything in **Settings**, then run all cells. Training can be stopped at any time with
+*Kernel → Interrupt*: a checkpoint is saved, and `resume = True` continues from it later."""
+
+PARAMETERS = """\
+# Data and output
+main_dir = "../data"  # holds train/dicoms and train/labels
+model_filename = "unet"  # stem of every file this run writes
+model_dir = "../trained_model"  # checkpoints, best model, history and curves go here
+
+# Network input and labels
+input_shape = 256  # side of the square network input in pixels; slices are resized to it
+num_labels = 1  # number of ROIs (background excluded)
+label_names = []  # one name per ROI, label 1 first, e.g. ["LV blood pool", "LV myocardium"]
+
+# Training
+epochs = 100
+batch_size = 8
+learning_rate = 1e-3
+print_checkpoint = 10  # print a status line every N epochs
+save_checkpoint = 50  # save model_dir/<model_filename>_<epoch>.keras every N epochs
+
+# Augmentation (label-safe, applied on the fly)
+augment = True  # False turns every augmentation off
+augment_options = {}  # e.g. {"p_flip": 0.5, "p_rot90": 0.0, "p_elastic": 0.2, "p_noise": 0.2}
+
+# Validation, model and run control (defaults suit most data)
+validation_fraction = 0.2  # share of slices, as whole patients/series, kept for validation
+validation_dir = None  # or a folder with dicoms/ and labels/ to validate on instead
+loss = "dice_ce"  # "dice_ce", "dice", "focal", "weighted_ce" or "tversky"
+levels = 4  # U-Net pooling levels; input_shape must be a multiple of 2**levels
+base_filters = 16  # filters of the first level, doubled at each level
+seed = 0
+resume = False  # continue from the newest checkpoint in model_dir
+overwrite = False  # delete a previous run of the same model_filename in model_dir first
+max_slices = None  # read only this many slices (quick trial runs)
+max_minutes = None  # stop, with a checkpoint, after this many minutes of training
+mixed_precision = False  # float16 compute on a GPU (ignored on the CPU)"""
+
+CONFIG = """\
+config = TrainConfig(
+    main_dir=main_dir,
+    model_filename=model_filename,
+    out_dir=model_dir,
+    input_shape=input_shape,
+    num_labels=num_labels,
+    label_names=tuple(label_names),
+    epochs=epochs,
+    batch_size=batch_size,
+    learning_rate=learning_rate,
+    print_checkpoint=print_checkpoint,
+    save_checkpoint=save_checkpoint,
+    augmentation={"enabled": augment, **augment_options},
+    validation_fraction=validation_fraction,
+    validation_dir=validation_dir,
+    loss=loss,
+    levels=levels,
+    base_filters=base_filters,
+    seed=seed,
+    resume=resume,
+    overwrite=overwrite,
+    max_slices=max_slices,
+    max_minutes=max_minutes,
+    mixed_precision=mixed_precision,
+)"""
+
+EVALUATION_HELP = """\
+### How to judge it (user manual, section 5)
+
+- **Both curves still falling at the end**: the model has not converged; train longer
+  (`resume = True` with a higher `epochs`).
+- **Training Dice high, validation Dice much lower, validation loss rising**: overfitting. Use
+  more (and more varied) training data, keep augmentation on, or stop earlier:
+  `<model_filename>_best.keras` already keeps the epoch with the lowest validation loss.
+- **Both low** (mean Dice below about 0.7 after many epochs), most common reasons first:
+  inconsistent labels; too few labelled slices or patients; ROIs only a few pixels wide at this
+  `input_shape`; sided (left/right) ROIs with flips on; a learning rate too high (curves jump) or
+  too low (curves barely move); mixed modalities or body regions; a very rare ROI (try
+  `loss = "focal"` or `"tversky"`).
+- Look at each ROI, not only the mean: `<model_filename>_history.csv` has the Dice of every ROI
+  (`dice_<roi name>`), and one poor ROI can hide behind a good mean."""
+
+
+def build() -> nbformat.NotebookNode:
+    cells = [
+        new_markdown_cell(TITLE),
+        new_markdown_cell("## Imports"),
+        new_code_cell(
+            "from ctseg_helpers.prepare.check import check_data\n"
+            "from ctseg_helpers.show.training import plot_history, show_batch\n"
+            "from ctseg_helpers.train import TrainConfig, first_batch, prepare_training_data, system_info, train_model"
+        ),
+        new_markdown_cell("## Systems Characteristics\n\nMemory, and whether a GPU is available for training."),
+        new_code_cell("system_info()"),
+        new_markdown_cell("## Settings\n\nEvery setting of this notebook is in the next cell."),
+        new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
+        new_markdown_cell("The settings, checked and gathered for training:"),
+        new_code_cell(CONFIG),
+        new_markdown_cell("## Data Pre-Visualization\n\n### Data check\n\n"
+                          "Every image needs a label of the same size with values 0..`num_labels`."),
+        new_code_cell('check_data(f"{main_dir}/train", num_labels)'),
+        new_markdown_cell("### Reading the training data\n\n"
+                          "Slices are normalised for their modality, resized to `input_shape`, and whole "
+                          "patients are set aside for validation."),
+        new_code_cell("data = prepare_training_data(config)\ndata.describe()"),
+        new_markdown_cell("### The first augmented batch\n\n"
+                          "Exactly what the network sees, with the ROIs overlaid (each label always has the "
+                          "same colour)."),
+        new_code_cell("images, labels = first_batch(config, data)\n"
+                      'print(f"images: {images.shape} {images.dtype}, labels: {labels.shape} {labels.dtype}")'),
+        new_code_cell("show_batch(images, labels, label_names, num_labels);"),
+        new_markdown_cell("## Model Training\n\n"
+                          "A status line every `print_checkpoint` epochs; checkpoints every `save_checkpoint` "
+                          "epochs in `model_dir`. Interrupt the kernel to stop with a checkpoint."),
+        new_code_cell("result = train_model(config, data)"),
+        new_markdown_cell("## Training Performance Evaluation\n\nLoss and mean Dice score per epoch."),
+        new_code_cell("plot_history(result.history);"),
+        new_markdown_cell("Final Dice loss and mean Dice score, and where the models are:"),
+        new_code_cell("print(result)"),
+        new_markdown_cell(EVALUATION_HELP),
+    ]
+    notebook = new_notebook(cells=cells)
+    notebook.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+    }
+    return notebook
+
+
+def main() -> Path:
+    path = Path(__file__).with_name("train.ipynb")
+    notebook = build()
+    nbformat.validate(notebook)
+    # Stable cell ids keep the committed notebook's diff small.
+    for i, cell in enumerate(notebook.cells):
+        cell["id"] = f"train-{i:02d}"
+    nbformat.write(notebook, path)
+    return path
+
+
+if __name__ == "__main__":
+    print(main())

@@ -1,0 +1,72 @@
+"""``ctseg train`` from the command line."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ctseg_helpers.cli import main
+from ctseg_helpers.cli import build_parser
+
+
+def _args(sunnybrook, out, *extra):
+    return ["train", str(sunnybrook / "lv_myo"), "--out", str(out), "--name", "cli", "--epochs", "2",
+            "--input-shape", "64", "--num-labels", "2", "--levels", "2", "--base-filters", "4",
+            "--batch-size", "8", "--print-checkpoint", "1", "--save-checkpoint", "2", "--max-slices", "12",
+            "--label-names", "blood pool,myocardium", *extra]
+
+
+def test_train_prints_status_lines_and_writes_the_model(sunnybrook, tmp_path, capsys):
+    assert main(_args(sunnybrook, tmp_path / "out", "--no-augment")) == 0
+    out = capsys.readouterr().out
+    assert "GPU enabled:" in out
+    assert re.search(r"^Completed epochs: 2/2 \| Dice loss: \d\.\d{3} \| Mean dice score: ", out, re.M)
+    assert "Checkpoint -> Model saved at 2/2 epochs" in out
+    assert (tmp_path / "out" / "cli_2.keras").is_file() and (tmp_path / "out" / "cli_history.csv").is_file()
+    # A second run into the same folder is refused with exit status 2 and the reason.
+    assert main(_args(sunnybrook, tmp_path / "out")) == 2
+    assert "set resume=True to continue it" in capsys.readouterr().err
+    assert main(_args(sunnybrook, tmp_path / "out", "--resume", "--epochs", "3")) == 0
+    assert "Completed epochs: 3/3" in capsys.readouterr().out
+
+
+def test_options_reach_the_config():
+    from ctseg_helpers.cli.train import config_from_args
+
+    args = build_parser().parse_args(
+        ["train", "data", "--num-labels", "2", "--filters", "4,8,16", "--levels", "2", "--pool-sizes", "2",
+         "--dropout", "0.1", "--kernel-sizes", "3,3,5", "--no-batch-norm", "--loss", "focal",
+         "--validation-fraction", "0.3", "--fit-mode", "pad", "--max-minutes", "5",
+         "--augment-options", '{"p_flip": 0, "p_rot90": 0}'])
+    config = config_from_args(args)
+    assert config.filters == (4, 8, 16) and config.pool_sizes == 2 and config.dropout == 0.1
+    assert config.kernel_sizes == (3, 3, 5) and config.batch_norm is False and config.loss == "focal"
+    assert config.validation_fraction == 0.3 and config.fit_mode == "pad" and config.max_minutes == 5.0
+    assert config.augmentation.enabled and config.out_dir == "trained_model"
+    assert config.augmentation.p_flip == 0 and config.augmentation.p_rot90 == 0
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "match"),
+    [
+        ("--epochs", "0", "expected a positive whole number, got 0"),
+        ("--epochs", "ten", "expected a whole number, got 'ten'"),
+        ("--filters", "4,x", "expected whole numbers separated by commas"),
+        ("--dropout", "a", "expected numbers separated by commas"),
+        ("--augment-options", "p_flip=0", "expected a JSON object"),
+        ("--augment-options", "[1]", "expected a JSON object"),
+    ],
+)
+def test_bad_option_values_are_explained(option, value, match, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "data", "--num-labels", "1", option, value])
+    assert exit_info.value.code == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+def test_bad_settings_exit_with_status_2(tmp_path, capsys):
+    assert main(["train", str(tmp_path), "--num-labels", "1", "--name", "a/b", "--out", str(tmp_path)]) == 2
+    assert "model_filename 'a/b' cannot name files" in capsys.readouterr().err
+    assert main(["train", str(tmp_path), "--num-labels", "1", "--augment-options", '{"p_flop": 0}']) == 2
+    assert "unknown augmentation setting(s) ['p_flop']" in capsys.readouterr().err

@@ -1,0 +1,250 @@
+"""The training loop: status lines, checkpoints, history, refusing to overwrite, resume, interrupt."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.model.settings import read_settings
+from ctseg_helpers.prepare.augment import AugmentConfig
+from ctseg_helpers.prepare.dataset import slices_from_arrays
+from ctseg_helpers.train import loop
+from ctseg_helpers.train.loop import (
+    TrainConfig,
+    TrainingData,
+    first_batch,
+    format_elapsed,
+    prepare_training_data,
+    status_line,
+    train_model,
+)
+
+STATUS = re.compile(
+    r"^Completed epochs: \d+/\d+ \| Dice loss: \d+\.\d{3} \| Mean dice score: (\d+\.\d{3}|nan) \| "
+    r"Time elapsed: \d+ hrs \d+ mins \d+ secs( \| Val Dice loss: \d+\.\d{3} \| Val mean dice score: (\d+\.\d{3}|nan))?$"
+)
+
+
+def _synthetic(n=8, size=32, seed=0, groups=None):
+    """Bright squares (label 1) on a noisy dark background."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for _ in range(n):
+        label = np.zeros((size, size), np.uint8)
+        r, c = rng.integers(2, size - 14, 2)
+        label[r : r + 12, c : c + 12] = 1
+        images.append(label * 100.0 + rng.normal(0, 10, (size, size)))
+        labels.append(label)
+    return slices_from_arrays(images, labels, size, 1, groups=groups)
+
+
+def _config(tmp_path, **kwargs):
+    settings = dict(main_dir=tmp_path / "data", out_dir=tmp_path / "out", model_filename="tiny", input_shape=32,
+                    num_labels=1, epochs=3, batch_size=4, learning_rate=1e-2, print_checkpoint=1,
+                    save_checkpoint=2, levels=2, base_filters=4, validation_fraction=0.0,
+                    augmentation=AugmentConfig(enabled=False))
+    settings.update(kwargs)
+    return TrainConfig(**settings)
+
+
+# --- settings and formatting -------------------------------------------------------------------
+
+
+def test_status_line_has_the_manuals_form():
+    line = status_line(10, 500, {"loss": 1.2624, "mean_dice": 0.3691}, 35.2)
+    assert line == ("Completed epochs: 10/500 | Dice loss: 1.262 | Mean dice score: 0.369 | "
+                    "Time elapsed: 0 hrs 0 mins 35 secs")
+    with_val = status_line(10, 500, {"loss": 1.2624, "mean_dice": 0.3691, "val_loss": 1.5, "val_mean_dice": 0.25}, 35)
+    assert with_val.endswith(" | Val Dice loss: 1.500 | Val mean dice score: 0.250")
+    assert format_elapsed(3 * 3600 + 7 * 60 + 59.6) == "3 hrs 8 mins 0 secs"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"model_filename": "a/b"}, "model_filename 'a/b' cannot name files"),
+        ({"epochs": 0}, "epochs must be a positive whole number, got 0"),
+        ({"batch_size": 2.5}, "batch_size must be a positive whole number"),
+        ({"learning_rate": 0.0}, "learning_rate must be positive"),
+        ({"label_names": ("a", "b")}, "2 label names given for num_labels=1"),
+        ({"resume": True, "overwrite": True}, "resume and overwrite exclude each other"),
+        ({"max_minutes": -1.0}, "max_minutes must be positive"),
+        ({"augmentation": {"p_flop": 1}}, "unknown augmentation setting"),
+    ],
+)
+def test_bad_settings_are_refused(tmp_path, kwargs, match):
+    with pytest.raises(CtsegSettingsError, match=match):
+        _config(tmp_path, **kwargs)
+
+
+def test_lists_become_tuples_and_dicts_become_augment_settings(tmp_path):
+    config = _config(tmp_path, label_names=["roi"], augmentation={"p_flip": 0.1})
+    assert config.label_names == ("roi",) and config.augmentation.p_flip == 0.1
+    assert config.to_dict()["out_dir"] == str(tmp_path / "out")
+
+
+def test_first_batch_is_reproducible_and_augmented(tmp_path):
+    data = TrainingData(_synthetic(6))
+    config = _config(tmp_path, augmentation=AugmentConfig(p_affine=1.0, p_noise=1.0))
+    images, labels = first_batch(config, data)
+    again, _ = first_batch(config, data)
+    assert images.shape == (4, 32, 32, 1) and labels.dtype == np.uint8
+    np.testing.assert_array_equal(images, again)
+    plain, _ = first_batch(replace(config, augmentation=AugmentConfig(enabled=False)), data)
+    assert not np.array_equal(images, plain)
+
+
+def test_missing_train_folder_is_explained(tmp_path):
+    with pytest.raises(CtsegDataError, match="no 'train' folder; put the training pairs in"):
+        prepare_training_data(_config(tmp_path))
+
+
+# --- a run, its files, and what happens to them afterwards -------------------------------------
+
+
+def test_run_writes_checkpoints_best_history_and_curves(tmp_path, capsys):
+    data = TrainingData(_synthetic(8), _synthetic(4, seed=1))
+    result = train_model(_config(tmp_path, label_names=("square",)), data)
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("Completed epochs")]
+    assert len(lines) == 3 and all(STATUS.match(line) for line in lines), out
+    assert "Val Dice loss" in lines[0]
+    assert "Checkpoint -> Model saved at 2/3 epochs" in out and "Checkpoint -> Model saved at 3/3 epochs" in out
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["tiny_2.keras", "tiny_3.keras", "tiny_best.keras", "tiny_curves.png", "tiny_history.csv"]
+    history = pd.read_csv(result.history_csv)
+    assert history["epoch"].tolist() == [1, 2, 3]
+    assert {"loss", "mean_dice", "dice_square", "mean_iou", "val_loss", "val_mean_dice", "elapsed_s"} <= set(history)
+    settings = read_settings(result.last_checkpoint_path)
+    assert (settings.input_shape, settings.num_labels, settings.label_names) == (32, 1, ("square",))
+    assert settings.normalization.modality == "MR" and settings.extra["epochs_trained"] == 3
+    assert read_settings(result.best_model_path).extra["epochs_trained"] == history["val_loss"].idxmin() + 1
+    assert result.epochs_completed == 3 and not result.interrupted
+    assert "Final Dice loss" in str(result)
+
+
+def test_second_run_refuses_then_resumes_then_overwrites(tmp_path, capsys):
+    data = TrainingData(_synthetic(8))
+    config = _config(tmp_path, epochs=2)
+    first = train_model(config, data)
+    iterations = int(first.model.optimizer.iterations.numpy())
+    with pytest.raises(CtsegSettingsError, match=r"already holds a training run named 'tiny' \(tiny_2.keras.*"
+                                                 r"set resume=True to continue it, overwrite=True"):
+        train_model(config, data)
+    capsys.readouterr()
+    resumed = train_model(replace(config, epochs=4, resume=True), data)
+    out = capsys.readouterr().out
+    assert "Resuming from tiny_2.keras: 2/4 epochs completed" in out
+    assert "Completed epochs: 3/4" in out and "Completed epochs: 1/" not in out
+    assert resumed.history["epoch"].tolist() == [1, 2, 3, 4]
+    assert int(resumed.model.optimizer.iterations.numpy()) == 2 * iterations  # optimizer state carried on
+    assert resumed.last_checkpoint_path.name == "tiny_4.keras"
+    capsys.readouterr()
+    done = train_model(replace(config, epochs=4, resume=True), data)
+    assert "Nothing to do: 4 epochs are completed already" in capsys.readouterr().out
+    assert done.epochs_completed == 4 and len(done.history) == 4
+    with pytest.raises(CtsegSettingsError, match=r"trained with input_shape=32, num_labels=1 but the settings say "
+                                                 r"input_shape=32, num_labels=2"):
+        train_model(replace(config, epochs=6, resume=True, num_labels=2), data)
+    fresh = train_model(replace(config, epochs=1, overwrite=True), data)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "tiny_1.keras", "tiny_best.keras", "tiny_curves.png", "tiny_history.csv"]
+    assert fresh.history["epoch"].tolist() == [1]
+
+
+def test_resume_with_nothing_to_resume_starts_fresh(tmp_path, caplog):
+    result = train_model(_config(tmp_path, epochs=1, resume=True), TrainingData(_synthetic(4)))
+    assert result.epochs_completed == 1 and "starting from epoch 0" in caplog.text
+
+
+def test_interrupt_saves_a_checkpoint(tmp_path, monkeypatch, capsys):
+    make = loop._make_monitor_class
+
+    def interrupting():
+        base = make()
+
+        class Interrupting(base):
+            def on_epoch_begin(self, epoch, logs=None):
+                if epoch == 1:
+                    raise KeyboardInterrupt
+
+        return Interrupting
+
+    monkeypatch.setattr(loop, "_make_monitor_class", interrupting)
+    result = train_model(_config(tmp_path, epochs=5, save_checkpoint=10), TrainingData(_synthetic(4)))
+    assert result.interrupted and result.epochs_completed == 1
+    assert "Interrupted -> Checkpoint -> Model saved at 1/5 epochs" in capsys.readouterr().out
+    assert result.last_checkpoint_path.name == "tiny_1.keras"
+
+
+def test_time_limit_stops_with_a_checkpoint(tmp_path, capsys):
+    result = train_model(_config(tmp_path, epochs=50, max_minutes=1e-6), TrainingData(_synthetic(4)))
+    out = capsys.readouterr().out
+    assert result.stopped_by_time and result.epochs_completed == 1
+    assert "time limit" in out and result.last_checkpoint_path.name == "tiny_1.keras"
+
+
+def test_tiny_model_learns_sunnybrook_myocardium(sunnybrook, tmp_path, capsys):
+    config = TrainConfig(main_dir=sunnybrook / "lv_myo", out_dir=tmp_path / "out", model_filename="sb",
+                         input_shape=64, num_labels=2, label_names=("LV blood pool", "LV myocardium"),
+                         epochs=8, batch_size=4, learning_rate=3e-3, print_checkpoint=4, save_checkpoint=8,
+                         levels=3, base_filters=8, seed=1)
+    data = prepare_training_data(config, progress=False)
+    assert len(data.train) + len(data.val) == 28
+    assert not set(data.train.groups) & set(data.val.groups)  # split by patient
+    images, labels = first_batch(config, data)
+    assert images.shape == (4, 64, 64, 1) and labels.shape == (4, 64, 64)
+    assert set(np.unique(labels)) <= {0, 1, 2}
+    result = train_model(config, data)
+    losses = result.history["loss"].to_numpy()
+    assert losses[-1] < losses[0]
+    assert "Completed epochs: 8/8" in capsys.readouterr().out
+
+
+# --- figures (ctseg_helpers.show.training) -----------------------------------------------------
+
+
+def test_batch_figure_shows_every_roi_in_its_colour(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from ctseg_helpers.show.colors import label_color
+    from ctseg_helpers.show.training import show_batch
+
+    images = np.random.default_rng(0).random((3, 16, 16, 1)).astype(np.float32)
+    labels = np.zeros((3, 16, 16), np.uint8)
+    labels[0, 2:6, 2:6] = 1
+    labels[1, 8:12, 8:12] = 2
+    fig = show_batch(images, labels, ("blood pool", "myocardium"), max_images=2)
+    assert "images (3, 16, 16), labels (3, 16, 16)" in fig._suptitle.get_text()
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["blood pool", "myocardium"]
+    assert tuple(legend.legend_handles[1].get_facecolor()[:3]) == pytest.approx(label_color(2), abs=1e-3)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 2 and shown[1].get_title() == "#1  labels [2]"
+    plt.close(fig)
+    unnamed = show_batch(images, labels, num_labels=2)
+    assert [t.get_text() for t in unnamed.legends[0].get_texts()] == ["label 1", "label 2"]
+    plt.close(unnamed)
+
+
+def test_history_figure_is_saved_with_both_curves(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from ctseg_helpers.show.training import plot_history
+
+    history = pd.DataFrame({"epoch": [1, 2, 3], "loss": [1.5, 1.2, 1.0], "mean_dice": [0.1, 0.3, 0.5],
+                            "val_loss": [1.6, 1.4, 1.3], "val_mean_dice": [0.1, 0.2, 0.3]})
+    fig = plot_history(history, tmp_path / "curves.png", title="run")
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    loss_ax, dice_ax = fig.axes
+    assert [line.get_label() for line in loss_ax.lines] == ["training", "validation"]
+    np.testing.assert_allclose(dice_ax.lines[1].get_ydata(), [0.1, 0.2, 0.3])
+    plt.close(fig)
+    no_val = plot_history(history[["epoch", "loss", "mean_dice"]])
+    assert [line.get_label() for line in no_val.axes[0].lines] == ["training"]
+    plt.close(no_val)
