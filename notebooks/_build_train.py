@@ -43,7 +43,7 @@ save_checkpoint = 50  # save model_dir/<model_filename>_<epoch>.keras every N ep
 
 # Augmentation (label-safe, applied on the fly)
 augment = True  # False turns every augmentation off
-augment_options = {}  # e.g. {"p_flip": 0.5, "p_rot90": 0.0, "p_elastic": 0.2, "p_noise": 0.2}
+augment_options = {}  # flips/90° rotations are off (they swap left and right); e.g. {"p_flip": 0.5} for unsided ROIs
 
 # Validation, model and run control (defaults suit most data)
 validation_fraction = 0.2  # share of slices, as whole patients/series, kept for validation

@@ -40,9 +40,13 @@ class AugmentConfig:
     enabled : bool
         Master switch: False turns every augmentation off.
     p_flip : float
-        Probability of a left-right flip, and (independently) of an up-down flip.
+        Probability of a left-right flip, and (independently) of an up-down flip. Off by
+        default: scans have a fixed orientation, and a flip turns the patient's right side into
+        the left, so a network could not learn sided ROIs (right and left psoas). Turn it on
+        for ROIs without a side.
     p_rot90 : float
-        Probability of a rotation by 90, 180 or 270 degrees (chosen uniformly).
+        Probability of a rotation by 90, 180 or 270 degrees (chosen uniformly). Off by default
+        for the same reason as ``p_flip``.
     p_affine : float
         Probability of a small rotation/scale/translation (one resampling for all three).
     max_rotation_deg : float
@@ -69,8 +73,8 @@ class AugmentConfig:
     """
 
     enabled: bool = True
-    p_flip: float = 0.5
-    p_rot90: float = 0.25
+    p_flip: float = 0.0
+    p_rot90: float = 0.0
     p_affine: float = 0.5
     max_rotation_deg: float = 15.0
     scale_range: tuple[float, float] = (0.9, 1.1)
