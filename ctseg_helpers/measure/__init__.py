@@ -1,1 +1,6 @@
-"""Measure what was segmented: ROI areas (mm²) and volumes (mL) in ``area.py``, metrics in ``metrics.py``."""
+"""Measure what was segmented.
+
+- ``area.py``: ROI areas per slice (mm²), the area table and CSV, ROI volumes (mL);
+- ``metrics.py``, ``evaluate.py``, ``agreement.py``: segmentation metrics against manual labels
+  and the agreement of predicted and manual areas.
+"""

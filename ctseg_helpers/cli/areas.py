@@ -1,0 +1,53 @@
+"""``ctseg areas LABELS_DIR DICOM_DIR --labels NAME,... --out FILE.csv``: areas from existing label maps."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ctseg_helpers.cli.segment import _names, add_spacing_arguments
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "areas",
+        help="ROI areas (mm2) per slice from existing label maps, e.g. a manual segmentation",
+        description="Match the label maps in LABELS_DIR to the DICOM files in DICOM_DIR by name "
+                    "(IM_0001.png <-> IM_0001.dcm) and write the same area table as 'ctseg segment': "
+                    "one row per slice, one column per ROI in mm2, then mean and std rows. When the "
+                    "labelled slices form a 3D stack, ROI volumes (mL) go to FILE_volumes.csv.",
+    )
+    parser.add_argument("labels_dir", metavar="LABELS_DIR", help="folder of label maps (PNG, TIFF, NPY; values 0..N)")
+    parser.add_argument("dicom_dir", metavar="DICOM_DIR", help="folder of the DICOM files the labels belong to")
+    parser.add_argument("--labels", type=_names, required=True, metavar="NAME,NAME,...",
+                        help="ROI names, label 1 first (background excluded)")
+    parser.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
+    parser.add_argument("--series-uid", metavar="UID", help="use only this series of DICOM_DIR")
+    add_spacing_arguments(parser)
+    parser.add_argument("--overwrite", action="store_true", help="replace FILE.csv if it exists")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ctseg_helpers.errors import CtsegSettingsError  # noqa: PLC0415
+    from ctseg_helpers.measure.area import areas_from_folders, slice_rows  # noqa: PLC0415
+    from ctseg_helpers.segment.outputs import write_table_csv  # noqa: PLC0415
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".csv":
+        raise CtsegSettingsError(f"{out}: the area table is written as CSV; use a file name ending in .csv")
+    volumes_path = out.with_name(out.stem + "_volumes.csv")
+    for path in (out, volumes_path):
+        if path.exists() and not args.overwrite:
+            raise CtsegSettingsError(f"{path} exists already; choose another --out or pass --overwrite")
+    table, volumes = areas_from_folders(args.labels_dir, args.dicom_dir, args.labels, fov=args.fov,
+                                        matrix_size=args.matrix_size, series_uid=args.series_uid)
+    write_table_csv(table, out, overwrite=args.overwrite)
+    print(f"{len(slice_rows(table))} labelled slice(s): areas (mm2) -> {out}")
+    means = table.loc["mean", args.labels]
+    print("mean area per slice (mm2): " + ", ".join(f"{name} {value:.1f}" for name, value in means.items()))
+    if volumes is not None:
+        write_table_csv(volumes, volumes_path, overwrite=args.overwrite)
+        print(f"volumes (mL) -> {volumes_path}: "
+              + ", ".join(f"{name} {v:.2f}" for name, v in volumes["volume_ml"].items()))
+    return 0

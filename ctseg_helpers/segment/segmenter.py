@@ -1,0 +1,352 @@
+"""Segment 2D slices of any size with a network that takes square inputs.
+
+:class:`Segmenter` wraps a prediction function ``predict_fn(batch) -> probabilities`` (a saved
+Keras model via :meth:`Segmenter.from_model_file`, or any stand-in in tests) and applies it
+to stacks of slices:
+
+``mode="tile"``
+    Slices are cut into overlapping patches of the input size (slices smaller than the input
+    are zero-padded, centred); the patch probabilities are blended with a weight map
+    (:func:`~ctseg_helpers.segment.patches.blend_weights`) into one probability map at the
+    slice's native resolution. Use it for models trained on native-resolution patches or
+    padded slices (``fit_mode="pad"``).
+``mode="resize"``
+    Each whole slice is resized (bilinear) to the input size, predicted, and the
+    probabilities are resized back to the slice's native size before the argmax, so areas are
+    always measured at native resolution. Use it for models trained on resized slices
+    (``fit_mode="resize"``).
+
+Patches of several slices share a batch, so small slices are predicted ``batch_size`` at a
+time. With ``tta=True`` each batch is also predicted flipped left-right, up-down and both,
+and the four probability maps are averaged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.prepare.normalize import Normalization, normalize_image
+from ctseg_helpers.segment.patches import blend_weights, check_blend, check_overlap, pad_to_patch, patch_origins
+
+logger = logging.getLogger(__name__)
+
+#: Segmentation modes of :class:`Segmenter`.
+MODES = ("tile", "resize")
+
+#: Upper bound on the probability accumulator held at once (bytes); slices are processed in
+#: groups that stay under it, so memory does not grow with the number of slices in segment().
+_ACCUMULATOR_BYTES = 256 * 1024**2
+
+
+def mode_for_fit(fit_mode: str) -> str:
+    """Segmentation mode for a model's training ``fit_mode`` ('resize' -> 'resize', 'pad' -> 'tile')."""
+    return "resize" if fit_mode == "resize" else "tile"
+
+
+class Segmenter:
+    """Patch, predict and stitch 2D slices.
+
+    Parameters
+    ----------
+    predict_fn : callable
+        ``predict_fn(batch)`` with ``batch`` a float32 array of shape (B, S, S, 1) must return
+        class probabilities of shape (B, S, S, C) (array-like, e.g. a NumPy array or tensor).
+    input_shape : int
+        S, the side of the square network input in pixels.
+    num_classes : int
+        C, number of output channels (number of ROIs + 1 for background).
+    mode : {"tile", "resize"}
+        See the module docstring.
+    overlap : float in [0, 1)
+        Least overlap between neighbouring patches in tile mode, as a fraction of S.
+    blend : {"gaussian", "hann", "average"}
+        Weight map for blending overlapping patch probabilities in tile mode.
+    batch_size : int
+        Patches (tile) or slices (resize) per call of ``predict_fn``.
+    tta : bool
+        Test-time augmentation: average the probabilities over the 4 flips (4x the work).
+    normalization : Normalization or None
+        Applied to the raw slices first; None means the slices are already normalised.
+
+    Raises
+    ------
+    CtsegSettingsError
+        If a setting is out of range.
+    """
+
+    def __init__(
+        self,
+        predict_fn: Callable[[np.ndarray], np.ndarray],
+        *,
+        input_shape: int,
+        num_classes: int,
+        mode: str = "tile",
+        overlap: float = 0.25,
+        blend: str = "gaussian",
+        batch_size: int = 8,
+        tta: bool = False,
+        normalization: Normalization | None = None,
+    ):
+        if not callable(predict_fn):
+            raise CtsegSettingsError(f"predict_fn must be callable (a function or a model), got {type(predict_fn).__name__}")
+        if int(input_shape) < 1:
+            raise CtsegSettingsError(f"input_shape must be a positive number of pixels, got {input_shape}")
+        if int(num_classes) < 2:
+            raise CtsegSettingsError(f"num_classes must be at least 2 (background + one ROI), got {num_classes}")
+        if mode not in MODES:
+            raise CtsegSettingsError(f"mode must be 'tile' or 'resize', got {mode!r}")
+        if int(batch_size) < 1:
+            raise CtsegSettingsError(f"batch_size must be at least 1, got {batch_size}")
+        self.predict_fn = predict_fn
+        self.input_shape = int(input_shape)
+        self.num_classes = int(num_classes)
+        self.mode = mode
+        self.overlap = check_overlap(overlap)
+        self.blend = check_blend(blend)
+        self.batch_size = int(batch_size)
+        self.tta = bool(tta)
+        self.normalization = normalization
+        #: The model's stored settings when built by :meth:`from_model_file`, else None.
+        self.settings = None
+        #: The Keras model when built by :meth:`from_model_file`, else None.
+        self.model = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Segmenter(input_shape={self.input_shape}, num_classes={self.num_classes}, mode={self.mode!r}, "
+            f"overlap={self.overlap}, blend={self.blend!r}, batch_size={self.batch_size}, tta={self.tta})"
+        )
+
+    @classmethod
+    def from_model_file(cls, path: str | Path, **kwargs) -> "Segmenter":
+        """Load a ctseg ``.keras`` model (Keras safe mode) and wrap it.
+
+        ``input_shape``, ``num_classes`` and ``normalization`` come from the model's stored
+        settings, ``mode`` from its ``fit_mode`` unless given; other keyword arguments are
+        passed to :class:`Segmenter`.
+
+        Raises
+        ------
+        CtsegDataError
+            If the file is missing or is not a ctseg model.
+        CtsegSettingsError
+            If the network's input or output shape disagrees with its stored settings, or
+            ``input_shape`` / ``num_classes`` are passed and differ from them.
+        """
+        from ctseg_helpers.model.settings import load_model  # noqa: PLC0415 - imports TensorFlow
+
+        model, settings = load_model(path)
+        for name, stored in (("input_shape", settings.input_shape), ("num_classes", settings.num_labels + 1)):
+            if name in kwargs and kwargs[name] is not None and int(kwargs[name]) != stored:
+                raise CtsegSettingsError(
+                    f"{path}: {name}={kwargs[name]} was given but the model was trained with {name}={stored}"
+                )
+            kwargs.pop(name, None)
+        kwargs["mode"] = kwargs.get("mode") or mode_for_fit(settings.fit_mode)
+        if kwargs.get("normalization") is None:
+            kwargs["normalization"] = settings.normalization
+        predict_fn = keras_predict_fn(model, settings.input_shape, settings.num_labels + 1, source=path)
+        segmenter = cls(predict_fn, input_shape=settings.input_shape, num_classes=settings.num_labels + 1, **kwargs)
+        segmenter.settings = settings
+        segmenter.model = model
+        return segmenter
+
+    # ------------------------------------------------------------------ public API
+
+    def predict_proba(self, images: np.ndarray, *, progress: bool = False) -> np.ndarray:
+        """Class probabilities of every pixel.
+
+        Parameters
+        ----------
+        images : ndarray of shape (K, M, N) or (M, N)
+            Raw slices (normalised here when the Segmenter has a ``normalization``).
+        progress : bool
+            Show a progress bar over slices.
+
+        Returns
+        -------
+        ndarray of shape (K, M, N, C) or (M, N, C), dtype float32
+            Probabilities at the slices' native resolution.
+        """
+        stack, single = self._as_stack(images)
+        out = np.empty(stack.shape + (self.num_classes,), dtype=np.float32)
+        for start, proba in self._iter_proba(stack, progress=progress):
+            out[start : start + len(proba)] = proba
+        return out[0] if single else out
+
+    def segment(self, images: np.ndarray, *, progress: bool = False) -> np.ndarray:
+        """Label maps: the most probable class of every pixel (argmax of :meth:`predict_proba`).
+
+        Memory stays bounded whatever the number of slices: probabilities are kept only for a
+        group of slices at a time.
+
+        Returns
+        -------
+        ndarray of shape (K, M, N) or (M, N), dtype uint8
+            Values 0 (background) .. C - 1.
+        """
+        stack, single = self._as_stack(images)
+        labels = np.empty(stack.shape, dtype=np.uint8)
+        for start, proba in self._iter_proba(stack, progress=progress):
+            labels[start : start + len(proba)] = np.argmax(proba, axis=-1)
+        return labels[0] if single else labels
+
+    #: Same as :meth:`segment` (name used in docs/DEVELOPING.md).
+    segment_slices = segment
+
+    # ------------------------------------------------------------------ internals
+
+    def _as_stack(self, images) -> tuple[np.ndarray, bool]:
+        images = np.asarray(images)
+        if images.ndim not in (2, 3):
+            raise CtsegDataError(f"images must be one slice (M, N) or a stack (K, M, N); got shape {images.shape}")
+        if not np.issubdtype(images.dtype, np.number) or np.issubdtype(images.dtype, np.complexfloating):
+            raise CtsegDataError(f"images must hold real numbers, got dtype {images.dtype}")
+        single = images.ndim == 2
+        stack = images[None] if single else images
+        if min(stack.shape[1:]) < 1:
+            raise CtsegDataError(f"images have an empty side: shape {images.shape}")
+        return stack, single
+
+    def _normalised(self, stack: np.ndarray) -> np.ndarray:
+        if self.normalization is not None:
+            stack = normalize_image(stack, self.normalization)
+        stack = np.asarray(stack, dtype=np.float32)
+        if not np.all(np.isfinite(stack)):
+            logger.warning("images contain NaN or infinite values; they are segmented as 0")
+            stack = np.nan_to_num(stack, nan=0.0, posinf=0.0, neginf=0.0)
+        return stack
+
+    def _group_size(self, shape: tuple[int, int]) -> int:
+        per_slice = (max(shape[0], self.input_shape) * max(shape[1], self.input_shape) * self.num_classes * 4)
+        return max(1, _ACCUMULATOR_BYTES // per_slice)
+
+    def _iter_proba(self, stack: np.ndarray, *, progress: bool) -> Iterator[tuple[int, np.ndarray]]:
+        from tqdm.auto import tqdm  # noqa: PLC0415
+
+        n_slices = len(stack)
+        group = self._group_size(stack.shape[1:])
+        with tqdm(total=n_slices, unit="slice", desc="segmenting", disable=not progress or n_slices == 0) as bar:
+            for start in range(0, n_slices, group):
+                images = self._normalised(stack[start : start + group])
+                if self.mode == "tile":
+                    proba = self._tile(images, bar)
+                else:
+                    proba = self._resize(images, bar)
+                yield start, proba
+
+    def _predict(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities (B, S, S, C) for a batch (B, S, S), with flips when tta is on."""
+        x = batch[..., None]
+        proba = self._call(x)
+        if self.tta:
+            for axes in ((2,), (1,), (1, 2)):
+                flipped = np.ascontiguousarray(np.flip(x, axis=axes))
+                proba = proba + np.flip(self._call(flipped), axis=axes)
+            proba = proba / 4.0
+        return proba
+
+    def _call(self, x: np.ndarray) -> np.ndarray:
+        proba = np.asarray(self.predict_fn(x), dtype=np.float32)
+        expected = (x.shape[0], self.input_shape, self.input_shape, self.num_classes)
+        if proba.shape != expected:
+            raise CtsegSettingsError(
+                f"the prediction function returned shape {proba.shape} for a batch of shape {x.shape}; "
+                f"expected {expected} (num_classes={self.num_classes}): check input_shape and the number of labels"
+            )
+        return proba
+
+    def _tile(self, images: np.ndarray, bar) -> np.ndarray:
+        size = self.input_shape
+        n, rows, cols = images.shape
+        (top, bottom), (left, right) = pad_to_patch((rows, cols), size)
+        if top or bottom or left or right:
+            images = np.pad(images, ((0, 0), (top, bottom), (left, right)))
+        origins = patch_origins(images.shape[1:], size, self.overlap)
+        weights = blend_weights(size, self.blend)
+        weight_sum = np.zeros(images.shape[1:], dtype=np.float32)
+        for r, c in origins:
+            weight_sum[r : r + size, c : c + size] += weights
+        acc = np.zeros(images.shape + (self.num_classes,), dtype=np.float32)
+        tasks = [(k, r, c) for k in range(n) for r, c in origins]
+        done = 0
+        for first in range(0, len(tasks), self.batch_size):
+            chunk = tasks[first : first + self.batch_size]
+            batch = np.stack([images[k, r : r + size, c : c + size] for k, r, c in chunk])
+            proba = self._predict(batch)
+            proba = proba * weights[None, :, :, None]
+            for (k, r, c), p in zip(chunk, proba, strict=True):
+                acc[k, r : r + size, c : c + size] += p
+            finished = (first + len(chunk)) // len(origins)
+            bar.update(finished - done)
+            done = finished
+        acc /= weight_sum[None, :, :, None]
+        return acc[:, top : top + rows, left : left + cols]
+
+    def _resize(self, images: np.ndarray, bar) -> np.ndarray:
+        size = self.input_shape
+        n, rows, cols = images.shape
+        same = (rows, cols) == (size, size)
+        out = np.empty((n, rows, cols, self.num_classes), dtype=np.float32)
+        for first in range(0, n, self.batch_size):
+            part = images[first : first + self.batch_size]
+            batch = part if same else np.stack([_resize_bilinear(im, (size, size)) for im in part])
+            proba = self._predict(batch)
+            for i, p in enumerate(proba):
+                out[first + i] = p if same else _resize_bilinear(p, (rows, cols))
+            bar.update(len(part))
+        return out
+
+
+def _resize_bilinear(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of (M, N) or (M, N, C) with pixel-centre alignment (as tf.image.resize)."""
+    from skimage.transform import resize  # noqa: PLC0415
+
+    out_shape = tuple(shape) + array.shape[2:]
+    return resize(array, out_shape, order=1, mode="edge", anti_aliasing=False, preserve_range=True).astype(np.float32)
+
+
+def keras_predict_fn(model, input_shape: int, num_classes: int, *, source: str | Path = "model"):
+    """A fast ``predict_fn`` for a Keras model: one traced graph for any batch size.
+
+    A model with a single sigmoid output channel for one ROI is turned into two channels
+    (background, ROI). Raises :class:`CtsegSettingsError` if the network's input or output
+    shape disagrees with ``input_shape`` / ``num_classes``.
+    """
+    from ctseg_helpers.tf_setup import configure_tensorflow  # noqa: PLC0415
+
+    tf = configure_tensorflow()
+    in_shape = tuple(model.input_shape)
+    if len(in_shape) != 4 or in_shape[-1] != 1 or any(d is not None and d != input_shape for d in in_shape[1:3]):
+        raise CtsegSettingsError(
+            f"{source}: the network takes inputs of shape {in_shape}, but its settings say "
+            f"input_shape={input_shape} with one channel, i.e. (None, {input_shape}, {input_shape}, 1)"
+        )
+    out_channels = model.output_shape[-1]
+    sigmoid_binary = out_channels == 1 and num_classes == 2
+    if out_channels != num_classes and not sigmoid_binary:
+        raise CtsegSettingsError(
+            f"{source}: the network outputs {out_channels} channels, but its settings say "
+            f"{num_classes - 1} label(s), i.e. {num_classes} channels with background"
+        )
+    spec = tf.TensorSpec((None, input_shape, input_shape, 1), tf.float32)
+
+    @tf.function(input_signature=[spec])
+    def _forward(x):
+        y = tf.cast(model(x, training=False), tf.float32)
+        if sigmoid_binary:
+            y = tf.concat([1.0 - y, y], axis=-1)
+        return y
+
+    def predict_fn(batch: np.ndarray) -> np.ndarray:
+        return _forward(tf.convert_to_tensor(batch, dtype=tf.float32)).numpy()
+
+    return predict_fn
+
+
+__all__ = ["MODES", "Segmenter", "keras_predict_fn", "mode_for_fit"]

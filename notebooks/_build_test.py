@@ -1,0 +1,144 @@
+"""Write notebooks/test.ipynb (without outputs) from the cells below.
+
+Run from anywhere: ``python notebooks/_build_test.py``. Edit the notebook here, not in Jupyter,
+so that the committed notebook stays output-free and diff-friendly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+CELLS = [
+    ("md", """# Segment new scans and measure cross-sectional areas
+
+Use this notebook after `train.ipynb` has trained a model. Choose a folder of DICOM images (one
+series: a CT or MR scan), and the trained model segments every slice. You get:
+
+- a label map per slice (PNG, values 0 = background, 1..N = your ROIs, named like the DICOM file),
+- a JPG preview per slice with the ROIs coloured, and an animation of all slices (GIF),
+- the cross-sectional area of each ROI on each slice in mm² (`areas.csv`), with the mean and
+  standard deviation over slices, and the ROI volumes in mL when the slices form a 3D stack.
+
+Everything goes to a new folder under `output_dir` (`../predictions/<folder name>_<date-time>`), so
+earlier results are never replaced. The areas are measured at the scan's own resolution, with the
+pixel size from the DICOM files (`PixelSpacing`); `fov` and `matrix_size` are used only for files
+without it.
+
+Steps: Imports · Settings · Generate Segmentation Predictions · Calculate Cross-Sectional Area."""),
+    ("md", "## Imports"),
+    ("code", """%matplotlib inline
+import logging
+
+from ctseg_helpers.segment import run_segmentation
+from ctseg_helpers.show.folder_picker import pick_folder
+
+# ctseg's messages (warnings, where files went) are shown; other libraries' only when they warn
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", force=True)
+logging.getLogger("ctseg_helpers").setLevel(logging.INFO)"""),
+    ("md", """## Settings
+
+Every setting of the notebook. Paths are relative to the `notebooks/` folder. `labels_list` and
+`input_shape` must be those the model was trained with: they are checked against the model
+before any work."""),
+    ("params", """# ROI names, label 1 first, background excluded (None: the names stored with the model)
+labels_list = ["vertebral body", "right psoas major", "left psoas major",
+               "right multifidus-erector spinae", "left multifidus-erector spinae", "subcutaneous fat"]
+# The trained model (.keras file written by train.ipynb)
+model_filename = "../trained_model/unet_best.keras"
+# Side of the square network input in pixels, as in training (None: take it from the model)
+input_shape = 256
+# Field of view in mm and image size in pixels: used only for files without PixelSpacing
+fov = None            # e.g. 400.0, or (rows_mm, cols_mm)
+matrix_size = None    # e.g. 512, or (rows, cols)
+# Folder of the DICOM series to segment; None shows a folder chooser below
+dicom_dir = None
+# Where the run folders are written
+output_dir = "../predictions"
+
+# Where the folder chooser starts
+browse_from = "../data"
+# Series to segment when the folder holds several (None: the folder must hold one)
+series_uid = None
+# Segmentation: tile mode blends overlapping patches ("gaussian", "hann" or "average")
+mode = None           # None: as the model was trained ("tile" or "resize")
+overlap = 0.25
+blend = "gaussian"
+batch_size = 8
+tta = False           # test-time augmentation: average over flips (4x slower)
+# Write to output_dir/<run_name> and replace an earlier run's outputs there (else: a new folder)
+overwrite = False
+run_name = None       # None: the DICOM folder's name
+# Outputs
+previews = True       # JPG previews with coloured ROIs
+animation = True      # animated GIF of all slices
+include_patient_id = False  # record the DICOM PatientID in run.json"""),
+    ("md", """## Generate Segmentation Predictions
+
+### Choose the DICOM folder
+
+With `dicom_dir = None` a folder chooser appears: click a folder to open it (`..` goes up, or type
+a path and press Enter), then **Use this folder**, then run the next cells. It browses the
+folders of the machine the notebook runs on, also when that is a remote server."""),
+    ("code", "dicom_folder = pick_folder(dicom_dir, start=browse_from)"),
+    ("md", """### Segment every slice
+
+Reads the series, checks the settings against the model, segments the slices (a progress bar shows
+how far it is) and writes the label maps, previews, animation and area table."""),
+    ("code", """run = run_segmentation(
+    model_filename, dicom_folder.path, output_dir, labels_list, fov, matrix_size,
+    input_shape=input_shape, series_uid=series_uid, mode=mode, overlap=overlap, blend=blend,
+    batch_size=batch_size, tta=tta, overwrite=overwrite, run_name=run_name, previews=previews,
+    animation=animation, include_patient_id=include_patient_id,
+)
+print(run.summary())"""),
+    ("md", """### Animated rendering
+
+Every slice with its ROIs coloured (the same colours in every ctseg figure); use the controls to
+play, pause or step through the slices. The same animation is saved as `animation.gif` in the run
+folder."""),
+    ("code", "run.show_animation()"),
+    ("md", """## Calculate Cross-Sectional Area
+
+Area of each ROI on each slice in mm² (pixel count x pixel area from `PixelSpacing`), with the
+DICOM file and the slice position (mm along the slice normal); the last two rows are the mean and
+the sample standard deviation over slices. Saved as `areas.csv` in the run folder."""),
+    ("code", "run.areas"),
+    ("md", """### Volumes
+
+When the slices form one 3D stack (equally spaced positions, one image each): the volume of each
+ROI in mL, the sum of its areas times the distance between slices. Saved as `volumes.csv`."""),
+    ("code", "run.volume_report()"),
+]
+
+
+def build() -> nbformat.NotebookNode:
+    """The notebook, without outputs."""
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata["language_info"] = {"name": "python"}
+    for kind, source in CELLS:
+        if kind == "md":
+            nb.cells.append(new_markdown_cell(source))
+        else:
+            cell = new_code_cell(source)
+            if kind == "params":
+                cell.metadata["tags"] = ["parameters"]
+            nb.cells.append(cell)
+    for index, cell in enumerate(nb.cells):
+        cell["id"] = f"test-{index:02d}"
+    return nb
+
+
+def main() -> Path:
+    path = HERE / "test.ipynb"
+    nbformat.write(build(), path)
+    return path
+
+
+if __name__ == "__main__":
+    print(main())

@@ -1,0 +1,111 @@
+"""``ctseg segment`` and ``ctseg areas`` through ctseg_helpers.cli.main, as a terminal user runs them."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from ctseg_helpers.cli import main
+from ctseg_helpers.io.dicom_write import write_dicom_series
+from tests.segment.tiny_model import make_tiny_model_file
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    return make_tiny_model_file(tmp_path_factory.mktemp("model") / "tiny.keras", label_names=("soft", "bright"))
+
+
+@pytest.fixture()
+def scan(tmp_path):
+    images = np.full((2, 36, 36), -1000.0)
+    images[:, 4:14, 4:14] = 0.0        # 100 px label 1
+    images[1, 20:30, 20:25] = 400.0    # 50 px label 2 on slice 2
+    write_dicom_series(tmp_path / "scan", images, pixel_spacing_mm=(0.5, 0.5), slice_thickness_mm=4.0)
+    return tmp_path / "scan"
+
+
+def test_segment_writes_a_run_and_prints_where(model_file, scan, tmp_path, capsys):
+    status = main(["segment", str(model_file), str(scan), "--out", str(tmp_path / "pred"), "--labels", "A, B",
+                   "--blend", "hann", "--overlap", "0.5", "--no-animation"])
+    out = capsys.readouterr()
+    assert status == 0
+    run_dirs = list((tmp_path / "pred").iterdir())
+    assert len(run_dirs) == 1 and run_dirs[0].name.startswith("scan_")
+    assert f"2 slice(s) segmented -> {run_dirs[0]}" in out.out
+    assert "mean area per slice (mm2): A 25.0, B 6.2" in out.out
+    assert "volume (mL): A 0.20, B 0.05" in out.out
+    assert "segmenting" in out.err  # progress bar
+    areas = pd.read_csv(run_dirs[0] / "areas.csv", index_col=0)
+    assert list(areas.columns) == ["file", "slice_position_mm", "A", "B"]
+    assert sorted(p.name for p in (run_dirs[0] / "labels").iterdir()) == ["slice_0001.png", "slice_0002.png"]
+    assert not (run_dirs[0] / "animation.gif").exists()
+
+
+def test_segment_with_wrong_labels_exits_2_with_one_line(model_file, scan, tmp_path, capsys):
+    status = main(["segment", str(model_file), str(scan), "--out", str(tmp_path / "pred"), "--labels", "only"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "error:" in err and "labels_list has 1 name(s) ['only'] but the model was trained with 2 label(s)" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "pred").exists()
+
+
+def test_segment_rejects_an_empty_label_name(model_file, scan, capsys):
+    with pytest.raises(SystemExit):
+        main(["segment", str(model_file), str(scan), "--labels", "A,,B"])
+    assert "empty name in 'A,,B': give names separated by commas" in capsys.readouterr().err
+
+
+def test_areas_from_predicted_labels_equal_the_segment_run(model_file, scan, tmp_path, capsys):
+    main(["segment", str(model_file), str(scan), "--out", str(tmp_path / "pred"), "--name", "run",
+          "--overwrite", "--no-animation", "--no-previews"])
+    capsys.readouterr()
+    out_csv = tmp_path / "tables" / "manual.csv"
+    status = main(["areas", str(tmp_path / "pred" / "run" / "labels"), str(scan), "--labels", "soft,bright",
+                   "--out", str(out_csv)])
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert f"2 labelled slice(s): areas (mm2) -> {out_csv}" in printed
+    mine = pd.read_csv(out_csv, index_col=0)
+    theirs = pd.read_csv(tmp_path / "pred" / "run" / "areas.csv", index_col=0)
+    pd.testing.assert_frame_equal(mine, theirs)
+    volumes = pd.read_csv(tmp_path / "tables" / "manual_volumes.csv", index_col=0)
+    assert volumes.loc["soft", "volume_ml"] == pytest.approx(2 * 25.0 * 4.0 / 1000)
+    # not silently overwritten
+    assert main(["areas", str(tmp_path / "pred" / "run" / "labels"), str(scan), "--labels", "soft,bright",
+                 "--out", str(out_csv)]) == 2
+    assert "manual.csv exists already; choose another --out or pass --overwrite" in capsys.readouterr().err
+    assert main(["areas", str(tmp_path / "pred" / "run" / "labels"), str(scan), "--labels", "soft,bright",
+                 "--out", str(out_csv), "--overwrite"]) == 0
+
+
+def test_areas_with_fov_fallback_and_bad_out_name(scan, tmp_path, capsys):
+    import pydicom
+
+    for path in scan.glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        del ds.PixelSpacing
+        ds.save_as(path)
+    labels = tmp_path / "manual"
+    labels.mkdir()
+    mask = np.zeros((36, 36), np.uint8)
+    mask[0:10, 0:10] = 1
+    Image.fromarray(mask).save(labels / "slice_0001.png")
+    assert main(["areas", str(labels), str(scan), "--labels", "LV", "--out", str(tmp_path / "a.txt")]) == 2
+    assert "a.txt: the area table is written as CSV; use a file name ending in .csv" in capsys.readouterr().err
+    assert main(["areas", str(labels), str(scan), "--labels", "LV", "--out", str(tmp_path / "a.csv")]) == 2
+    assert "have no PixelSpacing; give the field of view" in capsys.readouterr().err
+    assert main(["areas", str(labels), str(scan), "--labels", "LV", "--out", str(tmp_path / "a.csv"),
+                 "--fov", "72", "--matrix-size", "36x36"]) == 0
+    table = pd.read_csv(tmp_path / "a.csv", index_col=0)
+    assert table["LV"].iloc[0] == pytest.approx(100 * 4.0)
+    assert not (tmp_path / "a_volumes.csv").exists()  # one of two slices labelled: no volume
+
+
+def test_fov_argument_must_be_numbers(capsys):
+    with pytest.raises(SystemExit):
+        main(["areas", "l", "d", "--labels", "x", "--out", "a.csv", "--fov", "wide"])
+    assert "'wide': give one number or ROWS,COLS" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["areas", "l", "d", "--labels", "x", "--out", "a.csv", "--matrix-size", "1,2,3"])
+    assert "'1,2,3': give one number or ROWS,COLS" in capsys.readouterr().err

@@ -1,0 +1,285 @@
+"""Areas (mm²) and volumes (mL) on hand-built masks with exactly known answers."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.measure.area import (
+    AREA_INDEX_NAME,
+    area_table,
+    areas_from_folders,
+    find_label_files,
+    pixel_spacings_mm,
+    roi_areas_mm2,
+    stack_spacing_mm,
+    volume_table,
+)
+
+
+def square(size=10, shape=(40, 40), value=1, at=(5, 5)):
+    mask = np.zeros(shape, np.uint8)
+    mask[at[0] : at[0] + size, at[1] : at[1] + size] = value
+    return mask
+
+
+def test_a_10x10_square_at_half_a_millimetre_is_25_mm2():
+    np.testing.assert_array_equal(roi_areas_mm2(square(), (0.5, 0.5), 1), [25.0])
+
+
+def test_areas_use_row_and_column_spacing_and_count_each_label():
+    labels = square(10, value=1)
+    labels[20:24, 20:35] = 2  # 4 x 15 = 60 pixels
+    areas = roi_areas_mm2(labels, (0.5, 2.0), 3)
+    np.testing.assert_array_equal(areas, [100 * 1.0, 60 * 1.0, 0.0])
+    assert areas.dtype == np.float64
+
+
+def test_empty_and_boolean_masks():
+    np.testing.assert_array_equal(roi_areas_mm2(np.zeros((5, 5), int), (1, 1), 2), [0.0, 0.0])
+    np.testing.assert_array_equal(roi_areas_mm2(square().astype(bool), (0.25, 0.25), 1), [6.25])
+
+
+@pytest.mark.parametrize(
+    ("labels", "spacing", "num", "error", "message"),
+    [
+        (np.zeros((2, 5, 5), int), (1, 1), 1, CtsegDataError, r"a label map must be 2D \(M, N\), got shape \(2, 5, 5\)"),
+        (np.zeros((5, 5), float), (1, 1), 1, CtsegDataError, "a label map must hold integers, got dtype float64"),
+        (square(value=3), (1, 1), 2, CtsegDataError, "label map holds values 0..3 but num_labels=2 allows only 0..2"),
+        (np.full((3, 3), -1), (1, 1), 2, CtsegDataError, "label map holds values -1..-1"),
+        (square(), (1, 0), 1, CtsegSettingsError, r"pixel_spacing_mm must be two positive numbers in mm, got \(1, 0\)"),
+        (square(), (1, np.nan), 1, CtsegSettingsError, "pixel_spacing_mm must be two positive numbers in mm"),
+        (square(), 1.0, 1, CtsegSettingsError, r"pixel_spacing_mm must be \(row, col\) in mm, got 1.0"),
+        (square(), (1, 1), 0, CtsegSettingsError, "num_labels must be at least 1, got 0"),
+    ],
+)
+def test_bad_input_is_refused(labels, spacing, num, error, message):
+    with pytest.raises(error, match=message):
+        roi_areas_mm2(labels, spacing, num)
+
+
+# ------------------------------------------------------------------ pixel spacing and its fallback
+
+
+def test_pixel_spacing_is_used_as_given():
+    spacings = pixel_spacings_mm([[0.5, 0.6], [0.5, 0.6]], (256, 256))
+    np.testing.assert_array_equal(spacings, [[0.5, 0.6], [0.5, 0.6]])
+
+
+def test_fov_and_matrix_size_fill_in_a_missing_pixel_spacing():
+    spacings = pixel_spacings_mm([[np.nan, np.nan], None], (256, 256), fov=320, matrix_size=256)
+    np.testing.assert_array_equal(spacings, [[1.25, 1.25], [1.25, 1.25]])
+    spacings = pixel_spacings_mm([[np.nan, np.nan]], (200, 100), fov=(300, 200))
+    np.testing.assert_array_equal(spacings, [[1.5, 2.0]])
+
+
+def test_disagreeing_fov_warns_and_pixel_spacing_wins(caplog):
+    with caplog.at_level(logging.WARNING):
+        spacings = pixel_spacings_mm([[1.3, 1.3]], (256, 256), fov=320, matrix_size=256, source="scan_dir")
+    np.testing.assert_array_equal(spacings, [[1.3, 1.3]])
+    assert "scan_dir: PixelSpacing [1.3, 1.3] mm differs from fov/matrix_size = [1.25, 1.25] mm by up to 3.8%; using PixelSpacing" in caplog.text
+
+
+def test_fov_within_1_percent_does_not_warn(caplog):
+    with caplog.at_level(logging.WARNING):
+        pixel_spacings_mm([[1.255, 1.255]], (256, 256), fov=320, matrix_size=256)
+    assert caplog.text == ""
+
+
+def test_missing_spacing_without_fov_says_what_to_set():
+    with pytest.raises(CtsegDataError, match=r"scan_dir: 1 of 2 slice\(s\) have no PixelSpacing; give the field of view with fov \(mm\) and matrix_size"):
+        pixel_spacings_mm([[1.0, 1.0], [np.nan, np.nan]], (64, 64), source="scan_dir")
+
+
+def test_matrix_size_must_match_the_images_when_it_is_used():
+    with pytest.raises(CtsegSettingsError, match="scan_dir: matrix_size=512 but the images are 256x256 pixels"):
+        pixel_spacings_mm([[np.nan, np.nan]], (256, 256), fov=320, matrix_size=512, source="scan_dir")
+    with pytest.raises(CtsegSettingsError, match=r"fov must be a positive number or a \(rows, cols\) pair, got -3"):
+        pixel_spacings_mm([[np.nan, np.nan]], (256, 256), fov=-3)
+
+
+def test_stack_spacing():
+    assert stack_spacing_mm([10.0, 12.5, 15.0, 17.5]) == 2.5
+    assert stack_spacing_mm([17.5, 10.0, 15.0, 12.5]) == 2.5
+    assert stack_spacing_mm([0.0, 0.0, 5.0, 5.0]) is None  # cine: repeated positions
+    assert stack_spacing_mm([0.0, 5.0, 15.0]) is None  # gap
+    assert stack_spacing_mm([0.0]) is None
+    assert stack_spacing_mm([0.0, np.nan]) is None
+    assert stack_spacing_mm(None) is None
+
+
+# ------------------------------------------------------------------ the table
+
+
+def three_slices():
+    labels = np.zeros((3, 40, 40), np.uint8)
+    labels[0] = square(10, value=1)              # 100 px
+    labels[1] = square(6, value=1)               # 36 px
+    labels[1, 30:35, 30:35] = 2                  # 25 px
+    labels[2, 0:2, 0:2] = 2                      # 4 px
+    return labels
+
+
+def test_area_table_has_the_manual_shape():
+    table = area_table(three_slices(), (0.5, 0.5), ["LV", "myocardium"],
+                       files=["/scans/IM_1.dcm", "/scans/IM_2.dcm", "/scans/IM_3.dcm"], positions_mm=[0.0, 8.0, 16.0])
+    assert list(table.index) == ["slice number 1", "slice number 2", "slice number 3", "mean", "std"]
+    assert table.index.name == AREA_INDEX_NAME == "slice (areas in mm2)"
+    assert list(table.columns) == ["file", "slice_position_mm", "LV", "myocardium"]
+    assert list(table["file"]) == ["IM_1.dcm", "IM_2.dcm", "IM_3.dcm", "", ""]
+    np.testing.assert_array_equal(table["LV"].iloc[:3], [25.0, 9.0, 0.0])
+    np.testing.assert_array_equal(table["myocardium"].iloc[:3], [0.0, 6.25, 1.0])
+    assert table.loc["mean", "LV"] == pytest.approx(34 / 3)
+    assert table.loc["std", "LV"] == pytest.approx(np.std([25.0, 9.0, 0.0], ddof=1))
+    assert np.isnan(table.loc["mean", "slice_position_mm"])
+    np.testing.assert_array_equal(table["slice_position_mm"].iloc[:3], [0.0, 8.0, 16.0])
+
+
+def test_area_table_uses_each_slices_own_spacing():
+    table = area_table(three_slices()[:2], [[0.5, 0.5], [1.0, 2.0]], ["LV", "myo"])
+    np.testing.assert_array_equal(table["LV"].iloc[:2], [25.0, 72.0])
+    assert list(table["file"]) == ["", "", "", ""]
+
+
+def test_area_table_of_one_slice_has_nan_std_and_of_none_nan_rows():
+    one = area_table(three_slices()[:1], (1, 1), ["LV", "myo"])
+    assert one.loc["mean", "LV"] == 100 and np.isnan(one.loc["std", "LV"])
+    empty = area_table(np.zeros((0, 4, 4), np.uint8), (1, 1), ["LV"])
+    assert list(empty.index) == ["mean", "std"] and empty["LV"].isna().all()
+
+
+def test_area_table_csv_round_trip(tmp_path):
+    table = area_table(three_slices(), (0.5, 0.5), ["LV", "myocardium"], files=["a.dcm", "b.dcm", "c.dcm"])
+    table.to_csv(tmp_path / "areas.csv")
+    back = pd.read_csv(tmp_path / "areas.csv", index_col=0)
+    assert back.shape == (5, 4)
+    assert list(back.columns) == ["file", "slice_position_mm", "LV", "myocardium"]
+    assert back.loc["mean", "myocardium"] == pytest.approx(table.loc["mean", "myocardium"])
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        ([], "labels_list is empty"),
+        (["LV", "LV"], r"labels_list has repeated names: \['LV', 'LV'\]"),
+        (["file", "x"], r"labels_list may not use the column name\(s\) \['file'\]"),
+    ],
+)
+def test_bad_names_are_refused(names, message):
+    with pytest.raises(CtsegSettingsError, match=message):
+        area_table(three_slices(), (1, 1), names)
+
+
+def test_too_few_names_for_the_label_values_names_the_file():
+    with pytest.raises(CtsegDataError, match="IM_2.dcm: label map holds values 0..2 but num_labels=1"):
+        area_table(three_slices(), (1, 1), ["LV"], files=["IM_1.dcm", "IM_2.dcm", "IM_3.dcm"])
+
+
+def test_mismatched_lengths_are_refused():
+    with pytest.raises(CtsegSettingsError, match=r"pixel_spacing_mm must be \(row, col\) or one pair per slice \(3, 2\); got shape \(2, 2\)"):
+        area_table(three_slices(), [[1, 1], [1, 1]], ["LV", "myo"])
+    with pytest.raises(CtsegSettingsError, match="3 label maps but 2 file names and 3 positions"):
+        area_table(three_slices(), (1, 1), ["LV", "myo"], files=["a", "b"])
+
+
+def test_volume_is_the_sum_of_areas_times_slice_spacing_in_ml():
+    table = area_table(three_slices(), (0.5, 0.5), ["LV", "myocardium"])
+    volumes = volume_table(table, 8.0)
+    assert list(volumes.index) == ["LV", "myocardium"] and volumes.index.name == "roi"
+    assert volumes.loc["LV", "volume_ml"] == pytest.approx((25 + 9 + 0) * 8 / 1000)
+    assert volumes.loc["myocardium", "volume_ml"] == pytest.approx((6.25 + 1.0) * 8 / 1000)
+    assert volumes.loc["LV", "slices_with_roi"] == 2
+    assert (volumes["slice_spacing_mm"] == 8.0).all()
+    with pytest.raises(CtsegSettingsError, match="slice_spacing_mm must be a positive distance in mm, got 0"):
+        volume_table(table, 0)
+
+
+# ------------------------------------------------------------------ from label files and DICOM
+
+
+@pytest.fixture()
+def labelled_series(tmp_path):
+    from PIL import Image
+
+    from ctseg_helpers.io.dicom_write import write_dicom_series
+
+    images = np.full((3, 40, 40), -1000.0)
+    write_dicom_series(tmp_path / "dicoms", images, pixel_spacing_mm=(0.5, 0.5), slice_thickness_mm=8.0,
+                       names=["IM_1", "IM_2", "IM_3"])
+    (tmp_path / "labels").mkdir()
+    for name, lab in zip(["IM_1", "IM_2", "IM_3"], three_slices(), strict=True):
+        Image.fromarray(lab).save(tmp_path / "labels" / f"{name}.png")
+    return tmp_path
+
+
+def test_areas_from_folders_matches_labels_to_dicom_by_name(labelled_series):
+    table, volumes = areas_from_folders(labelled_series / "labels", labelled_series / "dicoms", ["LV", "myocardium"])
+    assert list(table["file"].iloc[:3]) == ["IM_1.dcm", "IM_2.dcm", "IM_3.dcm"]
+    np.testing.assert_array_equal(table["LV"].iloc[:3], [25.0, 9.0, 0.0])
+    np.testing.assert_allclose(table["slice_position_mm"].iloc[:3], [0.0, 8.0, 16.0])
+    assert volumes.loc["LV", "volume_ml"] == pytest.approx(34 * 8 / 1000)
+
+
+def test_areas_from_folders_uses_fov_when_pixel_spacing_is_absent(labelled_series):
+    import pydicom
+
+    for path in sorted((labelled_series / "dicoms").glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        del ds.PixelSpacing
+        ds.save_as(path)
+    with pytest.raises(CtsegDataError, match=r"3 of 3 slice\(s\) have no PixelSpacing"):
+        areas_from_folders(labelled_series / "labels", labelled_series / "dicoms", ["LV", "myocardium"])
+    table, _ = areas_from_folders(labelled_series / "labels", labelled_series / "dicoms", ["LV", "myocardium"],
+                                  fov=40.0, matrix_size=40)
+    np.testing.assert_array_equal(table["LV"].iloc[:3], [100.0, 36.0, 0.0])
+
+
+def test_areas_from_folders_leaves_out_unlabelled_slices_with_a_warning(labelled_series, caplog):
+    (labelled_series / "labels" / "IM_2.png").unlink()
+    (labelled_series / "labels" / "other.png").write_bytes((labelled_series / "labels" / "IM_1.png").read_bytes())
+    with caplog.at_level(logging.WARNING):
+        table, volumes = areas_from_folders(labelled_series / "labels", labelled_series / "dicoms", ["LV", "myo"])
+    assert list(table["file"].iloc[:2]) == ["IM_1.dcm", "IM_3.dcm"]
+    assert volumes is None  # the middle position is unlabelled: no volume from slices 16 mm apart
+    assert "1 of 3 DICOM file(s) have no label map" in caplog.text
+    assert "1 label map(s) match no DICOM file, e.g. other" in caplog.text
+
+
+def test_areas_from_folders_errors(labelled_series, tmp_path):
+    with pytest.raises(CtsegDataError, match="label folder not found"):
+        areas_from_folders(tmp_path / "nope", labelled_series / "dicoms", ["LV", "myo"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CtsegDataError, match="empty: no label maps found"):
+        find_label_files(empty)
+    other = tmp_path / "other"
+    other.mkdir()
+    np.save(other / "unrelated.npy", np.zeros((40, 40), np.uint8))
+    with pytest.raises(CtsegDataError, match=r"none of its 1 label maps is named like a DICOM file in .*dicoms \(e.g. IM_1.png for IM_1.dcm\)"):
+        areas_from_folders(other, labelled_series / "dicoms", ["LV", "myo"])
+    np.save(other / "IM_1.npy", np.zeros((30, 40), np.uint8))
+    with pytest.raises(CtsegDataError, match="IM_1.npy: label map is 30x40 but its image IM_1.dcm is 40x40"):
+        areas_from_folders(other, labelled_series / "dicoms", ["LV", "myo"])
+    with pytest.raises(CtsegDataError, match="dicoms: no series with SeriesInstanceUID 1.2.3; it holds "):
+        areas_from_folders(labelled_series / "labels", labelled_series / "dicoms", ["LV", "myo"], series_uid="1.2.3")
+    np.save(labelled_series / "labels" / "IM_1.npy", np.zeros((40, 40), np.uint8))
+    with pytest.raises(CtsegDataError, match="IM_1.npy and IM_1.png are label maps for the same slice; keep one"):
+        find_label_files(labelled_series / "labels")
+
+
+def test_areas_on_real_sunnybrook_labels_match_pixel_counts(sunnybrook):
+    from ctseg_helpers.io.dicom import read_dicom_file
+    from ctseg_helpers.io.labels import read_label
+
+    split = sunnybrook / "lv_myo" / "train"
+    table, volumes = areas_from_folders(split / "labels", split / "dicoms", ["LV blood pool", "LV myocardium"])
+    assert table["file"].iloc[:28].str.startswith("SCD0000").all()
+    assert len(table) == 28 + 2 and volumes is None  # three patients' slices: no single stack
+    first = split / "dicoms" / table["file"].iloc[0]
+    spacing = read_dicom_file(first).pixel_spacing_mm
+    label = read_label(split / "labels" / (first.stem + ".png"), 2)
+    assert table["LV blood pool"].iloc[0] == pytest.approx((label == 1).sum() * spacing[0] * spacing[1])
+    # a left-ventricle blood pool cross-section is some cm², not mm² or m²
+    assert 100 < table.loc["mean", "LV blood pool"] < 5000

@@ -1,0 +1,245 @@
+"""run_segmentation end to end on a written DICOM series with a tiny saved model, and its pieces."""
+
+import datetime as dt
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.io.dicom_write import write_dicom_series
+from ctseg_helpers.segment import run_segmentation
+from ctseg_helpers.segment.outputs import (
+    make_run_dir,
+    output_stem,
+    output_stems,
+    write_label_png,
+    write_table_csv,
+)
+from tests.segment.tiny_model import make_tiny_model_file
+
+NAMES = ["soft", "bright"]
+
+
+def phantom():
+    """3 slices 40x50 in HU: air, a soft-tissue block (label 1) and a bright block (label 2)."""
+    images = np.full((3, 40, 50), -1000.0)
+    images[:, 5:15, 5:25] = 0.0          # 10 x 20 = 200 px soft tissue on every slice
+    for k in range(3):
+        images[k, 20:30, 10 : 10 + 4 * (k + 1)] = 400.0  # 10 x 4(k+1) bright pixels
+    return images
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    return make_tiny_model_file(tmp_path_factory.mktemp("model") / "tiny.keras", label_names=NAMES)
+
+
+@pytest.fixture()
+def dicom_dir(tmp_path):
+    write_dicom_series(tmp_path / "scan_01", phantom(), pixel_spacing_mm=(0.5, 0.8), slice_thickness_mm=5.0,
+                       names=["IM_0001", "IM_0002", "IM_0003"], patient_id="PAT-12345")
+    return tmp_path / "scan_01"
+
+
+def test_run_segmentation_writes_labels_previews_animation_and_exact_areas(model_file, dicom_dir, tmp_path):
+    run = run_segmentation(model_file, dicom_dir, tmp_path / "predictions", labels_list=NAMES, input_shape=32,
+                           progress=False)
+    assert run.run_dir.parent == tmp_path / "predictions"
+    assert run.run_dir.name.startswith("scan_01_")
+    # label maps: lossless PNG named like the DICOM files, values 0..2
+    assert [p.name for p in run.label_paths] == ["IM_0001.png", "IM_0002.png", "IM_0003.png"]
+    expected = np.zeros((3, 40, 50), np.uint8)
+    expected[:, 5:15, 5:25] = 1
+    for k in range(3):
+        expected[k, 20:30, 10 : 10 + 4 * (k + 1)] = 2
+    for path, want in zip(run.label_paths, expected, strict=True):
+        with Image.open(path) as im:
+            assert im.mode == "L"
+            np.testing.assert_array_equal(np.asarray(im), want)
+    np.testing.assert_array_equal(run.labels, expected)
+    # previews and animation
+    assert [p.name for p in run.overlay_paths] == ["IM_0001.jpg", "IM_0002.jpg", "IM_0003.jpg"]
+    with Image.open(run.overlay_paths[0]) as im:
+        assert im.format == "JPEG" and im.size == (50, 40)
+    with Image.open(run.animation_gif) as gif:
+        assert gif.n_frames == 3
+    # areas: pixel counts x 0.5 x 0.8 mm²
+    areas = pd.read_csv(run.areas_csv, index_col=0)
+    assert list(areas.index) == ["slice number 1", "slice number 2", "slice number 3", "mean", "std"]
+    assert list(areas.columns) == ["file", "slice_position_mm", "soft", "bright"]
+    np.testing.assert_allclose(areas["soft"].iloc[:3], 200 * 0.4)
+    np.testing.assert_allclose(areas["bright"].iloc[:3], [16.0, 32.0, 48.0])
+    np.testing.assert_allclose(areas["slice_position_mm"].iloc[:3], [0.0, 5.0, 10.0])
+    assert areas.loc["mean", "bright"] == pytest.approx(32.0)
+    assert areas.loc["std", "bright"] == pytest.approx(16.0)
+    # volumes of the 3D stack, in mL
+    volumes = pd.read_csv(run.volumes_csv, index_col=0)
+    assert volumes.loc["bright", "volume_ml"] == pytest.approx((16 + 32 + 48) * 5.0 / 1000)
+    assert volumes.loc["soft", "volume_ml"] == pytest.approx(3 * 80 * 5.0 / 1000)
+    # what was run, without patient identity
+    record = json.loads(run.run_json.read_text())
+    assert record["n_slices"] == 3 and record["label_names"] == NAMES
+    assert record["segmenter"]["mode"] == "tile" and record["segmenter"]["blend"] == "gaussian"
+    assert "PAT-12345" not in run.run_json.read_text() and "patient_id" not in record
+    assert "PAT-12345" not in run.areas_csv.read_text()
+    assert "scan_01" in run.summary() and "areas (mm2)" in run.summary()
+    assert "data:image/png;base64" in run.animation_html()
+
+
+def test_each_run_gets_its_own_folder_and_overwrite_replaces_only_its_outputs(model_file, dicom_dir, tmp_path):
+    out = tmp_path / "predictions"
+    first = run_segmentation(model_file, dicom_dir, out, animation=False, progress=False)
+    second = run_segmentation(model_file, dicom_dir, out, animation=False, progress=False)
+    assert first.run_dir != second.run_dir and first.areas_csv.exists() and second.areas_csv.exists()
+    fixed = run_segmentation(model_file, dicom_dir, out, run_name="fixed", overwrite=True, previews=False,
+                             animation=False, progress=False)
+    assert fixed.run_dir == out / "fixed"
+    (fixed.run_dir / "my_notes.txt").write_text("keep me")
+    (fixed.run_dir / "labels" / "OLD_SLICE.png").write_bytes(b"")
+    again = run_segmentation(model_file, dicom_dir, out, run_name="fixed", overwrite=True, animation=False,
+                             progress=False)
+    assert again.run_dir == fixed.run_dir
+    assert (fixed.run_dir / "my_notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in (fixed.run_dir / "labels").iterdir()) == ["IM_0001.png", "IM_0002.png", "IM_0003.png"]
+    assert first.labels.tolist() == again.labels.tolist()
+
+
+def test_labels_list_defaults_to_the_names_stored_with_the_model(model_file, dicom_dir, tmp_path):
+    run = run_segmentation(model_file, dicom_dir, tmp_path, previews=False, animation=False, progress=False)
+    assert run.label_names == tuple(NAMES) and list(run.areas.columns[2:]) == NAMES
+
+
+def test_other_names_than_the_models_are_used_with_a_warning(model_file, dicom_dir, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        run = run_segmentation(model_file, dicom_dir, tmp_path, labels_list=["a", "b"], previews=False,
+                               animation=False, progress=False)
+    assert list(run.areas.columns[2:]) == ["a", "b"]
+    assert "differs from the names the model was trained with" in caplog.text
+
+
+def test_a_loaded_segmenter_can_be_reused_for_many_folders(model_file, dicom_dir, tmp_path):
+    from ctseg_helpers.segment import Segmenter
+
+    segmenter = Segmenter.from_model_file(model_file, blend="average")
+    runs = [run_segmentation(model_file, dicom_dir, tmp_path / "out", segmenter=segmenter, run_name=f"r{i}",
+                             previews=False, animation=False, progress=False) for i in range(2)]
+    assert runs[0].labels.tolist() == runs[1].labels.tolist()
+    assert json.loads(runs[0].run_json.read_text())["segmenter"]["blend"] == "average"
+    other = Segmenter(lambda b: np.concatenate([b, 1 - b], -1), input_shape=32, num_classes=2)
+    with pytest.raises(CtsegSettingsError, match="the segmenter given takes input_shape=32 with 2 classes but .*tiny.keras has input_shape=32 with 3"):
+        run_segmentation(model_file, dicom_dir, tmp_path / "out", segmenter=other, progress=False)
+
+
+def test_patient_id_is_recorded_only_when_asked(model_file, dicom_dir, tmp_path):
+    run = run_segmentation(model_file, dicom_dir, tmp_path, include_patient_id=True, previews=False,
+                           animation=False, progress=False)
+    assert json.loads(run.run_json.read_text())["patient_id"] == "PAT-12345"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input_shape": 64}, "input_shape=64 in your settings but the model was trained with input_shape=32; set input_shape = 32"),
+        ({"labels_list": ["only_one"]}, r"labels_list has 1 name\(s\) \['only_one'\] but the model was trained with 2 label\(s\) \['soft', 'bright'\]"),
+        ({"labels_list": "soft"}, "labels_list must be a list of names, e.g. \\['soft'\\], got the string 'soft'"),
+        ({"labels_list": ["x", "x"]}, "labels_list has repeated names"),
+    ],
+)
+def test_settings_that_disagree_with_the_model_fail_before_any_work(model_file, dicom_dir, tmp_path, kwargs, message):
+    with pytest.raises(CtsegSettingsError, match=message):
+        run_segmentation(model_file, dicom_dir, tmp_path / "predictions", progress=False, **kwargs)
+    assert not (tmp_path / "predictions").exists()
+
+
+def test_a_missing_folder_or_model_is_reported(model_file, tmp_path):
+    with pytest.raises(CtsegDataError, match="nowhere: DICOM folder not found; pick the folder that holds the scan's .dcm files"):
+        run_segmentation(model_file, tmp_path / "nowhere", tmp_path / "out")
+    with pytest.raises(CtsegDataError, match="missing.keras: model file not found"):
+        run_segmentation(tmp_path / "missing.keras", tmp_path, tmp_path / "out")
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(CtsegSettingsError, match="a_file: output folder is a file; choose a folder for the predictions"):
+        run_segmentation(model_file, tmp_path, tmp_path / "a_file")
+
+
+def test_fov_and_matrix_size_are_used_without_pixel_spacing(model_file, dicom_dir, tmp_path):
+    import pydicom
+
+    for path in sorted(dicom_dir.glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        del ds.PixelSpacing
+        ds.save_as(path)
+    with pytest.raises(CtsegDataError, match=r"3 of 3 slice\(s\) have no PixelSpacing; give the field of view with fov"):
+        run_segmentation(model_file, dicom_dir, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    run = run_segmentation(model_file, dicom_dir, tmp_path / "out", fov=(20.0, 50.0), matrix_size=(40, 50),
+                           previews=False, animation=False, progress=False)
+    np.testing.assert_allclose(run.areas["soft"].iloc[:3], 200 * 0.5 * 1.0)
+
+
+# ------------------------------------------------------------------ pieces
+
+
+@pytest.mark.parametrize(
+    ("name", "stem"),
+    [("IM_0001.dcm", "IM_0001"), ("scan.DCM", "scan"), ("IM0001", "IM0001"), ("1.2.840.113619.2.1", "1.2.840.113619.2.1"),
+     ("a.b.ima", "a.b"), ("x.dicom", "x")],
+)
+def test_outputs_are_named_like_the_dicom_file(name, stem):
+    assert output_stem(f"/some/folder/{name}") == stem
+
+
+def test_duplicate_names_are_made_unique_with_a_warning(caplog):
+    assert output_stems(["a/IM1.dcm", "b/IM1.dcm", "IM2"]) == ["IM1", "IM1_2", "IM2"]
+    assert "two DICOM files are both named IM1" in caplog.text
+
+
+def test_make_run_dir_never_reuses_a_folder(tmp_path):
+    now = dt.datetime(2026, 1, 2, 3, 4, 5)
+    first = make_run_dir(tmp_path, "my scan/1", now=now)
+    second = make_run_dir(tmp_path, "my scan/1", now=now)
+    assert first.name == "my_scan_1_20260102-030405" and second.name == "my_scan_1_20260102-030405-2"
+    assert (first / "labels").is_dir()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(CtsegSettingsError, match="file: output folder is a file"):
+        make_run_dir(tmp_path / "file", "x")
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(CtsegSettingsError, match="taken: exists and is not a folder; remove it or choose another output folder"):
+        make_run_dir(tmp_path, "taken", overwrite=True)
+
+
+def test_label_png_is_lossless_and_checked(tmp_path):
+    labels = np.arange(12, dtype=np.int64).reshape(3, 4)
+    with Image.open(write_label_png(tmp_path / "l.png", labels)) as im:
+        np.testing.assert_array_equal(np.asarray(im), labels)
+    with pytest.raises(CtsegDataError, match=r"l3.png: a label map must be 2D \(M, N\), got shape \(1, 3, 4\)"):
+        write_label_png(tmp_path / "l3.png", labels[None])
+    with pytest.raises(CtsegDataError, match="big.png: label values 0..300 do not fit an 8-bit PNG"):
+        write_label_png(tmp_path / "big.png", np.array([[0, 300]]))
+
+
+def test_table_csv_is_not_silently_overwritten(tmp_path):
+    table = pd.DataFrame({"a": [1.0]})
+    path = write_table_csv(table, tmp_path / "t.csv")
+    with pytest.raises(CtsegSettingsError, match="t.csv exists already; choose another file name or allow overwriting"):
+        write_table_csv(table, path)
+    write_table_csv(table, path, overwrite=True)
+
+
+def test_real_sunnybrook_cine_series_is_segmented_with_outputs_named_like_its_files(sunnybrook, tmp_path):
+    """240 real cine MR images (12 positions x 20 phases): a cine series gets areas but no volume."""
+    model = make_tiny_model_file(tmp_path / "mr.keras", input_shape=256, num_labels=1, label_names=("LV",),
+                                 modality="MR", fit_mode="pad")
+    scan = sunnybrook / "scans" / "SCD0000101"
+    run = run_segmentation(model, scan, tmp_path / "predictions", previews=False, animation=False, progress=False)
+    dicom_names = sorted(p.name for p in scan.iterdir() if p.suffix == ".dcm")
+    assert sorted(p.name for p in run.label_paths) == sorted(n.replace(".dcm", ".png") for n in dicom_names)
+    assert len(run.areas) == 240 + 2 and run.volumes is None and run.volumes_csv is None
+    assert run.volume_note == "the series is a cine series (12 slice positions x 20 phases), not one 3D stack"
+    assert "No ROI volumes: the series is a cine series" in run.volume_report().data
+    spacing = run.pixel_spacing_mm[0]
+    assert 1.2 < spacing[0] < 1.4
+    assert run.areas["LV"].iloc[0] == pytest.approx((run.labels[0] == 1).sum() * spacing[0] * spacing[1])

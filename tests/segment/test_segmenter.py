@@ -1,0 +1,227 @@
+"""Segmenter: stitching checked exactly with stand-in prediction functions, plus a tiny Keras model."""
+
+import numpy as np
+import pytest
+
+from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.prepare.normalize import Normalization
+from ctseg_helpers.segment.patches import BLEND_MODES
+from ctseg_helpers.segment.segmenter import Segmenter
+
+
+def identity(batch):
+    """Channel 0 = the input itself, channel 1 = its complement."""
+    return np.concatenate([batch, 1.0 - batch], axis=-1)
+
+
+class Recorder:
+    """Stand-in that records the batch shapes it was called with."""
+
+    def __init__(self, fn=identity):
+        self.fn = fn
+        self.shapes = []
+
+    def __call__(self, batch):
+        self.shapes.append(batch.shape)
+        return self.fn(batch)
+
+
+def ramp(rows, cols):
+    rng = np.random.default_rng(rows * 1000 + cols)
+    return rng.random((rows, cols), dtype=np.float32)
+
+
+@pytest.mark.parametrize("blend", BLEND_MODES)
+@pytest.mark.parametrize("shape", [(300, 217), (64, 64), (40, 23), (65, 130), (3, 300, 217)])
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
+def test_identity_predict_fn_returns_the_input_in_tile_mode(blend, shape, overlap):
+    images = ramp(*shape[-2:]) if len(shape) == 2 else np.stack([ramp(*shape[1:]) + i for i in range(shape[0])]) / 3
+    seg = Segmenter(identity, input_shape=64, num_classes=2, overlap=overlap, blend=blend, batch_size=5)
+    proba = seg.predict_proba(images)
+    assert proba.shape == images.shape + (2,) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba[..., 0], images, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(proba.sum(axis=-1), 1.0, atol=1e-5)
+
+
+def test_constant_predict_fn_gives_constant_probabilities_everywhere():
+    const = np.array([0.2, 0.5, 0.3], np.float32)
+    seg = Segmenter(lambda b: np.broadcast_to(const, b.shape[:3] + (3,)), input_shape=32, num_classes=3, blend="hann")
+    proba = seg.predict_proba(np.zeros((2, 77, 45)))
+    np.testing.assert_allclose(proba, np.broadcast_to(const, proba.shape), rtol=1e-6)
+    assert np.all(seg.segment(np.zeros((2, 77, 45))) == 1)
+
+
+def test_overlaps_are_blended_not_overwritten_by_the_last_patch():
+    # Each patch predicts its own call number as the probability of class 1: with blending the
+    # result varies smoothly between patches instead of taking the last patch's value.
+    calls = []
+
+    def numbered(batch):
+        calls.append(1)
+        value = len(calls) / 10.0
+        return np.concatenate([np.full_like(batch, 1 - value), np.full_like(batch, value)], axis=-1)
+
+    seg = Segmenter(numbered, input_shape=32, num_classes=2, overlap=0.5, blend="average", batch_size=1)
+    proba = seg.predict_proba(np.zeros((32, 48)))
+    # Patches at columns 0 and 16 overlap on columns 16..31: the plain mean of 0.1 and 0.2.
+    np.testing.assert_allclose(proba[:, :16, 1], 0.1, rtol=1e-6)
+    np.testing.assert_allclose(proba[:, 16:32, 1], 0.15, rtol=1e-6)
+    np.testing.assert_allclose(proba[:, 32:, 1], 0.2, rtol=1e-6)
+
+
+def test_segment_is_the_argmax_as_uint8():
+    images = np.stack([ramp(50, 70), 1 - ramp(50, 70)])
+    seg = Segmenter(identity, input_shape=32, num_classes=2)
+    labels = seg.segment(images)
+    assert labels.dtype == np.uint8 and labels.shape == images.shape
+    np.testing.assert_array_equal(labels, (images < 0.5).astype(np.uint8))
+    np.testing.assert_array_equal(seg.segment_slices(images[0]), labels[0])
+
+
+def test_patches_of_several_slices_share_batches():
+    rec = Recorder()
+    seg = Segmenter(rec, input_shape=32, num_classes=2, batch_size=8)
+    seg.segment(np.zeros((20, 32, 32)))
+    assert [s[0] for s in rec.shapes] == [8, 8, 4]
+    assert all(s[1:] == (32, 32, 1) for s in rec.shapes)
+    assert all(isinstance(s, tuple) for s in rec.shapes)
+
+
+def test_tta_averages_the_four_flips_in_probability_space():
+    # A stand-in whose class-1 probability is a row ramp whatever the input: up-down flips
+    # reverse it, so the flip average is exactly 0.5 everywhere.
+    def row_ramp(batch):
+        rows = np.linspace(0, 1, batch.shape[1], dtype=np.float32)[None, :, None, None]
+        p1 = np.broadcast_to(rows, batch.shape)
+        return np.concatenate([1 - p1, p1], axis=-1)
+
+    rec = Recorder(row_ramp)
+    seg = Segmenter(rec, input_shape=16, num_classes=2, tta=True)
+    proba = seg.predict_proba(np.zeros((16, 16)))
+    np.testing.assert_allclose(proba[..., 1], 0.5, atol=1e-6)
+    assert len(rec.shapes) == 4
+    tta_identity = Segmenter(identity, input_shape=16, num_classes=2, tta=True).predict_proba(ramp(40, 21))
+    np.testing.assert_allclose(tta_identity[..., 0], ramp(40, 21), rtol=1e-5, atol=1e-6)
+
+
+def test_normalization_is_applied_to_raw_values():
+    hu = np.array([[-1000.0, 0.0], [500.0, 3000.0]], np.float32)
+    seg = Segmenter(identity, input_shape=4, num_classes=2, normalization=Normalization("CT", (-1000.0, 1000.0)))
+    np.testing.assert_allclose(seg.predict_proba(hu)[..., 0], [[0.0, 0.5], [0.75, 1.0]], atol=1e-6)
+
+
+def test_resize_mode_maps_probabilities_back_to_native_resolution():
+    rec = Recorder()
+    seg = Segmenter(rec, input_shape=32, num_classes=2, mode="resize", batch_size=4)
+    images = np.stack([ramp(300, 217)] * 5)
+    proba = seg.predict_proba(images)
+    assert proba.shape == (5, 300, 217, 2)
+    assert [s[0] for s in rec.shapes] == [4, 1] and rec.shapes[0][1:] == (32, 32, 1)
+    # a smooth image survives down- and up-sampling closely
+    yy, xx = np.mgrid[0:300, 0:217]
+    smooth = ((yy / 299.0 + xx / 216.0) / 2).astype(np.float32)
+    back = seg.predict_proba(smooth)[..., 0]
+    assert np.abs(back - smooth)[5:-5, 5:-5].max() < 0.01
+    # at the input size nothing is resized: exact
+    exact = ramp(32, 32)
+    np.testing.assert_array_equal(seg.predict_proba(exact)[..., 0], exact)
+
+
+def test_nan_pixels_are_segmented_as_zero_with_a_warning(caplog):
+    image = ramp(20, 20)
+    image[3, 4] = np.nan
+    proba = Segmenter(identity, input_shape=8, num_classes=2).predict_proba(image)
+    assert proba[3, 4, 0] == 0 and np.isfinite(proba).all()
+    assert "NaN or infinite" in caplog.text
+
+
+def test_wrong_output_shape_of_predict_fn_is_reported():
+    seg = Segmenter(identity, input_shape=16, num_classes=3)
+    with pytest.raises(CtsegSettingsError, match=r"returned shape \(1, 16, 16, 2\).*expected \(1, 16, 16, 3\)"):
+        seg.segment(np.zeros((16, 16)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input_shape": 0}, "input_shape must be a positive number of pixels, got 0"),
+        ({"num_classes": 1}, r"num_classes must be at least 2 \(background \+ one ROI\), got 1"),
+        ({"mode": "crop"}, "mode must be 'tile' or 'resize', got 'crop'"),
+        ({"batch_size": 0}, "batch_size must be at least 1, got 0"),
+        ({"overlap": 1.0}, "overlap must be a fraction"),
+        ({"blend": "max"}, "blend must be one of"),
+    ],
+)
+def test_bad_settings_are_refused(kwargs, message):
+    settings = {"input_shape": 16, "num_classes": 2} | kwargs
+    with pytest.raises(CtsegSettingsError, match=message):
+        Segmenter(identity, **settings)
+
+
+def test_predict_fn_must_be_callable():
+    with pytest.raises(CtsegSettingsError, match="predict_fn must be callable"):
+        Segmenter("model.keras", input_shape=16, num_classes=2)
+
+
+def test_bad_images_are_refused():
+    seg = Segmenter(identity, input_shape=16, num_classes=2)
+    with pytest.raises(CtsegDataError, match=r"images must be one slice \(M, N\) or a stack \(K, M, N\); got shape \(2, 3, 4, 5\)"):
+        seg.segment(np.zeros((2, 3, 4, 5)))
+    with pytest.raises(CtsegDataError, match="images must hold real numbers, got dtype <U1"):
+        seg.segment(np.array([["a"]]))
+    with pytest.raises(CtsegDataError, match=r"images have an empty side: shape \(0, 5\)"):
+        seg.segment(np.zeros((0, 5)))
+
+
+def test_an_empty_stack_gives_empty_results():
+    seg = Segmenter(identity, input_shape=16, num_classes=2)
+    assert seg.segment(np.zeros((0, 20, 20))).shape == (0, 20, 20)
+    assert seg.predict_proba(np.zeros((0, 20, 20))).shape == (0, 20, 20, 2)
+
+
+# ---------------------------------------------------------------- with a tiny saved Keras model
+
+
+@pytest.fixture(scope="module")
+def tiny_model_file(tmp_path_factory):
+    from tests.segment.tiny_model import make_tiny_model_file
+
+    return make_tiny_model_file(tmp_path_factory.mktemp("model") / "tiny.keras", fit_mode="pad")
+
+
+def test_from_model_file_takes_settings_from_the_model(tiny_model_file):
+    seg = Segmenter.from_model_file(tiny_model_file, blend="hann")
+    assert (seg.input_shape, seg.num_classes, seg.mode, seg.blend) == (32, 3, "tile", "hann")
+    assert seg.settings.label_names == ("inner", "outer")
+    images = np.random.default_rng(0).normal(0, 300, (3, 45, 70)).astype(np.float32)
+    proba = seg.predict_proba(images)
+    assert proba.shape == (3, 45, 70, 3)
+    np.testing.assert_allclose(proba.sum(-1), 1.0, atol=1e-5)
+    # The tiny model is 1x1 convolutions: it maps each pixel alone, so stitched output equals
+    # the per-pixel softmax of the model's weights applied to the whole slice at once.
+    from ctseg_helpers.prepare.normalize import normalize_image
+
+    kernel, bias = seg.model.layers[-1].get_weights()
+    logits = normalize_image(images, seg.normalization)[..., None] * kernel.reshape(-1) + bias
+    direct = np.exp(logits - logits.max(-1, keepdims=True))
+    direct /= direct.sum(-1, keepdims=True)
+    np.testing.assert_allclose(proba, direct, atol=1e-5)
+    assert Segmenter.from_model_file(tiny_model_file, mode="resize").mode == "resize"
+
+
+def test_from_model_file_refuses_a_different_input_shape(tiny_model_file):
+    with pytest.raises(CtsegSettingsError, match="input_shape=64 was given but the model was trained with input_shape=32"):
+        Segmenter.from_model_file(tiny_model_file, input_shape=64)
+    with pytest.raises(CtsegSettingsError, match="num_classes=2 was given but the model was trained with num_classes=3"):
+        Segmenter.from_model_file(tiny_model_file, num_classes=2)
+
+
+def test_a_model_whose_shape_disagrees_with_its_settings_is_refused(tmp_path):
+    from tests.segment.tiny_model import make_tiny_model_file
+
+    path = make_tiny_model_file(tmp_path / "lying.keras", stored_num_labels=3)
+    with pytest.raises(CtsegSettingsError, match=r"the network outputs 3 channels, but its settings say 3 label\(s\), i.e. 4 channels"):
+        Segmenter.from_model_file(path)
+    path = make_tiny_model_file(tmp_path / "lying_input.keras", stored_input_shape=48)
+    with pytest.raises(CtsegSettingsError, match=r"the network takes inputs of shape \(None, 32, 32, 1\), but its settings say input_shape=48"):
+        Segmenter.from_model_file(path)
