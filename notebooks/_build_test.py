@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from ctseg_helpers._nbbuild import build_notebook, write_notebook
 
 HERE = Path(__file__).resolve().parent
 
@@ -118,26 +119,11 @@ ROI in mL, the sum of its areas times the distance between slices. Saved as `vol
 
 def build() -> nbformat.NotebookNode:
     """The notebook, without outputs."""
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    nb.metadata["language_info"] = {"name": "python"}
-    for kind, source in CELLS:
-        if kind == "md":
-            nb.cells.append(new_markdown_cell(source))
-        else:
-            cell = new_code_cell(source)
-            if kind == "params":
-                cell.metadata["tags"] = ["parameters"]
-            nb.cells.append(cell)
-    for index, cell in enumerate(nb.cells):
-        cell["id"] = f"test-{index:02d}"
-    return nb
+    return build_notebook(CELLS, "test")
 
 
 def main() -> Path:
-    path = HERE / "test.ipynb"
-    nbformat.write(build(), path)
-    return path
+    return write_notebook(build(), HERE / "test.ipynb")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from ctseg_helpers._nbbuild import build_notebook, write_notebook
 
 TITLE = """\
 # Train a U-Net segmentation model
@@ -102,61 +103,51 @@ EVALUATION_HELP = """\
   (`dice_<roi name>`), and one poor ROI can hide behind a good mean."""
 
 
+CELLS = [
+    ("md", TITLE),
+    ("md", "## Imports"),
+    ("code",
+     "from ctseg_helpers.prepare.check import check_data\n"
+     "from ctseg_helpers.show.training import plot_history, show_batch\n"
+     "from ctseg_helpers.train import TrainConfig, first_batch, prepare_training_data, system_info, train_model"),
+    ("md", "## Systems Characteristics\n\nMemory, and whether a GPU is available for training."),
+    ("code", "system_info()"),
+    ("md", "## Settings\n\nEvery setting of this notebook is in the next cell."),
+    ("params", PARAMETERS),
+    ("md", "The settings, checked and gathered for training:"),
+    ("code", CONFIG),
+    ("md", "## Data Pre-Visualization\n\n### Data check\n\n"
+           "Every image needs a label of the same size with values 0..`num_labels`."),
+    ("code", 'check_data(f"{main_dir}/train", num_labels)'),
+    ("md", "### Reading the training data\n\n"
+           "Slices are normalised for their modality, resized to `input_shape`, and whole "
+           "patients are set aside for validation."),
+    ("code", "data = prepare_training_data(config)\ndata.describe()"),
+    ("md", "### The first augmented batch\n\n"
+           "Exactly what the network sees, with the ROIs overlaid (each label always has the "
+           "same colour)."),
+    ("code", "images, labels = first_batch(config, data)\n"
+             'print(f"images: {images.shape} {images.dtype}, labels: {labels.shape} {labels.dtype}")'),
+    ("code", "show_batch(images, labels, label_names, num_labels);"),
+    ("md", "## Model Training\n\n"
+           "A status line every `print_checkpoint` epochs; checkpoints every `save_checkpoint` "
+           "epochs in `model_dir`. Interrupt the kernel to stop with a checkpoint."),
+    ("code", "result = train_model(config, data)"),
+    ("md", "## Training Performance Evaluation\n\nLoss and mean Dice score per epoch."),
+    ("code", "plot_history(result.history);"),
+    ("md", "Final Dice loss and mean Dice score, and where the models are:"),
+    ("code", "print(result)"),
+    ("md", EVALUATION_HELP),
+]
+
+
 def build() -> nbformat.NotebookNode:
-    cells = [
-        new_markdown_cell(TITLE),
-        new_markdown_cell("## Imports"),
-        new_code_cell(
-            "from ctseg_helpers.prepare.check import check_data\n"
-            "from ctseg_helpers.show.training import plot_history, show_batch\n"
-            "from ctseg_helpers.train import TrainConfig, first_batch, prepare_training_data, system_info, train_model"
-        ),
-        new_markdown_cell("## Systems Characteristics\n\nMemory, and whether a GPU is available for training."),
-        new_code_cell("system_info()"),
-        new_markdown_cell("## Settings\n\nEvery setting of this notebook is in the next cell."),
-        new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
-        new_markdown_cell("The settings, checked and gathered for training:"),
-        new_code_cell(CONFIG),
-        new_markdown_cell("## Data Pre-Visualization\n\n### Data check\n\n"
-                          "Every image needs a label of the same size with values 0..`num_labels`."),
-        new_code_cell('check_data(f"{main_dir}/train", num_labels)'),
-        new_markdown_cell("### Reading the training data\n\n"
-                          "Slices are normalised for their modality, resized to `input_shape`, and whole "
-                          "patients are set aside for validation."),
-        new_code_cell("data = prepare_training_data(config)\ndata.describe()"),
-        new_markdown_cell("### The first augmented batch\n\n"
-                          "Exactly what the network sees, with the ROIs overlaid (each label always has the "
-                          "same colour)."),
-        new_code_cell("images, labels = first_batch(config, data)\n"
-                      'print(f"images: {images.shape} {images.dtype}, labels: {labels.shape} {labels.dtype}")'),
-        new_code_cell("show_batch(images, labels, label_names, num_labels);"),
-        new_markdown_cell("## Model Training\n\n"
-                          "A status line every `print_checkpoint` epochs; checkpoints every `save_checkpoint` "
-                          "epochs in `model_dir`. Interrupt the kernel to stop with a checkpoint."),
-        new_code_cell("result = train_model(config, data)"),
-        new_markdown_cell("## Training Performance Evaluation\n\nLoss and mean Dice score per epoch."),
-        new_code_cell("plot_history(result.history);"),
-        new_markdown_cell("Final Dice loss and mean Dice score, and where the models are:"),
-        new_code_cell("print(result)"),
-        new_markdown_cell(EVALUATION_HELP),
-    ]
-    notebook = new_notebook(cells=cells)
-    notebook.metadata = {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    }
-    return notebook
+    """The notebook, without outputs."""
+    return build_notebook(CELLS, "train")
 
 
 def main() -> Path:
-    path = Path(__file__).with_name("train.ipynb")
-    notebook = build()
-    nbformat.validate(notebook)
-    # Stable cell ids keep the committed notebook's diff small.
-    for i, cell in enumerate(notebook.cells):
-        cell["id"] = f"train-{i:02d}"
-    nbformat.write(notebook, path)
-    return path
+    return write_notebook(build(), Path(__file__).with_name("train.ipynb"))
 
 
 if __name__ == "__main__":
