@@ -1,0 +1,308 @@
+"""Convert a scan to a chunked HDF5 volume for :class:`~ctseg_helpers.io.datafile.DataFile`.
+
+Sources, detected from the path:
+
+- a folder of 2D TIFF files (one slice per file, natural name order) - read slab by slab;
+- a multi-page TIFF file (one slice per page) - read page by page;
+- a folder of DICOM files (one series; name it with ``series_uid`` when there are several) -
+  read file by file in the stacking order of :func:`~ctseg_helpers.io.dicom.scan_dicom_folder`,
+  as float32 physical values (HU for CT);
+- a NIfTI file (``.nii``, ``.nii.gz``) - read slab by slab from the file's array proxy, cut
+  along array axis 2 as :func:`~ctseg_helpers.io.nifti.read_nifti_slices` does with
+  ``axis=2`` (output ``(k, i, j)``).
+
+Memory stays bounded by ``max_gb`` for every source except compressed multi-page TIFF stacks
+that tifffile cannot read page by page and gzipped NIfTI files, where nibabel decompresses the
+stream up to each slab (memory stays bounded, time grows). The HDF5 dataset ``data`` carries
+the attributes ``source``, ``source_kind`` and, where the source says, ``spacing_mm``
+(``(z, y, x)`` voxel size in mm) and ``modality``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ctseg_helpers.errors import CtsegDataError
+from ctseg_helpers.io.datafile import HDF5_SUFFIXES, TIFF_SUFFIXES, DataFile, tiff_series_files
+
+logger = logging.getLogger(__name__)
+
+_GB = 1e9
+
+
+@dataclass
+class ConvertResult:
+    """What :func:`convert_to_hdf5` wrote.
+
+    Attributes
+    ----------
+    out_path : Path
+    dataset : str
+    source_kind : {"tiff-series", "tiff-stack", "dicom", "nifti"}
+    shape : tuple of 3 int
+    dtype : str
+    chunk_shape : tuple of 3 int
+    spacing_mm : tuple of 3 float or None
+    """
+
+    out_path: Path
+    dataset: str
+    source_kind: str
+    shape: tuple
+    dtype: str
+    chunk_shape: tuple
+    spacing_mm: tuple | None = None
+
+
+class _Source:
+    """A readable source: ``shape``, ``dtype``, ``read(start, stop)`` along axis 0, metadata."""
+
+    kind = ""
+    spacing_mm = None
+    modality = None
+
+    def close(self):
+        pass
+
+
+class _TiffSeries(_Source):
+    kind = "tiff-series"
+
+    def __init__(self, folder: Path):
+        self.datafile = DataFile.open(folder)
+        self.shape, self.dtype = self.datafile.shape, self.datafile.dtype
+
+    def read(self, start, stop):
+        return self.datafile.read_slab(0, start, stop)
+
+    def close(self):
+        self.datafile.close()
+
+
+class _TiffStack(_Source):
+    kind = "tiff-stack"
+
+    def __init__(self, path: Path):
+        import tifffile  # noqa: PLC0415
+
+        try:
+            self.tif = tifffile.TiffFile(path)
+        except Exception as exc:  # noqa: BLE001 - tifffile raises TiffFileError, ValueError, OSError
+            raise CtsegDataError(f"{path}: cannot read it as TIFF ({exc})") from exc
+        try:
+            if not self.tif.series:
+                raise CtsegDataError(f"{path}: cannot read it as TIFF (no image in the file; it may be damaged)")
+            series = self.tif.series[0]
+            shape = tuple(series.shape)
+            if len(shape) == 2:
+                shape = (1, *shape)
+            if len(shape) != 3:
+                raise CtsegDataError(
+                    f"{path}: the TIFF holds an image of shape {tuple(series.shape)}; a grey-level "
+                    "stack (slices, rows, cols) is needed (colour and multi-channel TIFFs are not volumes)"
+                )
+            self.shape, self.dtype = shape, np.dtype(series.dtype)
+            self.pages = series.pages if len(series.pages) == shape[0] else None
+            if self.pages is None:
+                logger.warning("%s: the stack is not stored page by page; it is read whole", path)
+                self._whole = series.asarray()
+        except BaseException:
+            self.tif.close()
+            raise
+
+    def read(self, start, stop):
+        if self.pages is None:
+            return np.asarray(self._whole[start:stop])
+        return np.stack([self.pages[i].asarray() for i in range(start, stop)])
+
+    def close(self):
+        self.tif.close()
+
+
+class _Dicom(_Source):
+    kind = "dicom"
+
+    def __init__(self, folder: Path, series_uid: str | None):
+        from ctseg_helpers.io.dicom import scan_dicom_folder  # noqa: PLC0415
+
+        scan = scan_dicom_folder(folder)
+        scan.require_images()
+        if series_uid is None and len(scan.series) > 1:
+            listing = "; ".join(f"{s.series_uid} ({s.series_description or 'no description'}, "
+                                f"{s.n_images} images)" for s in scan.series)
+            raise CtsegDataError(
+                f"{folder}: the folder holds {len(scan.series)} series; name one with --series-uid: {listing}"
+            )
+        matches = [s for s in scan.series if series_uid in (None, s.series_uid)]
+        if not matches:
+            raise CtsegDataError(f"{folder}: no series with uid {series_uid}; run 'ctseg inspect {folder}' to list them")
+        info = matches[0]
+        if info.n_phases > 1:
+            raise CtsegDataError(
+                f"{folder}: series {info.series_uid} is a cine series ({info.n_positions} positions x "
+                f"{info.n_phases} phases), not a volume; convert one phase at a time from separate folders"
+            )
+        if info.shape is None:
+            raise CtsegDataError(
+                f"{folder}: images of different sizes in series {info.series_uid}; a volume needs one image size"
+            )
+        self.files = list(info.files)
+        self.shape = (len(self.files), *info.shape)
+        self.dtype = np.dtype(np.float32)
+        self.modality = info.modality or None
+        spacing = info.spacing_mm
+        positions = info.positions_mm
+        gap = None
+        if len(positions) > 1 and not np.isnan(positions).any():
+            gaps = np.diff(positions)
+            if np.allclose(gaps, np.median(gaps), rtol=0.01, atol=1e-3):
+                gap = float(np.median(gaps))
+            else:
+                logger.warning("%s: slices are not equally spaced; spacing_mm along z is not recorded", folder)
+        if spacing is not None and (gap or info.slice_thickness_mm):
+            self.spacing_mm = (float(gap or info.slice_thickness_mm), *spacing)
+
+    def read(self, start, stop):
+        from ctseg_helpers.io.dicom import read_dicom_file  # noqa: PLC0415
+
+        return np.stack([read_dicom_file(p).pixels for p in self.files[start:stop]]).astype(np.float32)
+
+
+class _Nifti(_Source):
+    kind = "nifti"
+
+    def __init__(self, path: Path):
+        import nibabel as nib  # noqa: PLC0415
+
+        try:
+            img = nib.load(path)
+        except Exception as exc:  # noqa: BLE001 - nibabel raises several types
+            raise CtsegDataError(f"{path}: cannot read it as NIfTI ({exc}); give a .nii or .nii.gz volume") from exc
+        shape = tuple(img.shape)
+        if len(shape) == 4 and shape[3] == 1:
+            shape = shape[:3]
+        if len(shape) != 3:
+            raise CtsegDataError(f"{path}: NIfTI data of shape {tuple(img.shape)}; a 3D volume is needed")
+        self.proxy = img.dataobj
+        slope, inter = getattr(self.proxy, "slope", 1.0), getattr(self.proxy, "inter", 0.0)
+        scaled = not (slope in (1.0, None) and inter in (0.0, None))
+        self.dtype = np.dtype(np.float32) if scaled else np.dtype(img.get_data_dtype())
+        self.shape = (shape[2], shape[0], shape[1])
+        self.four_d = len(img.shape) == 4
+        zooms = [float(z) for z in img.header.get_zooms()[:3]]
+        unit = img.header.get_xyzt_units()[0]
+        scale = {"meter": 1000.0, "micron": 1e-3}.get(unit, 1.0)
+        self.spacing_mm = (zooms[2] * scale, zooms[0] * scale, zooms[1] * scale)
+        self.path = path
+
+    def read(self, start, stop):
+        try:
+            index = (slice(None), slice(None), slice(start, stop)) + ((0,) if self.four_d else ())
+            data = np.asarray(self.proxy[index])
+        except Exception as exc:  # noqa: BLE001 - truncated files raise EOFError, zlib.error, OSError
+            raise CtsegDataError(f"{self.path}: the volume's data cannot be read ({exc}); the file may be truncated") from exc
+        return np.ascontiguousarray(np.transpose(data, (2, 0, 1))).astype(self.dtype, copy=False)
+
+
+def _open_source(src: Path, series_uid: str | None) -> _Source:
+    name = src.name.lower()
+    if not src.exists():
+        raise CtsegDataError(f"{src}: no such file or folder")
+    if src.is_dir():
+        if tiff_series_files(src):
+            return _TiffSeries(src)
+        return _Dicom(src, series_uid)
+    if name.endswith((".nii", ".nii.gz")):
+        return _Nifti(src)
+    if src.suffix.lower() in TIFF_SUFFIXES:
+        return _TiffStack(src)
+    raise CtsegDataError(
+        f"{src}: unknown source; give a folder of TIFF or DICOM files, a multi-page .tif, or a .nii/.nii.gz file"
+    )
+
+
+def convert_to_hdf5(src: str | Path, out_path: str | Path, *, dataset: str = "data", chunk_shape=None,
+                    chunk_mb: float | None = None, compression: str | None = "gzip", overwrite: bool = False,
+                    series_uid: str | None = None, max_gb: float = 0.5, progress: bool = True) -> ConvertResult:
+    """Copy a TIFF series/stack, DICOM folder or NIfTI file into a chunked HDF5 volume.
+
+    Parameters
+    ----------
+    src : str or Path
+        The source (see the module docstring).
+    out_path : str or Path
+        ``.h5``/``.hdf5`` file to create.
+    dataset : str
+        Name of the dataset in the output.
+    chunk_shape : tuple of 3 int, optional
+        HDF5 chunk shape ``(z, y, x)``; give this or ``chunk_mb``.
+    chunk_mb : float, optional
+        Target chunk size in MiB (:func:`~ctseg_helpers.io.datafile.estimate_chunk_shape`);
+        1 MiB when neither is given.
+    compression : {"gzip", "lzf", None}
+    overwrite : bool
+        Replace an existing output file.
+    series_uid : str, optional
+        DICOM series to convert when the folder holds several.
+    max_gb : float
+        Memory for one slab of slices copied at a time, in GB.
+    progress : bool
+        Show a progress bar over slices.
+
+    Returns
+    -------
+    ConvertResult
+
+    Raises
+    ------
+    CtsegDataError
+        If the source cannot be read or is not a volume, the output is not an ``.h5`` file name,
+        or it exists and ``overwrite`` is False. An interrupted conversion removes its partial output.
+    """
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    src, out_path = Path(src), Path(out_path)
+    if out_path.suffix.lower() not in HDF5_SUFFIXES:
+        raise CtsegDataError(f"{out_path}: the output must be an HDF5 file name ending in .h5 or .hdf5")
+    if out_path.exists() and not overwrite:
+        raise CtsegDataError(f"{out_path} exists already; choose another name or pass --overwrite")
+    source = _open_source(src, series_uid)
+    try:
+        attrs = {"source": str(src.resolve()), "source_kind": source.kind}
+        if source.spacing_mm is not None:
+            attrs["spacing_mm"] = np.asarray(source.spacing_mm, dtype=np.float64)
+        if source.modality:
+            attrs["modality"] = source.modality
+        if chunk_shape is None and chunk_mb is None:
+            chunk_mb = 1.0
+        per_slice = math.prod(source.shape[1:]) * source.dtype.itemsize
+        out = DataFile.create(out_path, source.shape, source.dtype, dataset=dataset, chunk_shape=chunk_shape,
+                              chunk_mb=chunk_mb, compression=compression, overwrite=overwrite, attrs=attrs)
+        try:
+            step = max(1, int(max_gb * _GB // per_slice))
+            if out.chunk_shape and step >= out.chunk_shape[0]:
+                step -= step % out.chunk_shape[0]
+            with tqdm(total=source.shape[0], desc=f"converting {src.name}", unit="slice", disable=not progress) as bar:
+                for start in range(0, source.shape[0], step):
+                    stop = min(start + step, source.shape[0])
+                    out.write_slab(0, start, source.read(start, stop))
+                    bar.update(stop - start)
+            result = ConvertResult(out_path=out_path, dataset=dataset, source_kind=source.kind, shape=out.shape,
+                                   dtype=str(out.dtype), chunk_shape=out.chunk_shape, spacing_mm=source.spacing_mm)
+        except BaseException:
+            out.close()
+            out_path.unlink(missing_ok=True)
+            raise
+        out.close()
+    finally:
+        source.close()
+    logger.info("wrote %s: %s %s, chunks %s", out_path, result.shape, result.dtype, result.chunk_shape)
+    return result
+
+
+__all__ = ["ConvertResult", "convert_to_hdf5"]

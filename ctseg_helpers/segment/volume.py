@@ -1,0 +1,822 @@
+"""Segment 3D volumes larger than memory with a 2D model, along one or several axes.
+
+:func:`segment_volume` reads the input volume (an HDF5 dataset or a TIFF series, see
+:class:`~ctseg_helpers.io.datafile.DataFile`) in slabs of consecutive slices along each
+requested axis, segments every slab's 2D slices with a
+:class:`~ctseg_helpers.segment.segmenter.Segmenter` (:func:`segment_block`, the per-chunk
+function that the Dask backend runs too) and writes label volumes to an HDF5 output.
+
+Output file layout
+------------------
+``labels``
+    uint8 ``(z, y, x)``, the input's full shape: the final labels. Voxels outside ``crop`` are
+    0 (those chunks are never written and take no disk space).
+``axis{a}/labels``, ``axis{a}/proba``
+    With several axes or a rotation: the labels of the pass along axis ``a`` and (several
+    axes) its class probabilities quantised to uint8 (``round(255 * p)``), in the working
+    frame (the crop, rotated about Z when ``rotate_deg`` is set).
+``progress/...``
+    One uint8 flag per slice of each pass (1 = written); what makes a run resumable.
+Root attributes ``ctseg_volume_settings`` (JSON of the settings that define the result) and
+``complete`` (True when every pass has finished).
+
+Combining axes
+--------------
+``combine="vote"``
+    Majority vote of the per-axis labels. **Ties** (no class has more votes than every other
+    class, e.g. two axes that disagree, or three axes with three different labels) go to the
+    tied class with the highest summed probability over the axes; if the sums are equal too,
+    to the lowest class number. (CTSegNet sends ties to background, which turns a two-axis
+    vote into an intersection.)
+``combine="mean"``
+    The class with the highest mean probability over the axes (equal means: lowest class).
+
+Probabilities are combined after quantisation to 1/255 steps, so a vote tie-break or a mean
+between two classes closer than that is decided by the lower class number. Stitching within
+one pass is done in float32 by the Segmenter.
+
+Rotation about Z
+----------------
+With ``rotate_deg`` every axial (axis-0) plane of the cropped input is rotated by that angle
+(bilinear, the plane enlarged to hold the whole rotated image, new corners filled with the
+input's minimum) into a side file ``OUT.rotated-input.h5``; passes along axes 1 and 2 then cut
+oblique slices through the original volume. The combined labels are rotated back (nearest
+neighbour) into the input's frame, and the side file is deleted when the run completes.
+
+Memory and disk
+---------------
+``max_gb`` caps the working set of one slab: half of it for the slab's arrays (raw input,
+labels and, when axes are combined, probabilities), half for the Segmenter, which is handed
+as many slices at a time as fit (:func:`segmenter_slices`). TensorFlow and the model come on
+top, and so do HDF5's chunk caches (up to 64 MiB per open dataset). Measured peak resident
+memory of the whole process with ``max_gb=1`` (stand-in network, one axis) is 922-935 MiB for
+1, 4 and 16 GB volumes (bench/bench_volume.py, bench/RESULTS.md).
+
+Before any work the free disk space is compared with the uncompressed size of everything
+still to be written (an upper bound: compressed labels are usually far smaller);
+:class:`~ctseg_helpers.errors.CtsegDataError` if it is short.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.io.datafile import DataFile, create_dataset
+
+logger = logging.getLogger(__name__)
+
+COMBINE_METHODS = ("vote", "mean")
+SETTINGS_ATTR = "ctseg_volume_settings"
+_GB = 1e9
+#: Segmenter working memory per slice pixel, on top of 4 bytes per class (see segmenter_slices).
+_SEGMENTER_BYTES_PER_PIXEL = 20
+#: Share of ``max_gb`` for the slab arrays; the rest is for the segmenter's working set.
+_SLAB_SHARE = 0.5
+
+
+# ---------------------------------------------------------------------------- parsing helpers
+def parse_axes(text) -> tuple[int, ...]:
+    """Axes to slice along: ``"0,1,2"`` or a sequence of ints -> ``(0, 1, 2)``.
+
+    Raises
+    ------
+    CtsegSettingsError
+        If an axis is not 0, 1 or 2, appears twice, or none is given.
+    """
+    items = str(text).split(",") if isinstance(text, str) else list(text)
+    try:
+        axes = tuple(int(str(a).strip()) for a in items if str(a).strip() != "")
+    except ValueError:
+        axes = (-1,)
+    if not axes or any(a not in (0, 1, 2) for a in axes) or len(set(axes)) != len(axes):
+        raise CtsegSettingsError(f"axes must be distinct values among 0, 1, 2 (e.g. 0,1,2), got {text!r}")
+    return axes
+
+
+def parse_crop(text) -> tuple[tuple[int | None, int | None], ...] | None:
+    """Crop ``"z0:z1,y0:y1,x0:x1"`` (empty bounds allowed, e.g. ``":,100:400,:"``) -> bounds.
+
+    Raises
+    ------
+    CtsegSettingsError
+        If the text is not three ``start:stop`` ranges of integers.
+    """
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        return tuple((None if a is None else int(a), None if b is None else int(b)) for a, b in text)
+    parts = text.split(",")
+    bounds = []
+    for part in parts:
+        ends = part.split(":")
+        try:
+            if len(ends) != 2:
+                raise ValueError
+            bounds.append(tuple(int(e) if e.strip() else None for e in ends))
+        except ValueError:
+            bounds = []
+            break
+    if len(parts) != 3 or len(bounds) != 3:
+        raise CtsegSettingsError(
+            f"crop must be three ranges 'z0:z1,y0:y1,x0:x1' (empty ends mean the whole axis), got {text!r}"
+        )
+    return tuple(bounds)
+
+
+def resolve_crop(crop, shape) -> tuple[tuple[int, int], ...]:
+    """Turn crop bounds (None = whole axis, negative = from the end) into ``(start, stop)`` per axis.
+
+    Raises
+    ------
+    CtsegSettingsError
+        If a range is empty or outside the volume.
+    """
+    if crop is None:
+        return tuple((0, int(n)) for n in shape)
+    if len(crop) != 3:
+        raise CtsegSettingsError(f"crop needs one (start, stop) range per axis (3), got {crop!r}")
+    out = []
+    for axis, ((start, stop), n) in enumerate(zip(crop, shape)):
+        s = 0 if start is None else (start + n if start < 0 else start)
+        e = n if stop is None else (stop + n if stop < 0 else stop)
+        if not 0 <= s < e <= n:
+            raise CtsegSettingsError(
+                f"crop {start}:{stop} on axis {axis} is empty or outside the volume (length {n})"
+            )
+        out.append((int(s), int(e)))
+    return tuple(out)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in 1 MiB pieces (identifies a model for resuming)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(2**20), b""):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------- per-chunk function
+def segment_block(block: np.ndarray, segmenter, axis: int, *, proba: bool = False,
+                  max_slices: int | None = None) -> np.ndarray:
+    """Segment every 2D slice of a 3D block along ``axis``; the per-chunk function.
+
+    Parameters
+    ----------
+    block : ndarray of shape (Z, Y, X)
+        Raw voxel values (normalised by the segmenter).
+    segmenter : Segmenter
+        Anything with ``segment(images)`` and ``predict_proba(images)`` on (K, M, N) stacks.
+    axis : {0, 1, 2}
+        Slices are taken perpendicular to this axis (axis 0: (Y, X) slices).
+    proba : bool
+        Return class probabilities instead of labels.
+    max_slices : int, optional
+        Hand the segmenter at most this many slices at a time, which bounds its working
+        memory (see :func:`segmenter_slices`); all slices at once when None.
+
+    Returns
+    -------
+    ndarray
+        uint8 labels of shape (Z, Y, X), or float32 probabilities of shape (Z, Y, X, C).
+    """
+    stack = np.moveaxis(np.asarray(block), axis, 0)
+    step = len(stack) if not max_slices else max(1, int(max_slices))
+    if proba:
+        out = np.empty(stack.shape + (int(segmenter.num_classes),), dtype=np.float32)
+        for start in range(0, len(stack), step):
+            out[start : start + step] = segmenter.predict_proba(stack[start : start + step])
+    else:
+        out = np.empty(stack.shape, dtype=np.uint8)
+        for start in range(0, len(stack), step):
+            out[start : start + step] = segmenter.segment(stack[start : start + step])
+    return np.moveaxis(out, 0, axis)
+
+
+def argmax_uint8(proba: np.ndarray, step: int = 8) -> np.ndarray:
+    """``argmax`` over the last axis as uint8, a few slices at a time (no int64 volume-sized temporary)."""
+    labels = np.empty(proba.shape[:-1], dtype=np.uint8)
+    for start in range(0, proba.shape[0], step):
+        labels[start : start + step] = np.argmax(proba[start : start + step], axis=-1)
+    return labels
+
+
+def segmenter_slices(segmenter, plane_shape, budget_gb: float, *, proba: bool = False) -> int:
+    """How many slices of ``plane_shape`` the segmenter may take at once within ``budget_gb``.
+
+    The segmenter's working set per slice pixel is estimated as ``20 + 4 * C`` bytes
+    (normalised float32 copy and its temporaries, the padded copy, the float32 class
+    accumulator and the argmax), ``20 + 8 * C`` when probabilities are returned (accumulator
+    and result), on the plane padded to at least one patch.
+
+    Raises
+    ------
+    CtsegSettingsError
+        If a single slice needs more than ``budget_gb``.
+    """
+    size = int(getattr(segmenter, "input_shape", 1))
+    pixels = max(plane_shape[0], size) * max(plane_shape[1], size)
+    per_slice = pixels * (_SEGMENTER_BYTES_PER_PIXEL + (8 if proba else 4) * int(segmenter.num_classes))
+    count = int(budget_gb * _GB // per_slice)
+    if count < 1:
+        raise CtsegSettingsError(
+            f"segmenting one {plane_shape[0]} x {plane_shape[1]} slice needs about {per_slice / _GB:.3g} GB, "
+            f"more than the {budget_gb:.3g} GB left for it under max_gb; raise --max-gb or crop the volume"
+        )
+    return count
+
+
+def quantise_proba(proba: np.ndarray) -> np.ndarray:
+    """Probabilities in 0..1 -> uint8 ``round(255 * p)`` (what is stored per axis)."""
+    scaled = np.clip(proba, 0.0, 1.0).astype(np.float32, copy=False)  # one temporary, reused
+    scaled *= 255.0
+    np.rint(scaled, out=scaled)
+    return scaled.astype(np.uint8)
+
+
+def combine_labels(labels: list[np.ndarray], probas: list[np.ndarray], method: str = "vote") -> np.ndarray:
+    """Combine per-axis results into one label volume.
+
+    Parameters
+    ----------
+    labels : list of ndarray of shape S, dtype uint8
+        One label array per axis (used by ``"vote"``).
+    probas : list of ndarray of shape S + (C,), dtype uint8
+        Quantised probabilities per axis (:func:`quantise_proba`), same order.
+    method : {"vote", "mean"}
+        See the module docstring: majority vote with ties to the tied class of highest summed
+        probability (then the lowest class), or highest mean probability (then lowest class).
+
+    Returns
+    -------
+    ndarray of shape S, dtype uint8
+
+    Raises
+    ------
+    CtsegSettingsError
+        For an unknown method, or no / mismatched inputs.
+
+    Examples
+    --------
+    >>> a = np.array([1, 1, 2], np.uint8); b = np.array([1, 2, 0], np.uint8)
+    >>> pa = np.array([[0, 255, 0], [0, 200, 55], [0, 50, 205]], np.uint8)
+    >>> pb = np.array([[0, 255, 0], [0, 10, 245], [240, 0, 15]], np.uint8)
+    >>> combine_labels([a, b], [pa, pb], "vote")
+    array([1, 2, 0], dtype=uint8)
+    """
+    if method not in COMBINE_METHODS:
+        raise CtsegSettingsError(f"combine must be 'vote' or 'mean', got {method!r}")
+    if not probas or len(probas) != len(labels) or any(p.shape[:-1] != probas[0].shape[:-1] for p in probas):
+        raise CtsegSettingsError("combine_labels needs one label and one probability array per axis, of equal shapes")
+    n_classes = probas[0].shape[-1]
+    shape = probas[0].shape[:-1]
+    best = np.zeros(shape, dtype=np.uint8)
+    best_votes = np.full(shape, -1, dtype=np.int16)
+    best_sum = np.full(shape, -1, dtype=np.int32)
+    psum = np.empty(shape, dtype=np.int32)
+    votes = np.empty(shape, dtype=np.int16)
+    for c in range(n_classes):
+        psum[...] = 0
+        for p in probas:
+            psum += p[..., c]
+        if method == "vote":
+            votes[...] = 0
+            for lab in labels:
+                votes += lab == c
+            better = votes > best_votes
+            better |= (votes == best_votes) & (psum > best_sum)
+            np.copyto(best_votes, votes, where=better)
+        else:
+            better = psum > best_sum
+        best[better] = c
+        np.copyto(best_sum, psum, where=better)
+    return best
+
+
+# ---------------------------------------------------------------------------- rotation about Z
+def rotated_plane_shape(plane_shape, angle_deg: float) -> tuple[int, int]:
+    """Size ``(rows, cols)`` of a plane rotated by ``angle_deg`` and enlarged to hold it all."""
+    rows, cols = plane_shape
+    t = math.radians(angle_deg)
+    c, s = abs(math.cos(t)), abs(math.sin(t))
+    return (max(1, math.ceil(c * rows + s * cols - 1e-6)), max(1, math.ceil(s * rows + c * cols - 1e-6)))
+
+
+def _rotation(angle_deg: float, out_shape, in_shape):
+    """Matrix and offset for scipy's affine_transform: input coordinate of each output pixel."""
+    t = math.radians(angle_deg)
+    # rounded so that multiples of 90 degrees map pixel centres exactly onto pixel centres
+    m = np.round(np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]]), 12)
+    c_out = (np.asarray(out_shape, float) - 1) / 2
+    c_in = (np.asarray(in_shape, float) - 1) / 2
+    return m, np.round(c_in - m @ c_out, 9)
+
+
+def rotate_planes(stack: np.ndarray, angle_deg: float, out_shape, *, order: int, fill=0) -> np.ndarray:
+    """Rotate every (Y, X) plane of a (Z, Y, X) stack by ``angle_deg`` about its centre.
+
+    ``rotate_planes(rotate_planes(v, a, big, order=0), -a, v.shape[1:], order=0)`` gives ``v``
+    back for multiples of 90 degrees, and up to nearest-neighbour resampling otherwise.
+
+    Parameters
+    ----------
+    stack : ndarray of shape (Z, Y, X)
+    angle_deg : float
+        Clockwise in the displayed image (row down, column right): 90 degrees gives
+        ``np.rot90(stack, k=-1, axes=(1, 2))``.
+    out_shape : (int, int)
+        Output plane size; the centres of input and output planes coincide.
+    order : int
+        Spline order: 1 (bilinear) for images, 0 (nearest) for labels.
+    fill : number
+        Value for output pixels that fall outside the input plane.
+
+    Returns
+    -------
+    ndarray of shape (Z,) + out_shape, the input's dtype.
+    """
+    from scipy.ndimage import affine_transform  # noqa: PLC0415
+
+    matrix, offset = _rotation(angle_deg, out_shape, stack.shape[1:])
+    out = np.empty((stack.shape[0], *out_shape), dtype=stack.dtype)
+    for k, plane in enumerate(stack):
+        work = plane if order == 0 else plane.astype(np.float32)
+        res = affine_transform(work, matrix, offset, output_shape=tuple(out_shape), order=order,
+                               mode="constant", cval=float(fill), prefilter=False)
+        if order and out.dtype.kind in "iu":
+            res = np.rint(res)
+        out[k] = res
+    return out
+
+
+# ---------------------------------------------------------------------------- the run
+@dataclass
+class VolumeResult:
+    """What :func:`segment_volume` did.
+
+    Attributes
+    ----------
+    out_path : Path
+    labels_dataset : str
+        Name of the final label dataset (``"labels"``).
+    shape : tuple of 3 int
+        Shape of the label volume (the input's shape).
+    slabs_done : int
+        Slabs segmented in this call.
+    slices_skipped : int
+        Slices found finished by an earlier, interrupted run and not redone.
+    seconds : float
+    complete : bool
+    already_complete : bool
+        The output was complete before this call (nothing was done).
+    passes : list of int
+        Axes segmented in this call.
+    """
+
+    out_path: Path
+    labels_dataset: str = "labels"
+    shape: tuple = ()
+    slabs_done: int = 0
+    slices_skipped: int = 0
+    seconds: float = 0.0
+    complete: bool = False
+    already_complete: bool = False
+    passes: list = field(default_factory=list)
+
+
+class _Region:
+    """A box of a DataFile, read in slabs (the crop of the input, or the rotated side file)."""
+
+    def __init__(self, datafile: DataFile, bounds):
+        self.datafile = datafile
+        self.bounds = tuple(bounds)
+        self.shape = tuple(e - s for s, e in self.bounds)
+
+    def read(self, axis: int, start: int, stop: int) -> np.ndarray:
+        block = [slice(s, e) for s, e in self.bounds]
+        s0 = self.bounds[axis][0]
+        block[axis] = slice(s0 + start, s0 + stop)
+        return self.datafile.read_block(tuple(block))
+
+
+def slab_ranges_todo(done: np.ndarray, thickness: int) -> list[tuple[int, int]]:
+    """Runs of unfinished slices (``done == 0``), cut into slabs of at most ``thickness``."""
+    out = []
+    n = len(done)
+    i = 0
+    while i < n:
+        if done[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and not done[j] and j - i < thickness:
+            j += 1
+        out.append((i, j))
+        i = j
+    return out
+
+
+def slab_thickness(shape, axis: int, bytes_per_voxel: float, max_gb: float, align: int | None = None) -> int:
+    """Slices per slab along ``axis`` so one slab's working arrays stay under ``max_gb``.
+
+    Raises
+    ------
+    CtsegSettingsError
+        If a single slice already needs more than ``max_gb``.
+    """
+    per_slice = math.prod(shape) // shape[axis] * bytes_per_voxel
+    thickness = int(max_gb * _GB // per_slice)
+    if thickness < 1:
+        raise CtsegSettingsError(
+            f"one slice along axis {axis} needs {per_slice / _GB:.3g} GB of working memory, more than the "
+            f"{max_gb:.3g} GB allowed for a slab; raise --max-gb or crop the volume"
+        )
+    thickness = min(thickness, shape[axis])
+    if align and thickness >= align:
+        thickness -= thickness % align
+    return thickness
+
+
+def _settings_record(*, in_path, dataset, in_shape, in_dtype, axes, crop, rotate_deg, combine,
+                     segmenter, model_id) -> dict:
+    return {
+        "input": str(Path(in_path).resolve()),
+        "dataset": dataset,
+        "input_shape": list(in_shape),
+        "input_dtype": str(in_dtype),
+        "axes": list(axes),
+        "crop": [list(b) for b in crop],
+        "rotate_deg": float(rotate_deg),
+        "combine": combine,
+        "model": model_id,
+        "segmenter": {k: getattr(segmenter, k, None) for k in
+                      ("input_shape", "num_classes", "mode", "overlap", "blend", "tta")},
+    }
+
+
+def _open_output(out_path: Path, record: dict, overwrite: bool):
+    """Open (resume) or create the output; returns (h5py.File, resumed)."""
+    import h5py  # noqa: PLC0415
+
+    if out_path.exists() and overwrite:
+        out_path.unlink()
+    if not out_path.exists():
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        h5 = h5py.File(out_path, "w", rdcc_nbytes=64 * 2**20)
+        h5.attrs[SETTINGS_ATTR] = json.dumps(record)
+        h5.attrs["complete"] = False
+        return h5, False
+    if not h5py.is_hdf5(out_path):
+        raise CtsegDataError(
+            f"{out_path} exists and is not an HDF5 file; choose another output name or pass --overwrite"
+        )
+    try:
+        h5 = h5py.File(out_path, "a", rdcc_nbytes=64 * 2**20)
+    except OSError as exc:
+        raise CtsegDataError(
+            f"{out_path} exists but cannot be opened as HDF5 ({exc}); it may have been damaged when a run "
+            "was killed while writing. Pass --overwrite to start again, or choose another output name"
+        ) from exc
+    try:
+        stored = h5.attrs.get(SETTINGS_ATTR)
+        if stored is None:
+            raise CtsegDataError(
+                f"{out_path} exists and was not written by ctseg segment-volume; "
+                "choose another output name or pass --overwrite to replace it"
+            )
+        stored = json.loads(stored)
+        diff = sorted(k for k in set(stored) | set(record) if stored.get(k) != record.get(k))
+        if diff:
+            raise CtsegDataError(
+                f"{out_path} holds a run with different settings ({', '.join(diff)}); it is not resumed. "
+                "Choose another output name, or pass --overwrite to start again"
+            )
+    except BaseException:
+        h5.close()
+        raise
+    return h5, True
+
+
+def _check_free_disk(folder: Path, needed_bytes: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if needed_bytes > free:
+        raise CtsegDataError(
+            f"{folder}: not enough free disk for the output: up to {needed_bytes / _GB:.2f} GB may be written "
+            f"(uncompressed size) and {free / _GB:.2f} GB are free. Free some space, write the output to "
+            "another disk, crop the volume, or skip this check (check_disk=False / --no-disk-check)"
+        )
+
+
+def _progress(h5, name: str, length: int) -> "object":
+    key = f"progress/{name}"
+    if key not in h5:
+        h5.create_dataset(key, shape=(length,), dtype=np.uint8, fillvalue=0)
+    return h5[key]
+
+
+def segment_volume(
+    segmenter,
+    in_path: str | Path,
+    out_path: str | Path,
+    *,
+    dataset: str | None = None,
+    axes=(0,),
+    max_gb: float = 1.0,
+    crop=None,
+    rotate_deg: float = 0.0,
+    combine: str = "vote",
+    overwrite: bool = False,
+    model_id: str | None = None,
+    compression: str | None = "gzip",
+    chunk_mb: float = 1.0,
+    check_disk: bool = True,
+    progress: bool = True,
+    dask_client=None,
+    dask_halo_px: int = 0,
+    dask_plane_chunks: tuple[int, int] | None = None,
+) -> VolumeResult:
+    """Segment a 3D volume slab by slab along one or several axes, resumably.
+
+    Parameters
+    ----------
+    segmenter : Segmenter
+        Applied to the 2D slices of every slab (a :class:`~ctseg_helpers.segment.dask_backend.SegmenterSpec`
+        is accepted too when ``dask_client`` is given).
+    in_path : str or Path
+        HDF5 file (or TIFF series folder) holding the volume ``(z, y, x)``.
+    out_path : str or Path
+        HDF5 output (layout in the module docstring). An existing output is resumed when it
+        was written by the same settings and model, and refused otherwise unless ``overwrite``.
+    dataset : str, optional
+        Input dataset name when the file holds several 3D datasets.
+    axes : sequence of {0, 1, 2}
+        Axes to slice along; several axes are combined with ``combine``.
+    max_gb : float
+        Memory cap in GB for one slab's working set (see the module docstring).
+    crop : three (start, stop) pairs or "z0:z1,y0:y1,x0:x1", optional
+        Part of the input to segment; the labels keep the input's shape (0 outside).
+    rotate_deg : float
+        Rotate about the Z axis (axis 0) before slicing.
+    combine : {"vote", "mean"}
+    overwrite : bool
+        Replace an existing output instead of resuming it.
+    model_id : str, optional
+        Identifies the model in the recorded settings (the CLI uses the model file's SHA-256),
+        so a run is never resumed with another model.
+    compression : {"gzip", "lzf", None}
+        Compression of the output datasets.
+    chunk_mb : float
+        Target chunk size of the output datasets in MiB.
+    check_disk : bool
+        Compare free disk space with the size still to be written before any work.
+    progress : bool
+        Show a progress bar over slabs.
+    dask_client : dask.distributed.Client, optional
+        Run the slab passes on a Dask cluster (:mod:`ctseg_helpers.segment.dask_backend`).
+    dask_halo_px, dask_plane_chunks
+        With Dask: split slice planes into blocks of ``dask_plane_chunks`` pixels with a halo of
+        ``dask_halo_px`` pixels of context on each side (default: whole planes, no halo).
+
+    Returns
+    -------
+    VolumeResult
+
+    Raises
+    ------
+    CtsegDataError
+        If the input cannot be read, the output exists and cannot be resumed, it is the input
+        itself, or the disk is too full.
+    CtsegSettingsError
+        For bad axes, crop, combine method or memory cap.
+    """
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    in_path, out_path = Path(in_path), Path(out_path)
+    axes = parse_axes(axes)
+    if combine not in COMBINE_METHODS:
+        raise CtsegSettingsError(f"combine must be 'vote' or 'mean', got {combine!r}")
+    if not max_gb > 0:
+        raise CtsegSettingsError(f"max_gb must be a positive number of GB, got {max_gb}")
+    if out_path.exists() and in_path.exists() and out_path.resolve() == in_path.resolve():
+        raise CtsegDataError(f"{out_path}: the output cannot be the input file; choose another output name")
+    rotate_deg = float(rotate_deg or 0.0)
+    rotating = rotate_deg % 360.0 != 0.0
+    n_classes = int(segmenter.num_classes)
+    result = VolumeResult(out_path=out_path)
+    side_path = out_path.with_name(out_path.name + ".rotated-input.h5")
+
+    with DataFile.open(in_path, dataset) as source:
+        bounds = resolve_crop(parse_crop(crop), source.shape)
+        crop_shape = tuple(e - s for s, e in bounds)
+        result.shape = source.shape
+        if rotating:
+            plane = rotated_plane_shape(crop_shape[1:], rotate_deg)
+            work_shape = (crop_shape[0], *plane)
+        else:
+            work_shape = crop_shape
+        separate = len(axes) > 1 or rotating  # per-axis datasets, then a finishing pass
+        record = _settings_record(
+            in_path=in_path, dataset=source.dataset, in_shape=source.shape, in_dtype=source.dtype, axes=axes,
+            crop=bounds, rotate_deg=rotate_deg, combine=combine, segmenter=segmenter, model_id=model_id,
+        )
+        if check_disk:
+            existing = out_path.stat().st_size if out_path.exists() and not overwrite else 0
+            work_voxels = math.prod(work_shape)
+            needed = math.prod(crop_shape)  # final labels
+            if separate:
+                needed += len(axes) * work_voxels * (1 + (n_classes if len(axes) > 1 else 0))
+            if rotating:
+                needed += work_voxels * source.dtype.itemsize
+            folder = out_path.absolute().parent
+            while not folder.exists():  # the output folder is created later
+                folder = folder.parent
+            _check_free_disk(folder, needed - existing)
+
+        h5, resumed = _open_output(out_path, record, overwrite)
+        try:
+            if resumed and h5.attrs.get("complete", False):
+                logger.info("%s is complete already; nothing to do", out_path)
+                result.complete = result.already_complete = True
+                return result
+            if resumed:
+                logger.info("resuming the interrupted run in %s", out_path)
+            out_opts = {"chunk_mb": chunk_mb, "compression": compression}
+            if "labels" not in h5:
+                create_dataset(h5, "labels", source.shape, np.uint8, **out_opts)
+            labels_out = DataFile.from_h5py(h5["labels"])
+
+            # ---- the working volume: the crop of the input, or its rotation in a side file
+            side = None
+            if rotating:
+                side = _prepare_rotated(source, bounds, work_shape, rotate_deg, side_path, h5,
+                                        compression, chunk_mb, progress)
+                work = _Region(side, [(0, n) for n in work_shape])
+            else:
+                work = _Region(source, bounds)
+            try:
+                align = source.chunk_shape
+                # ---- one pass per axis
+                for axis in axes:
+                    keep_proba = len(axes) > 1
+                    if separate:
+                        group = h5.require_group(f"axis{axis}")
+                        if "labels" not in group:
+                            create_dataset(group, "labels", work_shape, np.uint8, **out_opts)
+                        if keep_proba and "proba" not in group:
+                            create_dataset(group, "proba", work_shape + (n_classes,), np.uint8, **out_opts)
+                    done = _progress(h5, f"axis{axis}", work_shape[axis])
+                    flags = done[:]
+                    result.slices_skipped += int(flags.sum())
+                    # half the cap for the slab arrays: raw slab and labels, and with probabilities
+                    # kept float32 probabilities, one float32 temporary and the uint8 quantised copy;
+                    # the other half for the segmenter, fed a bounded number of slices at a time
+                    per_voxel = source.dtype.itemsize + 1 + (9 * n_classes if keep_proba else 0)
+                    thickness = slab_thickness(work_shape, axis, per_voxel, max_gb * _SLAB_SHARE,
+                                               align[axis] if align and not rotating else None)
+                    plane = tuple(n for a, n in enumerate(work_shape) if a != axis)
+                    at_once = segmenter_slices(segmenter, plane, max_gb * (1 - _SLAB_SHARE), proba=keep_proba)
+                    todo = slab_ranges_todo(flags, thickness)
+                    logger.info("axis %d: %d slabs of up to %d slices to segment (%d already done)",
+                                axis, len(todo), thickness, int(flags.sum()))
+
+                    def write(start, stop, labels, proba, *, axis=axis, keep_proba=keep_proba, done=done):
+                        offset = [0, 0, 0]
+                        offset[axis] = start
+                        if separate:
+                            DataFile.from_h5py(h5[f"axis{axis}/labels"]).write_block(offset, labels)
+                            if keep_proba:
+                                index = [slice(None)] * 4
+                                index[axis] = slice(start, stop)
+                                h5[f"axis{axis}/proba"][tuple(index)] = quantise_proba(proba)
+                        else:
+                            offset = [o + b[0] for o, b in zip(offset, bounds)]
+                            labels_out.write_block(offset, labels)
+                        h5.flush()
+                        done[start:stop] = 1  # recorded only once the slab is written
+                        h5.flush()
+
+                    if dask_client is not None:
+                        from ctseg_helpers.segment.dask_backend import run_pass  # noqa: PLC0415
+
+                        run_pass(dask_client, segmenter, work, axis, todo, write, proba=keep_proba,
+                                 halo_px=dask_halo_px, plane_chunks=dask_plane_chunks, progress=progress,
+                                 max_slices=at_once)
+                        result.slabs_done += len(todo)
+                        result.passes.append(axis)
+                        continue
+                    seg = segment_block
+                    for start, stop in tqdm(todo, desc=f"axis {axis}", unit="slab", disable=not progress):
+                        block = work.read(axis, start, stop)
+                        if keep_proba:
+                            proba = seg(block, segmenter, axis, proba=True, max_slices=at_once)
+                            labels = argmax_uint8(proba)
+                        else:
+                            proba = None
+                            labels = seg(block, segmenter, axis, max_slices=at_once)
+                        del block
+                        write(start, stop, labels, proba)
+                        result.slabs_done += 1
+                    result.passes.append(axis)
+
+                # ---- combine the axes and/or rotate back, along axis 0 of the working frame
+                if separate:
+                    _finish(h5, axes, work_shape, crop_shape, bounds, labels_out, combine, n_classes,
+                            rotating, rotate_deg, max_gb, progress)
+            finally:
+                if side is not None:
+                    side.close()
+            h5.attrs["complete"] = True
+            h5.flush()
+        finally:
+            h5.close()
+    if rotating and side_path.exists():
+        side_path.unlink()
+    result.complete = True
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _prepare_rotated(source, bounds, work_shape, angle, side_path, h5, compression, chunk_mb, progress):
+    """Write the cropped input rotated about Z into the side file (resumable); return it open."""
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    done = _progress(h5, "rotate", work_shape[0])
+    flags = done[:]
+    if "rotate_fill" not in h5.attrs:
+        region = _Region(source, bounds)
+        fill = None
+        thickness = slab_thickness(region.shape, 0, source.dtype.itemsize, 0.25)
+        for start in range(0, region.shape[0], thickness):
+            low = region.read(0, start, min(start + thickness, region.shape[0])).min()
+            fill = low if fill is None else min(fill, low)
+        h5.attrs["rotate_fill"] = fill
+    fill = h5.attrs["rotate_fill"]
+    if side_path.exists() and flags.any():
+        side = DataFile.open(side_path, "data", mode="r+")
+    else:
+        flags[:] = 0
+        done[:] = 0
+        side = DataFile.create(side_path, work_shape, source.dtype, chunk_mb=chunk_mb,
+                               compression=compression, overwrite=True)
+    try:
+        region = _Region(source, bounds)
+        per_voxel = 2 * source.dtype.itemsize + 8
+        thickness = slab_thickness(region.shape, 0, per_voxel, 0.5)
+        for start, stop in tqdm(slab_ranges_todo(flags, thickness), desc="rotating", unit="slab",
+                                disable=not progress):
+            planes = region.read(0, start, stop)
+            side.write_slab(0, start, rotate_planes(planes, angle, work_shape[1:], order=1, fill=fill))
+            side.flush()
+            done[start:stop] = 1
+            h5.flush()
+    finally:
+        side.close()
+    # reopened read-only: Dask workers in this process may then open it too
+    return DataFile.open(side_path, "data")
+
+
+def _finish(h5, axes, work_shape, crop_shape, bounds, labels_out, combine, n_classes, rotating, angle,
+            max_gb, progress):
+    """Combine the per-axis results and rotate back, slab by slab along axis 0 (resumable)."""
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    done = _progress(h5, "finish", work_shape[0])
+    flags = done[:]
+    several = len(axes) > 1
+    # the per-axis labels (and probabilities), then combine_labels: 7 bytes of running best,
+    # 6 of per-class sums and votes, about 6 of boolean temporaries; 2 for the rotated output
+    per_voxel = len(axes) * (1 + (n_classes if several else 0)) + (19 if several else 0) + 2
+    thickness = slab_thickness(work_shape, 0, per_voxel, max_gb)
+    for start, stop in tqdm(slab_ranges_todo(flags, thickness), desc="combining", unit="slab", disable=not progress):
+        labels = [h5[f"axis{a}/labels"][start:stop] for a in axes]
+        if several:
+            probas = [h5[f"axis{a}/proba"][start:stop] for a in axes]
+            combined = combine_labels(labels, probas, combine)
+            del probas
+        else:
+            combined = labels[0]
+        del labels
+        if rotating:
+            combined = rotate_planes(combined, -angle, crop_shape[1:], order=0)
+        labels_out.write_block((bounds[0][0] + start, bounds[1][0], bounds[2][0]), combined)
+        h5.flush()
+        done[start:stop] = 1
+        h5.flush()
+
+
+__all__ = [
+    "COMBINE_METHODS", "VolumeResult", "argmax_uint8", "combine_labels", "file_sha256", "parse_axes", "parse_crop",
+    "quantise_proba", "resolve_crop", "rotate_planes", "rotated_plane_shape", "segment_block", "segmenter_slices",
+    "segment_volume", "slab_ranges_todo", "slab_thickness",
+]

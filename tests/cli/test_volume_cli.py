@@ -1,0 +1,116 @@
+"""``ctseg convert`` and ``ctseg segment-volume`` end to end."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+
+from ctseg_helpers.cli import main
+from ctseg_helpers.io.datafile import DataFile
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from tests.segment.tiny_model import make_tiny_model_file
+
+    return make_tiny_model_file(tmp_path_factory.mktemp("model") / "tiny.keras", input_shape=16, fit_mode="pad")
+
+
+@pytest.fixture
+def ct_h5(tmp_path):
+    """HU from -400 to 392: the tiny model's classes change at -150 HU and +150 HU."""
+    vol = (np.random.default_rng(0).integers(0, 100, (10, 20, 24)) * 8 - 400).astype(np.int16)
+    path = tmp_path / "ct.h5"
+    with DataFile.create(path, vol.shape, vol.dtype) as out:
+        out.write_block((0, 0, 0), vol)
+    expected = ((vol > -150).astype(np.uint8) + (vol > 150)).astype(np.uint8)
+    return path, expected
+
+
+def labels(path):
+    with h5py.File(path, "r") as f:
+        return f["labels"][:]
+
+
+# ------------------------------------------------------------------ convert
+def test_convert_a_tiff_stack(tmp_path, capsys):
+    vol = np.arange(6 * 10 * 12, dtype=np.uint16).reshape(6, 10, 12)
+    tifffile.imwrite(tmp_path / "stack.tif", vol, photometric="minisblack")
+    code = main(["convert", str(tmp_path / "stack.tif"), str(tmp_path / "out.h5"), "--chunk-shape", "2,5,6",
+                 "--compression", "lzf"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "tiff-stack volume of shape 6x10x12 uint16" in out and "chunks 2x5x6" in out
+    with h5py.File(tmp_path / "out.h5") as f:
+        np.testing.assert_array_equal(f["data"][:], vol)
+        assert f["data"].compression == "lzf"
+
+    assert main(["convert", str(tmp_path / "stack.tif"), str(tmp_path / "out.h5")]) == 2
+    assert "out.h5 exists already; choose another name or pass --overwrite" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "stack.tif"), str(tmp_path / "out.h5"), "--overwrite",
+                 "--chunk-mb", "0.5", "--compression", "none", "--dataset", "scan"]) == 0
+    with h5py.File(tmp_path / "out.h5") as f:
+        assert list(f) == ["scan"] and f["scan"].compression is None
+    capsys.readouterr()
+    assert main(["convert", str(tmp_path / "stack.tif"), str(tmp_path / "o2.h5"), "--chunk-shape", "2,5"]) == 2
+    assert "chunk shape must be three positive integers 'z,y,x'" in capsys.readouterr().err
+
+
+def test_convert_chunk_options_exclude_each_other(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["convert", "a.tif", "b.h5", "--chunk-mb", "1", "--chunk-shape", "1,2,3"])
+    assert exc.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ segment-volume
+def test_segment_volume_local_then_resume_and_refusals(tiny_model, ct_h5, tmp_path, capsys):
+    path, expected = ct_h5
+    out = tmp_path / "labels.h5"
+    args = ["segment-volume", str(tiny_model), str(path), str(out), "--axes", "0,2", "--max-gb", "0.001"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert f"wrote {out} [labels]: shape 10x20x24, axes 0,2" in text
+    np.testing.assert_array_equal(labels(out), expected)
+
+    assert main(args) == 0
+    assert "is complete already (same settings); nothing to do" in capsys.readouterr().out
+
+    assert main(args[:4] + ["--axes", "1"]) == 2
+    assert "holds a run with different settings (axes); it is not resumed" in capsys.readouterr().err
+    assert main(args[:4] + ["--axes", "1", "--overwrite", "--crop", "2:8,:,:"]) == 0
+    cropped = expected.copy()
+    cropped[:2] = 0
+    cropped[8:] = 0
+    np.testing.assert_array_equal(labels(out), cropped)
+
+
+def test_segment_volume_on_a_dask_scheduler_equals_local(tiny_model, ct_h5, tmp_path, capsys):
+    from dask.distributed import LocalCluster
+
+    path, expected = ct_h5
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        code = main(["segment-volume", str(tiny_model), str(path), str(tmp_path / "dask.h5"), "--axes", "1",
+                     "--dask-scheduler", cluster.scheduler_address, "--dask-plane-chunk", "12", "--dask-halo", "2"])
+    assert code == 0, capsys.readouterr().err
+    np.testing.assert_array_equal(labels(tmp_path / "dask.h5"), expected)
+
+
+def test_segment_volume_errors(tiny_model, ct_h5, tmp_path, capsys):
+    path, _ = ct_h5
+    out = str(tmp_path / "o.h5")
+    cases = [
+        (["--axes", "0,3"], "axes must be distinct values among 0, 1, 2"),
+        (["--crop", "1:2"], "crop must be three ranges 'z0:z1,y0:y1,x0:x1'"),
+        (["--dask-plane-chunk", "64"], "--dask-plane-chunk applies to Dask runs only; add --dask-scheduler"),
+        (["--crop", "5:50,:,:"], "crop 5:50 on axis 0 is empty or outside the volume"),
+    ]
+    for extra, message in cases:
+        assert main(["segment-volume", str(tiny_model), str(path), out, *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["segment-volume", str(tmp_path / "none.keras"), str(path), out]) == 2
+    assert "none.keras: model file not found" in capsys.readouterr().err
+    assert main(["segment-volume", str(tiny_model), str(tmp_path / "missing.h5"), out]) == 2
+    assert "missing.h5: no such file or folder" in capsys.readouterr().err
