@@ -69,6 +69,7 @@ class SegmenterSpec:
         self.overlap = float(self.options.get("overlap", 0.25))
         self.blend = self.options.get("blend", "gaussian")
         self.tta = bool(self.options.get("tta", False))
+        self.normalization = self.options.get("normalization") or settings.normalization
 
     def __repr__(self) -> str:
         return f"SegmenterSpec({self.model_path!r}, {self.options})"
@@ -152,6 +153,8 @@ def label_array(source, segmenter, axis: int, *, axis_chunks, plane_chunks=None,
     halo_px : int
         Pixels of context added on each in-plane side of a block from its neighbours and
         trimmed from the result (ignored with whole planes, where there are no neighbours).
+        With plane blocks, a model with per-image (MR) normalisation normalises each block on
+        its own, so results can differ from whole planes; a warning is logged.
     proba : bool
         Return float32 probabilities (Z, Y, X, C) instead of uint8 labels.
     max_slices : int, optional
@@ -189,6 +192,14 @@ def label_array(source, segmenter, axis: int, *, axis_chunks, plane_chunks=None,
                     f"along axis {a}; use larger plane chunks or a smaller halo"
                 )
             depth[a] = halo
+    norm = getattr(segmenter, "normalization", None)
+    if plane_chunks is not None and norm is not None and norm.modality != "CT":
+        # per-image (MR) normalisation takes its percentiles from what the segmenter is given
+        logger.warning(
+            "the model normalises each image by its own percentiles (%s), so with plane blocks each block is "
+            "normalised on its own and the labels can differ from a whole-plane run along block edges; "
+            "leave --dask-plane-chunk out (whole planes) for the same result as a local run", norm.modality,
+        )
     fn = _block_proba if proba else _block_labels
     kwargs = {"segmenter": segmenter, "axis": axis, "max_slices": max_slices}
     if proba:

@@ -60,16 +60,18 @@ def output_stem(dicom_path: str | Path) -> str:
 
 def output_stems(files: Sequence[str | Path]) -> list[str]:
     """:func:`output_stem` of each file, made unique (``name``, ``name_2``, ...) with a warning."""
-    stems, seen = [], {}
-    for path in files:
-        stem = output_stem(path)
-        if stem in seen:
-            seen[stem] += 1
+    bases = [output_stem(path) for path in files]
+    taken = set(bases)  # a new name must not be another file's own name (its PNG would be overwritten)
+    stems, used = [], set()
+    for stem in bases:
+        if stem in used:
+            k = 2
+            while f"{stem}_{k}" in taken or f"{stem}_{k}" in used:
+                k += 1
             logger.warning("two DICOM files are both named %s; the second one's outputs are named %s_%d",
-                           stem, stem, seen[stem])
-            stem = f"{stem}_{seen[stem]}"
-        else:
-            seen[stem] = 1
+                           stem, stem, k)
+            stem = f"{stem}_{k}"
+        used.add(stem)
         stems.append(stem)
     return stems
 
@@ -397,6 +399,13 @@ def run_segmentation(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise CtsegSettingsError(f"{out_dir}: output folder is a file; choose a folder for the predictions")
+    name = run_name or dicom_dir.resolve().name
+    if overwrite and (out_dir / _safe_name(name)).resolve() == dicom_dir.resolve():
+        # overwrite reuses out_dir/<name>: that would write into (and clear labels/*.png of) the scan's folder
+        raise CtsegSettingsError(
+            f"{dicom_dir}: with overwrite the run folder would be the DICOM folder itself, and files there "
+            "(e.g. manual label maps in labels/) would be replaced; choose another output folder or a run_name"
+        )
 
     series = read_dicom_series(dicom_dir, series_uid=series_uid, progress=progress)
     images = np.asarray(series.images, dtype=np.float32)
@@ -421,7 +430,7 @@ def run_segmentation(
         )
     labels = segmenter.segment(images, progress=progress)
 
-    run_dir = make_run_dir(out_dir, run_name or dicom_dir.resolve().name, overwrite=overwrite)
+    run_dir = make_run_dir(out_dir, name, overwrite=overwrite)
     label_paths = [
         write_label_png(run_dir / LABELS_SUBDIR / f"{stem}.png", lab) for stem, lab in zip(stems, labels, strict=True)
     ]

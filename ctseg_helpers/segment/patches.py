@@ -54,7 +54,8 @@ def compute_steps(image_size: int, patch_size: int, overlap: float) -> list[int]
     patch_size : int
         Patch side in pixels.
     overlap : float in [0, 1)
-        Least overlap between neighbouring patches, as a fraction of ``patch_size``.
+        Least overlap between neighbouring patches, as a fraction of ``patch_size``; in pixels
+        the overlap is at least ``ceil(overlap * patch_size)``.
 
     Returns
     -------
@@ -73,7 +74,9 @@ def compute_steps(image_size: int, patch_size: int, overlap: float) -> list[int]
     overlap = check_overlap(overlap)
     if image_size <= patch_size:
         return [0]
-    max_step = max(1.0, patch_size * (1.0 - overlap))
+    # a whole number of pixels, rounded down: the rounded offsets below then never step further,
+    # so neighbours overlap by at least ceil(overlap * patch_size) pixels
+    max_step = max(1, math.floor(patch_size * (1.0 - overlap) + 1e-9))
     n_steps = math.ceil((image_size - patch_size) / max_step) + 1
     spread = (image_size - patch_size) / (n_steps - 1)
     return [int(round(spread * i)) for i in range(n_steps)]

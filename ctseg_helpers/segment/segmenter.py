@@ -183,7 +183,7 @@ class Segmenter:
         """Label maps: the most probable class of every pixel (argmax of :meth:`predict_proba`).
 
         Memory stays bounded whatever the number of slices: probabilities are kept only for a
-        group of slices at a time.
+        group of slices at a time, and the argmax is taken one slice at a time.
 
         Returns
         -------
@@ -193,7 +193,9 @@ class Segmenter:
         stack, single = self._as_stack(images)
         labels = np.empty(stack.shape, dtype=np.uint8)
         for start, proba in self._iter_proba(stack, progress=progress):
-            labels[start : start + len(proba)] = np.argmax(proba, axis=-1)
+            # slice by slice: argmax makes an int64 temporary 8x the size of the labels
+            for k, slice_proba in enumerate(proba):
+                labels[start + k] = np.argmax(slice_proba, axis=-1)
         return labels[0] if single else labels
 
     #: Same as :meth:`segment` (name used in docs/DEVELOPING.md).

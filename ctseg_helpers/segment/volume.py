@@ -461,7 +461,16 @@ def _settings_record(*, in_path, dataset, in_shape, in_dtype, axes, crop, rotate
         "model": model_id,
         "segmenter": {k: getattr(segmenter, k, None) for k in
                       ("input_shape", "num_classes", "mode", "overlap", "blend", "tta")},
+        "normalization": _normalization_record(getattr(segmenter, "normalization", None)),
     }
+
+
+def _normalization_record(norm) -> dict | None:
+    """The segmenter's normalisation as plain JSON (None when inputs are used as they are)."""
+    if norm is None:
+        return None
+    data = norm.to_dict()
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
 
 
 def _open_output(out_path: Path, record: dict, overwrite: bool):

@@ -101,16 +101,23 @@ def roi_surfaces(labels, spacing_mm, label_names=None, max_faces: int = 20_000) 
         if not mask.any():
             logger.info("ROI %s is absent from the volume; no surface", name)
             continue
-        padded = np.pad(mask, 1).astype(np.float32)
+        # only the ROI's bounding box (plus one voxel of padding that closes the surface at the
+        # array's edge) is meshed: a float32 copy of the whole scan per ROI would not fit for a large CT
+        low = np.array([np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a)))[[0, -1]]
+                        for a in range(3)])
+        box = mask[tuple(slice(lo, hi + 1) for lo, hi in low)]
+        padded = np.pad(box, 1).astype(np.float32)
+        del mask
         step = 1
         while True:
             vertices, faces, _normals, _values = marching_cubes(
                 padded, level=0.5, spacing=tuple(spacing), step_size=step, allow_degenerate=False
             )
-            if len(faces) <= max_faces or step >= max(mask.shape):
+            if len(faces) <= max_faces or step >= max(box.shape):
                 break
             step += 1
-        vertices = (vertices - spacing).astype(np.float32)  # undo the one-voxel padding
+        # back to the volume's frame: the box's first voxel, less the padding voxel
+        vertices = (vertices + (low[:, 0] - 1) * spacing).astype(np.float32)
         surfaces.append(Surface(value, name, vertices, faces, step))
     return surfaces
 

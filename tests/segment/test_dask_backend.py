@@ -130,6 +130,20 @@ def test_each_task_reads_only_its_own_block(volume):
     assert max(CountingReader.sizes) <= 9 * 8 * 14
 
 
+def test_plane_blocks_with_per_image_normalisation_are_flagged(caplog):
+    from ctseg_helpers.prepare.normalize import Normalization
+
+    block = np.zeros((4, 16, 16), np.float32)
+    mr = Segmenter(threshold_fn, input_shape=16, num_classes=2, normalization=Normalization(modality="MR"))
+    ct = Segmenter(threshold_fn, input_shape=16, num_classes=2, normalization=Normalization(modality="CT"))
+    with caplog.at_level("WARNING"):
+        label_array(block, ct, 0, axis_chunks=(4,), plane_chunks=(8, 8), halo_px=2)
+        label_array(block, mr, 0, axis_chunks=(4,))  # whole planes: the same as a local run
+        assert "normalised on its own" not in caplog.text
+        label_array(block, mr, 0, axis_chunks=(4,), plane_chunks=(8, 8), halo_px=2)
+    assert "each block is normalised on its own" in caplog.text and "leave --dask-plane-chunk out" in caplog.text
+
+
 def test_block_reader_reads_a_box(volume):
     path, vol = volume
     reader = HDF5BlockReader(path, "data", ((2, 10), (0, 24), (5, 9)))

@@ -108,6 +108,16 @@ def test_each_run_gets_its_own_folder_and_overwrite_replaces_only_its_outputs(mo
     assert first.labels.tolist() == again.labels.tolist()
 
 
+def test_overwrite_never_makes_the_dicom_folder_the_run_folder(model_file, dicom_dir):
+    manual = dicom_dir / "labels"
+    manual.mkdir()
+    (manual / "IM_0001.png").write_bytes(b"manual label")
+    with pytest.raises(CtsegSettingsError, match="the run folder would be the DICOM folder itself"):
+        run_segmentation(model_file, dicom_dir, dicom_dir.parent, overwrite=True, animation=False, progress=False)
+    assert (manual / "IM_0001.png").read_bytes() == b"manual label"
+    assert not (dicom_dir / "areas.csv").exists()
+
+
 def test_labels_list_defaults_to_the_names_stored_with_the_model(model_file, dicom_dir, tmp_path):
     run = run_segmentation(model_file, dicom_dir, tmp_path, previews=False, animation=False, progress=False)
     assert run.label_names == tuple(NAMES) and list(run.areas.columns[2:]) == NAMES
@@ -195,6 +205,8 @@ def test_outputs_are_named_like_the_dicom_file(name, stem):
 def test_duplicate_names_are_made_unique_with_a_warning(caplog):
     assert output_stems(["a/IM1.dcm", "b/IM1.dcm", "IM2"]) == ["IM1", "IM1_2", "IM2"]
     assert "two DICOM files are both named IM1" in caplog.text
+    # a made-up name never takes another file's own name (its label map would be overwritten)
+    assert output_stems(["a/IM1.dcm", "b/IM1.dcm", "IM1_2.dcm"]) == ["IM1", "IM1_3", "IM1_2"]
 
 
 def test_make_run_dir_never_reuses_a_folder(tmp_path):

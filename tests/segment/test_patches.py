@@ -28,15 +28,17 @@ def test_steps_cover_the_axis_from_border_to_border(image_size, patch, overlap, 
     assert compute_steps(image_size, patch, overlap) == expected
 
 
-@pytest.mark.parametrize("image_size", [65, 100, 217, 300, 511])
-@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5, 0.9])
-def test_steps_keep_at_least_the_requested_overlap(image_size, overlap):
-    patch = 64
+@pytest.mark.parametrize("image_size", [65, 89, 100, 117, 217, 300, 511])
+@pytest.mark.parametrize("overlap", [0.0, 0.1, 0.25, 0.33, 0.5, 0.9])
+@pytest.mark.parametrize("patch", [32, 64])
+def test_steps_keep_at_least_the_requested_overlap(image_size, overlap, patch):
     steps = compute_steps(image_size, patch, overlap)
     assert steps[0] == 0 and steps[-1] == image_size - patch
     gaps = np.diff(steps)
     assert np.all(gaps > 0)
-    assert np.all(patch - gaps >= np.floor(overlap * patch) - 1)
+    # e.g. 10 % of 32 px is 3.2 px: neighbours must share at least 4 px (3 px did happen before)
+    assert np.all(patch - gaps >= overlap * patch)
+    assert np.all(patch - gaps >= np.ceil(overlap * patch - 1e-9))
 
 
 def test_patch_origins_are_the_grid_of_row_and_column_steps():

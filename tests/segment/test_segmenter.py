@@ -78,6 +78,25 @@ def test_segment_is_the_argmax_as_uint8():
     np.testing.assert_array_equal(seg.segment_slices(images[0]), labels[0])
 
 
+def test_segment_matches_the_argmax_of_predict_proba_across_slice_groups(monkeypatch):
+    """Slices are processed in groups (and the argmax slice by slice): every slice lands in its place."""
+    import ctseg_helpers.segment.segmenter as segmenter_module
+
+    def three_classes(batch):
+        # class 0 wins above 0.35, class 1 below 0.25, class 2 in between
+        return np.concatenate([batch, 0.6 - batch, np.full_like(batch, 0.35)], axis=-1)
+
+    # room for two 40 x 32 slices (23 columns padded to the 32-pixel input) of 3 classes
+    monkeypatch.setattr(segmenter_module, "_ACCUMULATOR_BYTES", 2 * 40 * 32 * 3 * 4)
+    images = np.stack([ramp(40, 23) * (k + 1) / 5 for k in range(5)])
+    seg = Segmenter(three_classes, input_shape=32, num_classes=3)
+    assert seg._group_size(images.shape[1:]) == 2
+    labels = seg.segment(images)
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, np.argmax(seg.predict_proba(images), axis=-1))
+    assert set(np.unique(labels)) == {0, 1, 2}
+
+
 def test_patches_of_several_slices_share_batches():
     rec = Recorder()
     seg = Segmenter(rec, input_shape=32, num_classes=2, batch_size=8)

@@ -313,6 +313,12 @@ def test_existing_outputs_are_never_silently_replaced(random_volume, tmp_path):
         segment_volume(seg, path, out, axes=(1,), progress=False)
     with pytest.raises(CtsegDataError, match=r"different settings \(model\)"):
         segment_volume(seg, path, out, axes=(0,), model_id="another", progress=False)
+    from ctseg_helpers.prepare.normalize import Normalization
+
+    mr = Segmenter(threshold_fn, input_shape=16, num_classes=2, mode="tile", batch_size=4,
+                   normalization=Normalization("MR"))
+    with pytest.raises(CtsegDataError, match=r"different settings \(normalization\)"):
+        segment_volume(mr, path, out, axes=(0,), progress=False)
     segment_volume(seg, path, out, axes=(1,), overwrite=True, progress=False)
     with h5py.File(out, "r") as f:
         assert '"axes": [1]' in f.attrs["ctseg_volume_settings"]

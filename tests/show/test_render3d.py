@@ -34,6 +34,20 @@ def test_surface_extent_carries_anisotropic_spacing():
     np.testing.assert_allclose(corner.vertices_mm.min(axis=0), [-2.5, -0.4, -0.3], atol=1e-5)
 
 
+def test_a_small_roi_far_from_the_origin_is_meshed_in_place():
+    """Only the ROI's bounding box is meshed; vertices stay in the volume's frame (mm)."""
+    spacing = np.array([3.0, 0.7, 0.5])
+    small = np.zeros((4, 6, 6), np.uint8)
+    small[1:3, 2:5, 1:4] = 1
+    big = np.zeros((40, 200, 300), np.uint8)
+    big[20:24, 100:106, 250:256] = small
+    (near,) = render3d.roi_surfaces(small, spacing)
+    (far,) = render3d.roi_surfaces(big, spacing)
+    assert far.faces.shape == near.faces.shape
+    np.testing.assert_allclose(far.vertices_mm, near.vertices_mm + np.array([20, 100, 250]) * spacing, atol=1e-4)
+    np.testing.assert_allclose(far.vertices_mm.min(axis=0), (np.array([21, 102, 251]) - 0.5) * spacing, atol=1e-4)
+
+
 def test_closed_surface_volume_matches_voxel_count_roughly():
     zz, yy, xx = np.mgrid[:20, :20, :20]
     ball = ((zz - 10) ** 2 + (yy - 10) ** 2 + (xx - 10) ** 2 <= 49).astype(np.uint8)
