@@ -69,7 +69,8 @@ def write_dicom_series(
     Raises
     ------
     ValueError
-        If the images are not a 3D stack, the names do not match the number of slices, values
+        If the images are not a 3D stack, the names do not match the number of slices or
+        repeat, values
         do not fit the stored range, or a file exists and ``overwrite`` is False.
     """
     images = np.asarray(images)
@@ -80,6 +81,10 @@ def write_dicom_series(
     names = list(names) if names is not None else [f"slice_{i + 1:04d}" for i in range(len(images))]
     if len(names) != len(images):
         raise ValueError(f"{len(names)} names given for {len(images)} images")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # a later slice would silently replace an earlier one's file
+        raise ValueError(f"names must be distinct, but {', '.join(map(repr, repeated[:5]))} repeat; "
+                         "give one file name per slice")
     stored = np.round((images.astype(np.float64) - rescale_intercept) / rescale_slope)
     if stored.size and (stored.min() < 0 or stored.max() > 65535):
         raise ValueError(

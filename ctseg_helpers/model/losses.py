@@ -118,6 +118,16 @@ class TverskyLoss(keras.losses.Loss):
                 "include_background": self.include_background, "smooth": self.smooth}
 
 
+def _true_class_weight(t, class_weights):
+    """Weight of each pixel's true class; ``t`` is one-hot (B, M, N, C)."""
+    if len(class_weights) != t.shape[-1]:
+        raise CtsegSettingsError(
+            f"class_weights has {len(class_weights)} values but the model has {t.shape[-1]} "
+            "classes (num_labels + 1, background first); give one weight per class"
+        )
+    return tf.reduce_sum(t * tf.constant(class_weights, tf.float32), axis=-1)
+
+
 @keras.saving.register_keras_serializable(package="ctseg")
 class WeightedCrossEntropy(keras.losses.Loss):
     """Pixel-wise categorical cross-entropy with one weight per class.
@@ -137,12 +147,7 @@ class WeightedCrossEntropy(keras.losses.Loss):
         t, p = _prepare(y_true, y_pred)
         ce = -tf.reduce_sum(t * tf.math.log(tf.clip_by_value(p, _EPS, 1.0)), axis=-1)
         if self.class_weights is not None:
-            if len(self.class_weights) != p.shape[-1]:
-                raise CtsegSettingsError(
-                    f"class_weights has {len(self.class_weights)} values but the model has {p.shape[-1]} "
-                    "classes (num_labels + 1, background first); give one weight per class"
-                )
-            ce = ce * tf.reduce_sum(t * tf.constant(self.class_weights, tf.float32), axis=-1)
+            ce = ce * _true_class_weight(t, self.class_weights)
         return tf.reduce_mean(ce, axis=[1, 2])
 
     def get_config(self):
@@ -171,7 +176,7 @@ class FocalLoss(keras.losses.Loss):
         p_t = tf.clip_by_value(tf.reduce_sum(t * p, axis=-1), _EPS, 1.0)
         loss = -tf.pow(1.0 - p_t, self.gamma) * tf.math.log(p_t)
         if self.class_weights is not None:
-            loss = loss * tf.reduce_sum(t * tf.constant(self.class_weights, tf.float32), axis=-1)
+            loss = loss * _true_class_weight(t, self.class_weights)
         return tf.reduce_mean(loss, axis=[1, 2])
 
     def get_config(self):
@@ -281,7 +286,7 @@ class MeanDice(_ConfusionCounts):
 
 @keras.saving.register_keras_serializable(package="ctseg")
 class DicePerROI(_ConfusionCounts):
-    """Hard Dice of one class (``class_id`` >= 1), accumulated over an epoch; NaN if absent."""
+    """Hard Dice of one class (``class_id`` in 0..num_classes - 1; 0 is background), per epoch; NaN if absent."""
 
     def __init__(self, num_classes: int, class_id: int = 1, name: str | None = None, **kwargs):
         if not 0 <= int(class_id) < int(num_classes):

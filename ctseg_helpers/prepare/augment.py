@@ -130,7 +130,20 @@ class AugmentConfig:
         values = dict(data)
         for name in ("scale_range", "contrast_range", "gamma_range"):
             if name in values:
-                values[name] = tuple(float(v) for v in values[name])
+                try:
+                    values[name] = tuple(float(v) for v in values[name])
+                except (TypeError, ValueError):
+                    values[name] = None
+                if values[name] is None or len(values[name]) != 2:
+                    raise CtsegSettingsError(
+                        f"augmentation {name} must be two numbers (low, high), got {data[name]!r}")
+        for name in _PROBABILITIES:
+            if name in values:
+                try:
+                    values[name] = float(values[name])
+                except (TypeError, ValueError):
+                    raise CtsegSettingsError(f"augmentation probability {name} must be a number within 0..1, "
+                                             f"got {data[name]!r}") from None
         return cls(**values)
 
 

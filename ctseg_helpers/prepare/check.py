@@ -267,7 +267,7 @@ def check_data(split_dir: str | Path, num_labels: int, *, progress: bool = True)
             pixels[int(value)] += int(count)
             slices[int(value)] += 1
     never_seen = [v for v in range(num_labels + 1) if v not in pixels] if matching.pairs else []
-    problems = _problems(matching, out_of_range, mismatches, unreadable, num_labels)
+    problems = _problems(matching, out_of_range, mismatches, unreadable, num_labels, modalities)
     warnings = _warnings(never_seen, snapped_total, modalities, n_without_spacing, matching)
     report = DataReport(
         split_dir=split_dir,
@@ -295,7 +295,12 @@ def check_data(split_dir: str | Path, num_labels: int, *, progress: bool = True)
     return report
 
 
-def _problems(matching, out_of_range, mismatches, unreadable, num_labels) -> list[str]:
+def _mixes_ct(modalities) -> bool:
+    """CT next to any other modality: training refuses it (CT is normalised in HU, the rest per image)."""
+    return "CT" in {m.upper() for m in modalities} and len({m.upper() == "CT" for m in modalities}) > 1
+
+
+def _problems(matching, out_of_range, mismatches, unreadable, num_labels, modalities) -> list[str]:
     problems = []
     if not matching.pairs:
         problems.append("no image/label pairs: no file in 'dicoms/' has a label with the same name in 'labels/'")
@@ -314,6 +319,12 @@ def _problems(matching, out_of_range, mismatches, unreadable, num_labels) -> lis
     if unreadable:
         shown = [f"{name}: {reason}" for name, reason in unreadable]
         problems.append(f"{len(unreadable)} unreadable file(s): {_listing(shown)}")
+    if _mixes_ct(modalities):
+        problems.append(
+            "mixes CT with other modalities (" + ", ".join(f"{k or '?'} ({v})" for k, v in modalities.items())
+            + "): CT is normalised in Hounsfield units and other scans per image, so train one model per "
+            "kind of scan (move the other images and their labels to another folder)"
+        )
     return problems
 
 
@@ -326,7 +337,7 @@ def _warnings(never_seen, snapped, modalities, n_without_spacing, matching) -> l
         )
     if snapped:
         warnings.append(f"{snapped} JPEG label pixel(s) snapped to the nearest valid value (save labels as PNG)")
-    if len(modalities) > 1:
+    if len(modalities) > 1 and not _mixes_ct(modalities):
         warnings.append("mixed modalities: " + ", ".join(f"{k or '?'} ({v})" for k, v in modalities.items()))
     if n_without_spacing:
         warnings.append(f"{n_without_spacing} image(s) without PixelSpacing: "

@@ -250,7 +250,8 @@ def load_slices(
     Returns
     -------
     SliceSet
-        Slices grouped by DICOM PatientID (or SeriesInstanceUID when the patient is unknown).
+        Slices grouped by DICOM PatientID; when a file has none, by StudyInstanceUID (then
+        SeriesInstanceUID, then the pair name), so several series of one study stay together.
 
     Raises
     ------
@@ -279,7 +280,9 @@ def load_slices(
         dicom, label = read_pair(pair, num_labels)
         images.append(dicom.pixels)
         labels.append(label)
-        groups.append(dicom.patient_id or dicom.series_uid or pair.name)
+        # A study is one patient's visit: its series (e.g. short- and long-axis cine) are near
+        # duplicates of each other, so they must not land on both sides of the split.
+        groups.append(dicom.patient_id or dicom.study_uid or dicom.series_uid or pair.name)
         names.append(pair.name)
         modalities.append((dicom.modality or "").upper())
         if dicom.pixel_spacing_mm is not None:

@@ -30,7 +30,7 @@ import numpy as np
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
 from ctseg_helpers.prepare.augment import AugmentConfig
-from ctseg_helpers.prepare.dataset import SliceSet, load_slices, split_by_group
+from ctseg_helpers.prepare.dataset import FIT_MODES, SliceSet, load_slices, split_by_group
 from ctseg_helpers.prepare.normalize import Normalization
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,8 @@ class TrainConfig:
     seed : int
         Seeds the split, weight initialisation, shuffling and augmentation.
     resume : bool
-        Continue the newest checkpoint in ``out_dir``.
+        Continue the newest checkpoint in ``out_dir`` (refused when a previous run of this name
+        left files but no checkpoint: its best model and history would be replaced).
     overwrite : bool
         Delete a previous run of the same name in ``out_dir`` before starting.
     max_slices : int, optional
@@ -90,6 +91,13 @@ class TrainConfig:
         float16 compute on a GPU; ignored with a warning on the CPU.
     normalization : Normalization, optional
         Default: from the DICOM Modality tag.
+
+    Raises
+    ------
+    CtsegSettingsError
+        On construction, for any setting that could not work (unknown loss or fit mode, an
+        ``input_shape`` the pooling levels cannot divide, per-level lists of the wrong length...),
+        so a mistake is reported before any data is read.
     """
 
     main_dir: str | Path
@@ -151,6 +159,24 @@ class TrainConfig:
         if self.resume and self.overwrite:
             raise CtsegSettingsError("resume and overwrite exclude each other: resume continues the previous "
                                      "run, overwrite deletes it; set only one")
+        # Checked here, not after minutes of reading data (names as in model.losses.LOSS_NAMES).
+        losses = ("dice_ce", "dice", "focal", "weighted_ce", "tversky")
+        if self.loss not in losses:
+            raise CtsegSettingsError(f"unknown loss {self.loss!r}; choose one of {', '.join(losses)}")
+        if self.fit_mode not in FIT_MODES:
+            raise CtsegSettingsError(f"fit_mode must be one of {FIT_MODES}, got {self.fit_mode!r}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise CtsegSettingsError(
+                f"validation_fraction must be within 0 <= f < 1, got {self.validation_fraction}")
+        if isinstance(self.levels, bool) or not isinstance(self.levels, (int, np.integer)) or self.levels < 1:
+            raise CtsegSettingsError(f"levels must be a positive whole number, got {self.levels!r}")
+        # Before minutes of reading data: can the pooling levels divide the input side?
+        from ctseg_helpers.model.unet import _per_level, check_input_size  # noqa: PLC0415 - no Keras import
+
+        check_input_size(self.input_shape, _per_level(self.pool_sizes, self.levels, "pool_sizes"))
+        for name in ("filters", "kernel_sizes", "dropout"):
+            if getattr(self, name) is not None:
+                _per_level(getattr(self, name), self.levels + 1, name, float)
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise CtsegSettingsError(f"max_minutes must be positive (or None for no limit), got {self.max_minutes}")
 
@@ -281,7 +307,8 @@ def previous_run_files(out_dir: str | Path, model_filename: str) -> list[Path]:
 def prepare_training_data(config: TrainConfig, *, progress: bool = True) -> TrainingData:
     """Read ``<main_dir>/train``, normalise and fit the slices, and split off validation.
 
-    Validation comes from ``config.validation_dir`` when given, otherwise whole patients/series
+    Validation comes from ``config.validation_dir`` when given (a warning names the patients
+    it shares with the training folder), otherwise whole patients/series
     (``config.validation_fraction`` of the slices, chosen with ``config.seed``).
 
     Raises
@@ -302,6 +329,13 @@ def prepare_training_data(config: TrainConfig, *, progress: bool = True) -> Trai
     if config.validation_dir:
         val = load_slices(config.validation_dir, config.input_shape, config.num_labels, fit_mode=config.fit_mode,
                           normalization=slices.normalization, max_slices=config.max_slices, progress=progress)
+        shared = sorted(set(map(str, slices.groups)) & set(map(str, val.groups)))
+        if shared:
+            logger.warning(
+                "%s and %s share %d patient(s)/series (%s): their validation slices are near duplicates of "
+                "training slices, so validation figures will look better than they are; keep each patient "
+                "in one folder", split_dir, config.validation_dir, len(shared),
+                ", ".join(shared[:10]) + (", ..." if len(shared) > 10 else ""))
         return TrainingData(slices, val)
     train_index, val_index = split_by_group(slices.groups, config.validation_fraction, config.seed)
     if len(val_index) == 0:
@@ -388,7 +422,9 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
     ------
     CtsegSettingsError
         If ``out_dir`` holds a previous run of the same name and neither ``resume`` nor
-        ``overwrite`` is set, or the checkpoint to resume does not match the settings.
+        ``overwrite`` is set, if ``resume`` is set but that run left no checkpoint (only a best
+        model or history, which a fresh start would replace), or the checkpoint to resume does
+        not match the settings.
     CtsegDataError
         For unusable data (see :func:`prepare_training_data`).
     """
@@ -401,6 +437,13 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
             f"{out_dir} already holds a training run named {name!r} ({listing}); set resume=True to "
             "continue it, overwrite=True to delete it and start again, or choose another model_filename "
             "or output folder"
+        )
+    if config.resume and previous and not list_checkpoints(out_dir, name):
+        # Starting afresh would replace the previous run's best model and history.
+        raise CtsegSettingsError(
+            f"{out_dir} holds files of a run named {name!r} ({', '.join(p.name for p in previous[:5])}) but "
+            f"no checkpoint {name}_<epoch>.keras to resume from; set overwrite=True (instead of resume) to "
+            "delete them and start again, or choose another model_filename or output folder"
         )
     if data is None:
         data = prepare_training_data(config, progress=progress)
@@ -427,6 +470,7 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
     files = run_files(out_dir, name)
 
     initial_epoch, rows, elapsed_before = 0, [], 0.0
+    best_rows: list[dict] = []  # epochs that may have written the best model, redone ones included
     checkpoints = list_checkpoints(out_dir, name) if config.resume else []
     if checkpoints:
         initial_epoch, latest = checkpoints[-1]
@@ -437,9 +481,20 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
                 f"but the settings say input_shape={config.input_shape}, num_labels={config.num_labels}; "
                 "use the checkpoint's values to resume, or start a new run (another model_filename)"
             )
+        saved_loss = saved.extra.get("loss")
+        if saved_loss and saved_loss != config.loss:
+            logger.warning("%s was trained with loss=%r; resuming keeps it (the loss=%r setting applies to new "
+                           "runs only: start a new run to change the loss)", latest, saved_loss, config.loss)
         model.optimizer.learning_rate.assign(config.learning_rate)
         if files["history"].exists():
             old = pd.read_csv(files["history"])
+            # Epochs after the checkpoint are trained again; the best model one of them may have
+            # saved stays until the resumed run beats it.
+            best_rows = old.to_dict("records") if files["best"].exists() else []
+            redone = int((old["epoch"] > initial_epoch).sum())
+            if redone:
+                logger.warning("%s: %d epoch(s) after the checkpoint of epoch %d are trained again",
+                               files["history"], redone, initial_epoch)
             old = old[old["epoch"] <= initial_epoch]
             rows = old.to_dict("records")
             if rows:
@@ -467,7 +522,7 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
     val_ds = (make_dataset(data.val.images, data.val.labels, config.batch_size, shuffle=False)
               if has_val else None)
     monitor_key = "val_loss" if has_val else "loss"
-    previous_best = [r.get(monitor_key) for r in rows if r.get(monitor_key) is not None]
+    previous_best = [r.get(monitor_key) for r in rows + best_rows if r.get(monitor_key) is not None]
     previous_best = [v for v in previous_best if not (isinstance(v, float) and math.isnan(v))]
     extra = {
         "loss": config.loss,

@@ -24,6 +24,9 @@ def test_writer_refuses_bad_input_and_overwriting(tmp_path):
         write_dicom_series(tmp_path, np.zeros((1, 4, 4)), modality="PT")
     with pytest.raises(ValueError, match="1 names given for 2 images"):
         write_dicom_series(tmp_path, np.zeros((2, 4, 4)), names=["a"])
+    with pytest.raises(ValueError, match=r"names must be distinct, but 'a' repeat; give one file name per slice"):
+        write_dicom_series(tmp_path, np.zeros((3, 4, 4)), names=["a", "b", "a"])
+    assert not (tmp_path / "a.dcm").exists()
     with pytest.raises(ValueError, match="do not fit uint16"):
         write_dicom_series(tmp_path, np.full((1, 4, 4), -5000.0))
     write_dicom_series(tmp_path, np.zeros((1, 4, 4)))

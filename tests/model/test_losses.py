@@ -82,6 +82,11 @@ def test_get_loss_names():
 def test_class_weights_must_match_the_classes():
     with pytest.raises(CtsegSettingsError, match="class_weights has 3 values but the model has 2 classes"):
         L.WeightedCrossEntropy([1.0, 2.0, 3.0])(Y_TRUE, Y_PRED)
+    # Focal loss and Dice + CE check too, rather than failing inside TensorFlow's broadcasting.
+    with pytest.raises(CtsegSettingsError, match="class_weights has 3 values but the model has 2 classes"):
+        L.FocalLoss(class_weights=[1.0, 2.0, 3.0])(Y_TRUE, Y_PRED)
+    with pytest.raises(CtsegSettingsError, match="class_weights has 1 values but the model has 2 classes"):
+        L.DiceCELoss(class_weights=[1.0])(Y_TRUE, Y_PRED)
 
 
 # --- metrics -----------------------------------------------------------------------------------

@@ -52,6 +52,8 @@ def test_image_and_label_move_together():
         # The image encodes the label; bilinear and nearest sampling differ only on blob edges.
         agree = np.mean(np.abs(out_image[..., 0] * 5.0 - out_label) < 0.5)
         assert agree > 0.9
+        # ...and they did move: agreement of an untouched pair would prove nothing.
+        assert not np.array_equal(out_label, label)
 
 
 def test_flips_are_exact():
@@ -124,3 +126,18 @@ def test_bad_settings_are_refused(settings, match):
 def test_unknown_setting_is_named():
     with pytest.raises(CtsegSettingsError, match=r"unknown augmentation setting\(s\) \['p_flop'\]"):
         AugmentConfig.from_dict({"p_flop": 0.5})
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"scale_range": 0.9}, r"augmentation scale_range must be two numbers \(low, high\), got 0.9"),
+        ({"gamma_range": [0.8, 1.0, 1.2]}, r"gamma_range must be two numbers .*got \[0.8, 1.0, 1.2\]"),
+        ({"contrast_range": ["a", 1]}, r"contrast_range must be two numbers"),
+        ({"p_flip": "half"}, r"probability p_flip must be a number within 0..1, got 'half'"),
+    ],
+)
+def test_from_dict_explains_values_of_the_wrong_kind(options, match):
+    """Notebook and --augment-options values: a clear message, not a TypeError from deep inside."""
+    with pytest.raises(CtsegSettingsError, match=match):
+        AugmentConfig.from_dict(options)

@@ -65,7 +65,7 @@ def test_problems_that_stop_training(tmp_path):
     Image.fromarray(np.zeros((3, 3), np.uint8)).save(split / "labels" / "b.png")  # wrong size
     Image.fromarray(np.zeros((4, 5), np.uint8)).save(split / "labels" / "orphan.png")
     (split / "labels" / "broken.png").write_bytes(b"garbage")
-    write_dicom_series(split / "dicoms", np.zeros((1, 4, 5)), names=["broken"])
+    write_dicom_series(split / "dicoms", np.zeros((1, 4, 5)), names=["broken"], modality="MR")
     report = check_data(split, 2, progress=False)
     assert not report.ok
     assert report.out_of_range == [("c", [5, 9])]
@@ -115,16 +115,29 @@ def test_jpeg_snapping_mixed_modalities_missing_spacing_and_ignored_files(tmp_pa
     n_snapped = int(np.count_nonzero(raw > 2))
     assert n_snapped > 0
     report = check_data(split, 2, progress=False)
-    assert report.ok
     assert report.jpeg_pixels_snapped == n_snapped
     assert report.modalities == {"MR": 1, "CT": 1}
     assert report.n_without_spacing == 1
     assert report.warnings == [
         f"{n_snapped} JPEG label pixel(s) snapped to the nearest valid value (save labels as PNG)",
-        "mixed modalities: MR (1), CT (1)",
         "1 image(s) without PixelSpacing: areas in mm² cannot be computed for them",
         "1 file(s) in 'labels/' ignored (not a label format): README.txt",
     ]
+    # Training (load_slices) refuses CT next to MR, so the check must call it a problem, not a warning.
+    assert not report.ok
+    assert report.problems == [
+        "mixes CT with other modalities (MR (1), CT (1)): CT is normalised in Hounsfield units and other "
+        "scans per image, so train one model per kind of scan (move the other images and their labels to "
+        "another folder)"]
+
+
+def test_mixed_modalities_without_ct_are_only_a_warning(tmp_path):
+    split = make_split(tmp_path, GOOD)
+    ds = pydicom.dcmread(split / "dicoms" / "b.dcm")
+    ds.Modality = "OT"
+    ds.save_as(split / "dicoms" / "b.dcm")
+    report = check_data(split, 2, progress=False)
+    assert report.ok and report.warnings == ["mixed modalities: MR (1), OT (1)"]
 
 
 def test_text_and_dict_forms(tmp_path):

@@ -117,6 +117,22 @@ def test_load_slices_reads_a_ct_folder(tmp_path):
     assert len(load_slices(split, 32, 2, max_slices=2, progress=False)) == 2
 
 
+def test_series_of_one_study_without_patient_id_form_one_group(tmp_path):
+    """Anonymised files without PatientID: two series of one study are one patient for the split."""
+    split = tmp_path / "train"
+    for prefix, study in (("sax", "1.2.3"), ("lax", "1.2.3"), ("other", "1.2.4")):
+        names = [f"{prefix}{i}" for i in range(2)]
+        write_dicom_series(split / "dicoms", np.zeros((2, 16, 16)), modality="MR", names=names, patient_id="",
+                           study_uid=study, rescale_intercept=0.0)
+        (split / "labels").mkdir(parents=True, exist_ok=True)
+        for name in names:
+            Image.fromarray(np.zeros((16, 16), np.uint8)).save(split / "labels" / f"{name}.png")
+    slices = load_slices(split, 16, 1, progress=False)
+    assert dict(zip(slices.names, slices.groups.tolist())) == {
+        "lax0": "1.2.3", "lax1": "1.2.3", "other0": "1.2.4", "other1": "1.2.4",
+        "sax0": "1.2.3", "sax1": "1.2.3"}
+
+
 def test_load_slices_refuses_mixed_modalities(tmp_path):
     split = tmp_path / "train"
     write_split(split, np.zeros((1, 16, 16)), [np.zeros((16, 16))], modality="CT", prefix="ct")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -74,6 +75,14 @@ def test_status_line_has_the_manuals_form():
         ({"label_names": ("a", "b")}, "2 label names given for num_labels=1"),
         ({"resume": True, "overwrite": True}, "resume and overwrite exclude each other"),
         ({"max_minutes": -1.0}, "max_minutes must be positive"),
+        ({"loss": "dice_loss"}, "unknown loss 'dice_loss'; choose one of dice_ce"),
+        ({"fit_mode": "crop"}, "fit_mode must be one of"),
+        ({"validation_fraction": 1.0}, "validation_fraction must be within 0 <= f < 1, got 1.0"),
+        ({"levels": 0}, "levels must be a positive whole number, got 0"),
+        ({"input_shape": 30}, r"input 30x30 cannot pass the U-Net: at pooling level 2 the feature map is 15x15"),
+        ({"pool_sizes": (2, 2, 2)}, r"pool_sizes gives 3 values but the U-Net needs 2"),
+        ({"dropout": [0.1, 0.2]}, r"dropout gives 2 values but the U-Net needs 3 \(one per level\)"),
+        ({"filters": (4, 8, 16, 32)}, r"filters gives 4 values but the U-Net needs 3"),
         ({"augmentation": {"p_flop": 1}}, "unknown augmentation setting"),
     ],
 )
@@ -160,6 +169,52 @@ def test_second_run_refuses_then_resumes_then_overwrites(tmp_path, capsys):
 def test_resume_with_nothing_to_resume_starts_fresh(tmp_path, caplog):
     result = train_model(_config(tmp_path, epochs=1, resume=True), TrainingData(_synthetic(4)))
     assert result.epochs_completed == 1 and "starting from epoch 0" in caplog.text
+
+
+def test_resume_with_another_loss_says_the_checkpoints_loss_is_kept(tmp_path, caplog):
+    data = TrainingData(_synthetic(4))
+    train_model(_config(tmp_path, epochs=1), data)
+    resumed = train_model(_config(tmp_path, epochs=2, resume=True, loss="focal"), data)
+    assert resumed.epochs_completed == 2
+    assert "tiny_1.keras was trained with loss='dice_ce'; resuming keeps it" in caplog.text
+
+
+def test_resume_keeps_a_best_model_saved_after_the_last_checkpoint(tmp_path, caplog):
+    """Killed at epoch 3 with the last checkpoint at epoch 2: epoch 3 is redone, its best model kept until beaten."""
+    data = TrainingData(_synthetic(4))
+    train_model(_config(tmp_path, epochs=3, save_checkpoint=2), data)
+    out = tmp_path / "out"
+    (out / "tiny_3.keras").unlink()
+    history = pd.read_csv(out / "tiny_history.csv")
+    history.loc[history["epoch"] == 3, "loss"] = 0.0  # epoch 3 wrote a best model nothing can beat
+    history.to_csv(out / "tiny_history.csv", index=False)
+    best = (out / "tiny_best.keras").read_bytes()
+    resumed = train_model(_config(tmp_path, epochs=3, resume=True), data)
+    assert resumed.history["epoch"].tolist() == [1, 2, 3] and resumed.history["loss"].iloc[-1] > 0.0
+    assert (out / "tiny_best.keras").read_bytes() == best
+    assert "1 epoch(s) after the checkpoint of epoch 2 are trained again" in caplog.text
+
+
+def test_resume_without_a_checkpoint_keeps_the_previous_best_model(tmp_path):
+    """A run killed before its first checkpoint left a best model and history: resume must not replace them."""
+    data = TrainingData(_synthetic(4))
+    first = train_model(_config(tmp_path, epochs=1, save_checkpoint=10), data)
+    first.last_checkpoint_path.unlink()  # as if the kernel died before the checkpoint was written
+    best = (tmp_path / "out" / "tiny_best.keras").read_bytes()
+    with pytest.raises(CtsegSettingsError, match=r"holds files of a run named 'tiny' \(tiny_best.keras.* but no "
+                                                 r"checkpoint tiny_<epoch>.keras to resume from; set overwrite=True"):
+        train_model(_config(tmp_path, epochs=2, resume=True), data)
+    assert (tmp_path / "out" / "tiny_best.keras").read_bytes() == best
+
+
+def test_validation_folder_sharing_patients_with_training_is_flagged(tmp_path, monkeypatch, caplog):
+    train = _synthetic(4, groups=["p1", "p1", "p2", "p2"])
+    val = _synthetic(2, groups=["p2", "p3"])
+    monkeypatch.setattr(loop, "load_slices", lambda folder, *a, **k: val if Path(folder).name == "val" else train)
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    data = prepare_training_data(_config(tmp_path, validation_dir=tmp_path / "val"), progress=False)
+    assert data.val is val
+    assert "share 1 patient(s)/series (p2)" in caplog.text and "near duplicates" in caplog.text
 
 
 def test_interrupt_saves_a_checkpoint(tmp_path, monkeypatch, capsys):
