@@ -65,6 +65,14 @@ _DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima")
 # --------------------------------------------------------------------------------------------
 
 
+
+def _median_spacing_mm(pixel_spacing_mm: np.ndarray) -> tuple[float, float] | None:
+    """Median of the (row, col) spacings (K, 2) that are known, or None when none is."""
+    valid = pixel_spacing_mm[~np.isnan(pixel_spacing_mm).any(axis=1)]
+    if not len(valid):
+        return None
+    return tuple(float(v) for v in np.median(valid, axis=0))
+
 @dataclass(frozen=True, eq=False)
 class DicomImage:
     """One DICOM image file, read.
@@ -187,10 +195,7 @@ class SeriesInfo:
     @property
     def spacing_mm(self) -> tuple[float, float] | None:
         """Median (row, col) pixel spacing in mm, or None when no file has one."""
-        valid = self.pixel_spacing_mm[~np.isnan(self.pixel_spacing_mm).any(axis=1)]
-        if not len(valid):
-            return None
-        return tuple(float(v) for v in np.median(valid, axis=0))
+        return _median_spacing_mm(self.pixel_spacing_mm)
 
     def to_dict(self) -> dict:
         """JSON-ready summary (the per-series object of ``ctseg inspect --json``)."""
@@ -360,10 +365,7 @@ class DicomSeries:
     @property
     def spacing_mm(self) -> tuple[float, float] | None:
         """Median (row, col) pixel spacing in mm, or None when no image has one."""
-        valid = self.pixel_spacing_mm[~np.isnan(self.pixel_spacing_mm).any(axis=1)]
-        if not len(valid):
-            return None
-        return tuple(float(v) for v in np.median(valid, axis=0))
+        return _median_spacing_mm(self.pixel_spacing_mm)
 
     def cine(self) -> np.ndarray:
         """Images as (n_positions, n_phases, rows, cols) for a cine series.
