@@ -23,7 +23,7 @@ from ctseg_helpers.tf_setup import configure_tensorflow
 tf = configure_tensorflow()
 import keras  # noqa: E402
 
-LOSS_NAMES = ("dice_ce", "dice", "focal", "weighted_ce", "tversky")
+from ctseg_helpers.model.loss_names import LOSS_NAMES, check_loss_options  # noqa: E402
 _EPS = 1e-7
 
 
@@ -220,9 +220,7 @@ def get_loss(name: str = "dice_ce", **options) -> keras.losses.Loss:
     """
     classes = {"dice_ce": DiceCELoss, "dice": DiceLoss, "focal": FocalLoss,
                "weighted_ce": WeightedCrossEntropy, "tversky": TverskyLoss}
-    if name not in classes:
-        raise CtsegSettingsError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}")
-    return classes[name](**options)
+    return classes[name](**check_loss_options(name, options))
 
 
 class _ConfusionCounts(keras.metrics.Metric):

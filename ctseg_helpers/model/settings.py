@@ -35,13 +35,21 @@ class ModelSettings:
         One name per ROI, label 1 first; empty when the user gave none.
     normalization : Normalization
         How raw pixel values were mapped to 0..1.
-    fit_mode : {"resize", "pad"}
-        How whole slices were fitted into ``input_shape`` for training (bilinear resize for
+    fit_mode : {"patch", "resize", "pad"}
+        How the network saw the training slices: ``"patch"``, random patches of ``input_shape``
+        at ``target_spacing_mm`` (segmentation then tiles each slice resampled to that spacing);
+        ``"resize"`` / ``"pad"``, whole slices fitted into ``input_shape`` (bilinear resize for
         images and nearest neighbour for labels, or zero padding / centre crop).
     pixel_spacing_mm : (float, float) or None
         Median training pixel spacing (row, col), for information.
     extra : dict
-        Free-form details (epochs trained, architecture options).
+        Free-form details (epochs trained, architecture options, the training plan).
+    target_spacing_mm : (float, float) or None
+        Pixel spacing the network works at; slices are resampled to it before segmenting and
+        the probabilities back to the slice's own grid. None: the slices' own pixels.
+    postprocessing : dict or None
+        :class:`ctseg_helpers.segment.postprocess.PostProcessing` as a dict, chosen on validation
+        data; applied to every segmentation. None or empty: none.
     """
 
     input_shape: int
@@ -51,6 +59,8 @@ class ModelSettings:
     fit_mode: str = "resize"
     pixel_spacing_mm: tuple[float, float] | None = None
     extra: dict = field(default_factory=dict)
+    target_spacing_mm: tuple[float, float] | None = None
+    postprocessing: dict | None = None
 
     def __post_init__(self):
         if self.input_shape < 1:
@@ -62,8 +72,12 @@ class ModelSettings:
                 f"{len(self.label_names)} label names given for num_labels={self.num_labels}: "
                 "give one name per ROI (background excluded)"
             )
-        if self.fit_mode not in ("resize", "pad"):
-            raise CtsegSettingsError(f"fit_mode must be 'resize' or 'pad', got {self.fit_mode!r}")
+        if self.fit_mode not in ("patch", "resize", "pad"):
+            raise CtsegSettingsError(f"fit_mode must be 'patch', 'resize' or 'pad', got {self.fit_mode!r}")
+        if self.target_spacing_mm is not None and (
+                len(self.target_spacing_mm) != 2 or not all(float(v) > 0 for v in self.target_spacing_mm)):
+            raise CtsegSettingsError(
+                f"target_spacing_mm must be two positive numbers (row, col) or None, got {self.target_spacing_mm!r}")
 
     def to_dict(self) -> dict:
         return {
@@ -74,6 +88,8 @@ class ModelSettings:
             "fit_mode": self.fit_mode,
             "pixel_spacing_mm": list(self.pixel_spacing_mm) if self.pixel_spacing_mm else None,
             "extra": self.extra,
+            "target_spacing_mm": list(self.target_spacing_mm) if self.target_spacing_mm else None,
+            "postprocessing": self.postprocessing or None,
         }
 
     @classmethod
@@ -87,6 +103,8 @@ class ModelSettings:
             fit_mode=data.get("fit_mode", "resize"),
             pixel_spacing_mm=tuple(spacing) if spacing else None,
             extra=dict(data.get("extra") or {}),
+            target_spacing_mm=tuple(float(v) for v in data["target_spacing_mm"]) if data.get("target_spacing_mm") else None,
+            postprocessing=dict(data["postprocessing"]) if data.get("postprocessing") else None,
         )
 
 
@@ -109,6 +127,33 @@ def save_model(model, path: str | Path, settings: ModelSettings, *, overwrite: b
     with zipfile.ZipFile(tmp, "a") as archive:
         archive.writestr(SETTINGS_MEMBER, json.dumps(settings.to_dict(), indent=2))
     tmp.replace(path)  # atomic: an interrupted save never leaves a half-written model
+    return path
+
+
+def update_settings(path: str | Path, settings: ModelSettings) -> Path:
+    """Replace the ctseg settings stored in a ``.keras`` file, leaving the network untouched.
+
+    The archive is rewritten beside the original and renamed over it (atomic).
+
+    Raises
+    ------
+    CtsegDataError
+        If the file is missing or not a ``.keras`` archive.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CtsegDataError(f"{path}: model file not found")
+    tmp = path.with_name(path.name + ".tmp.keras")
+    try:
+        with zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as target:
+            for item in source.infolist():
+                if item.filename != SETTINGS_MEMBER:
+                    target.writestr(item, source.read(item.filename))
+            target.writestr(SETTINGS_MEMBER, json.dumps(settings.to_dict(), indent=2))
+    except zipfile.BadZipFile as exc:
+        tmp.unlink(missing_ok=True)
+        raise CtsegDataError(f"{path}: not a .keras model file ({exc})") from exc
+    tmp.replace(path)
     return path
 
 

@@ -77,6 +77,7 @@ def build_unet(
     batch_norm: bool = True,
     dropout: float | Sequence[float] = 0.0,
     activation: str = "relu",
+    instance_norm: bool = False,
     channels: int = 1,
     name: str = "unet",
 ):
@@ -109,6 +110,9 @@ def build_unet(
         Dropout rate at the end of each encoder block and the bottleneck (decoder mirrors).
     activation : str
         Keras activation of the convolutions (e.g. "relu", "elu", "gelu").
+    instance_norm : bool
+        Instance normalisation (each feature map of each image by its own mean and variance,
+        as nnU-Net uses) after each convolution, in place of batch normalisation.
     channels : int
         Image channels (1 for CT/MR).
     name : str
@@ -156,9 +160,11 @@ def build_unet(
 
     def block(x, n_filters, kernel, rate, tag):
         for i in range(convs_per_level):
-            x = layers.Conv2D(n_filters, kernel, padding="same", use_bias=not batch_norm,
+            x = layers.Conv2D(n_filters, kernel, padding="same", use_bias=not (batch_norm or instance_norm),
                               kernel_initializer="he_normal", name=f"{tag}_conv{i + 1}")(x)
-            if batch_norm:
+            if instance_norm:
+                x = layers.GroupNormalization(groups=n_filters, epsilon=1e-5, name=f"{tag}_in{i + 1}")(x)
+            elif batch_norm:
                 x = layers.BatchNormalization(name=f"{tag}_bn{i + 1}")(x)
             x = layers.Activation(activation, name=f"{tag}_act{i + 1}")(x)
         if rate > 0:

@@ -3,8 +3,14 @@
 Every geometric transform is applied identically to the image and its label map. Images are
 resampled bilinearly; labels only ever by nearest neighbour, and pixels brought in from
 outside the slice become background (0), so augmentation never creates a label value the
-label map did not hold. Intensity transforms (brightness, contrast, gamma, noise) touch the
-image only.
+label map did not hold. Intensity transforms (noise, blur, brightness, contrast, simulated low
+resolution, gamma) touch the image only, and image values stay within 0..1.
+
+The defaults follow nnU-Net's default 2D augmentation (rotation, scaling, Gaussian noise,
+Gaussian blur, brightness, contrast, simulated low resolution, gamma; elastic deformation off),
+in nnU-Net's order, with strengths adapted to our images in 0..1 and without mirroring (flips
+would swap sided ROIs). :data:`AUGMENTATION_GROUPS` and :meth:`AugmentConfig.without` switch
+whole groups off, e.g. to measure what each group adds.
 
 All transforms are TensorFlow ops driven by a per-example *stateless* seed, so they run in a
 parallel ``Dataset.map`` (no Python, no GIL) and a given seed always gives the same result.
@@ -13,7 +19,7 @@ parallel ``Dataset.map`` (no Python, no GIL) and a given seed always gives the s
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 from ctseg_helpers.errors import CtsegSettingsError
 
@@ -23,17 +29,32 @@ _PROBABILITIES = (
     "p_affine",
     "p_elastic",
     "p_brightness",
+    "p_brightness_mult",
     "p_contrast",
     "p_gamma",
     "p_noise",
+    "p_blur",
+    "p_lowres",
 )
+# (low, high) settings that must satisfy 0 < low <= high.
+_POSITIVE_RANGES = ("scale_range", "brightness_mult_range", "contrast_range", "gamma_range", "lowres_range")
+_RANGES = (*_POSITIVE_RANGES, "blur_sigma_range")
+
+AUGMENTATION_GROUPS = {
+    "spatial": ("p_affine", "p_elastic", "p_flip", "p_rot90"),
+    "intensity": ("p_brightness", "p_brightness_mult", "p_contrast", "p_gamma"),
+    "noise_blur": ("p_noise", "p_blur"),
+    "lowres": ("p_lowres",),
+}
+"""Group name -> the ``AugmentConfig`` probabilities it switches; see :meth:`AugmentConfig.without`."""
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
     """Which augmentations to apply, and how often.
 
-    Each ``p_*`` is the probability (0..1) that one training example gets that transform.
+    Each ``p_*`` is the probability (0..1) that one training example gets that transform; the
+    draws are independent. Defaults follow nnU-Net's 2D augmentation (see the module docstring).
 
     Attributes
     ----------
@@ -48,58 +69,93 @@ class AugmentConfig:
         Probability of a rotation by 90, 180 or 270 degrees (chosen uniformly). Off by default
         for the same reason as ``p_flip``.
     p_affine : float
-        Probability of a small rotation/scale/translation (one resampling for all three).
+        Probability of a random rotation/scale/translation (one resampling for all three, and
+        for the elastic deformation when both happen). Default 0.3, about nnU-Net's chance of a
+        rotation or a scaling (each 0.2).
     max_rotation_deg : float
-        Largest small rotation, degrees either way.
+        Largest rotation, degrees either way (0..180); the angle is uniform in
+        ``-max_rotation_deg..max_rotation_deg``. Default 30.
     scale_range : (float, float)
-        Range of the zoom factor (1 = no zoom).
+        Range of the zoom factor (1 = no zoom, above 1 enlarges), drawn log-uniformly.
+        Default (0.7, 1.4), nnU-Net's.
     max_translation_fraction : float
         Largest shift, as a fraction of the image side, along each axis.
     p_elastic : float
-        Probability of an elastic deformation.
+        Probability of an elastic deformation. Default 0 (off, as in nnU-Net v2); the transform
+        stays available.
     elastic_displacement_fraction : float
         Standard deviation of the random displacements of the elastic deformation, as a
         fraction of the image side (0.02 of 256 px is about 5 px).
     elastic_grid : int
         Number of control points per side of the smooth displacement field (fewer = smoother).
     p_brightness, brightness_delta : float
-        Probability and largest size of an additive brightness change (images are in 0..1).
+        Probability (default 0.15) and largest size (image units, images are in 0..1; default
+        0.1) of an additive brightness change, uniform in ``-brightness_delta..brightness_delta``.
+    p_brightness_mult, brightness_mult_range : float, (float, float)
+        Probability (default 0.15) and range (default (0.75, 1.25), nnU-Net's) of a
+        multiplicative brightness change: the image is multiplied by a factor drawn uniformly
+        from the range, so black (0) stays black.
     p_contrast, contrast_range : float, (float, float)
-        Probability and range of a multiplicative contrast change around the image mean.
+        Probability (default 0.15) and range (default (0.75, 1.25), nnU-Net's) of a
+        multiplicative contrast change around the image mean, factor drawn uniformly.
     p_gamma, gamma_range : float, (float, float)
-        Probability and range of a gamma correction ``x ** gamma``.
+        Probability (default 0.3) and range (default (0.7, 1.5), nnU-Net's) of a gamma
+        correction ``x ** gamma``, gamma drawn log-uniformly (about as often below 1 as above).
     p_noise, noise_std : float
-        Probability and standard deviation of additive Gaussian noise.
+        Probability (default 0.1) and standard deviation (image units; default 0.03, i.e. 3 %
+        of the 0..1 range) of additive Gaussian noise, independent per pixel.
+    p_blur, blur_sigma_range : float, (float, float)
+        Probability (default 0.2) and range (pixels; default (0.5, 1.0), nnU-Net's) of the
+        standard deviation of a Gaussian blur, drawn uniformly. Pixels beyond the border
+        repeat the edge pixel, so a constant image stays constant.
+    p_lowres, lowres_range : float, (float, float)
+        Probability (default 0.25) and range (default (0.5, 1.0), nnU-Net's) of the zoom factor
+        of a simulated low resolution: the image is shrunk by the factor (nearest neighbour)
+        and enlarged back to its size (bilinear). 1 leaves it unchanged; the high end must not
+        exceed 1.
     """
 
     enabled: bool = True
     p_flip: float = 0.0
     p_rot90: float = 0.0
-    p_affine: float = 0.5
-    max_rotation_deg: float = 15.0
-    scale_range: tuple[float, float] = (0.9, 1.1)
+    p_affine: float = 0.3
+    max_rotation_deg: float = 30.0
+    scale_range: tuple[float, float] = (0.7, 1.4)
     max_translation_fraction: float = 0.05
-    p_elastic: float = 0.2
+    p_elastic: float = 0.0
     elastic_displacement_fraction: float = 0.02
     elastic_grid: int = 4
-    p_brightness: float = 0.3
+    p_brightness: float = 0.15
     brightness_delta: float = 0.1
-    p_contrast: float = 0.3
-    contrast_range: tuple[float, float] = (0.8, 1.2)
+    p_brightness_mult: float = 0.15
+    brightness_mult_range: tuple[float, float] = (0.75, 1.25)
+    p_contrast: float = 0.15
+    contrast_range: tuple[float, float] = (0.75, 1.25)
     p_gamma: float = 0.3
-    gamma_range: tuple[float, float] = (0.8, 1.25)
-    p_noise: float = 0.2
-    noise_std: float = 0.02
+    gamma_range: tuple[float, float] = (0.7, 1.5)
+    p_noise: float = 0.1
+    noise_std: float = 0.03
+    p_blur: float = 0.2
+    blur_sigma_range: tuple[float, float] = (0.5, 1.0)
+    p_lowres: float = 0.25
+    lowres_range: tuple[float, float] = (0.5, 1.0)
 
     def __post_init__(self):
         for name in _PROBABILITIES:
             value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
                 raise CtsegSettingsError(f"augmentation probability {name} must be within 0..1, got {value}")
-        for name in ("scale_range", "contrast_range", "gamma_range"):
+        for name in _POSITIVE_RANGES:
             lo, hi = getattr(self, name)
             if not 0.0 < lo <= hi:
                 raise CtsegSettingsError(f"augmentation {name} must be (low, high) with 0 < low <= high, got {(lo, hi)}")
+        if self.lowres_range[1] > 1.0:
+            raise CtsegSettingsError(f"augmentation lowres_range must not exceed 1 (a zoom factor above 1 would "
+                                     f"not lower the resolution), got {tuple(self.lowres_range)}")
+        lo, hi = self.blur_sigma_range
+        if not 0.0 <= lo <= hi:
+            raise CtsegSettingsError(f"augmentation blur_sigma_range must be (low, high) in pixels with "
+                                     f"0 <= low <= high, got {(lo, hi)}")
         if not 0.0 <= self.max_rotation_deg <= 180.0:
             raise CtsegSettingsError(f"max_rotation_deg must be within 0..180, got {self.max_rotation_deg}")
         for name in ("max_translation_fraction", "elastic_displacement_fraction"):
@@ -115,6 +171,26 @@ class AugmentConfig:
         """True when at least one transform can happen."""
         return self.enabled and any(getattr(self, name) > 0 for name in _PROBABILITIES)
 
+    def without(self, *groups: str) -> "AugmentConfig":
+        """A copy with every probability of the named groups set to 0.
+
+        Parameters
+        ----------
+        *groups : str
+            Names from :data:`AUGMENTATION_GROUPS` ("spatial", "intensity", "noise_blur",
+            "lowres"); none gives an unchanged copy.
+
+        Raises
+        ------
+        CtsegSettingsError
+            If a name is not a known group; the message lists the known ones.
+        """
+        unknown = [g for g in groups if g not in AUGMENTATION_GROUPS]
+        if unknown:
+            raise CtsegSettingsError(
+                f"unknown augmentation group(s) {unknown}; known groups are {sorted(AUGMENTATION_GROUPS)}")
+        return replace(self, **{name: 0.0 for g in groups for name in AUGMENTATION_GROUPS[g]})
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -128,7 +204,7 @@ class AugmentConfig:
                 f"unknown augmentation setting(s) {unknown}; known settings are {sorted(known)}"
             )
         values = dict(data)
-        for name in ("scale_range", "contrast_range", "gamma_range"):
+        for name in _RANGES:
             if name in values:
                 try:
                     values[name] = tuple(float(v) for v in values[name])
@@ -203,7 +279,20 @@ def augment_pair(image, label, seed, config: AugmentConfig):
         lambda: _warp_pair(image, label3, seeds[2], seeds[3], do_affine, do_elastic, config),
         lambda: (image, label3),
     )
-    # Intensity: image only.
+    # Intensity: image only, in nnU-Net's order (noise, blur, brightness, contrast, low
+    # resolution, gamma). Each transform keeps its own draw index and seed, so switching one
+    # off leaves the others' draws for a given seed as they were.
+    if config.p_noise > 0:
+        noise = tf.random.stateless_normal(tf.shape(image), seed=seeds[7], stddev=config.noise_std)
+        image = tf.where(happens(8, config.p_noise), image + noise, image)
+    if config.p_blur > 0:
+        lo, hi = config.blur_sigma_range
+        sigma = tf.random.stateless_uniform([], seed=seeds[8], minval=lo, maxval=hi)
+        image = _maybe_image(happens(9, config.p_blur), lambda a: _gaussian_blur(a, sigma, hi), image)
+    if config.p_brightness_mult > 0:
+        lo, hi = config.brightness_mult_range
+        factor = tf.random.stateless_uniform([], seed=seeds[10], minval=lo, maxval=hi)
+        image = tf.where(happens(11, config.p_brightness_mult), image * factor, image)
     if config.p_brightness > 0:
         delta = tf.random.stateless_uniform([], seed=seeds[4], minval=-1.0, maxval=1.0) * config.brightness_delta
         image = tf.where(happens(5, config.p_brightness), image + delta, image)
@@ -211,13 +300,14 @@ def augment_pair(image, label, seed, config: AugmentConfig):
         factor = tf.random.stateless_uniform([], seed=seeds[5], minval=config.contrast_range[0], maxval=config.contrast_range[1])
         mean = tf.reduce_mean(image)
         image = tf.where(happens(6, config.p_contrast), (image - mean) * factor + mean, image)
+    if config.p_lowres > 0:
+        lo, hi = config.lowres_range
+        zoom = tf.random.stateless_uniform([], seed=seeds[9], minval=lo, maxval=hi)
+        image = _maybe_image(happens(10, config.p_lowres), lambda a: _low_resolution(a, zoom), image)
     if config.p_gamma > 0:
         log_lo, log_hi = math.log(config.gamma_range[0]), math.log(config.gamma_range[1])
         gamma = tf.exp(tf.random.stateless_uniform([], seed=seeds[6], minval=log_lo, maxval=log_hi))
         image = tf.where(happens(7, config.p_gamma), tf.pow(tf.clip_by_value(image, 0.0, 1.0), gamma), image)
-    if config.p_noise > 0:
-        noise = tf.random.stateless_normal(tf.shape(image), seed=seeds[7], stddev=config.noise_std)
-        image = tf.where(happens(8, config.p_noise), image + noise, image)
     image = tf.clip_by_value(image, 0.0, 1.0)
     return image, tf.cast(label3[..., 0], label_dtype)
 
@@ -226,6 +316,50 @@ def _maybe(condition, transform, image, label3):
     import tensorflow as tf  # noqa: PLC0415
 
     return tf.cond(condition, lambda: transform(image, label3), lambda: (image, label3))
+
+
+def _maybe_image(condition, transform, image):
+    """``transform(image)`` where ``condition`` holds, else ``image``; the work is skipped otherwise."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    return tf.cond(condition, lambda: tf.ensure_shape(transform(image), image.shape), lambda: image)
+
+
+def _gaussian_blur(image, sigma, max_sigma: float):
+    """Separable Gaussian blur of ``image`` (M, N, C) with standard deviation ``sigma`` pixels.
+
+    The kernel has the static half-width ``ceil(3 * max_sigma)`` (``max_sigma`` is the largest
+    sigma that can be drawn) and weights built from ``sigma``, normalised to sum 1. Pixels
+    beyond the border repeat the edge pixel, so a constant image stays constant and borders do
+    not darken. Sigma 0 leaves the image unchanged.
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    radius = max(int(math.ceil(3.0 * max_sigma)), 0)
+    if radius == 0:
+        return image
+    offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
+    sigma = tf.maximum(tf.cast(sigma, tf.float32), 1e-3)  # 1e-3 px: a unit impulse, i.e. no blur
+    weights = tf.exp(-0.5 * tf.square(offsets / sigma))
+    weights = weights / tf.reduce_sum(weights)
+    shape = tf.shape(image)
+    # Channels become the batch, so one single-channel kernel serves any number of channels.
+    x = tf.transpose(image, [2, 0, 1])[..., None]
+    for axis, size, kernel_shape in ((1, shape[0], [-1, 1, 1, 1]), (2, shape[1], [1, -1, 1, 1])):
+        index = tf.clip_by_value(tf.range(-radius, size + radius), 0, size - 1)
+        x = tf.gather(x, index, axis=axis)  # edge padding
+        x = tf.nn.conv2d(x, tf.reshape(weights, kernel_shape), strides=1, padding="VALID")
+    return tf.transpose(x[..., 0], [1, 2, 0])
+
+
+def _low_resolution(image, zoom):
+    """Shrink ``image`` (M, N, C) by ``zoom`` (0..1, nearest) and enlarge it back (bilinear)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    size = tf.shape(image)[:2]
+    small = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * zoom), tf.int32), 1)
+    shrunk = tf.image.resize(image, small, method="nearest")
+    return tf.image.resize(shrunk, size, method="bilinear")
 
 
 def _warp_pair(image, label3, affine_seed, elastic_seed, do_affine, do_elastic, config: AugmentConfig):

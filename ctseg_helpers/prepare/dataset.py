@@ -47,6 +47,10 @@ class SliceSet:
         How the images were normalised.
     pixel_spacing_mm : (float, float) or None
         Median native pixel spacing (row, col) of the slices, before fitting.
+    shapes : ndarray of shape (K, 2) and dtype int, or None
+        For slices kept at their own size (native-resolution training): the rows and columns of
+        each slice; the stack is zero-padded (label 0) beyond them to a common size. None when
+        every slice fills the stack (resized or padded to the network input).
     """
 
     images: np.ndarray
@@ -56,6 +60,7 @@ class SliceSet:
     normalization: Normalization
     pixel_spacing_mm: tuple[float, float] | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    shapes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -70,7 +75,14 @@ class SliceSet:
             names=[self.names[i] for i in np.arange(len(self))[index]],
             normalization=self.normalization,
             pixel_spacing_mm=self.pixel_spacing_mm,
+            shapes=None if self.shapes is None else self.shapes[index],
         )
+
+    def slice_shape(self, i: int) -> tuple[int, int]:
+        """Rows and columns of slice ``i`` without the stack's padding."""
+        if self.shapes is None:
+            return tuple(int(v) for v in self.images.shape[1:3])
+        return int(self.shapes[i][0]), int(self.shapes[i][1])
 
     def label_values(self) -> list[int]:
         """Label values present, sorted."""
@@ -202,16 +214,7 @@ def slices_from_arrays(
     out_labels = np.empty((n, input_shape, input_shape), np.uint8)
     for i, (image, label) in enumerate(zip(images, labels)):
         image, label = np.asarray(image), np.asarray(label)
-        if image.shape != label.shape:
-            raise CtsegDataError(
-                f"{names[i]}: image shape {image.shape} and label shape {label.shape} differ; "
-                "each label map must have the size of its image"
-            )
-        if label.size and (label.min() < 0 or label.max() > num_labels):
-            raise CtsegDataError(
-                f"{names[i]}: label values {sorted(int(v) for v in np.unique(label))} do not fit "
-                f"num_labels={num_labels} (allowed 0..{num_labels}); fix the label file or num_labels"
-            )
+        _check_pair(names[i], image, label, num_labels)
         out_images[i] = fit_image(normalize_image(image, norm), input_shape, fit_mode)
         out_labels[i] = fit_label(label, input_shape, fit_mode)
     return SliceSet(out_images, out_labels, groups, names, norm,
@@ -259,11 +262,105 @@ def load_slices(
         If the folder does not exist or holds no pairs, if an image and its label differ in
         shape, or if the folder mixes CT with other modalities.
     """
+    _check_settings(input_shape, fit_mode, num_labels)
+    raw = read_pairs(split_dir, num_labels, max_slices=max_slices, progress=progress)
+    normalization = normalization or raw.default_normalization()
+    slices = slices_from_arrays(raw.images, raw.labels, input_shape, num_labels, groups=raw.groups,
+                                names=raw.names, normalization=normalization, fit_mode=fit_mode,
+                                pixel_spacing_mm=raw.median_spacing_mm())
+    logger.info("read %d slices from %s (%d patients/series, %s normalisation)",
+                len(slices), split_dir, len(set(raw.groups)), normalization.modality)
+    return slices
+
+
+@dataclass
+class RawPairs:
+    """Image/label pairs as read, before normalisation or resampling.
+
+    Attributes
+    ----------
+    images : list of ndarray of shape (M, N)
+        Raw values (HU for CT); sizes may differ between slices.
+    labels : list of ndarray of shape (M, N) and dtype uint8
+    spacings_mm : list of (float, float) or None
+        Pixel spacing of each slice, None where the file has none.
+    groups : list of str
+        Patient (or study, series, pair name) of each slice.
+    names : list of str
+    modalities : list of str
+    source : Path
+    """
+
+    images: list
+    labels: list
+    spacings_mm: list
+    groups: list
+    names: list
+    modalities: list
+    source: Path
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def modality(self) -> str:
+        """"CT" or "MR" (anything not CT is normalised as MR).
+
+        Raises
+        ------
+        CtsegDataError
+            If the folder mixes CT with other modalities.
+        """
+        counts = Counter("CT" if m == "CT" else "MR" for m in self.modalities)
+        if len(counts) > 1:
+            raise CtsegDataError(
+                f"{self.source}: mixes CT with other modalities ({dict(counts)}); CT is normalised in "
+                "Hounsfield units and MR per image, so train one model per kind of scan"
+            )
+        return next(iter(counts), "MR")
+
+    def default_normalization(self) -> Normalization:
+        return Normalization.for_modality(self.modality())
+
+    def median_spacing_mm(self) -> tuple[float, float] | None:
+        known = [s for s in self.spacings_mm if s is not None]
+        return tuple(float(v) for v in np.median(np.array(known), axis=0)) if known else None
+
+    def subset(self, index) -> "RawPairs":
+        index = [int(i) for i in np.arange(len(self))[np.asarray(index)]]
+        pick = lambda values: [values[i] for i in index]  # noqa: E731
+        return RawPairs(pick(self.images), pick(self.labels), pick(self.spacings_mm), pick(self.groups),
+                        pick(self.names), pick(self.modalities), self.source)
+
+
+def read_pairs(split_dir: str | Path, num_labels: int, *, max_slices: int | None = None,
+               progress: bool = True) -> RawPairs:
+    """Read every image/label pair of a folder in the training layout, unchanged.
+
+    Parameters
+    ----------
+    split_dir : path
+        Folder holding ``dicoms/`` and ``labels/`` (see :func:`ctseg_helpers.io.labels.find_pairs`).
+    num_labels : int
+        Label values above it are refused.
+    max_slices : int, optional
+        Read only this many pairs, evenly spaced in name order (cheap smoke runs).
+    progress : bool
+
+    Returns
+    -------
+    RawPairs
+        Slices grouped by DICOM PatientID; when a file has none, by StudyInstanceUID (then
+        SeriesInstanceUID, then the pair name), so several series of one study stay together.
+
+    Raises
+    ------
+    CtsegDataError
+        If the folder does not exist or holds no pairs, or a pair cannot be used.
+    """
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     from ctseg_helpers.io.labels import find_pairs, read_pair  # noqa: PLC0415
 
-    _check_settings(input_shape, fit_mode, num_labels)
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
         raise CtsegDataError(
@@ -275,32 +372,70 @@ def load_slices(
         # Evenly spaced over the sorted pairs, so a smoke run still sees several patients.
         keep = np.unique(np.linspace(0, len(pairs) - 1, max(1, int(max_slices))).round().astype(int))
         pairs = [pairs[i] for i in keep]
-    images, labels, groups, names, modalities, spacings = [], [], [], [], [], []
+    raw = RawPairs([], [], [], [], [], [], split_dir)
     for pair in tqdm(pairs, desc=f"Reading {split_dir.name}", unit="slice", disable=not progress):
         dicom, label = read_pair(pair, num_labels)
-        images.append(dicom.pixels)
-        labels.append(label)
+        raw.images.append(dicom.pixels)
+        raw.labels.append(np.asarray(label, dtype=np.uint8))
         # A study is one patient's visit: its series (e.g. short- and long-axis cine) are near
         # duplicates of each other, so they must not land on both sides of the split.
-        groups.append(dicom.patient_id or dicom.study_uid or dicom.series_uid or pair.name)
-        names.append(pair.name)
-        modalities.append((dicom.modality or "").upper())
-        if dicom.pixel_spacing_mm is not None:
-            spacings.append(tuple(float(v) for v in dicom.pixel_spacing_mm))
-    if normalization is None:
-        counts = Counter("CT" if m == "CT" else "MR" for m in modalities)
-        if len(counts) > 1:
-            raise CtsegDataError(
-                f"{split_dir}: mixes CT with other modalities ({dict(counts)}); CT is normalised in "
-                "Hounsfield units and MR per image, so train one model per kind of scan"
-            )
-        normalization = Normalization.for_modality(modalities[0])
-    spacing = tuple(float(v) for v in np.median(np.array(spacings), axis=0)) if spacings else None
-    slices = slices_from_arrays(images, labels, input_shape, num_labels, groups=groups, names=names,
-                                normalization=normalization, fit_mode=fit_mode, pixel_spacing_mm=spacing)
-    logger.info("read %d slices from %s (%d patients/series, %s normalisation)",
-                len(slices), split_dir, len(set(groups)), normalization.modality)
-    return slices
+        raw.groups.append(dicom.patient_id or dicom.study_uid or dicom.series_uid or pair.name)
+        raw.names.append(pair.name)
+        raw.modalities.append((dicom.modality or "").upper())
+        spacing = dicom.pixel_spacing_mm
+        raw.spacings_mm.append(tuple(float(v) for v in spacing) if spacing is not None else None)
+    return raw
+
+
+def native_slices(raw: RawPairs, num_labels: int, normalization: Normalization,
+                  target_spacing_mm=None, *, min_size: int = 1) -> SliceSet:
+    """Normalise slices and resample them to ``target_spacing_mm``, keeping each at its own size.
+
+    Images are resampled linearly and labels by nearest neighbour
+    (:mod:`ctseg_helpers.prepare.resample`); slices without a spacing, or with no target, keep
+    their pixels. The slices are stacked, zero-padded to the largest (and to at least
+    ``min_size``), with :attr:`SliceSet.shapes` saying how much of each is real.
+
+    Raises
+    ------
+    CtsegDataError
+        If an image and its label differ in shape or a label holds values above ``num_labels``.
+    """
+    from ctseg_helpers.prepare.resample import resampled_shape, resize_image, resize_label  # noqa: PLC0415
+
+    images, labels = [], []
+    for i, (image, label, spacing) in enumerate(zip(raw.images, raw.labels, raw.spacings_mm, strict=True)):
+        image, label = np.asarray(image), np.asarray(label)
+        _check_pair(raw.names[i], image, label, num_labels)
+        image = normalize_image(image, normalization)
+        if target_spacing_mm is not None and spacing is not None:
+            shape = resampled_shape(image.shape, spacing, target_spacing_mm)
+            image, label = resize_image(image, shape), resize_label(label, shape)
+        images.append(image)
+        labels.append(label.astype(np.uint8))
+    shapes = np.array([im.shape for im in images], dtype=int).reshape(-1, 2)
+    rows = max(int(shapes[:, 0].max()), min_size) if len(images) else min_size
+    cols = max(int(shapes[:, 1].max()), min_size) if len(images) else min_size
+    out_images = np.zeros((len(images), rows, cols), np.float32)
+    out_labels = np.zeros((len(images), rows, cols), np.uint8)
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        out_images[i, : image.shape[0], : image.shape[1]] = image
+        out_labels[i, : label.shape[0], : label.shape[1]] = label
+    return SliceSet(out_images, out_labels, np.asarray(raw.groups, dtype=object), list(raw.names), normalization,
+                    raw.median_spacing_mm(), shapes=shapes)
+
+
+def _check_pair(name: str, image: np.ndarray, label: np.ndarray, num_labels: int) -> None:
+    if image.shape != label.shape:
+        raise CtsegDataError(
+            f"{name}: image shape {image.shape} and label shape {label.shape} differ; "
+            "each label map must have the size of its image"
+        )
+    if label.size and (label.min() < 0 or label.max() > num_labels):
+        raise CtsegDataError(
+            f"{name}: label values {sorted(int(v) for v in np.unique(label))} do not fit "
+            f"num_labels={num_labels} (allowed 0..{num_labels}); fix the label file or num_labels"
+        )
 
 
 def split_by_group(groups, validation_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -387,11 +387,11 @@ def run_segmentation(
     """
     from ctseg_helpers.io.dicom import read_dicom_series  # noqa: PLC0415
     from ctseg_helpers.measure.area import _rows, area_table, pixel_spacings_mm, volume_table  # noqa: PLC0415
-    from ctseg_helpers.model.settings import read_settings  # noqa: PLC0415
+    from ctseg_helpers.segment.ensemble import read_ensemble_settings  # noqa: PLC0415
     from ctseg_helpers.segment.segmenter import Segmenter, mode_for_fit  # noqa: PLC0415
 
     model_path = Path(model_path)
-    settings = read_settings(model_path)
+    settings = read_ensemble_settings(model_path)
     names = check_settings(settings, labels_list=labels_list, input_shape=input_shape, source=model_path)
     dicom_dir = Path(dicom_dir)
     if not dicom_dir.is_dir():
@@ -428,7 +428,7 @@ def run_segmentation(
             f"but {model_path} has input_shape={settings.input_shape} with {settings.num_labels + 1}: "
             "build it with Segmenter.from_model_file(model_path)"
         )
-    labels = segmenter.segment(images, progress=progress)
+    labels = segmenter.segment(images, pixel_spacing_mm=spacings, progress=progress)
 
     run_dir = make_run_dir(out_dir, name, overwrite=overwrite)
     label_paths = [
@@ -467,7 +467,9 @@ def run_segmentation(
         "n_slices": n_slices,
         "label_names": list(names),
         "segmenter": {"mode": segmenter.mode, "overlap": segmenter.overlap, "blend": segmenter.blend,
-                      "batch_size": segmenter.batch_size, "tta": segmenter.tta},
+                      "batch_size": segmenter.batch_size, "tta": segmenter.tta,
+                      "target_spacing_mm": segmenter.target_spacing_mm,
+                      "postprocessing": segmenter.postprocessing.to_dict() if segmenter.postprocessing else None},
         "fov": fov,
         "matrix_size": matrix_size,
         "slice_spacing_mm": slice_spacing,

@@ -19,6 +19,11 @@ to stacks of slices:
 Patches of several slices share a batch, so small slices are predicted ``batch_size`` at a
 time. With ``tta=True`` each batch is also predicted flipped left-right, up-down and both,
 and the four probability maps are averaged.
+
+A model trained at a planned pixel spacing (``target_spacing_mm``) segments each slice
+resampled to that spacing; its probabilities are resampled back to the slice's own grid before
+the arg-max, so label maps and areas stay on the scan's pixels. Post-processing chosen on
+validation data (:mod:`ctseg_helpers.segment.postprocess`) is applied to the label maps.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import numpy as np
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
 from ctseg_helpers.prepare.normalize import Normalization, normalize_image
+from ctseg_helpers.prepare.resample import resize_image
 from ctseg_helpers.segment.patches import blend_weights, check_blend, check_overlap, pad_to_patch, patch_origins
 
 logger = logging.getLogger(__name__)
@@ -72,6 +78,11 @@ class Segmenter:
         Test-time augmentation: average the probabilities over the 4 flips (4x the work).
     normalization : Normalization or None
         Applied to the raw slices first; None means the slices are already normalised.
+    target_spacing_mm : (float, float) or None
+        Pixel spacing the network works at; slices whose spacing is given to
+        :meth:`segment` / :meth:`predict_proba` are resampled to it and back.
+    postprocessing : PostProcessing, dict or None
+        Applied by :meth:`segment` to the label maps.
 
     Raises
     ------
@@ -91,6 +102,8 @@ class Segmenter:
         batch_size: int = 8,
         tta: bool = False,
         normalization: Normalization | None = None,
+        target_spacing_mm=None,
+        postprocessing=None,
     ):
         if not callable(predict_fn):
             raise CtsegSettingsError(f"predict_fn must be callable (a function or a model), got {type(predict_fn).__name__}")
@@ -111,6 +124,13 @@ class Segmenter:
         self.batch_size = int(batch_size)
         self.tta = bool(tta)
         self.normalization = normalization
+        self.target_spacing_mm = tuple(float(v) for v in target_spacing_mm) if target_spacing_mm else None
+        from ctseg_helpers.segment.postprocess import PostProcessing  # noqa: PLC0415
+
+        if postprocessing is None or isinstance(postprocessing, PostProcessing):
+            self.postprocessing = postprocessing
+        else:
+            self.postprocessing = PostProcessing.from_dict(postprocessing)
         #: The model's stored settings when built by :meth:`from_model_file`, else None.
         self.settings = None
         #: The Keras model when built by :meth:`from_model_file`, else None.
@@ -119,16 +139,19 @@ class Segmenter:
     def __repr__(self) -> str:
         return (
             f"Segmenter(input_shape={self.input_shape}, num_classes={self.num_classes}, mode={self.mode!r}, "
-            f"overlap={self.overlap}, blend={self.blend!r}, batch_size={self.batch_size}, tta={self.tta})"
+            f"overlap={self.overlap}, blend={self.blend!r}, batch_size={self.batch_size}, tta={self.tta}, "
+            f"target_spacing_mm={self.target_spacing_mm})"
         )
 
     @classmethod
     def from_model_file(cls, path: str | Path, **kwargs) -> "Segmenter":
-        """Load a ctseg ``.keras`` model (Keras safe mode) and wrap it.
+        """Load a ctseg ``.keras`` model, or an ensemble of them, (Keras safe mode) and wrap it.
 
-        ``input_shape``, ``num_classes`` and ``normalization`` come from the model's stored
-        settings, ``mode`` from its ``fit_mode`` unless given; other keyword arguments are
-        passed to :class:`Segmenter`.
+        ``path`` is a model file, an ensemble file (``*.ensemble.json``, written by
+        ``ctseg train --folds K``) or a folder of fold models; an ensemble averages its members'
+        probabilities. ``input_shape``, ``num_classes``, ``normalization``, ``target_spacing_mm``
+        and ``postprocessing`` come from the stored settings, ``mode`` from the training
+        ``fit_mode``, unless given; other keyword arguments are passed to :class:`Segmenter`.
 
         Raises
         ------
@@ -138,9 +161,9 @@ class Segmenter:
             If the network's input or output shape disagrees with its stored settings, or
             ``input_shape`` / ``num_classes`` are passed and differ from them.
         """
-        from ctseg_helpers.model.settings import load_model  # noqa: PLC0415 - imports TensorFlow
+        from ctseg_helpers.segment.ensemble import averaged_predict_fn, load_ensemble  # noqa: PLC0415
 
-        model, settings = load_model(path)
+        models, settings, paths = load_ensemble(path)
         for name, stored in (("input_shape", settings.input_shape), ("num_classes", settings.num_labels + 1)):
             if name in kwargs and kwargs[name] is not None and int(kwargs[name]) != stored:
                 raise CtsegSettingsError(
@@ -148,23 +171,33 @@ class Segmenter:
                 )
             kwargs.pop(name, None)
         kwargs["mode"] = kwargs.get("mode") or mode_for_fit(settings.fit_mode)
-        if kwargs.get("normalization") is None:
-            kwargs["normalization"] = settings.normalization
-        predict_fn = keras_predict_fn(model, settings.input_shape, settings.num_labels + 1, source=path)
+        defaults = {"normalization": settings.normalization, "target_spacing_mm": settings.target_spacing_mm,
+                    "postprocessing": settings.postprocessing}
+        for name, value in defaults.items():
+            if kwargs.get(name) is None:
+                kwargs[name] = value
+        predict_fn = averaged_predict_fn([
+            keras_predict_fn(model, settings.input_shape, settings.num_labels + 1, source=member)
+            for model, member in zip(models, paths, strict=True)
+        ])
         segmenter = cls(predict_fn, input_shape=settings.input_shape, num_classes=settings.num_labels + 1, **kwargs)
         segmenter.settings = settings
-        segmenter.model = model
+        segmenter.model = models[0] if len(models) == 1 else models
         return segmenter
 
     # ------------------------------------------------------------------ public API
 
-    def predict_proba(self, images: np.ndarray, *, progress: bool = False) -> np.ndarray:
+    def predict_proba(self, images: np.ndarray, *, pixel_spacing_mm=None, progress: bool = False) -> np.ndarray:
         """Class probabilities of every pixel.
 
         Parameters
         ----------
         images : ndarray of shape (K, M, N) or (M, N)
             Raw slices (normalised here when the Segmenter has a ``normalization``).
+        pixel_spacing_mm : (float, float) or array of shape (K, 2), optional
+            Pixel spacing of the slices (one for all, or one per slice). With a
+            ``target_spacing_mm`` the slices are resampled to it; without, the network sees the
+            slices' own pixels (a warning says so once when the model has a target spacing).
         progress : bool
             Show a progress bar over slices.
 
@@ -175,15 +208,17 @@ class Segmenter:
         """
         stack, single = self._as_stack(images)
         out = np.empty(stack.shape + (self.num_classes,), dtype=np.float32)
-        for start, proba in self._iter_proba(stack, progress=progress):
+        for start, proba in self._iter_proba(stack, pixel_spacing_mm, progress=progress):
             out[start : start + len(proba)] = proba
         return out[0] if single else out
 
-    def segment(self, images: np.ndarray, *, progress: bool = False) -> np.ndarray:
+    def segment(self, images: np.ndarray, *, pixel_spacing_mm=None, progress: bool = False,
+                postprocess: bool = True) -> np.ndarray:
         """Label maps: the most probable class of every pixel (argmax of :meth:`predict_proba`).
 
         Memory stays bounded whatever the number of slices: probabilities are kept only for a
-        group of slices at a time, and the argmax is taken one slice at a time.
+        group of slices at a time, and the argmax is taken one slice at a time. The
+        Segmenter's ``postprocessing`` is applied unless ``postprocess=False``.
 
         Returns
         -------
@@ -192,10 +227,12 @@ class Segmenter:
         """
         stack, single = self._as_stack(images)
         labels = np.empty(stack.shape, dtype=np.uint8)
-        for start, proba in self._iter_proba(stack, progress=progress):
+        for start, proba in self._iter_proba(stack, pixel_spacing_mm, progress=progress):
             # slice by slice: argmax makes an int64 temporary 8x the size of the labels
             for k, slice_proba in enumerate(proba):
                 labels[start + k] = np.argmax(slice_proba, axis=-1)
+        if postprocess and self.postprocessing is not None and not self.postprocessing.is_identity:
+            labels = self.postprocessing.apply(labels)
         return labels[0] if single else labels
 
     #: Same as :meth:`segment` (name used in docs/DEVELOPING.md).
@@ -228,19 +265,58 @@ class Segmenter:
         per_slice = (max(shape[0], self.input_shape) * max(shape[1], self.input_shape) * self.num_classes * 4)
         return max(1, _ACCUMULATOR_BYTES // per_slice)
 
-    def _iter_proba(self, stack: np.ndarray, *, progress: bool) -> Iterator[tuple[int, np.ndarray]]:
+    def _spacings(self, pixel_spacing_mm, n_slices: int) -> np.ndarray | None:
+        """Per-slice spacings (K, 2) when slices must be resampled to the target, else None."""
+        if self.target_spacing_mm is None:
+            return None
+        if pixel_spacing_mm is None:
+            logger.warning("the model works at %s mm pixels but no pixel spacing was given for the slices; "
+                           "they are segmented at their own pixel size", self.target_spacing_mm)
+            return None
+        spacings = np.asarray(pixel_spacing_mm, dtype=float)
+        spacings = np.tile(spacings, (n_slices, 1)) if spacings.shape == (2,) else spacings
+        if spacings.shape != (n_slices, 2) or not np.all(spacings > 0):
+            raise CtsegSettingsError(
+                f"pixel_spacing_mm must be (row, col) or one positive (row, col) per slice ({n_slices} slices); "
+                f"got an array of shape {np.shape(pixel_spacing_mm)}")
+        return spacings
+
+    def _iter_proba(self, stack: np.ndarray, pixel_spacing_mm=None, *,
+                    progress: bool) -> Iterator[tuple[int, np.ndarray]]:
         from tqdm.auto import tqdm  # noqa: PLC0415
 
         n_slices = len(stack)
+        spacings = self._spacings(pixel_spacing_mm, n_slices)
         group = self._group_size(stack.shape[1:])
         with tqdm(total=n_slices, unit="slice", desc="segmenting", disable=not progress or n_slices == 0) as bar:
             for start in range(0, n_slices, group):
                 images = self._normalised(stack[start : start + group])
-                if self.mode == "tile":
+                if spacings is not None:
+                    proba = self._resampled(images, spacings[start : start + group], bar)
+                elif self.mode == "tile":
                     proba = self._tile(images, bar)
                 else:
                     proba = self._resize(images, bar)
                 yield start, proba
+
+    def _resampled(self, images: np.ndarray, spacings: np.ndarray, bar) -> np.ndarray:
+        """Probabilities of slices resampled to the target spacing, brought back to their grid."""
+        from ctseg_helpers.prepare.resample import resampled_shape  # noqa: PLC0415
+
+        n, rows, cols = images.shape
+        out = np.empty((n, rows, cols, self.num_classes), dtype=np.float32)
+        shapes = [resampled_shape((rows, cols), sp, self.target_spacing_mm) for sp in spacings]
+        first = 0
+        while first < n:  # runs of slices sharing a resampled shape are predicted together
+            last = first + 1
+            while last < n and shapes[last] == shapes[first]:
+                last += 1
+            part = np.stack([resize_image(im, shapes[first]) for im in images[first:last]])
+            proba = self._tile(part, bar) if self.mode == "tile" else self._resize(part, bar)
+            for i, p in enumerate(proba):
+                out[first + i] = resize_image(p, (rows, cols))
+            first = last
+        return out
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (B, S, S, C) for a batch (B, S, S), with flips when tta is on."""
@@ -297,20 +373,12 @@ class Segmenter:
         out = np.empty((n, rows, cols, self.num_classes), dtype=np.float32)
         for first in range(0, n, self.batch_size):
             part = images[first : first + self.batch_size]
-            batch = part if same else np.stack([_resize_bilinear(im, (size, size)) for im in part])
+            batch = part if same else np.stack([resize_image(im, (size, size)) for im in part])
             proba = self._predict(batch)
             for i, p in enumerate(proba):
-                out[first + i] = p if same else _resize_bilinear(p, (rows, cols))
+                out[first + i] = p if same else resize_image(p, (rows, cols))
             bar.update(len(part))
         return out
-
-
-def _resize_bilinear(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of (M, N) or (M, N, C) with pixel-centre alignment (as tf.image.resize)."""
-    from skimage.transform import resize  # noqa: PLC0415
-
-    out_shape = tuple(shape) + array.shape[2:]
-    return resize(array, out_shape, order=1, mode="edge", anti_aliasing=False, preserve_range=True).astype(np.float32)
 
 
 def keras_predict_fn(model, input_shape: int, num_classes: int, *, source: str | Path = "model"):

@@ -28,12 +28,15 @@ def show_batch(images, labels, label_names=(), num_labels: int | None = None, ma
         Show at most this many examples.
     columns : int
     title : str, optional
+    loss_label : str
+        What the loss is called on its axis (``"Dice+CE loss"``).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
     import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
 
     images = np.asarray(images)
     if images.ndim == 4:
@@ -58,7 +61,7 @@ def show_batch(images, labels, label_names=(), num_labels: int | None = None, ma
     return fig
 
 
-def plot_history(history, path: str | Path | None = None, title: str | None = None):
+def plot_history(history, path: str | Path | None = None, title: str | None = None, loss_label: str = "Loss"):
     """Plot the loss and the mean Dice per epoch, training and validation.
 
     Parameters
@@ -69,21 +72,25 @@ def plot_history(history, path: str | Path | None = None, title: str | None = No
     path : path, optional
         Also save the figure there as PNG.
     title : str, optional
+    loss_label : str
+        What the loss is called on its axis (``"Dice+CE loss"``).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
     import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
 
     fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = history["epoch"] if "epoch" in history else np.arange(1, len(history) + 1)
-    for ax, key, label in ((ax_loss, "loss", "Dice loss"), (ax_dice, "mean_dice", "Mean Dice score")):
+    for ax, key, label in ((ax_loss, "loss", loss_label), (ax_dice, "mean_dice", "Mean Dice score")):
         if key in history:
             ax.plot(epochs, history[key], label="training", color="tab:blue")
         if f"val_{key}" in history and history[f"val_{key}"].notna().any():
             ax.plot(epochs, history[f"val_{key}"], label="validation", color="tab:orange")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -7,7 +7,8 @@ the demo. Everything a run writes goes to ``out_dir``:
     a checkpoint every ``save_checkpoint`` epochs, at the last epoch and on an interrupt
     (model, optimizer state and ctseg settings; resume starts from the newest one);
 ``<model_filename>_best.keras``
-    the model with the lowest validation loss so far (training loss without validation data);
+    the model with the highest validation Dice so far (lowest training loss without validation
+    data), with the post-processing chosen on the validation slices;
 ``<model_filename>_history.csv``
     every epoch's losses and metrics, written after each epoch;
 ``<model_filename>_curves.png``
@@ -15,6 +16,14 @@ the demo. Everything a run writes goes to ``out_dir``:
 
 A new run refuses to start in a folder holding a previous run of the same name unless
 ``resume=True`` (continue it) or ``overwrite=True`` (delete that run's files first).
+
+The default recipe (``fit_mode="patch"``) follows nnU-Net: a plan from the data
+(:mod:`ctseg_helpers.prepare.plan`) sets the pixel spacing, patch size, depth, batch size and
+normalisation; slices are resampled to the planned spacing and the network trains on random
+patches, a third of them centred on an ROI; an epoch is a fixed number of batches; the learning
+rate follows a poly schedule with warm-up, stretched to ``max_minutes`` when one is set.
+``folds=K`` trains K models on patient-wise folds and writes an ensemble file
+(:func:`train_folds`).
 """
 
 from __future__ import annotations
@@ -23,19 +32,33 @@ import logging
 import math
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.model.loss_names import check_loss_options, loss_label
 from ctseg_helpers.prepare.augment import AugmentConfig
-from ctseg_helpers.prepare.dataset import FIT_MODES, SliceSet, load_slices, split_by_group
+from ctseg_helpers.prepare.dataset import (
+    FIT_MODES,
+    SliceSet,
+    load_slices,
+    native_slices,
+    read_pairs,
+    split_by_group,
+)
 from ctseg_helpers.prepare.normalize import Normalization
 
 logger = logging.getLogger(__name__)
 
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: Training fit modes: native-resolution patches (default) or whole slices fitted to the input.
+TRAIN_FIT_MODES = ("patch",) + FIT_MODES
+#: Learning-rate schedules.
+LR_SCHEDULES = ("poly", "cosine", "constant")
+#: Settings a plan (or the classic defaults) fills in when left None.
+_PLANNED = ("input_shape", "batch_size", "levels", "batches_per_epoch", "warmup_epochs")
 
 
 @dataclass(frozen=True)
@@ -50,17 +73,46 @@ class TrainConfig:
         Stem of every file the run writes (letters, digits, ``._-``).
     out_dir : path
         Folder for checkpoints, best model, history and curves.
-    input_shape : int
-        Side of the square network input, pixels; slices are fitted to it (``fit_mode``).
+    input_shape : int or None
+        Side of the square network input, pixels: the training patch (``fit_mode="patch"``) or
+        the side every slice is fitted to (``"resize"`` / ``"pad"``). None: planned from the
+        data (patch mode) or 256.
     num_labels : int
         Number of ROIs (background excluded).
     label_names : tuple of str
         One name per ROI (label 1 first), or empty.
     epochs : int
         Total epochs (on resume: the total including the epochs already done).
-    batch_size : int
+    batch_size : int or None
+        None: planned (patch mode) or 8.
     learning_rate : float
-        Adam learning rate.
+        Peak Adam learning rate.
+    lr_schedule : {"poly", "cosine", "constant"}
+        Decay of the learning rate over the run (nnU-Net: poly, exponent 0.9), after a linear
+        warm-up of ``warmup_epochs``. With ``max_minutes`` the schedule runs on whichever of
+        epochs and time is further along, so a time-limited run still ends at a low rate.
+    warmup_epochs : int or None
+        Epochs of linear warm-up (None: 5 % of ``epochs``).
+    batches_per_epoch : int or None
+        Patch batches per epoch (patch mode); None: planned. In resize/pad mode an epoch is one
+        pass over the slices.
+    foreground_fraction : float or None
+        Share of each batch centred on an ROI pixel (patch mode); None: planned (one third).
+    target_spacing_mm : (float, float) or None
+        Pixel spacing to train at (patch mode); None: planned (the median of the slices).
+    postprocessing : {"auto", "none"}
+        ``"auto"``: after training, choose per ROI (keep the largest region, fill holes) on the
+        validation slices, keeping only what raises their Dice; stored with the model.
+    loss_options : dict
+        Options of the loss (``class_weights`` for weighted CE, ``gamma`` for focal, ``alpha`` /
+        ``beta`` for Tversky, ``dice_weight`` / ``ce_weight`` for Dice+CE).
+    instance_norm : bool
+        Instance normalisation in place of batch normalisation.
+    folds : int
+        1: one model. K > 1: K models on patient-wise folds and an ensemble file (train_folds).
+    devices : str
+        ``"auto"`` (all GPUs when there are several), ``"cpu"``, ``"gpu"`` or ``"cpu:N"``; see
+        :mod:`ctseg_helpers.train.distribute`.
     print_checkpoint : int
         Print a status line every this many epochs (and after the last).
     save_checkpoint : int
@@ -70,7 +122,9 @@ class TrainConfig:
     loss : {"dice_ce", "dice", "focal", "weighted_ce", "tversky"}
     levels, filters, base_filters, filter_multiplier, pool_sizes, kernel_sizes, batch_norm, dropout, activation
         U-Net architecture, see :func:`ctseg_helpers.model.unet.build_unet`.
-    fit_mode : {"resize", "pad"}
+    fit_mode : {"patch", "resize", "pad"}
+        ``"patch"``: native-resolution patches at the planned spacing (default);
+        ``"resize"`` / ``"pad"``: whole slices fitted to ``input_shape``.
     validation_fraction : float
         Share of slices, taken as whole patients/series, kept for validation (0 = none).
         Ignored when ``validation_dir`` is given.
@@ -87,8 +141,9 @@ class TrainConfig:
         Read only this many pairs (smoke runs).
     max_minutes : float, optional
         Stop (with a checkpoint) after the epoch that passes this much training time.
-    mixed_precision : bool
-        float16 compute on a GPU; ignored with a warning on the CPU.
+    mixed_precision : bool or "auto"
+        float16 compute on a GPU, bfloat16 on a CPU with AMX/AVX-512-BF16; "auto" uses it
+        where it pays (see :func:`ctseg_helpers.train.system.configure_precision`).
     normalization : Normalization, optional
         Default: from the DICOM Modality tag.
 
@@ -103,17 +158,17 @@ class TrainConfig:
     main_dir: str | Path
     model_filename: str = "unet"
     out_dir: str | Path = "trained_model"
-    input_shape: int = 256
+    input_shape: int | None = None
     num_labels: int = 1
     label_names: tuple[str, ...] = ()
     epochs: int = 100
-    batch_size: int = 8
+    batch_size: int | None = None
     learning_rate: float = 1e-3
     print_checkpoint: int = 10
     save_checkpoint: int = 50
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     loss: str = "dice_ce"
-    levels: int = 4
+    levels: int | None = None
     filters: tuple[int, ...] | None = None
     base_filters: int = 16
     filter_multiplier: float = 2.0
@@ -122,7 +177,7 @@ class TrainConfig:
     batch_norm: bool = True
     dropout: float | tuple[float, ...] = 0.0
     activation: str = "relu"
-    fit_mode: str = "resize"
+    fit_mode: str = "patch"
     validation_fraction: float = 0.2
     validation_dir: str | Path | None = None
     seed: int = 0
@@ -130,11 +185,21 @@ class TrainConfig:
     overwrite: bool = False
     max_slices: int | None = None
     max_minutes: float | None = None
-    mixed_precision: bool = False
+    mixed_precision: bool | str = "auto"
     normalization: Normalization | None = None
+    lr_schedule: str = "poly"
+    warmup_epochs: int | None = None
+    batches_per_epoch: int | None = None
+    foreground_fraction: float | None = None
+    target_spacing_mm: tuple[float, float] | None = None
+    postprocessing: str = "auto"
+    loss_options: dict = field(default_factory=dict)
+    instance_norm: bool = False
+    folds: int = 1
+    devices: str = "auto"
 
     def __post_init__(self):
-        for name in ("label_names", "filters", "pool_sizes", "kernel_sizes", "dropout"):
+        for name in ("label_names", "filters", "pool_sizes", "kernel_sizes", "dropout", "target_spacing_mm"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
@@ -145,9 +210,12 @@ class TrainConfig:
                 f"model_filename {self.model_filename!r} cannot name files; use letters, digits, '.', '_' "
                 "or '-' (no folders: put those in out_dir)"
             )
-        for name in ("input_shape", "num_labels", "epochs", "batch_size", "print_checkpoint", "save_checkpoint"):
+        for name in ("input_shape", "num_labels", "epochs", "batch_size", "print_checkpoint", "save_checkpoint",
+                     "levels", "batches_per_epoch", "folds", "warmup_epochs"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            if value is None and name in _PLANNED:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if name == "warmup_epochs" else 1):
                 raise CtsegSettingsError(f"{name} must be a positive whole number, got {value!r}")
         if not self.learning_rate > 0:
             raise CtsegSettingsError(f"learning_rate must be positive, got {self.learning_rate}")
@@ -159,26 +227,64 @@ class TrainConfig:
         if self.resume and self.overwrite:
             raise CtsegSettingsError("resume and overwrite exclude each other: resume continues the previous "
                                      "run, overwrite deletes it; set only one")
-        # Checked here, not after minutes of reading data (names as in model.losses.LOSS_NAMES).
-        losses = ("dice_ce", "dice", "focal", "weighted_ce", "tversky")
-        if self.loss not in losses:
-            raise CtsegSettingsError(f"unknown loss {self.loss!r}; choose one of {', '.join(losses)}")
-        if self.fit_mode not in FIT_MODES:
-            raise CtsegSettingsError(f"fit_mode must be one of {FIT_MODES}, got {self.fit_mode!r}")
+        # Checked here, not after minutes of reading data.
+        object.__setattr__(self, "loss_options", check_loss_options(self.loss, self.loss_options))
+        if self.fit_mode not in TRAIN_FIT_MODES:
+            raise CtsegSettingsError(f"fit_mode must be one of {TRAIN_FIT_MODES}, got {self.fit_mode!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise CtsegSettingsError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.postprocessing not in ("auto", "none"):
+            raise CtsegSettingsError(f"postprocessing must be 'auto' or 'none', got {self.postprocessing!r}")
+        if self.foreground_fraction is not None and not 0.0 <= self.foreground_fraction <= 1.0:
+            raise CtsegSettingsError(f"foreground_fraction must be within 0..1, got {self.foreground_fraction}")
+        if self.target_spacing_mm is not None and (
+                len(self.target_spacing_mm) != 2 or not all(float(v) > 0 for v in self.target_spacing_mm)):
+            raise CtsegSettingsError(
+                f"target_spacing_mm must be two positive numbers (row, col) in mm, got {self.target_spacing_mm!r}")
+        if self.mixed_precision not in (True, False, "auto"):
+            raise CtsegSettingsError(f"mixed_precision must be True, False or 'auto', got {self.mixed_precision!r}")
+        from ctseg_helpers.train.distribute import parse_devices  # noqa: PLC0415 - no TensorFlow import
+
+        parse_devices(self.devices)
+        if self.folds > 1 and self.validation_dir:
+            raise CtsegSettingsError("folds and validation_dir exclude each other: with folds every patient is "
+                                     "validated in turn; give one of them")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise CtsegSettingsError(
                 f"validation_fraction must be within 0 <= f < 1, got {self.validation_fraction}")
-        if isinstance(self.levels, bool) or not isinstance(self.levels, (int, np.integer)) or self.levels < 1:
-            raise CtsegSettingsError(f"levels must be a positive whole number, got {self.levels!r}")
         # Before minutes of reading data: can the pooling levels divide the input side?
         from ctseg_helpers.model.unet import _per_level, check_input_size  # noqa: PLC0415 - no Keras import
 
-        check_input_size(self.input_shape, _per_level(self.pool_sizes, self.levels, "pool_sizes"))
-        for name in ("filters", "kernel_sizes", "dropout"):
-            if getattr(self, name) is not None:
-                _per_level(getattr(self, name), self.levels + 1, name, float)
+        if self.levels is not None:
+            if self.input_shape is not None:
+                check_input_size(self.input_shape, _per_level(self.pool_sizes, self.levels, "pool_sizes"))
+            for name in ("filters", "kernel_sizes", "dropout"):
+                if getattr(self, name) is not None:
+                    _per_level(getattr(self, name), self.levels + 1, name, float)
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise CtsegSettingsError(f"max_minutes must be positive (or None for no limit), got {self.max_minutes}")
+
+    @property
+    def loss_label(self) -> str:
+        """What status lines and plots call the loss (``"Dice+CE loss"``)."""
+        return loss_label(self.loss)
+
+    def resolved(self, plan=None) -> "TrainConfig":
+        """This configuration with every planned setting (None) filled in.
+
+        In patch mode from ``plan`` (a :class:`~ctseg_helpers.prepare.plan.TrainingPlan` already
+        carrying the user's explicit settings); in resize/pad mode from the classic defaults
+        (input 256, 4 levels, batch 8).
+        """
+        if plan is not None:
+            values = dict(input_shape=plan.patch_size, levels=plan.levels, batch_size=plan.batch_size,
+                          batches_per_epoch=plan.batches_per_epoch, foreground_fraction=plan.foreground_fraction,
+                          target_spacing_mm=plan.target_spacing_mm, normalization=plan.normalization)
+        else:
+            values = dict(input_shape=self.input_shape or 256, levels=self.levels or 4,
+                          batch_size=self.batch_size or 8)
+        warmup = self.warmup_epochs if self.warmup_epochs is not None else int(round(0.05 * self.epochs))
+        return replace(self, **values, warmup_epochs=warmup)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -193,15 +299,20 @@ class TrainConfig:
         return dict(levels=self.levels, filters=self.filters, base_filters=self.base_filters,
                     filter_multiplier=self.filter_multiplier, pool_sizes=self.pool_sizes,
                     kernel_sizes=self.kernel_sizes, batch_norm=self.batch_norm, dropout=self.dropout,
-                    activation=self.activation)
+                    activation=self.activation, instance_norm=self.instance_norm)
 
 
 @dataclass
 class TrainingData:
-    """Training slices and, when there is validation data, validation slices."""
+    """Training slices, validation slices when there are any, and the plan they were prepared by.
+
+    In patch mode (``plan`` set) the slices are at the plan's spacing, each at its own size
+    (:attr:`SliceSet.shapes`); in resize/pad mode they are fitted to the network input.
+    """
 
     train: SliceSet
     val: SliceSet | None = None
+    plan: object = None
 
     def describe(self) -> str:
         text = f"training: {len(self.train)} slices from {len(set(self.train.groups))} patients/series"
@@ -218,8 +329,8 @@ class TrainResult:
 
     Attributes
     ----------
-    model : keras.Model
-        The model after the last completed epoch.
+    model : keras.Model or None
+        The model after the last completed epoch (None for a K-fold run).
     out_dir : Path
     best_model_path, last_checkpoint_path, history_csv, curves_png : Path or None
     history : pandas.DataFrame
@@ -229,6 +340,17 @@ class TrainResult:
         True when Ctrl-C / a kernel interrupt stopped the run (a checkpoint was saved).
     stopped_by_time : bool
         True when ``max_minutes`` ended the run early.
+    loss_label : str
+        What the loss is called (``"Dice+CE loss"``).
+    validation_dice : dict of str to float
+        Dice per ROI of the best model on the validation slices, before and after the chosen
+        post-processing (keys ``<roi>`` and ``<roi> (post-processed)``); empty without validation.
+    postprocessing : dict or None
+        The post-processing stored with the best model.
+    ensemble_path : Path or None
+        The ensemble file of a K-fold run.
+    fold_results : list of TrainResult
+        One per fold of a K-fold run.
     """
 
     model: object
@@ -241,6 +363,18 @@ class TrainResult:
     epochs_completed: int
     interrupted: bool = False
     stopped_by_time: bool = False
+    loss_label: str = "loss"
+    validation_dice: dict = field(default_factory=dict)
+    postprocessing: dict | None = None
+    ensemble_path: Path | None = None
+    fold_results: list = field(default_factory=list)
+    validation_predictions: list = field(default_factory=list, repr=False)
+    validation_truths: list = field(default_factory=list, repr=False)
+
+    @property
+    def model_path(self) -> Path | None:
+        """What to segment with: the ensemble file of a K-fold run, else the best model."""
+        return self.ensemble_path or self.best_model_path
 
     @property
     def final_metrics(self) -> dict:
@@ -250,14 +384,30 @@ class TrainResult:
         return {k: float(v) for k, v in self.history.iloc[-1].items() if k not in ("epoch",)}
 
     def __str__(self) -> str:
+        if self.fold_results:
+            lines = [f"{len(self.fold_results)} fold models, ensemble: {self.ensemble_path}"]
+            for k, fold in enumerate(self.fold_results):
+                dice = ", ".join(f"{name} {value:.3f}" for name, value in fold.validation_dice.items())
+                lines.append(f"  fold {k}: {fold.epochs_completed} epochs, validation Dice {dice or 'n/a'}")
+            if self.validation_dice:
+                lines.append("Out-of-fold Dice: " + ", ".join(f"{n} {v:.3f}" for n, v in self.validation_dice.items()))
+            return "\n".join(lines)
         m = self.final_metrics
+        label = self.loss_label
         lines = [f"Epochs completed: {self.epochs_completed}" + (" (interrupted)" if self.interrupted else "")]
         if m:
-            lines.append(f"Final Dice loss: {m.get('loss', float('nan')):.3f} | "
+            lines.append(f"Final {label}: {m.get('loss', float('nan')):.3f} | "
                          f"Final mean dice score: {m.get('mean_dice', float('nan')):.3f}")
-            if "val_loss" in m:
-                lines.append(f"Final val Dice loss: {m['val_loss']:.3f} | "
-                             f"Final val mean dice score: {m.get('val_mean_dice', float('nan')):.3f}")
+            if "val_mean_dice" in m:
+                val_loss = f"Final val {label}: {m['val_loss']:.3f} | " if "val_loss" in m else ""
+                lines.append(f"{val_loss}Final val mean dice score: {m['val_mean_dice']:.3f}")
+        if self.validation_dice:
+            lines.append("Validation Dice of the best model: "
+                         + ", ".join(f"{n} {v:.3f}" for n, v in self.validation_dice.items()))
+        if self.postprocessing is not None:
+            from ctseg_helpers.segment.postprocess import PostProcessing  # noqa: PLC0415
+
+            lines.append(f"Post-processing: {PostProcessing.from_dict(self.postprocessing).describe()}")
         lines.append(f"Best model: {self.best_model_path}")
         lines.append(f"Last checkpoint: {self.last_checkpoint_path}")
         return "\n".join(lines)
@@ -304,19 +454,30 @@ def previous_run_files(out_dir: str | Path, model_filename: str) -> list[Path]:
 # ---------------------------------------------------------------------------------------------
 
 
-def prepare_training_data(config: TrainConfig, *, progress: bool = True) -> TrainingData:
-    """Read ``<main_dir>/train``, normalise and fit the slices, and split off validation.
+def plan_device(devices: str) -> str:
+    """``"gpu"`` when training will run on GPUs (``devices`` and what TensorFlow sees), else ``"cpu"``."""
+    if str(devices).strip().lower().startswith("cpu"):
+        return "cpu"
+    from ctseg_helpers.tf_setup import configure_tensorflow  # noqa: PLC0415
 
-    Validation comes from ``config.validation_dir`` when given (a warning names the patients
-    it shares with the training folder), otherwise whole patients/series
-    (``config.validation_fraction`` of the slices, chosen with ``config.seed``).
+    return "gpu" if configure_tensorflow().config.list_physical_devices("GPU") else "cpu"
 
-    Raises
-    ------
-    CtsegDataError
-        If ``main_dir`` has no ``train`` folder, or the files cannot be used (see
-        :func:`ctseg_helpers.prepare.dataset.load_slices`).
-    """
+
+def plan_training(config: TrainConfig, raw) -> object:
+    """The :class:`~ctseg_helpers.prepare.plan.TrainingPlan` for ``raw`` pairs, with the user's
+    explicit settings (those not None in ``config``) in place of the planned ones."""
+    from ctseg_helpers.prepare.plan import fingerprint, make_plan  # noqa: PLC0415
+
+    fp = fingerprint(raw.images, raw.labels, raw.spacings_mm, modality=raw.modality(), groups=raw.groups,
+                     num_labels=config.num_labels)
+    plan = make_plan(fp, device=plan_device(config.devices))
+    return plan.with_overrides(target_spacing_mm=config.target_spacing_mm, patch_size=config.input_shape,
+                               levels=config.levels, batch_size=config.batch_size,
+                               batches_per_epoch=config.batches_per_epoch,
+                               foreground_fraction=config.foreground_fraction, normalization=config.normalization)
+
+
+def _train_dir(config: TrainConfig) -> Path:
     main_dir = Path(config.main_dir)
     split_dir = main_dir / "train"
     if not split_dir.is_dir():
@@ -324,23 +485,90 @@ def prepare_training_data(config: TrainConfig, *, progress: bool = True) -> Trai
             f"{main_dir}: no 'train' folder; put the training pairs in {split_dir / 'dicoms'} and "
             f"{split_dir / 'labels'}"
         )
-    slices = load_slices(split_dir, config.input_shape, config.num_labels, fit_mode=config.fit_mode,
-                         normalization=config.normalization, max_slices=config.max_slices, progress=progress)
+    return split_dir
+
+
+def _warn_shared_patients(train_groups, val_groups, split_dir, validation_dir) -> None:
+    shared = sorted(set(map(str, train_groups)) & set(map(str, val_groups)))
+    if shared:
+        logger.warning(
+            "%s and %s share %d patient(s)/series (%s): their validation slices are near duplicates of "
+            "training slices, so validation figures will look better than they are; keep each patient "
+            "in one folder", split_dir, validation_dir, len(shared),
+            ", ".join(shared[:10]) + (", ..." if len(shared) > 10 else ""))
+
+
+def prepare_training_data(config: TrainConfig, *, progress: bool = True, raw=None) -> TrainingData:
+    """Read ``<main_dir>/train``, plan, normalise and resample (or fit) the slices, split off validation.
+
+    Validation comes from ``config.validation_dir`` when given (a warning names the patients
+    it shares with the training folder), otherwise whole patients/series
+    (``config.validation_fraction`` of the slices, chosen with ``config.seed``).
+
+    Parameters
+    ----------
+    config : TrainConfig
+    progress : bool
+    raw : RawPairs, optional
+        Pairs already read (K-fold training reads them once).
+
+    Raises
+    ------
+    CtsegDataError
+        If ``main_dir`` has no ``train`` folder, or the files cannot be used (see
+        :func:`ctseg_helpers.prepare.dataset.read_pairs`).
+    """
+    split_dir = _train_dir(config)
+    if config.fit_mode != "patch":
+        resolved = config.resolved()
+        slices = load_slices(split_dir, resolved.input_shape, config.num_labels, fit_mode=config.fit_mode,
+                             normalization=config.normalization, max_slices=config.max_slices, progress=progress)
+        if config.validation_dir:
+            val = load_slices(config.validation_dir, resolved.input_shape, config.num_labels,
+                              fit_mode=config.fit_mode, normalization=slices.normalization,
+                              max_slices=config.max_slices, progress=progress)
+            _warn_shared_patients(slices.groups, val.groups, split_dir, config.validation_dir)
+            return TrainingData(slices, val)
+        train_index, val_index = split_by_group(slices.groups, config.validation_fraction, config.seed)
+        if len(val_index) == 0:
+            return TrainingData(slices, None)
+        return TrainingData(slices.subset(train_index), slices.subset(val_index))
+
+    if raw is None:
+        raw = read_pairs(split_dir, config.num_labels, max_slices=config.max_slices, progress=progress)
+    plan = plan_training(config, raw)
+    make = lambda pairs: native_slices(pairs, config.num_labels, plan.normalization, plan.target_spacing_mm)  # noqa: E731
     if config.validation_dir:
-        val = load_slices(config.validation_dir, config.input_shape, config.num_labels, fit_mode=config.fit_mode,
-                          normalization=slices.normalization, max_slices=config.max_slices, progress=progress)
-        shared = sorted(set(map(str, slices.groups)) & set(map(str, val.groups)))
-        if shared:
-            logger.warning(
-                "%s and %s share %d patient(s)/series (%s): their validation slices are near duplicates of "
-                "training slices, so validation figures will look better than they are; keep each patient "
-                "in one folder", split_dir, config.validation_dir, len(shared),
-                ", ".join(shared[:10]) + (", ..." if len(shared) > 10 else ""))
-        return TrainingData(slices, val)
-    train_index, val_index = split_by_group(slices.groups, config.validation_fraction, config.seed)
+        val_raw = read_pairs(config.validation_dir, config.num_labels, max_slices=config.max_slices,
+                             progress=progress)
+        _warn_shared_patients(raw.groups, val_raw.groups, split_dir, config.validation_dir)
+        return TrainingData(make(raw), make(val_raw), plan)
+    train_index, val_index = split_by_group(raw.groups, config.validation_fraction, config.seed)
     if len(val_index) == 0:
-        return TrainingData(slices, None)
-    return TrainingData(slices.subset(train_index), slices.subset(val_index))
+        return TrainingData(make(raw), None, plan)
+    return TrainingData(make(raw.subset(train_index)), make(raw.subset(val_index)), plan)
+
+
+def _training_dataset(config: TrainConfig, data: TrainingData, seed: int):
+    """The ``tf.data`` pipeline a run trains on, and its steps per epoch (None: one pass)."""
+    from ctseg_helpers.prepare.dataset import make_dataset  # noqa: PLC0415
+
+    resolved = config.resolved(data.plan)
+    if data.plan is None:
+        ds = make_dataset(data.train.images, data.train.labels, resolved.batch_size,
+                          augment=config.augmentation, shuffle=True, seed=seed)
+        return ds, None
+    from ctseg_helpers.prepare.sampling import PatchSampler, make_patch_dataset  # noqa: PLC0415
+
+    sampler = PatchSampler(data.train.images, data.train.labels, data.train.shapes,
+                           patch_size=resolved.input_shape, margin=_margin(resolved.input_shape, config.augmentation),
+                           batch_size=resolved.batch_size, foreground_fraction=resolved.foreground_fraction, seed=seed)
+    return make_patch_dataset(sampler, augment=config.augmentation, seed=seed), resolved.batches_per_epoch
+
+
+def _margin(patch_size: int, augmentation: AugmentConfig) -> int:
+    """Context cut around each patch so that rotated/zoomed-out patches have no empty corners."""
+    return int(patch_size) // 8 if augmentation.active else 0
 
 
 def first_batch(config: TrainConfig, data: TrainingData):
@@ -351,15 +579,13 @@ def first_batch(config: TrainConfig, data: TrainingData):
     (images, labels)
         ndarrays of shape (B, S, S, 1) float32 and (B, S, S) uint8.
     """
-    from ctseg_helpers.prepare.dataset import make_dataset  # noqa: PLC0415
     from ctseg_helpers.tf_setup import configure_tensorflow  # noqa: PLC0415
 
     configure_tensorflow()
     import keras  # noqa: PLC0415
 
     keras.utils.set_random_seed(config.seed)  # as train_model does, so its first batch is this one
-    ds = make_dataset(data.train.images, data.train.labels, config.batch_size,
-                      augment=config.augmentation, shuffle=True, seed=config.seed)
+    ds, _ = _training_dataset(config, data, config.seed)
     images, labels = next(iter(ds))
     return images.numpy(), labels.numpy()
 
@@ -375,31 +601,76 @@ def format_elapsed(seconds: float) -> str:
     return f"{seconds // 3600} hrs {seconds % 3600 // 60} mins {seconds % 60} secs"
 
 
-def status_line(epoch: int, total: int, logs: dict, elapsed_s: float) -> str:
-    """The status line of the user manual, with validation figures when there are any.
+def status_line(epoch: int, total: int, logs: dict, elapsed_s: float, loss_name: str = "Dice+CE loss") -> str:
+    """The status line of the user manual, naming the loss, with validation figures when there are any.
 
-    ``Completed epochs: 10/500 | Dice loss: 1.262 | Mean dice score: 0.369 | Time elapsed: 0 hrs 0 mins 35 secs``
+    ``Completed epochs: 10/500 | Dice+CE loss: 1.262 | Mean dice score: 0.369 | Time elapsed: 0 hrs 0 mins 35 secs``
     """
-    line = (f"Completed epochs: {epoch}/{total} | Dice loss: {logs.get('loss', math.nan):.3f} | "
+    line = (f"Completed epochs: {epoch}/{total} | {loss_name}: {logs.get('loss', math.nan):.3f} | "
             f"Mean dice score: {logs.get('mean_dice', math.nan):.3f} | Time elapsed: {format_elapsed(elapsed_s)}")
     if "val_loss" in logs:
-        line += (f" | Val Dice loss: {logs['val_loss']:.3f} | "
-                 f"Val mean dice score: {logs.get('val_mean_dice', math.nan):.3f}")
+        line += f" | Val {loss_name}: {logs['val_loss']:.3f}"
+    if "val_mean_dice" in logs:
+        line += f" | Val mean dice score: {logs['val_mean_dice']:.3f}"
     return line
 
 
-def _model_settings(config: TrainConfig, data: TrainingData, extra: dict):
+def learning_rate_at(progress: float, base: float, schedule: str = "poly", warmup: float = 0.0) -> float:
+    """Learning rate at ``progress`` (0 = start, 1 = end of the run).
+
+    Linear warm-up over the first ``warmup`` share of the run, then ``"poly"``
+    (``(1 - t) ** 0.9``, nnU-Net), ``"cosine"`` or ``"constant"``; never below 1 % of ``base``.
+
+    >>> learning_rate_at(0.0, 1e-3, "poly"), round(learning_rate_at(0.5, 1e-3, "poly"), 6)
+    (0.001, 0.000536)
+    """
+    progress = min(max(float(progress), 0.0), 1.0)
+    if warmup > 0 and progress < warmup:
+        return base * max(progress / warmup, 0.01)
+    t = (progress - warmup) / (1.0 - warmup) if warmup < 1 else 1.0
+    if schedule == "poly":
+        factor = (1.0 - t) ** 0.9
+    elif schedule == "cosine":
+        factor = 0.5 * (1.0 + math.cos(math.pi * t))
+    else:
+        factor = 1.0
+    return base * max(factor, 0.01)
+
+
+def _model_settings(config: TrainConfig, data: TrainingData, extra: dict, postprocessing: dict | None = None):
     from ctseg_helpers.model.settings import ModelSettings  # noqa: PLC0415
 
+    resolved = config.resolved(data.plan)
+    patch = data.plan is not None
     return ModelSettings(
-        input_shape=config.input_shape,
+        input_shape=resolved.input_shape,
         num_labels=config.num_labels,
         label_names=tuple(config.label_names),
         normalization=data.train.normalization,
-        fit_mode=config.fit_mode,
+        fit_mode="patch" if patch else config.fit_mode,
         pixel_spacing_mm=data.train.pixel_spacing_mm,
         extra=extra,
+        target_spacing_mm=data.plan.target_spacing_mm if patch else None,
+        postprocessing=postprocessing,
     )
+
+
+def predict_validation(predict_fn, slices: SliceSet, input_shape: int, num_classes: int, *,
+                       batch_size: int = 8, patch: bool = True) -> list[np.ndarray]:
+    """Label maps of validation slices (each at its own size), as the segmenter would make them.
+
+    Patch-mode slices are tiled with blended overlapping patches; fitted slices are predicted whole.
+    """
+    from ctseg_helpers.segment.segmenter import Segmenter  # noqa: PLC0415
+
+    segmenter = Segmenter(predict_fn, input_shape=input_shape, num_classes=num_classes,
+                          mode="tile" if patch else "resize", batch_size=batch_size)
+    labels = segmenter.segment(slices.images)
+    return [labels[i, : r, : c] for i, (r, c) in enumerate(slices.slice_shape(i) for i in range(len(slices)))]
+
+
+def _truths(slices: SliceSet) -> list[np.ndarray]:
+    return [slices.labels[i, : r, : c] for i, (r, c) in enumerate(slices.slice_shape(i) for i in range(len(slices)))]
 
 
 def train_model(config: TrainConfig, data: TrainingData | None = None, *, progress: bool = True) -> TrainResult:
@@ -408,6 +679,7 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
     Parameters
     ----------
     config : TrainConfig
+        With ``folds > 1`` this runs :func:`train_folds`.
     data : TrainingData, optional
         Already prepared data (the notebook passes what it previewed); read from
         ``config.main_dir`` when None.
@@ -428,6 +700,8 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
     CtsegDataError
         For unusable data (see :func:`prepare_training_data`).
     """
+    if config.folds > 1:
+        return train_folds(config, progress=progress)
     out_dir = Path(config.out_dir)
     name = config.model_filename
     previous = previous_run_files(out_dir, name)
@@ -447,12 +721,35 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
         )
     if data is None:
         data = prepare_training_data(config, progress=progress)
+    if config.fit_mode == "patch" and data.plan is None:
+        raise CtsegSettingsError("fit_mode='patch' needs data prepared by prepare_training_data with the same "
+                                 "settings (it carries the plan); prepare it again or set fit_mode")
+    resolved = config.resolved(data.plan)
     if config.overwrite and previous:
         for path in previous:
             path.unlink()
         logger.warning("overwrite=True: deleted %d files of the previous run %r in %s", len(previous), name, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    from ctseg_helpers.tf_setup import configure_tensorflow  # noqa: PLC0415
+
+    configure_tensorflow()
+    import keras  # noqa: PLC0415
+
+    from ctseg_helpers.train.distribute import get_strategy, replica_batch_note  # noqa: PLC0415
+    from ctseg_helpers.train.system import configure_precision  # noqa: PLC0415
+
+    strategy = get_strategy(config.devices)
+    replica_batch_note(resolved.batch_size, strategy)
+    policy_before = keras.mixed_precision.global_policy().name
+    policy = configure_precision(config.mixed_precision)
+    try:
+        return _train(config, resolved, data, strategy, policy, files=run_files(out_dir, name))
+    finally:  # models built after training (e.g. by a caller) get the caller's policy again
+        keras.mixed_precision.set_global_policy(policy_before)
+
+
+def _train(config, resolved, data, strategy, policy, files) -> TrainResult:
     from ctseg_helpers.tf_setup import configure_tensorflow  # noqa: PLC0415
 
     tf = configure_tensorflow()
@@ -463,86 +760,96 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
     from ctseg_helpers.model.settings import load_model  # noqa: PLC0415
     from ctseg_helpers.model.unet import build_unet  # noqa: PLC0415
     from ctseg_helpers.prepare.dataset import make_dataset  # noqa: PLC0415
-    from ctseg_helpers.train.system import configure_precision  # noqa: PLC0415
+    from ctseg_helpers.train.distribute import describe_strategy  # noqa: PLC0415
 
-    policy = configure_precision(config.mixed_precision)
+    out_dir, name = Path(config.out_dir), config.model_filename
     keras.utils.set_random_seed(config.seed)
-    files = run_files(out_dir, name)
 
     initial_epoch, rows, elapsed_before = 0, [], 0.0
     best_rows: list[dict] = []  # epochs that may have written the best model, redone ones included
     checkpoints = list_checkpoints(out_dir, name) if config.resume else []
-    if checkpoints:
-        initial_epoch, latest = checkpoints[-1]
-        model, saved = load_model(latest, compile=True)
-        if (saved.input_shape, saved.num_labels) != (config.input_shape, config.num_labels):
-            raise CtsegSettingsError(
-                f"{latest} was trained with input_shape={saved.input_shape}, num_labels={saved.num_labels} "
-                f"but the settings say input_shape={config.input_shape}, num_labels={config.num_labels}; "
-                "use the checkpoint's values to resume, or start a new run (another model_filename)"
+    with strategy.scope():
+        if checkpoints:
+            initial_epoch, latest = checkpoints[-1]
+            model, saved = load_model(latest, compile=True)
+            if (saved.input_shape, saved.num_labels) != (resolved.input_shape, config.num_labels):
+                raise CtsegSettingsError(
+                    f"{latest} was trained with input_shape={saved.input_shape}, num_labels={saved.num_labels} "
+                    f"but the settings say input_shape={resolved.input_shape}, num_labels={config.num_labels}; "
+                    "use the checkpoint's values to resume, or start a new run (another model_filename)"
+                )
+            saved_loss = saved.extra.get("loss")
+            if saved_loss and saved_loss != config.loss:
+                logger.warning("%s was trained with loss=%r; resuming keeps it (the loss=%r setting applies to new "
+                               "runs only: start a new run to change the loss)", latest, saved_loss, config.loss)
+            if files["history"].exists():
+                old = pd.read_csv(files["history"])
+                # Epochs after the checkpoint are trained again; the best model one of them may have
+                # saved stays until the resumed run beats it.
+                best_rows = old.to_dict("records") if files["best"].exists() else []
+                redone = int((old["epoch"] > initial_epoch).sum())
+                if redone:
+                    logger.warning("%s: %d epoch(s) after the checkpoint of epoch %d are trained again",
+                                   files["history"], redone, initial_epoch)
+                old = old[old["epoch"] <= initial_epoch]
+                rows = old.to_dict("records")
+                if rows:
+                    elapsed_before = float(rows[-1].get("elapsed_s", 0.0))
+            logger.info("resuming from %s (epoch %d)", latest, initial_epoch)
+            print(f"Resuming from {latest.name}: {initial_epoch}/{config.epochs} epochs completed")
+        else:
+            if config.resume:
+                logger.warning("resume=True but %s holds no checkpoint named %s_<epoch>.keras; starting from "
+                               "epoch 0", out_dir, name)
+            model = build_unet(resolved.input_shape, config.num_labels, **resolved.architecture())
+            model.compile(
+                optimizer=keras.optimizers.Adam(config.learning_rate),
+                loss=get_loss(config.loss, **config.loss_options),
+                metrics=default_metrics(config.num_labels, config.label_names),
+                jit_compile="auto" if tf.config.list_physical_devices("GPU") else False,
             )
-        saved_loss = saved.extra.get("loss")
-        if saved_loss and saved_loss != config.loss:
-            logger.warning("%s was trained with loss=%r; resuming keeps it (the loss=%r setting applies to new "
-                           "runs only: start a new run to change the loss)", latest, saved_loss, config.loss)
-        model.optimizer.learning_rate.assign(config.learning_rate)
-        if files["history"].exists():
-            old = pd.read_csv(files["history"])
-            # Epochs after the checkpoint are trained again; the best model one of them may have
-            # saved stays until the resumed run beats it.
-            best_rows = old.to_dict("records") if files["best"].exists() else []
-            redone = int((old["epoch"] > initial_epoch).sum())
-            if redone:
-                logger.warning("%s: %d epoch(s) after the checkpoint of epoch %d are trained again",
-                               files["history"], redone, initial_epoch)
-            old = old[old["epoch"] <= initial_epoch]
-            rows = old.to_dict("records")
-            if rows:
-                elapsed_before = float(rows[-1].get("elapsed_s", 0.0))
-        logger.info("resuming from %s (epoch %d)", latest, initial_epoch)
-        print(f"Resuming from {latest.name}: {initial_epoch}/{config.epochs} epochs completed")
-    else:
-        if config.resume:
-            logger.warning("resume=True but %s holds no checkpoint named %s_<epoch>.keras; starting from epoch 0",
-                           out_dir, name)
-        model = build_unet(config.input_shape, config.num_labels, **config.architecture())
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate),
-            loss=get_loss(config.loss),
-            metrics=default_metrics(config.num_labels, config.label_names),
-            jit_compile="auto" if tf.config.list_physical_devices("GPU") else False,
-        )
     if initial_epoch >= config.epochs:
         print(f"Nothing to do: {initial_epoch} epochs are completed already (epochs={config.epochs}); "
               "raise epochs to train further")
 
     has_val = data.val is not None and len(data.val) > 0
-    train_ds = make_dataset(data.train.images, data.train.labels, config.batch_size,
-                            augment=config.augmentation, shuffle=True, seed=config.seed)
-    val_ds = (make_dataset(data.val.images, data.val.labels, config.batch_size, shuffle=False)
-              if has_val else None)
-    monitor_key = "val_loss" if has_val else "loss"
+    patch = data.plan is not None
+    train_ds, steps = _training_dataset(config, data, config.seed)
+    # Patch mode validates on whole slices through the segmenter (see the monitor); fitted slices
+    # also give Keras' validation loss.
+    val_ds = (make_dataset(data.val.images, data.val.labels, resolved.batch_size, shuffle=False)
+              if has_val and not patch else None)
+    monitor_key = "val_mean_dice" if has_val else "loss"
     previous_best = [r.get(monitor_key) for r in rows + best_rows if r.get(monitor_key) is not None]
     previous_best = [v for v in previous_best if not (isinstance(v, float) and math.isnan(v))]
+    sign = -1.0 if monitor_key == "val_mean_dice" else 1.0  # the monitor minimises sign * value
     extra = {
         "loss": config.loss,
-        "architecture": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.architecture().items()},
+        "loss_options": dict(config.loss_options),
+        "architecture": {k: (list(v) if isinstance(v, tuple) else v) for k, v in resolved.architecture().items()},
         "augmentation": config.augmentation.to_dict(),
-        "batch_size": config.batch_size,
+        "batch_size": resolved.batch_size,
+        "batches_per_epoch": steps,
         "learning_rate": config.learning_rate,
+        "lr_schedule": config.lr_schedule,
         "dtype_policy": policy,
+        "devices": describe_strategy(strategy),
         "train_groups": sorted(set(str(g) for g in data.train.groups)),
         "validation_groups": sorted(set(str(g) for g in data.val.groups)) if has_val else [],
         "seed": config.seed,
+        "plan": data.plan.to_dict() if patch else None,
+        "best_by": monitor_key,
     }
-    monitor = _make_monitor_class()(config, data, files, extra, rows, elapsed_before, monitor_key,
-                       min(previous_best) if previous_best else math.inf, initial_epoch)
+    monitor = _make_monitor_class()(config, resolved, data, files, extra, rows, elapsed_before, monitor_key, sign,
+                                    min(sign * v for v in previous_best) if previous_best else math.inf,
+                                    initial_epoch, steps)
     interrupted = False
     if initial_epoch < config.epochs:
-        print(f"Training {name}: {data.describe()}; {model.count_params():,} parameters", flush=True)
+        print(f"Training {name}: {data.describe()}; {model.count_params():,} parameters; "
+              f"{describe_strategy(strategy)}, {policy}", flush=True)
         try:
             model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
-                      callbacks=[monitor], verbose=0, shuffle=False)
+                      steps_per_epoch=steps, callbacks=[monitor], verbose=0, shuffle=False)
         except KeyboardInterrupt:
             interrupted = True
             monitor.save_interrupt_checkpoint(model)
@@ -553,21 +860,151 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
 
         from ctseg_helpers.show.training import plot_history  # noqa: PLC0415
 
-        fig = plot_history(history, files["curves"], title=f"{name}: {data.describe()}")
+        fig = plot_history(history, files["curves"], title=f"{name}: {data.describe()}", loss_label=config.loss_label)
         plt.close(fig)
         curves = files["curves"]
-    checkpoints = list_checkpoints(out_dir, name)
-    return TrainResult(
+    result = TrainResult(
         model=model,
         out_dir=out_dir,
         best_model_path=files["best"] if files["best"].exists() else None,
-        last_checkpoint_path=checkpoints[-1][1] if checkpoints else None,
+        last_checkpoint_path=None,
         history_csv=files["history"] if files["history"].exists() else None,
         curves_png=curves,
         history=history,
         epochs_completed=monitor.completed,
         interrupted=interrupted,
         stopped_by_time=monitor.stopped_by_time,
+        loss_label=config.loss_label,
+    )
+    if has_val and result.best_model_path is not None and not interrupted:
+        _choose_postprocessing(config, resolved, data, result)
+    checkpoints = list_checkpoints(out_dir, name)
+    result.last_checkpoint_path = checkpoints[-1][1] if checkpoints else None
+    return result
+
+
+def _choose_postprocessing(config: TrainConfig, resolved: TrainConfig, data: TrainingData, result: TrainResult) -> None:
+    """Predict the validation slices with the best model, choose post-processing on them, store it."""
+    from ctseg_helpers.model.settings import load_model, read_settings, update_settings  # noqa: PLC0415
+    from ctseg_helpers.segment.postprocess import PostProcessing, choose_postprocessing, dice_per_label  # noqa: PLC0415
+    from ctseg_helpers.segment.segmenter import keras_predict_fn  # noqa: PLC0415
+
+    best, settings = load_model(result.best_model_path)
+    predict_fn = keras_predict_fn(best, resolved.input_shape, config.num_labels + 1, source=result.best_model_path)
+    predictions = predict_validation(predict_fn, data.val, resolved.input_shape, config.num_labels + 1,
+                                     batch_size=resolved.batch_size, patch=data.plan is not None)
+    truths = _truths(data.val)
+    names = list(config.label_names) or [str(k) for k in range(1, config.num_labels + 1)]
+    before = dice_per_label(predictions, truths, config.num_labels)
+    result.validation_dice = {names[k - 1]: float(v) for k, v in before.items()}
+    result.validation_predictions, result.validation_truths = predictions, truths
+    if config.postprocessing == "auto":
+        chosen, report = choose_postprocessing(predictions, truths, config.num_labels)
+        for k, value in report["dice_after"].items():
+            result.validation_dice[f"{names[int(k) - 1]} (post-processed)"] = float(value)
+        extra = {**settings.extra, "postprocessing_report": report}
+    else:
+        chosen, extra = PostProcessing(), settings.extra
+    result.postprocessing = chosen.to_dict()
+    update_settings(result.best_model_path, replace(read_settings(result.best_model_path),
+                                                    postprocessing=chosen.to_dict(), extra=extra))
+    print(f"Validation Dice of the best model: "
+          + ", ".join(f"{n} {v:.3f}" for n, v in result.validation_dice.items()), flush=True)
+    print(f"Post-processing chosen on the validation slices: {chosen.describe(tuple(names))}", flush=True)
+
+
+def fold_groups(groups, folds: int, seed: int = 0) -> list[list[str]]:
+    """Split patients (groups) into ``folds`` folds of about equal numbers of slices.
+
+    Groups are shuffled with ``seed`` and dealt, largest first, to the fold with the fewest slices.
+
+    Raises
+    ------
+    CtsegSettingsError
+        If there are fewer patients than folds.
+    """
+    from collections import Counter  # noqa: PLC0415
+
+    counts = Counter(str(g) for g in groups)
+    if len(counts) < folds:
+        raise CtsegSettingsError(
+            f"{folds} folds need at least {folds} patients/series, but the data hold {len(counts)} "
+            f"({', '.join(sorted(counts))}); use folds <= {len(counts)}")
+    order = sorted(counts, key=lambda g: (np.random.default_rng(seed).permutation(len(counts))[sorted(counts).index(g)]))
+    order.sort(key=lambda g: -counts[g])  # stable: ties keep the seeded order
+    assigned: list[list[str]] = [[] for _ in range(folds)]
+    sizes = [0] * folds
+    for group in order:
+        k = int(np.argmin(sizes))
+        assigned[k].append(group)
+        sizes[k] += counts[group]
+    return [sorted(a) for a in assigned]
+
+
+def train_folds(config: TrainConfig, *, progress: bool = True) -> TrainResult:
+    """Train ``config.folds`` models on patient-wise folds; write an ensemble of them.
+
+    Fold ``k`` validates on the patients of fold ``k`` and trains on the rest; its best model
+    (``<name>_fold<k>_best.keras``) carries the post-processing chosen on its fold. The
+    out-of-fold predictions of all folds together choose the ensemble's post-processing, stored
+    in ``<name>.ensemble.json`` beside the fold models (segment with that file or the folder).
+
+    Raises
+    ------
+    CtsegSettingsError
+        With fewer patients than folds, or an ensemble file of that name already there (unless
+        ``overwrite``; ``resume`` continues every fold).
+    """
+    from ctseg_helpers.segment.ensemble import ENSEMBLE_SUFFIX, write_ensemble  # noqa: PLC0415
+    from ctseg_helpers.segment.postprocess import choose_postprocessing, dice_per_label  # noqa: PLC0415
+
+    out_dir = Path(config.out_dir)
+    ensemble_path = out_dir / f"{config.model_filename}{ENSEMBLE_SUFFIX}"
+    if ensemble_path.exists() and not (config.overwrite or config.resume):
+        raise CtsegSettingsError(f"{ensemble_path} exists already; set overwrite=True to train the folds again, "
+                                 "resume=True to continue them, or choose another model_filename")
+    split_dir = _train_dir(config)
+    if config.fit_mode != "patch":
+        raise CtsegSettingsError("folds need fit_mode='patch' (the default)")
+    raw = read_pairs(split_dir, config.num_labels, max_slices=config.max_slices, progress=progress)
+    assignment = fold_groups(raw.groups, config.folds, config.seed)
+    plan = plan_training(config, raw)
+    make = lambda pairs: native_slices(pairs, config.num_labels, plan.normalization, plan.target_spacing_mm)  # noqa: E731
+    results = []
+    for k, val_groups in enumerate(assignment):
+        is_val = np.isin(np.asarray(raw.groups, dtype=object), np.asarray(val_groups, dtype=object))
+        data = TrainingData(make(raw.subset(~is_val)), make(raw.subset(is_val)), plan)
+        print(f"Fold {k + 1}/{config.folds}: validating on {', '.join(val_groups)}", flush=True)
+        fold_config = replace(config, folds=1, model_filename=f"{config.model_filename}_fold{k}",
+                              max_minutes=config.max_minutes / config.folds if config.max_minutes else None)
+        results.append(train_model(fold_config, data, progress=progress))
+    members = [r.best_model_path for r in results]
+    if any(m is None for m in members) or any(r.interrupted for r in results):
+        print("Not every fold finished with a best model; no ensemble file was written", flush=True)
+        ensemble = None
+        chosen_dict, report, oof = None, None, {}
+    else:
+        predictions = [p for r in results for p in r.validation_predictions]
+        truths = [t for r in results for t in r.validation_truths]
+        names = list(config.label_names) or [str(k) for k in range(1, config.num_labels + 1)]
+        oof = {names[k - 1]: float(v) for k, v in dice_per_label(predictions, truths, config.num_labels).items()}
+        if config.postprocessing == "auto":
+            chosen, report = choose_postprocessing(predictions, truths, config.num_labels)
+            oof.update({f"{names[int(k) - 1]} (post-processed)": float(v) for k, v in report["dice_after"].items()})
+            chosen_dict = chosen.to_dict()
+        else:
+            chosen_dict, report = {}, None
+        ensemble = write_ensemble(ensemble_path, members, postprocessing=chosen_dict,
+                                  extra={"folds": assignment, "out_of_fold_dice": oof, "postprocessing_report": report,
+                                         "plan": plan.to_dict()},
+                                  overwrite=config.overwrite or config.resume)
+        print(f"Ensemble of {len(members)} fold models: {ensemble}", flush=True)
+    return TrainResult(
+        model=None, out_dir=out_dir, best_model_path=None, last_checkpoint_path=None, history_csv=None,
+        curves_png=None, history=None, epochs_completed=min(r.epochs_completed for r in results),
+        interrupted=any(r.interrupted for r in results), stopped_by_time=any(r.stopped_by_time for r in results),
+        loss_label=config.loss_label, validation_dice=oof, postprocessing=chosen_dict, ensemble_path=ensemble,
+        fold_results=results,
     )
 
 
@@ -578,24 +1015,45 @@ def _make_monitor_class():
     import keras  # noqa: PLC0415
 
     class Monitor(keras.callbacks.Callback):
-        """Status lines, history CSV, best model and checkpoints, after every epoch."""
+        """Learning-rate schedule, validation Dice, status lines, history CSV, best model and checkpoints."""
 
-        def __init__(self, config, data, files, extra, rows, elapsed_before, monitor_key, best, initial_epoch):
+        def __init__(self, config, resolved, data, files, extra, rows, elapsed_before, monitor_key, sign, best,
+                     initial_epoch, steps):
             super().__init__()
-            self.config, self.data, self.files, self.extra = config, data, files, extra
+            self.config, self.resolved, self.data, self.files, self.extra = config, resolved, data, files, extra
             self.rows = list(rows)
             self.elapsed_before = elapsed_before
-            self.monitor_key = monitor_key
+            self.monitor_key, self.sign = monitor_key, sign
             self.best = best
             self.completed = initial_epoch
+            self.initial_epoch = initial_epoch
+            self.steps = steps
             self.stopped_by_time = False
             self._start = None
+            self._epoch = initial_epoch
+            self._names = list(config.label_names) or [str(k) for k in range(1, config.num_labels + 1)]
 
         def elapsed(self) -> float:
             return self.elapsed_before + (time.perf_counter() - self._start if self._start else 0.0)
 
+        def progress(self, batch: int = 0) -> float:
+            """How far the run is, 0..1: epochs done, or the time budget used when that is further."""
+            steps = self.steps or 1
+            done = (self._epoch + min(batch, steps) / steps) / self.config.epochs
+            if self.config.max_minutes:
+                done = max(done, self.elapsed() / (60.0 * self.config.max_minutes))
+            return done
+
         def on_train_begin(self, logs=None):
             self._start = time.perf_counter()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = epoch
+
+        def on_train_batch_begin(self, batch, logs=None):
+            warmup = self.resolved.warmup_epochs / self.config.epochs
+            rate = learning_rate_at(self.progress(batch), self.config.learning_rate, self.config.lr_schedule, warmup)
+            self.model.optimizer.learning_rate.assign(rate)
 
         def _save(self, path, epoch, overwrite=False):
             from ctseg_helpers.model.settings import save_model  # noqa: PLC0415
@@ -603,10 +1061,30 @@ def _make_monitor_class():
             settings = _model_settings(self.config, self.data, {**self.extra, "epochs_trained": epoch})
             return save_model(self.model, path, settings, overwrite=overwrite)
 
+        def _validate(self) -> dict:
+            """Dice per ROI on the whole validation slices, as the segmenter will make them."""
+            from ctseg_helpers.segment.postprocess import dice_per_label  # noqa: PLC0415
+
+            data = self.data
+            model = self.model
+
+            def predict_fn(batch):
+                return np.asarray(model(batch, training=False), dtype=np.float32)
+
+            predictions = predict_validation(predict_fn, data.val, self.resolved.input_shape,
+                                             self.config.num_labels + 1, batch_size=self.resolved.batch_size)
+            dice = dice_per_label(predictions, _truths(data.val), self.config.num_labels)
+            values = [v for v in dice.values() if not math.isnan(v)]
+            out = {"val_mean_dice": float(np.mean(values)) if values else math.nan}
+            out.update({f"val_dice_{self._names[k - 1]}": float(v) for k, v in dice.items()})
+            return out
+
         def on_epoch_end(self, epoch, logs=None):
             import pandas as pd  # noqa: PLC0415
 
             logs = {k: float(v) for k, v in (logs or {}).items()}
+            if self.data.plan is not None and self.data.val is not None and len(self.data.val):
+                logs.update(self._validate())
             done = epoch + 1
             self.completed = done
             elapsed = self.elapsed()
@@ -617,13 +1095,14 @@ def _make_monitor_class():
             pd.DataFrame(self.rows).to_csv(tmp, index=False)
             tmp.replace(self.files["history"])
             value = logs.get(self.monitor_key, math.nan)
-            if not math.isnan(value) and value < self.best:
-                self.best = value
+            if not math.isnan(value) and self.sign * value < self.best:
+                self.best = self.sign * value
                 self._save(self.files["best"], done, overwrite=True)
             last = done == self.config.epochs
-            out_of_time = self.config.max_minutes is not None and elapsed - self.elapsed_before >= 60 * self.config.max_minutes
+            out_of_time = (self.config.max_minutes is not None
+                           and elapsed - self.elapsed_before >= 60 * self.config.max_minutes)
             if done % self.config.print_checkpoint == 0 or last or out_of_time:
-                print(status_line(done, self.config.epochs, logs, elapsed), flush=True)
+                print(status_line(done, self.config.epochs, logs, elapsed, self.config.loss_label), flush=True)
             if done % self.config.save_checkpoint == 0 or last or out_of_time:
                 self._save(checkpoint_path(self.files["best"].parent, self.config.model_filename, done), done,
                            overwrite=True)
@@ -648,4 +1127,3 @@ def _make_monitor_class():
                       flush=True)
 
     return Monitor
-
