@@ -30,15 +30,19 @@ main_dir = "../data"  # holds train/dicoms and train/labels
 model_filename = "unet"  # stem of every file this run writes
 model_dir = "../trained_model"  # checkpoints, best model, history and curves go here
 
-# Network input and labels
-input_shape = 256  # side of the square network input in pixels; slices are resized to it
+# Labels
 num_labels = 1  # number of ROIs (background excluded)
 label_names = []  # one name per ROI, label 1 first, e.g. ["LV blood pool", "LV myocardium"]
 
-# Training
-epochs = 100
-batch_size = 8
-learning_rate = 1e-3
+# Training (None = planned from your data; the plan is printed below, and any value set here wins)
+epochs = 100  # each epoch is batches_per_epoch batches of random patches
+max_minutes = None  # stop, with a checkpoint, after this many minutes (the learning rate decays to fit it)
+input_shape = None  # side of the square training patch in pixels (planned: the median slice, at most 128 on a CPU)
+target_spacing_mm = None  # pixel spacing to train at, e.g. (1.4, 1.4) (planned: the median of your slices)
+batch_size = None  # patches per batch (planned)
+batches_per_epoch = None  # (planned: 50 on a CPU, 250 on a GPU)
+learning_rate = 1e-3  # peak learning rate, reached after a short warm-up, then decayed ("poly")
+folds = 1  # K > 1: train K models on patient-wise folds and segment with their ensemble
 print_checkpoint = 10  # print a status line every N epochs
 save_checkpoint = 50  # save model_dir/<model_filename>_<epoch>.keras every N epochs
 
@@ -49,15 +53,20 @@ augment_options = {}  # flips/90° rotations are off (they swap left and right);
 # Validation, model and run control (defaults suit most data)
 validation_fraction = 0.2  # share of slices, as whole patients/series, kept for validation
 validation_dir = None  # or a folder with dicoms/ and labels/ to validate on instead
+postprocessing = "auto"  # keep the largest region / fill holes per ROI where it helps on validation; or "none"
 loss = "dice_ce"  # "dice_ce", "dice", "focal", "weighted_ce" or "tversky"
-levels = 4  # U-Net pooling levels; input_shape must be a multiple of 2**levels
+loss_options = {}  # e.g. {"class_weights": [0.1, 1, 2]} (weighted_ce), {"gamma": 2} (focal), {"alpha": 0.3, "beta": 0.7} (tversky)
+lr_schedule = "poly"  # "poly", "cosine" or "constant"
+levels = None  # U-Net pooling levels (planned); input_shape must be a multiple of 2**levels
 base_filters = 16  # filters of the first level, doubled at each level
+fit_mode = "patch"  # "patch" (native resolution), or "resize" / "pad" whole slices to input_shape
 seed = 0
 resume = False  # continue from the newest checkpoint in model_dir
 overwrite = False  # delete a previous run of the same model_filename in model_dir first
 max_slices = None  # read only this many slices (quick trial runs)
-max_minutes = None  # stop, with a checkpoint, after this many minutes of training
-mixed_precision = False  # float16 compute on a GPU (ignored on the CPU)"""
+mixed_precision = "auto"  # float16 on a GPU, bfloat16 on a CPU with AMX; True/False to force
+devices = "auto"  # "auto": every GPU (MirroredStrategy) when there are several; or "cpu", "gpu"
+"""
 
 CONFIG = """\
 config = TrainConfig(
@@ -69,7 +78,15 @@ config = TrainConfig(
     label_names=tuple(label_names),
     epochs=epochs,
     batch_size=batch_size,
+    batches_per_epoch=batches_per_epoch,
+    target_spacing_mm=target_spacing_mm,
     learning_rate=learning_rate,
+    lr_schedule=lr_schedule,
+    folds=folds,
+    postprocessing=postprocessing,
+    loss_options=loss_options,
+    fit_mode=fit_mode,
+    devices=devices,
     print_checkpoint=print_checkpoint,
     save_checkpoint=save_checkpoint,
     augmentation={"enabled": augment, **augment_options},
@@ -91,9 +108,11 @@ EVALUATION_HELP = """\
 
 - **Both curves still falling at the end**: the model has not converged; train longer
   (`resume = True` with a higher `epochs`).
-- **Training Dice high, validation Dice much lower, validation loss rising**: overfitting. Use
-  more (and more varied) training data, keep augmentation on, or stop earlier:
-  `<model_filename>_best.keras` already keeps the epoch with the lowest validation loss.
+- **Training Dice high, validation Dice much lower or falling**: overfitting. Use more (and
+  more varied) training data, keep augmentation on, or train an ensemble (`folds = 3` or more):
+  `<model_filename>_best.keras` already keeps the epoch with the highest validation Dice.
+- **The Dice+CE loss** is the soft Dice loss plus cross-entropy, so it starts near 2 and falls
+  well below 1 as training succeeds; only the Dice *score* lies between 0 and 1.
 - **Both low** (mean Dice below about 0.7 after many epochs), most common reasons first:
   inconsistent labels; too few labelled slices or patients; ROIs only a few pixels wide at this
   `input_shape`; sided (left/right) ROIs with flips on; a learning rate too high (curves jump) or
@@ -108,7 +127,7 @@ CELLS = [
     ("md", "## Imports"),
     ("code",
      "from ctseg_helpers.prepare.check import check_data\n"
-     "from ctseg_helpers.show.training import plot_history, show_batch\n"
+     "from ctseg_helpers.show.training import plot_result, show_batch\n"
      "from ctseg_helpers.train import TrainConfig, first_batch, prepare_training_data, system_info, train_model"),
     ("md", "## Systems Characteristics\n\nMemory, and whether a GPU is available for training."),
     ("code", "system_info()"),
@@ -119,10 +138,12 @@ CELLS = [
     ("md", "## Data Pre-Visualization\n\n### Data check\n\n"
            "Every image needs a label of the same size with values 0..`num_labels`."),
     ("code", 'check_data(f"{main_dir}/train", num_labels)'),
-    ("md", "### Reading the training data\n\n"
-           "Slices are normalised for their modality, resized to `input_shape`, and whole "
-           "patients are set aside for validation."),
+    ("md", "### Reading the training data and planning the training\n\n"
+           "The plan is made from your data (pixel spacing, slice and ROI sizes, intensities): slices "
+           "are normalised for their modality and resampled to the planned spacing, and whole "
+           "patients are set aside for validation. Any setting you gave above wins over the plan."),
     ("code", "data = prepare_training_data(config)\ndata.describe()"),
+    ("code", "print(data.plan.describe() if data.plan else \"Whole slices fitted to the input (fit_mode)\")"),
     ("md", "### The first augmented batch\n\n"
            "Exactly what the network sees, with the ROIs overlaid (each label always has the "
            "same colour)."),
@@ -134,8 +155,10 @@ CELLS = [
            "epochs in `model_dir`. Interrupt the kernel to stop with a checkpoint."),
     ("code", "result = train_model(config, data)"),
     ("md", "## Training Performance Evaluation\n\nLoss and mean Dice score per epoch."),
-    ("code", "plot_history(result.history);"),
-    ("md", "Final Dice loss and mean Dice score, and where the models are:"),
+    ("code", "plot_result(result);"),
+    ("md", "Final loss and mean Dice score, validation Dice of the best model, the post-processing "
+           "chosen on validation, and where the models are (`result.model_path` is what test.ipynb "
+           "segments with):"),
     ("code", "print(result)"),
     ("md", EVALUATION_HELP),
 ]

@@ -220,7 +220,8 @@ def get_loss(name: str = "dice_ce", **options) -> keras.losses.Loss:
     """
     classes = {"dice_ce": DiceCELoss, "dice": DiceLoss, "focal": FocalLoss,
                "weighted_ce": WeightedCrossEntropy, "tversky": TverskyLoss}
-    return classes[name](**check_loss_options(name, options))
+    options = check_loss_options(name, options)  # an unknown name raises here
+    return classes[name](**options)
 
 
 class _ConfusionCounts(keras.metrics.Metric):

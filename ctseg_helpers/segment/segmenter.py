@@ -125,6 +125,7 @@ class Segmenter:
         self.tta = bool(tta)
         self.normalization = normalization
         self.target_spacing_mm = tuple(float(v) for v in target_spacing_mm) if target_spacing_mm else None
+        self._warned_spacing = False
         from ctseg_helpers.segment.postprocess import PostProcessing  # noqa: PLC0415
 
         if postprocessing is None or isinstance(postprocessing, PostProcessing):
@@ -270,8 +271,10 @@ class Segmenter:
         if self.target_spacing_mm is None:
             return None
         if pixel_spacing_mm is None:
-            logger.warning("the model works at %s mm pixels but no pixel spacing was given for the slices; "
-                           "they are segmented at their own pixel size", self.target_spacing_mm)
+            if not self._warned_spacing:  # once per Segmenter: a volume is segmented slab by slab
+                logger.warning("the model works at %s mm pixels but no pixel spacing was given for the slices; "
+                               "they are segmented at their own pixel size", self.target_spacing_mm)
+                self._warned_spacing = True
             return None
         spacings = np.asarray(pixel_spacing_mm, dtype=float)
         spacings = np.tile(spacings, (n_slices, 1)) if spacings.shape == (2,) else spacings

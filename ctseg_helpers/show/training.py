@@ -101,3 +101,40 @@ def plot_history(history, path: str | Path | None = None, title: str | None = No
     if path is not None:
         fig.savefig(path, dpi=100)
     return fig
+
+
+def plot_result(result, path: str | Path | None = None):
+    """Training curves of a :class:`~ctseg_helpers.train.TrainResult`: one run, or every fold.
+
+    A single run is drawn by :func:`plot_history`; a K-fold run draws each fold's training loss
+    and validation Dice in one figure, so the folds can be compared.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+
+    if not result.fold_results:
+        return plot_history(result.history, path, loss_label=result.loss_label)
+    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
+    for k, fold in enumerate(result.fold_results):
+        history = fold.history
+        if history is None or not len(history):
+            continue
+        ax_loss.plot(history["epoch"], history["loss"], label=f"fold {k} training")
+        if "val_mean_dice" in history:
+            ax_dice.plot(history["epoch"], history["val_mean_dice"], label=f"fold {k} validation")
+    for ax, label in ((ax_loss, result.loss_label), (ax_dice, "Mean Dice score")):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax_dice.set_ylim(0, 1)
+    fig.suptitle(f"{len(result.fold_results)} folds")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig

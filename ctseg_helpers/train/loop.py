@@ -721,6 +721,8 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
         )
     if data is None:
         data = prepare_training_data(config, progress=progress)
+        if data.plan is not None:
+            print(data.plan.describe(), flush=True)
     if config.fit_mode == "patch" and data.plan is None:
         raise CtsegSettingsError("fit_mode='patch' needs data prepared by prepare_training_data with the same "
                                  "settings (it carries the plan); prepare it again or set fit_mode")
@@ -969,6 +971,7 @@ def train_folds(config: TrainConfig, *, progress: bool = True) -> TrainResult:
     raw = read_pairs(split_dir, config.num_labels, max_slices=config.max_slices, progress=progress)
     assignment = fold_groups(raw.groups, config.folds, config.seed)
     plan = plan_training(config, raw)
+    print(plan.describe(), flush=True)
     make = lambda pairs: native_slices(pairs, config.num_labels, plan.normalization, plan.target_spacing_mm)  # noqa: E731
     results = []
     for k, val_groups in enumerate(assignment):

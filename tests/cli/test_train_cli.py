@@ -14,14 +14,15 @@ def _args(sunnybrook, out, *extra):
     return ["train", str(sunnybrook / "lv_myo"), "--out", str(out), "--name", "cli", "--epochs", "2",
             "--input-shape", "64", "--num-labels", "2", "--levels", "2", "--base-filters", "4",
             "--batch-size", "8", "--print-checkpoint", "1", "--save-checkpoint", "2", "--max-slices", "12",
-            "--label-names", "blood pool,myocardium", *extra]
+            "--batches-per-epoch", "2", "--label-names", "blood pool,myocardium", *extra]
 
 
 def test_train_prints_status_lines_and_writes_the_model(sunnybrook, tmp_path, capsys):
     assert main(_args(sunnybrook, tmp_path / "out", "--no-augment")) == 0
     out = capsys.readouterr().out
     assert "GPU enabled:" in out
-    assert re.search(r"^Completed epochs: 2/2 \| Dice loss: \d\.\d{3} \| Mean dice score: ", out, re.M)
+    assert "Training plan (cpu):" in out and "set by the user" in out
+    assert re.search(r"^Completed epochs: 2/2 \| Dice\+CE loss: \d\.\d{3} \| Mean dice score: ", out, re.M)
     assert "Checkpoint -> Model saved at 2/2 epochs" in out
     assert (tmp_path / "out" / "cli_2.keras").is_file() and (tmp_path / "out" / "cli_history.csv").is_file()
     # A second run into the same folder is refused with exit status 2 and the reason.
@@ -45,6 +46,32 @@ def test_options_reach_the_config():
     assert config.validation_fraction == 0.3 and config.fit_mode == "pad" and config.max_minutes == 5.0
     assert config.augmentation.enabled and config.out_dir == "trained_model"
     assert config.augmentation.p_flip == 0 and config.augmentation.p_rot90 == 0
+    # planned settings stay None unless given
+    assert config.input_shape is None and config.batch_size is None and config.target_spacing_mm is None
+
+
+def test_recipe_options_reach_the_config():
+    from ctseg_helpers.cli.train import config_from_args
+
+    args = build_parser().parse_args(
+        ["train", "data", "--num-labels", "2", "--loss", "weighted_ce", "--class-weights", "0.2,1,3",
+         "--lr-schedule", "cosine", "--warmup-epochs", "2", "--batches-per-epoch", "20", "--foreground-fraction",
+         "0.5", "--target-spacing", "1.5", "--postprocessing", "none", "--folds", "3", "--instance-norm",
+         "--mixed-precision", "off", "--devices", "cpu", "--input-shape", "96"])
+    config = config_from_args(args)
+    assert config.loss_options == {"class_weights": [0.2, 1.0, 3.0]} and config.lr_schedule == "cosine"
+    assert (config.warmup_epochs, config.batches_per_epoch, config.foreground_fraction) == (2, 20, 0.5)
+    assert config.target_spacing_mm == (1.5, 1.5) and config.postprocessing == "none" and config.folds == 3
+    assert config.instance_norm and config.mixed_precision is False and config.devices == "cpu"
+    assert config.input_shape == 96 and config.fit_mode == "patch"
+    focal = config_from_args(build_parser().parse_args(
+        ["train", "data", "--num-labels", "1", "--loss", "focal", "--loss-options", '{"gamma": 1.5}']))
+    assert focal.loss_options == {"gamma": 1.5}
+
+
+def test_a_loss_option_the_loss_does_not_take_is_refused(tmp_path, capsys):
+    assert main(["train", str(tmp_path), "--num-labels", "1", "--loss", "dice", "--loss-options", '{"gamma": 2}']) == 2
+    assert "the 'dice' loss takes no option(s) ['gamma']" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

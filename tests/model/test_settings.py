@@ -67,7 +67,7 @@ def test_read_settings_errors_name_the_file(tmp_path):
         ({"input_shape": 0, "num_labels": 1}, "input_shape must be a positive integer"),
         ({"input_shape": 8, "num_labels": 0}, "num_labels must be at least 1"),
         ({"input_shape": 8, "num_labels": 2, "label_names": ("a",)}, "1 label names given for num_labels=2"),
-        ({"input_shape": 8, "num_labels": 1, "fit_mode": "crop"}, "fit_mode must be 'resize' or 'pad'"),
+        ({"input_shape": 8, "num_labels": 1, "fit_mode": "crop"}, "fit_mode must be 'patch', 'resize' or 'pad'"),
     ],
 )
 def test_invalid_settings_are_refused(kwargs, message):

@@ -20,7 +20,8 @@ def test_committed_notebook_has_no_outputs_and_one_parameters_cell(repo_root):
     assert len(tagged) == 1
     for name in ("main_dir", "model_filename", "model_dir", "input_shape", "num_labels", "label_names", "epochs",
                  "batch_size", "learning_rate", "print_checkpoint", "save_checkpoint", "augment", "resume",
-                 "overwrite"):
+                 "overwrite", "folds", "target_spacing_mm", "batches_per_epoch", "postprocessing", "loss_options",
+                 "lr_schedule", "max_minutes", "mixed_precision", "devices"):
         assert f"\n{name} = " in "\n" + tagged[0].source, name
     code = [c for c in notebook.cells if c.cell_type == "code"]
     assert all(not c.outputs and c.execution_count is None for c in code)
@@ -40,12 +41,14 @@ def test_notebook_trains_on_sunnybrook(sunnybrook, repo_root, tmp_path):
         parameters=dict(main_dir=str(sunnybrook / "lv_myo"), model_filename="nb", model_dir=str(out_dir),
                         input_shape=64, num_labels=2, label_names=["LV blood pool", "LV myocardium"], epochs=2,
                         batch_size=8, learning_rate=3e-3, print_checkpoint=1, save_checkpoint=2, augment=True,
-                        levels=2, base_filters=4, max_slices=12, resume=False, overwrite=False),
+                        levels=2, base_filters=4, max_slices=12, resume=False, overwrite=False,
+                        batches_per_epoch=2),
         progress_bar=False,
     )
     text = json.dumps(nbformat.read(executed, as_version=4).cells)
     assert "GPU enabled:" in text
-    assert "Completed epochs: 2/2 | Dice loss:" in text
+    assert "Completed epochs: 2/2 | Dice+CE loss:" in text
+    assert "Training plan (cpu):" in text and "Post-processing chosen on the validation slices" in text
     assert "Checkpoint -> Model saved at 2/2 epochs" in text
     assert re.search(r"images: \(\d, 64, 64, 1\) float32, labels: \(\d, 64, 64\) uint8", text)
     assert "GPU enabled: False" in text or "GPU enabled: True" in text

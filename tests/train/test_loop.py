@@ -26,8 +26,8 @@ from ctseg_helpers.train.loop import (
 )
 
 STATUS = re.compile(
-    r"^Completed epochs: \d+/\d+ \| Dice loss: \d+\.\d{3} \| Mean dice score: (\d+\.\d{3}|nan) \| "
-    r"Time elapsed: \d+ hrs \d+ mins \d+ secs( \| Val Dice loss: \d+\.\d{3} \| Val mean dice score: (\d+\.\d{3}|nan))?$"
+    r"^Completed epochs: \d+/\d+ \| Dice\+CE loss: \d+\.\d{3} \| Mean dice score: (\d+\.\d{3}|nan) \| "
+    r"Time elapsed: \d+ hrs \d+ mins \d+ secs( \| Val Dice\+CE loss: \d+\.\d{3})?( \| Val mean dice score: (\d+\.\d{3}|nan))?$"
 )
 
 
@@ -48,7 +48,7 @@ def _config(tmp_path, **kwargs):
     settings = dict(main_dir=tmp_path / "data", out_dir=tmp_path / "out", model_filename="tiny", input_shape=32,
                     num_labels=1, epochs=3, batch_size=4, learning_rate=1e-2, print_checkpoint=1,
                     save_checkpoint=2, levels=2, base_filters=4, validation_fraction=0.0,
-                    augmentation=AugmentConfig(enabled=False))
+                    augmentation=AugmentConfig(enabled=False), fit_mode="resize", mixed_precision=False)
     settings.update(kwargs)
     return TrainConfig(**settings)
 
@@ -58,10 +58,13 @@ def _config(tmp_path, **kwargs):
 
 def test_status_line_has_the_manuals_form():
     line = status_line(10, 500, {"loss": 1.2624, "mean_dice": 0.3691}, 35.2)
-    assert line == ("Completed epochs: 10/500 | Dice loss: 1.262 | Mean dice score: 0.369 | "
+    assert line == ("Completed epochs: 10/500 | Dice+CE loss: 1.262 | Mean dice score: 0.369 | "
                     "Time elapsed: 0 hrs 0 mins 35 secs")
     with_val = status_line(10, 500, {"loss": 1.2624, "mean_dice": 0.3691, "val_loss": 1.5, "val_mean_dice": 0.25}, 35)
-    assert with_val.endswith(" | Val Dice loss: 1.500 | Val mean dice score: 0.250")
+    assert with_val.endswith(" | Val Dice+CE loss: 1.500 | Val mean dice score: 0.250")
+    # the line names the loss it prints
+    focal = status_line(1, 2, {"loss": 0.5, "mean_dice": 0.5}, 1, loss_name="Focal loss")
+    assert "| Focal loss: 0.500 |" in focal
     assert format_elapsed(3 * 3600 + 7 * 60 + 59.6) == "3 hrs 8 mins 0 secs"
 
 
@@ -122,7 +125,7 @@ def test_run_writes_checkpoints_best_history_and_curves(tmp_path, capsys):
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("Completed epochs")]
     assert len(lines) == 3 and all(STATUS.match(line) for line in lines), out
-    assert "Val Dice loss" in lines[0]
+    assert "Val Dice+CE loss" in lines[0]
     assert "Checkpoint -> Model saved at 2/3 epochs" in out and "Checkpoint -> Model saved at 3/3 epochs" in out
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["tiny_2.keras", "tiny_3.keras", "tiny_best.keras", "tiny_curves.png", "tiny_history.csv"]
@@ -132,9 +135,10 @@ def test_run_writes_checkpoints_best_history_and_curves(tmp_path, capsys):
     settings = read_settings(result.last_checkpoint_path)
     assert (settings.input_shape, settings.num_labels, settings.label_names) == (32, 1, ("square",))
     assert settings.normalization.modality == "MR" and settings.extra["epochs_trained"] == 3
-    assert read_settings(result.best_model_path).extra["epochs_trained"] == history["val_loss"].idxmin() + 1
+    # the best checkpoint is chosen on validation Dice (the first epoch reaching the highest)
+    assert read_settings(result.best_model_path).extra["epochs_trained"] == history["val_mean_dice"].idxmax() + 1
     assert result.epochs_completed == 3 and not result.interrupted
-    assert "Final Dice loss" in str(result)
+    assert "Final Dice+CE loss" in str(result)
 
 
 def test_second_run_refuses_then_resumes_then_overwrites(tmp_path, capsys):

@@ -50,11 +50,37 @@ def test_cpu_name_is_not_empty():
 
 
 @pytest.mark.skipif(HAS_GPU, reason="checks the CPU fallback")
-def test_mixed_precision_is_declined_on_the_cpu(caplog):
+def test_mixed_precision_on_the_cpu_follows_its_bf16_units(caplog):
     import keras
 
+    from ctseg_helpers.train.system import cpu_has_bf16
+
+    expected = "mixed_bfloat16" if cpu_has_bf16() else "float32"
     with caplog.at_level(logging.WARNING):
-        assert configure_precision(True) == "float32"
-    assert "no GPU" in caplog.text
-    assert keras.mixed_precision.global_policy().name == "float32"
+        assert configure_precision(True) == expected
+        assert configure_precision("auto") == expected
+    assert ("no GPU" in caplog.text) == (expected == "float32")
+    assert keras.mixed_precision.global_policy().name == expected
     assert configure_precision(False) == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+@pytest.mark.parametrize(
+    ("request_", "gpu", "bf16", "policy", "warns"),
+    [
+        (False, True, True, "float32", False),
+        (True, True, False, "mixed_float16", False),
+        ("auto", True, False, "mixed_float16", False),
+        ("auto", False, True, "mixed_bfloat16", False),
+        ("auto", False, False, "float32", False),  # AMD EPYC: bf16 measured 7x slower
+        (True, False, False, "float32", True),
+    ],
+)
+def test_choose_precision(request_, gpu, bf16, policy, warns):
+    from ctseg_helpers.train.system import choose_precision
+
+    chosen, warning = choose_precision(request_, gpu=gpu, bf16_cpu=bf16)
+    assert chosen == policy
+    assert (warning is not None) == warns
+    if warns:
+        assert "no GPU and the CPU has no bfloat16 units" in warning
