@@ -49,10 +49,11 @@ before any work."""),
     ("params", """# ROI names, label 1 first, background excluded (None: the names stored with the model)
 labels_list = ["vertebral body", "right psoas major", "left psoas major",
                "right multifidus-erector spinae", "left multifidus-erector spinae", "subcutaneous fat"]
-# The trained model (.keras file written by train.ipynb)
+# The trained model (.keras file written by train.ipynb), or the ensemble of a K-fold training
+# ("../trained_model/unet.ensemble.json", or the folder holding the fold models)
 model_filename = "../trained_model/unet_best.keras"
 # Side of the square network input in pixels, as in training (None: take it from the model)
-input_shape = 256
+input_shape = None
 # Field of view in mm and image size in pixels: used only for files without PixelSpacing
 fov = None            # e.g. 400.0, or (rows_mm, cols_mm)
 matrix_size = None    # e.g. 512, or (rows, cols)
@@ -70,7 +71,7 @@ mode = None           # None: as the model was trained ("tile" or "resize")
 overlap = 0.25
 blend = "gaussian"
 batch_size = 8
-tta = False           # test-time augmentation: average over flips (4x slower)
+tta = False           # test-time flips averaged (4x slower; only for models trained with flips)
 # Write to output_dir/<run_name> and replace an earlier run's outputs there (else: a new folder)
 overwrite = False
 run_name = None       # None: the DICOM folder's name

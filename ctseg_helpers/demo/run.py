@@ -79,8 +79,10 @@ class DemoSettings:
         Phantom slices for training and testing.
     size : int
         Rows and columns of the phantom slices, also the network's ``input_shape``.
-    epochs, batch_size, learning_rate
-        Training settings passed to train.ipynb.
+    epochs, batch_size, learning_rate, batches_per_epoch
+        Training settings passed to train.ipynb (an epoch is ``batches_per_epoch`` batches of
+        patches; the learning rate decays over ``epochs`` or ``max_train_minutes``, whichever
+        ends first).
     seed : int
         Seed of the phantom (and of training, where the notebook accepts one).
     max_train_minutes : float or None
@@ -95,15 +97,16 @@ class DemoSettings:
     n_train: int = 48
     n_test: int = 12
     size: int = 128
-    epochs: int = 150
+    epochs: int = 30
     batch_size: int = 8
     learning_rate: float = 2e-3
+    batches_per_epoch: int = 50
     seed: int = 0
-    max_train_minutes: float | None = 9.0
+    max_train_minutes: float | None = 8.0
     notebooks_dir: Path | None = None
 
     def __post_init__(self):
-        for name in ("n_train", "n_test", "epochs", "batch_size"):
+        for name in ("n_train", "n_test", "epochs", "batch_size", "batches_per_epoch"):
             if getattr(self, name) < 1:
                 raise CtsegSettingsError(f"demo setting {name} must be at least 1, got {getattr(self, name)}")
         if self.max_train_minutes is not None and not self.max_train_minutes > 0:
@@ -204,6 +207,7 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True) -> 
         "label_names": labels,
         "epochs": settings.epochs,
         "batch_size": settings.batch_size,
+        "batches_per_epoch": settings.batches_per_epoch,
         "learning_rate": settings.learning_rate,
         "print_checkpoint": max(1, settings.epochs // 10),
         "save_checkpoint": settings.epochs,

@@ -47,7 +47,8 @@ class DataFingerprint:
         Labelled slices and patients (or series) they come from.
     modality : {"CT", "MR"}
     spacings_mm : tuple of (float, float)
-        Pixel spacing (row, col) of every slice that has one.
+        Pixel spacing (row, col) of every slice; empty when any slice has none (the plan then
+        works in pixels, as slices of unknown size cannot be resampled together).
     shapes_px : tuple of (int, int)
         Size (rows, cols) of every slice.
     roi_extent_mm : dict of int to (float, float)
@@ -98,10 +99,15 @@ class DataFingerprint:
             "roi_extent_mm": {str(k): [round(float(v), 2) for v in e] for k, e in self.roi_extent_mm.items()},
             "roi_area_mm2": {str(k): round(float(v), 2) for k, v in self.roi_area_mm2.items()},
             "roi_slices": {str(k): int(v) for k, v in self.roi_slices.items()},
-            "foreground_percentiles": [round(float(v), 3) for v in self.foreground_percentiles],
-            "foreground_mean": round(float(self.foreground_mean), 3),
-            "foreground_std": round(float(self.foreground_std), 3),
+            "foreground_percentiles": [_finite(v) for v in self.foreground_percentiles],
+            "foreground_mean": _finite(self.foreground_mean),
+            "foreground_std": _finite(self.foreground_std),
         }
+
+
+def _finite(value) -> float | None:
+    """``value`` rounded for JSON, None when it is NaN (no ROI pixels), so plans compare equal."""
+    return round(float(value), 3) if np.isfinite(value) else None
 
 
 def fingerprint(images, labels, spacings_mm, *, modality: str = "MR", groups=None,
@@ -250,6 +256,15 @@ class TrainingPlan:
         reasons = dict(self.reasons)
         for name in given:
             reasons[name] = "set by the user"
+        if "patch_size" in given and given["patch_size"] != self.patch_size:
+            # what was planned for the old patch follows the new one, unless also given
+            patch = int(given["patch_size"])
+            if "levels" not in given:
+                given["levels"] = levels_for(patch)
+                reasons["levels"] = _levels_reason(patch, given["levels"])
+            if "batch_size" not in given:
+                given["batch_size"] = _batch_for(patch, self.device)
+                reasons["batch_size"] = _batch_reason(self.device)
         return replace(self, **given, reasons=reasons)
 
     def describe(self) -> str:
@@ -271,6 +286,18 @@ class TrainingPlan:
         lines = [f"Training plan ({self.device}):"]
         lines += [f"  {label:<19} {value:<32} {self.reasons.get(key, '')}" for label, value, key in rows]
         return "\n".join(lines)
+
+
+def _levels_reason(patch: int, levels: int) -> str:
+    return f"halves {patch} px down to {patch / 2**levels:g} px"
+
+
+def _batch_for(patch: int, device: str) -> int:
+    return int(np.clip(BATCH_PIXELS[device] // (patch * patch), 2, 32))
+
+
+def _batch_reason(device: str) -> str:
+    return f"{BATCH_PIXELS[device] // 1000}k pixels per batch on the {device}"
 
 
 def levels_for(patch_size: int, min_feature_px: int = MIN_FEATURE_PX, max_levels: int = MAX_LEVELS) -> int:
@@ -342,13 +369,17 @@ def make_plan(fp: DataFingerprint, *, device: str = "cpu", max_patch_px: int | N
         reason = f"median slice is {median_side:.0f} px; capped at {cap} px for the {device}"
         if 2 * roi_px > cap:
             reason += f" (the largest ROI spans {roi_px:.0f} px: tiles blend the rest)"
-    levels = levels_for(round_patch(wanted, 16))
-    patch = round_patch(wanted, 2**levels)
-    levels = levels_for(patch)
+    # Pool until the coarsest map is about MIN_FEATURE_PX, then round the patch to what the
+    # pooling divides: up, unless that passes the cap.
+    levels = int(np.clip(math.floor(math.log2(round_patch(wanted, MIN_FEATURE_PX) / MIN_FEATURE_PX)), 1, MAX_LEVELS))
+    step = 2**levels
+    patch = round_patch(wanted, step)
+    if patch > cap:
+        patch = max(step, cap // step * step)
     reasons["patch_size"] = reason
-    reasons["levels"] = f"halves {patch} px down to {patch // 2**levels} px"
-    batch = int(np.clip(BATCH_PIXELS[device] // (patch * patch), 2, 32))
-    reasons["batch_size"] = f"{BATCH_PIXELS[device] // 1000}k pixels per batch on the {device}"
+    reasons["levels"] = _levels_reason(patch, levels)
+    batch = _batch_for(patch, device)
+    reasons["batch_size"] = _batch_reason(device)
     reasons["batches_per_epoch"] = f"fixed number of patch batches per epoch on the {device}"
     reasons["foreground_fraction"] = "nnU-Net's share, so small ROIs are seen often"
     if fp.modality == "CT" and np.isfinite(fp.foreground_percentiles[0]):

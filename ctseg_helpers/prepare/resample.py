@@ -25,12 +25,15 @@ def resampled_shape(shape, spacing_mm, target_spacing_mm) -> tuple[int, int]:
     CtsegSettingsError
         If a spacing is not positive.
     """
-    spacing = np.asarray(spacing_mm, dtype=float)
-    target = np.asarray(target_spacing_mm, dtype=float)
+    try:
+        spacing = np.asarray(spacing_mm, dtype=float)
+        target = np.asarray(target_spacing_mm, dtype=float)
+    except (TypeError, ValueError):
+        spacing = target = np.zeros(0)
     if spacing.shape != (2,) or target.shape != (2,) or not (np.all(spacing > 0) and np.all(target > 0)):
         raise CtsegSettingsError(
-            f"pixel spacings must be two positive numbers (row, col) in mm; got {tuple(spacing_mm)} and "
-            f"{tuple(target_spacing_mm)}")
+            f"pixel spacings must be two positive numbers (row, col) in mm; got {spacing_mm!r} and "
+            f"{target_spacing_mm!r}")
     return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape[:2], spacing, target, strict=True))
 
 

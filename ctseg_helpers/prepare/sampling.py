@@ -60,8 +60,11 @@ class PatchSampler:
         if not 0.0 <= float(foreground_fraction) <= 1.0:
             raise CtsegSettingsError(f"foreground_fraction must be within 0..1, got {foreground_fraction}")
         self.images, self.labels = images, labels
-        self.shapes = (np.tile(images.shape[1:], (len(images), 1)) if shapes is None
-                       else np.asarray(shapes, dtype=int).reshape(len(images), 2))
+        self.shapes = np.tile(images.shape[1:], (len(images), 1)) if shapes is None else np.asarray(shapes, dtype=int)
+        if self.shapes.shape != (len(images), 2) or np.any(self.shapes < 1) or np.any(self.shapes > images.shape[1:]):
+            raise CtsegDataError(
+                f"shapes must give (rows, cols) of each of the {len(images)} slices, within the stack's "
+                f"{images.shape[1]}x{images.shape[2]}; got an array of shape {np.shape(shapes)}")
         self.patch_size, self.margin, self.batch_size = int(patch_size), int(margin), int(batch_size)
         self.foreground_fraction = float(foreground_fraction)
         n_forced = int(round(self.foreground_fraction * self.batch_size))

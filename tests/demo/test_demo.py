@@ -77,7 +77,8 @@ def standin_notebooks(tmp_path):
 
 def _small(tmp_path, notebooks, **kwargs):
     return DemoSettings(data_dir=tmp_path / "data" / "phantom", out_dir=tmp_path / "out",
-                        n_train=3, n_test=2, size=64, epochs=2, notebooks_dir=notebooks, **kwargs)
+                        n_train=3, n_test=2, size=64, epochs=2, batches_per_epoch=2, notebooks_dir=notebooks,
+                        **kwargs)
 
 
 @pytest.mark.slow
@@ -253,7 +254,8 @@ def test_ctseg_demo_runs_the_real_notebooks_end_to_end(tmp_path, repo_root, caps
         pytest.skip(f"notebooks not in this checkout yet: {', '.join(absent)}")
     out = tmp_path / "demo"
     status = main(["demo", "--data-dir", str(tmp_path / "phantom"), "--out", str(out), "--slices", "6",
-                   "--test-slices", "3", "--epochs", "1", "--batch-size", "2", "--size", "64", "--no-progress"])
+                   "--test-slices", "3", "--epochs", "1", "--batch-size", "2", "--size", "64", "--no-progress",
+                   "--batches-per-epoch", "2"])
     printed = capsys.readouterr().out
     assert status == 0, printed
     for step in ("train", "test", "visualize"):
