@@ -373,7 +373,7 @@ def make_plan(fp: DataFingerprint, *, device: str = "cpu", max_patch_px: int | N
     # pooling divides: up, unless that passes the cap.
     levels = int(np.clip(math.floor(math.log2(round_patch(wanted, MIN_FEATURE_PX) / MIN_FEATURE_PX)), 1, MAX_LEVELS))
     step = 2**levels
-    patch = round_patch(wanted, step)
+    patch = max(round_patch(wanted, step), MIN_FEATURE_PX * step)
     if patch > cap:
         patch = max(step, cap // step * step)
     reasons["patch_size"] = reason
