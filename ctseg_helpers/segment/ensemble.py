@@ -44,7 +44,9 @@ ENSEMBLE_VERSION = 1
 #: Fold models found in a folder without an ensemble file.
 FOLD_MODEL_PATTERN = "*_best.keras"
 #: Settings keys that members of an ensemble may hold different values for.
-_KEYS_ALLOWED_TO_DIFFER = ("extra", "postprocessing")
+#: (``pixel_spacing_mm`` is the median spacing of each fold's own training slices, for information;
+#: the spacing the models work at, ``target_spacing_mm``, must agree.)
+_KEYS_ALLOWED_TO_DIFFER = ("extra", "postprocessing", "pixel_spacing_mm")
 
 _WHAT_A_MODEL_FOLDER_HOLDS = (
     f"a model folder should hold one '<name>{ENSEMBLE_SUFFIX}' file (written by 'ctseg train --folds') "

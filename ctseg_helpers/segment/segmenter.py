@@ -276,12 +276,15 @@ class Segmenter:
                                "they are segmented at their own pixel size", self.target_spacing_mm)
                 self._warned_spacing = True
             return None
-        spacings = np.asarray(pixel_spacing_mm, dtype=float)
+        try:
+            spacings = np.asarray(pixel_spacing_mm, dtype=float)
+        except (TypeError, ValueError):  # ragged or holding None
+            spacings = np.zeros(0)
         spacings = np.tile(spacings, (n_slices, 1)) if spacings.shape == (2,) else spacings
         if spacings.shape != (n_slices, 2) or not np.all(spacings > 0):
             raise CtsegSettingsError(
                 f"pixel_spacing_mm must be (row, col) or one positive (row, col) per slice ({n_slices} slices); "
-                f"got an array of shape {np.shape(pixel_spacing_mm)}")
+                f"got {_describe_shape(pixel_spacing_mm)}")
         return spacings
 
     def _iter_proba(self, stack: np.ndarray, pixel_spacing_mm=None, *,
@@ -382,6 +385,13 @@ class Segmenter:
                 out[first + i] = p if same else resize_image(p, (rows, cols))
             bar.update(len(part))
         return out
+
+
+def _describe_shape(value) -> str:
+    try:
+        return f"an array of shape {np.shape(value)}"
+    except ValueError:
+        return "a list of spacings of different lengths"
 
 
 def keras_predict_fn(model, input_shape: int, num_classes: int, *, source: str | Path = "model"):

@@ -1035,6 +1035,7 @@ def _make_monitor_class():
             self._start = None
             self._epoch = initial_epoch
             self._names = list(config.label_names) or [str(k) for k in range(1, config.num_labels + 1)]
+            self._val_seconds, self._last_validated = None, initial_epoch
 
         def elapsed(self) -> float:
             return self.elapsed_before + (time.perf_counter() - self._start if self._start else 0.0)
@@ -1064,6 +1065,17 @@ def _make_monitor_class():
             settings = _model_settings(self.config, self.data, {**self.extra, "epochs_trained": epoch})
             return save_model(self.model, path, settings, overwrite=overwrite)
 
+        def _validate_now(self, done: int, ending: bool) -> bool:
+            """Validate every epoch while it costs at most a fifth of the training time, else less
+            often; always at the first and the last epoch (the last by time, too)."""
+            if self.data.plan is None or self.data.val is None or not len(self.data.val):
+                return False
+            if done == self.config.epochs or ending or self._val_seconds is None:
+                return True
+            epoch_seconds = max(self.elapsed() - self.elapsed_before, 1e-3) / max(done - self.initial_epoch, 1)
+            every = max(1, math.ceil(self._val_seconds / (0.2 * epoch_seconds)))
+            return done - self._last_validated >= every
+
         def _validate(self) -> dict:
             """Dice per ROI on the whole validation slices, as the segmenter will make them."""
             from ctseg_helpers.segment.postprocess import dice_per_label  # noqa: PLC0415
@@ -1086,9 +1098,14 @@ def _make_monitor_class():
             import pandas as pd  # noqa: PLC0415
 
             logs = {k: float(v) for k, v in (logs or {}).items()}
-            if self.data.plan is not None and self.data.val is not None and len(self.data.val):
-                logs.update(self._validate())
             done = epoch + 1
+            ending = (self.config.max_minutes is not None
+                      and self.elapsed() - self.elapsed_before >= 60 * self.config.max_minutes)
+            if self._validate_now(done, ending):
+                started = time.perf_counter()
+                logs.update(self._validate())
+                self._val_seconds = time.perf_counter() - started
+                self._last_validated = done
             self.completed = done
             elapsed = self.elapsed()
             row = {"epoch": done, "elapsed_s": round(elapsed, 3),

@@ -168,10 +168,6 @@ def test_a_wrong_spacing_array_is_refused_before_anything_is_predicted(spacing, 
     assert recorder.patches == []
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "segmenter.py Segmenter._spacings: np.asarray(pixel_spacing_mm, dtype=float) runs before any check, so a "
-    "ragged list of spacings, or one slice's spacing None, escapes as NumPy's ValueError ('setting an array "
-    "element with a sequence ... inhomogeneous shape') instead of the CtsegSettingsError naming pixel_spacing_mm"))
 @pytest.mark.parametrize("spacing", [[(1.0, 1.0), (1.0,)], [(1.0, 1.0), None]])
 def test_a_ragged_or_incomplete_spacing_list_is_refused_with_the_same_message(spacing):
     with pytest.raises(CtsegSettingsError, match=r"pixel_spacing_mm must be \(row, col\) or one positive"):

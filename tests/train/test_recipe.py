@@ -338,11 +338,6 @@ def test_run_segmentation_takes_the_ensemble_file_as_a_model(fold_run, tmp_path)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=CtsegSettingsError, reason=(
-    "train_folds stores each fold model's pixel_spacing_mm as the median raw spacing of that fold's own "
-    "training patients (native_slices -> raw.median_spacing_mm(), loop._model_settings), so with patients at "
-    "different spacings the folds differ (here 1.0 vs 1.25 mm) and ensemble._check_agree refuses the ensemble "
-    "train_folds itself wrote: 'the ensemble's models were trained with different settings: pixel_spacing_mm=...'"))
 def test_an_ensemble_of_patients_at_different_spacings_can_be_used(mixed_folder, tmp_path):
     config = tiny_config(mixed_folder, tmp_path, model_filename="mixed", folds=2, epochs=1, batches_per_epoch=1)
     result, _ = train_quietly(config)
