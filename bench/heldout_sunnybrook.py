@@ -14,6 +14,8 @@ evaluated on the held-out one, which no model sees in training or in choosing se
               learning rate), with the earlier augmentation;
 ``patch_aug`` + the current augmentation (rotation/scaling 0.7-1.4, blur, low resolution...);
 ``patch_aug_pp`` the same model + the post-processing chosen on the inner folds below;
+``no_<group>`` ``patch_aug`` without one augmentation group (``spatial``, ``intensity``,
+              ``noise_blur``, ``lowres``; see ``AUGMENTATION_GROUPS``), to measure what it adds;
 ``ensemble``  ``folds=2`` on the two training patients (each fold model validates on the other
               patient; the post-processing is chosen on their out-of-fold predictions), both
               models averaged: what ``ctseg train --folds 2`` gives.
@@ -40,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ctseg_helpers.measure.metrics import dice, hd95  # noqa: E402
-from ctseg_helpers.prepare.augment import AugmentConfig  # noqa: E402
+from ctseg_helpers.prepare.augment import AUGMENTATION_GROUPS, AugmentConfig  # noqa: E402
 from ctseg_helpers.prepare.dataset import read_pairs  # noqa: E402
 from ctseg_helpers.segment.postprocess import PostProcessing  # noqa: E402
 from ctseg_helpers.segment.segmenter import Segmenter  # noqa: E402
@@ -53,7 +55,7 @@ OLD_AUGMENTATION = AugmentConfig(p_affine=0.5, max_rotation_deg=15.0, scale_rang
                                  p_brightness=0.3, p_contrast=0.3, contrast_range=(0.8, 1.2), p_gamma=0.3,
                                  gamma_range=(0.8, 1.25), p_noise=0.2, noise_std=0.02, p_blur=0.0, p_lowres=0.0,
                                  p_brightness_mult=0.0)
-VARIANTS = ("old", "patch", "patch_aug", "patch_aug_pp", "ensemble")
+VARIANTS = ("old", "patch", "patch_aug", "patch_aug_pp", *(f"no_{g}" for g in AUGMENTATION_GROUPS), "ensemble")
 
 
 def evaluate(segmenter, pairs, names) -> dict:
@@ -92,6 +94,9 @@ def train_variant(variant, main_dir, names, out_dir, minutes, seed, pairs_train)
                              validation_fraction=0.0, postprocessing="none")
     elif variant == "patch_aug":
         config = TrainConfig(**common, model_filename=variant, validation_fraction=0.0, postprocessing="none")
+    elif variant.startswith("no_"):
+        config = TrainConfig(**common, model_filename=variant, validation_fraction=0.0, postprocessing="none",
+                             augmentation=AugmentConfig().without(variant[3:]))
     else:  # ensemble
         config = TrainConfig(**common, model_filename=variant, folds=2)
         config = dataclasses.replace(config, max_minutes=minutes * 2)  # each fold gets `minutes`

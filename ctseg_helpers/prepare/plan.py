@@ -5,9 +5,10 @@ Two pure steps:
 1. :func:`fingerprint` summarises a training folder: pixel spacings, image sizes, the size of
    every ROI, and the intensities inside the ROIs (per modality);
 2. :func:`make_plan` turns that summary into the settings a user would otherwise have to guess:
-   the spacing to train at (the median), the patch size (the median image at that spacing,
-   capped by what the device can train in minutes), the U-Net depth, the batch size and the
-   intensity normalisation. Every choice carries a one-line reason, printed in the notebook and
+   the spacing to train at (the median, or coarser when large ROIs on large slices would not
+   fit a patch the device can train in minutes), the patch size (the median image at that
+   spacing, capped for the device), the U-Net depth, the batch size and the intensity
+   normalisation. Every choice carries a one-line reason, printed in the notebook and
    stored with the model.
 
 A setting the user gives explicitly always wins over the plan (:meth:`TrainingPlan.with_overrides`).
@@ -35,6 +36,10 @@ FOREGROUND_FRACTION = 1.0 / 3.0
 #: The coarsest feature map the U-Net pools down to, pixels per side.
 MIN_FEATURE_PX = 8
 MAX_LEVELS = 6
+#: A coarser training spacing (for context) keeps the smallest ROI at least this many pixels across.
+MIN_ROI_PX = 12
+#: ... and coarsens the median spacing by at most this factor.
+MAX_COARSENING = 4.0
 
 
 @dataclass(frozen=True)
@@ -360,9 +365,23 @@ def make_plan(fp: DataFingerprint, *, device: str = "cpu", max_patch_px: int | N
     if spacing is not None:
         shapes = shapes * np.asarray(fp.spacings_mm, dtype=float) / scale
     median_side = float(np.max(np.median(shapes, axis=0)))
-    # Context: at least twice the largest ROI's median extent, so a patch around an ROI sees
-    # its neighbours (the right ventricle beside the left one).
+    # Context: a patch should span twice the largest ROI, so that a patch around an ROI sees its
+    # neighbours (the right ventricle beside the left one, the spine beside the psoas). When the
+    # slices do not fit the device's patch and the largest ROI would not fit twice either, train
+    # at a coarser spacing, but keep the smallest ROI at least MIN_ROI_PX pixels across and
+    # coarsen by at most MAX_COARSENING.
     roi_px = max((max(e) / float(min(scale)) for e in fp.roi_extent_mm.values()), default=0.0)
+    if spacing is not None and median_side > cap and 2 * roi_px > cap:
+        smallest_px = min(min(e) / float(min(scale)) for e in fp.roi_extent_mm.values())
+        factor = min(2 * roi_px / cap, max(1.0, smallest_px / MIN_ROI_PX), MAX_COARSENING)
+        if factor > 1.01:
+            target = tuple(round(float(v) * factor, 4) for v in spacing)
+            scale = np.asarray(target)
+            reasons["target_spacing_mm"] = (
+                f"{factor:.2g} x the median ({spacing[0]:.3g} mm), so a {cap} px patch spans more of the "
+                f"largest ROI ({roi_px * min(spacing):.0f} mm); the smallest stays {smallest_px / factor:.0f} px")
+            median_side /= factor
+            roi_px /= factor
     wanted = min(median_side, cap)
     reason = f"median slice ({median_side:.0f} px at the target spacing)"
     if median_side > cap:

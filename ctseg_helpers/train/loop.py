@@ -932,7 +932,9 @@ def fold_groups(groups, folds: int, seed: int = 0) -> list[list[str]]:
         raise CtsegSettingsError(
             f"{folds} folds need at least {folds} patients/series, but the data hold {len(counts)} "
             f"({', '.join(sorted(counts))}); use folds <= {len(counts)}")
-    order = sorted(counts, key=lambda g: (np.random.default_rng(seed).permutation(len(counts))[sorted(counts).index(g)]))
+    names = sorted(counts)
+    rank = np.random.default_rng(seed).permutation(len(names))  # the seeded order: names[i] comes rank[i]-th
+    order = [names[i] for i in np.argsort(rank)]
     order.sort(key=lambda g: -counts[g])  # stable: ties keep the seeded order
     assigned: list[list[str]] = [[] for _ in range(folds)]
     sizes = [0] * folds

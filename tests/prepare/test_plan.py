@@ -403,3 +403,38 @@ def test_round_patch_rounds_up_to_a_multiple():
 def test_docstring_examples():
     result = doctest.testmod(plan_module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 2 and result.failed == 0
+
+
+def _big_ct(roi_mm, small_mm, n=4, side=512, spacing=0.7):
+    """CT slices of ``side`` px at ``spacing`` mm with a square ROI 1 of ``roi_mm`` and ROI 2 of ``small_mm``."""
+    images, labels = [], []
+    for _ in range(n):
+        label = np.zeros((side, side), np.uint8)
+        big, small = int(round(roi_mm / spacing)), int(round(small_mm / spacing))
+        label[10 : 10 + big, 10 : 10 + big] = 1
+        label[side - 10 - small : side - 10, side - 10 - small : side - 10] = 2
+        images.append(np.where(label > 0, 50.0, -100.0))
+        labels.append(label)
+    return fingerprint(images, labels, [(spacing, spacing)] * n, modality="CT", num_labels=2)
+
+
+def test_large_rois_on_large_slices_train_at_a_coarser_spacing_on_the_cpu():
+    # a 200 mm ROI would need 571 px at 0.7 mm to fit twice; 2.1 mm keeps the 25 mm ROI 12 px across
+    plan = make_plan(_big_ct(200.0, 25.2))
+    assert plan.target_spacing_mm == (2.1, 2.1)
+    assert plan.patch_size == 128
+    assert "3 x the median (0.7 mm)" in plan.reasons["target_spacing_mm"]
+    # coarsening stops at 4x however small the pixels
+    assert make_plan(_big_ct(300.0, 200.0)).target_spacing_mm == (2.8, 2.8)
+
+
+def test_small_rois_keep_the_median_spacing():
+    # the smallest ROI (7 mm = 10 px) may not shrink below 12 px: no coarsening at all
+    assert make_plan(_big_ct(200.0, 7.0)).target_spacing_mm == (0.7, 0.7)
+    # cardiac-sized ROIs fit a 128 px patch twice: the median is kept
+    assert make_plan(_big_ct(40.0, 20.0)).target_spacing_mm == (0.7, 0.7)
+
+
+def test_on_the_gpu_whole_slices_fit_and_the_median_spacing_is_kept():
+    plan = make_plan(_big_ct(200.0, 25.2), device="gpu")
+    assert plan.target_spacing_mm == (0.7, 0.7) and plan.patch_size == 512
