@@ -42,7 +42,8 @@ def register(subparsers) -> None:
                     "the DICOM files), JPG previews, an animated GIF, areas.csv (ROI area per slice "
                     "in mm2 with mean and std) and volumes.csv (mL) when the slices form a 3D stack.",
     )
-    parser.add_argument("model", metavar="MODEL", help="trained model (.keras file saved by ctseg)")
+    parser.add_argument("model", metavar="MODEL", help="trained model (.keras file saved by ctseg), an ensemble file (NAME.ensemble.json "
+                        "written by 'ctseg train --folds') or a folder of fold models")
     parser.add_argument("dicom_dir", metavar="DICOM_DIR", help="folder holding the DICOM files of one series")
     parser.add_argument("--out", default="predictions", metavar="DIR",
                         help="parent folder of the run folders (default: predictions)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ctseg_helpers.model.loss_names import LOSS_NAMES
+
 _DESCRIPTION = """\
 Train a 2D U-Net on DATA_DIR/train/dicoms + DATA_DIR/train/labels. A plan from the data sets
 the pixel spacing, patch size, depth, batch size and normalisation (printed first; any of them
@@ -83,7 +85,7 @@ def register(subparsers) -> None:
                         help="print a status line every N epochs (default: %(default)s)")
     parser.add_argument("--save-checkpoint", type=_positive_int, default=50,
                         help="save a checkpoint every N epochs (default: %(default)s)")
-    parser.add_argument("--loss", default="dice_ce", choices=("dice_ce", "dice", "focal", "weighted_ce", "tversky"),
+    parser.add_argument("--loss", default="dice_ce", choices=LOSS_NAMES,
                         help="(default: %(default)s)")
     parser.add_argument("--loss-options", type=_json_object, default={},
                         help='loss options as JSON, e.g. \'{"gamma": 1.5}\' (focal), \'{"alpha": 0.3, "beta": 0.7}\' '

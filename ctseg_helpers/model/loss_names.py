@@ -51,3 +51,15 @@ def check_loss_options(name: str, options: dict) -> dict:
         raise CtsegSettingsError(
             f"the {name!r} loss takes no option(s) {unknown}; its options are {list(LOSS_OPTIONS[name])}")
     return options
+
+
+def dice_column(label_names, k: int) -> str:
+    """History column (and Keras metric name) of ROI ``k``'s Dice: ``dice_lv_blood_pool`` or ``dice_1``.
+
+    >>> dice_column(("LV blood pool",), 1), dice_column((), 2)
+    ('dice_lv_blood_pool', 'dice_2')
+    """
+    if not label_names:
+        return f"dice_{k}"
+    slug = "".join(ch.lower() if ch.isalnum() else "_" for ch in str(label_names[k - 1])).strip("_")
+    return f"dice_{slug or 'roi'}"

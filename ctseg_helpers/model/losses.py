@@ -23,7 +23,7 @@ from ctseg_helpers.tf_setup import configure_tensorflow
 tf = configure_tensorflow()
 import keras  # noqa: E402
 
-from ctseg_helpers.model.loss_names import LOSS_NAMES, check_loss_options  # noqa: E402
+from ctseg_helpers.model.loss_names import LOSS_NAMES, check_loss_options, dice_column  # noqa: E402
 _EPS = 1e-7
 
 
@@ -315,11 +315,8 @@ def default_metrics(num_labels: int, label_names=()) -> list:
     """Mean Dice, Dice of every ROI (named after ``label_names`` when given) and mean IoU."""
     metrics = [MeanDice(num_labels + 1)]
     for k in range(1, num_labels + 1):
-        metrics.append(DicePerROI(num_labels + 1, k, name=f"dice_{_slug(label_names[k - 1]) if label_names else k}"))
+        metrics.append(DicePerROI(num_labels + 1, k, name=dice_column(label_names, k)))
     metrics.append(MeanIoU(num_labels + 1))
     return metrics
 
 
-def _slug(name: str) -> str:
-    out = "".join(ch.lower() if ch.isalnum() else "_" for ch in str(name)).strip("_")
-    return out or "roi"

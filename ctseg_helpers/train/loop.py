@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
-from ctseg_helpers.model.loss_names import check_loss_options, loss_label
+from ctseg_helpers.model.loss_names import check_loss_options, dice_column, loss_label
 from ctseg_helpers.prepare.augment import AugmentConfig
 from ctseg_helpers.prepare.dataset import (
     FIT_MODES,
@@ -979,7 +979,7 @@ def train_folds(config: TrainConfig, *, progress: bool = True) -> TrainResult:
     for k, val_groups in enumerate(assignment):
         is_val = np.isin(np.asarray(raw.groups, dtype=object), np.asarray(val_groups, dtype=object))
         data = TrainingData(make(raw.subset(~is_val)), make(raw.subset(is_val)), plan)
-        print(f"Fold {k + 1}/{config.folds}: validating on {', '.join(val_groups)}", flush=True)
+        print(f"Fold {k} ({k + 1} of {config.folds}): validating on {', '.join(val_groups)}", flush=True)
         fold_config = replace(config, folds=1, model_filename=f"{config.model_filename}_fold{k}",
                               max_minutes=config.max_minutes / config.folds if config.max_minutes else None)
         results.append(train_model(fold_config, data, progress=progress))
@@ -1043,11 +1043,16 @@ def _make_monitor_class():
             return self.elapsed_before + (time.perf_counter() - self._start if self._start else 0.0)
 
         def progress(self, batch: int = 0) -> float:
-            """How far the run is, 0..1: epochs done, or the time budget used when that is further."""
+            """How far the run is, 0..1: epochs done, or the time budget used when that is further.
+
+            The time budget is ``max_minutes`` of this session on top of the time a resumed run
+            had already trained, so a resumed run decays its learning rate again from where that
+            share leaves it (a warm restart) instead of training at the lowest rate.
+            """
             steps = self.steps or 1
             done = (self._epoch + min(batch, steps) / steps) / self.config.epochs
             if self.config.max_minutes:
-                done = max(done, self.elapsed() / (60.0 * self.config.max_minutes))
+                done = max(done, self.elapsed() / (self.elapsed_before + 60.0 * self.config.max_minutes))
             return done
 
         def on_train_begin(self, logs=None):
@@ -1093,7 +1098,7 @@ def _make_monitor_class():
             dice = dice_per_label(predictions, _truths(data.val), self.config.num_labels)
             values = [v for v in dice.values() if not math.isnan(v)]
             out = {"val_mean_dice": float(np.mean(values)) if values else math.nan}
-            out.update({f"val_dice_{self._names[k - 1]}": float(v) for k, v in dice.items()})
+            out.update({f"val_{dice_column(self.config.label_names, k)}": float(v) for k, v in dice.items()})
             return out
 
         def on_epoch_end(self, epoch, logs=None):
