@@ -741,7 +741,8 @@ def segment_volume(
                 # ---- combine the axes and/or rotate back, along axis 0 of the working frame
                 if separate:
                     _finish(h5, axes, work_shape, crop_shape, bounds, labels_out, combine, n_classes,
-                            rotating, rotate_deg, max_gb, progress)
+                            rotating, rotate_deg, max_gb, progress,
+                            postprocessing=getattr(segmenter, "postprocessing", None))
             finally:
                 if side is not None:
                     side.close()
@@ -796,8 +797,12 @@ def _prepare_rotated(source, bounds, work_shape, angle, side_path, h5, compressi
 
 
 def _finish(h5, axes, work_shape, crop_shape, bounds, labels_out, combine, n_classes, rotating, angle,
-            max_gb, progress):
-    """Combine the per-axis results and rotate back, slab by slab along axis 0 (resumable)."""
+            max_gb, progress, postprocessing=None):
+    """Combine the per-axis results and rotate back, slab by slab along axis 0 (resumable).
+
+    The model's post-processing, applied per slice by the segmenter along each axis, is applied
+    again (per slice along axis 0) to the combination of several axes.
+    """
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     done = _progress(h5, "finish", work_shape[0])
@@ -813,6 +818,8 @@ def _finish(h5, axes, work_shape, crop_shape, bounds, labels_out, combine, n_cla
             probas = [h5[f"axis{a}/proba"][start:stop] for a in axes]
             combined = combine_labels(labels, probas, combine)
             del probas
+            if postprocessing is not None and not postprocessing.is_identity:
+                combined = postprocessing.apply(combined)
         else:
             combined = labels[0]
         del labels
