@@ -370,3 +370,22 @@ def test_bad_settings(random_volume, tmp_path):
         segment_volume(seg, path, tmp_path / "o.h5", max_gb=1e-7, progress=False)
     with pytest.raises(CtsegDataError, match="missing.h5: no such file or folder"):
         segment_volume(seg, tmp_path / "missing.h5", tmp_path / "o2.h5", progress=False)
+
+
+def test_the_models_post_processing_reaches_the_combination_of_several_axes(random_volume, tmp_path):
+    from ctseg_helpers.segment.postprocess import keep_largest_component
+
+    path, vol = random_volume
+    plain = tmp_path / "plain.h5"
+    segment_volume(make_segmenter(threshold_fn), path, plain, axes=(1, 2), progress=False)
+    without = read_labels(plain)
+    one_region = np.stack([keep_largest_component(p > 0) for p in without]).astype(np.uint8)
+    assert not np.array_equal(without, one_region)  # random noise: many regions per slice
+    segmenter = Segmenter(threshold_fn, input_shape=16, num_classes=2, mode="tile", batch_size=4,
+                          postprocessing={"largest_foreground": True})
+    out = tmp_path / "out.h5"
+    segment_volume(segmenter, path, out, axes=(1, 2), progress=False)
+    combined = read_labels(out)
+    # every axial slice of the result holds one connected region: the post-processing ran last
+    np.testing.assert_array_equal(combined, np.stack([keep_largest_component(p > 0) for p in combined]))
+    assert combined.any() and (combined <= without).all()
