@@ -14,6 +14,7 @@ evaluated on the held-out one, which no model sees in training or in choosing se
               learning rate), with the earlier augmentation;
 ``patch_aug`` + the current augmentation (rotation/scaling 0.7-1.4, blur, low resolution...);
 ``patch_aug_pp`` the same model + the post-processing chosen on the inner folds below;
+``patch_aug_fp32`` ``patch_aug`` in float32 (the default is bfloat16 on CPUs with AMX);
 ``no_<group>`` ``patch_aug`` without one augmentation group (``spatial``, ``intensity``,
               ``noise_blur``, ``lowres``; see ``AUGMENTATION_GROUPS``), to measure what it adds;
 ``ensemble``  ``folds=2`` on the two training patients (each fold model validates on the other
@@ -55,7 +56,8 @@ OLD_AUGMENTATION = AugmentConfig(p_affine=0.5, max_rotation_deg=15.0, scale_rang
                                  p_brightness=0.3, p_contrast=0.3, contrast_range=(0.8, 1.2), p_gamma=0.3,
                                  gamma_range=(0.8, 1.25), p_noise=0.2, noise_std=0.02, p_blur=0.0, p_lowres=0.0,
                                  p_brightness_mult=0.0)
-VARIANTS = ("old", "patch", "patch_aug", "patch_aug_pp", *(f"no_{g}" for g in AUGMENTATION_GROUPS), "ensemble")
+VARIANTS = ("old", "patch", "patch_aug", "patch_aug_pp", "patch_aug_fp32", *(f"no_{g}" for g in AUGMENTATION_GROUPS),
+            "ensemble")
 
 
 def evaluate(segmenter, pairs, names) -> dict:
@@ -94,6 +96,9 @@ def train_variant(variant, main_dir, names, out_dir, minutes, seed, pairs_train)
                              validation_fraction=0.0, postprocessing="none")
     elif variant == "patch_aug":
         config = TrainConfig(**common, model_filename=variant, validation_fraction=0.0, postprocessing="none")
+    elif variant == "patch_aug_fp32":  # the same in float32: does bfloat16 (on AMX CPUs) keep the accuracy?
+        config = TrainConfig(**common, model_filename=variant, validation_fraction=0.0, postprocessing="none",
+                             mixed_precision=False)
     elif variant.startswith("no_"):
         config = TrainConfig(**common, model_filename=variant, validation_fraction=0.0, postprocessing="none",
                              augmentation=AugmentConfig().without(variant[3:]))
