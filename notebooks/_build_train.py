@@ -64,6 +64,7 @@ seed = 0
 resume = False  # continue from the newest checkpoint in model_dir
 overwrite = False  # delete a previous run of the same model_filename in model_dir first
 max_slices = None  # read only this many slices (quick trial runs)
+allow_missing_labels = False  # True: train even if an ROI value appears in no label (refused by default)
 mixed_precision = "auto"  # float16 on a GPU, bfloat16 on a CPU with AMX; True/False to force
 devices = "auto"  # "auto": every GPU (MirroredStrategy) when there are several; or "cpu", "gpu"
 """
@@ -87,6 +88,7 @@ config = TrainConfig(
     loss_options=loss_options,
     fit_mode=fit_mode,
     devices=devices,
+    allow_missing_labels=allow_missing_labels,
     print_checkpoint=print_checkpoint,
     save_checkpoint=save_checkpoint,
     augmentation={"enabled": augment, **augment_options},

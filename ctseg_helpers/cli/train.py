@@ -116,6 +116,8 @@ def register(subparsers) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--overwrite", action="store_true", help="delete a previous run of --name in --out first")
     parser.add_argument("--max-slices", type=_positive_int, help="read only this many pairs (smoke runs)")
+    parser.add_argument("--allow-missing-labels", action="store_true",
+                        help="train even when an ROI value 1..num_labels appears in no training label")
     parser.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this much training time")
     parser.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto",
                         help="reduced precision: float16 on a GPU, bfloat16 on a CPU with AMX; auto uses it where "
@@ -155,6 +157,7 @@ def config_from_args(args):
         lr_schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs, batches_per_epoch=args.batches_per_epoch,
         foreground_fraction=args.foreground_fraction, target_spacing_mm=spacing, postprocessing=args.postprocessing,
         loss_options=loss_options, instance_norm=args.instance_norm, folds=args.folds, devices=args.devices,
+        allow_missing_labels=args.allow_missing_labels,
     )
 
 

@@ -113,6 +113,9 @@ class TrainConfig:
     devices : str
         ``"auto"`` (all GPUs when there are several), ``"cpu"``, ``"gpu"`` or ``"cpu:N"``; see
         :mod:`ctseg_helpers.train.distribute`.
+    allow_missing_labels : bool
+        Train even when an ROI value 1..num_labels appears in no training label (refused by
+        default: the network could not learn it, and training would head for a Dice of 0).
     print_checkpoint : int
         Print a status line every this many epochs (and after the last).
     save_checkpoint : int
@@ -197,6 +200,7 @@ class TrainConfig:
     instance_norm: bool = False
     folds: int = 1
     devices: str = "auto"
+    allow_missing_labels: bool = False
 
     def __post_init__(self):
         for name in ("label_names", "filters", "pool_sizes", "kernel_sizes", "dropout", "target_spacing_mm"):
@@ -477,6 +481,31 @@ def plan_training(config: TrainConfig, raw) -> object:
                                foreground_fraction=config.foreground_fraction, normalization=config.normalization)
 
 
+def check_labels_present(labels, num_labels: int, source, *, allow: bool = False) -> None:
+    """Refuse training data in which an ROI value never appears (unless ``allow``).
+
+    Raises
+    ------
+    CtsegDataError
+        Naming the folder, the missing values and what to do.
+    """
+    seen = set()
+    for label in labels:
+        seen.update(int(v) for v in np.unique(label))
+        if len(seen) > num_labels:
+            break
+    missing = [k for k in range(1, num_labels + 1) if k not in seen]
+    if not missing:
+        return
+    text = (f"{source}: label value(s) {', '.join(map(str, missing))} appear in no training label, but "
+            f"num_labels={num_labels} asks the network to learn 1..{num_labels}; it could not learn them and "
+            "their Dice would stay 0. Check num_labels and the label files (all-zero or JPEG-damaged labels; "
+            "`ctseg check-data` lists what each file holds)")
+    if not allow:
+        raise CtsegDataError(text + ", or set allow_missing_labels=True (--allow-missing-labels) if you mean it")
+    logger.warning("%s; training anyway (allow_missing_labels=True)", text)
+
+
 def _train_dir(config: TrainConfig) -> Path:
     main_dir = Path(config.main_dir)
     split_dir = main_dir / "train"
@@ -523,6 +552,7 @@ def prepare_training_data(config: TrainConfig, *, progress: bool = True, raw=Non
         resolved = config.resolved()
         slices = load_slices(split_dir, resolved.input_shape, config.num_labels, fit_mode=config.fit_mode,
                              normalization=config.normalization, max_slices=config.max_slices, progress=progress)
+        check_labels_present(slices.labels, config.num_labels, split_dir, allow=config.allow_missing_labels)
         if config.validation_dir:
             val = load_slices(config.validation_dir, resolved.input_shape, config.num_labels,
                               fit_mode=config.fit_mode, normalization=slices.normalization,
@@ -536,6 +566,7 @@ def prepare_training_data(config: TrainConfig, *, progress: bool = True, raw=Non
 
     if raw is None:
         raw = read_pairs(split_dir, config.num_labels, max_slices=config.max_slices, progress=progress)
+    check_labels_present(raw.labels, config.num_labels, split_dir, allow=config.allow_missing_labels)
     plan = plan_training(config, raw)
     make = lambda pairs: native_slices(pairs, config.num_labels, plan.normalization, plan.target_spacing_mm)  # noqa: E731
     if config.validation_dir:
@@ -971,6 +1002,7 @@ def train_folds(config: TrainConfig, *, progress: bool = True) -> TrainResult:
     if config.fit_mode != "patch":
         raise CtsegSettingsError("folds need fit_mode='patch' (the default)")
     raw = read_pairs(split_dir, config.num_labels, max_slices=config.max_slices, progress=progress)
+    check_labels_present(raw.labels, config.num_labels, split_dir, allow=config.allow_missing_labels)
     assignment = fold_groups(raw.groups, config.folds, config.seed)
     plan = plan_training(config, raw)
     print(plan.describe(), flush=True)

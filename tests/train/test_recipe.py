@@ -35,7 +35,7 @@ from ctseg_helpers.segment.outputs import run_segmentation
 from ctseg_helpers.segment.postprocess import PostProcessing
 from ctseg_helpers.segment.segmenter import Segmenter
 from ctseg_helpers.train import loop
-from ctseg_helpers.train.loop import TrainConfig, fold_groups, learning_rate_at, train_model
+from ctseg_helpers.train.loop import TrainConfig, fold_groups, learning_rate_at, prepare_training_data, train_model
 
 #: Pixel spacing of each patient's slices: two spacings, median 1.25 mm (the mean is 1.17 mm).
 MIXED_MM = ((1.25, 1.25), (1.25, 1.25), (1.0, 1.0))
@@ -400,3 +400,31 @@ def test_the_segmenter_applies_the_postprocessing_stored_with_the_model(tmp_path
     # a caller's own setting wins over the stored one
     plain = Segmenter.from_model_file(path, postprocessing={})
     np.testing.assert_array_equal(plain.segment(image), (image > 0).astype(np.uint8))
+
+
+# --- labels the network could never learn -------------------------------------------------------
+
+
+def test_an_roi_value_in_no_label_is_refused_before_training(tmp_path, caplog):
+    from ctseg_helpers.errors import CtsegDataError
+    from ctseg_helpers.train.loop import check_labels_present
+
+    labels = [np.array([[0, 1], [1, 0]], np.uint8), np.zeros((2, 2), np.uint8)]
+    check_labels_present(labels, 1, "data/train")  # all there: nothing happens
+    with pytest.raises(CtsegDataError, match=r"data/train: label value\(s\) 2, 3 appear in no training label, but "
+                                             r"num_labels=3 asks the network to learn 1..3.*allow_missing_labels=True"):
+        check_labels_present(labels, 3, "data/train")
+    with caplog.at_level("WARNING"):
+        check_labels_present(labels, 3, "data/train", allow=True)
+    assert "training anyway (allow_missing_labels=True)" in caplog.text
+
+
+@pytest.mark.realdata
+def test_num_labels_above_the_values_present_is_refused_on_real_data(sunnybrook, tmp_path):
+    from ctseg_helpers.errors import CtsegDataError
+
+    config = TrainConfig(main_dir=sunnybrook / "lv_myo", out_dir=tmp_path, num_labels=3, max_slices=4)
+    with pytest.raises(CtsegDataError, match=r"lv_myo/train: label value\(s\) 3 appear in no training label"):
+        prepare_training_data(config, progress=False)
+    data = prepare_training_data(replace(config, allow_missing_labels=True), progress=False)
+    assert len(data.train) + len(data.val) == 4
