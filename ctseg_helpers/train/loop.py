@@ -9,6 +9,9 @@ the demo. Everything a run writes goes to ``out_dir``:
 ``<model_filename>_best.keras``
     the model with the highest validation Dice so far (lowest training loss without validation
     data), with the post-processing chosen on the validation slices;
+``<model_filename>_last.keras``
+    the state after the latest epoch, replaced atomically after every epoch, so a run killed
+    outright (``kill -9``, a power cut) resumes losing at most the epoch it was in;
 ``<model_filename>_history.csv``
     every epoch's losses and metrics, written after each epoch;
 ``<model_filename>_curves.png``
@@ -423,10 +426,11 @@ class TrainResult:
 
 
 def run_files(out_dir: str | Path, model_filename: str) -> dict:
-    """Paths of the fixed-name files of a run: best model, history CSV, curves PNG."""
+    """Paths of the fixed-name files of a run: best model, last state, history CSV, curves PNG."""
     out_dir = Path(out_dir)
     return {
         "best": out_dir / f"{model_filename}_best.keras",
+        "last": out_dir / f"{model_filename}_last.keras",
         "history": out_dir / f"{model_filename}_history.csv",
         "curves": out_dir / f"{model_filename}_curves.png",
     }
@@ -444,6 +448,25 @@ def list_checkpoints(out_dir: str | Path, model_filename: str) -> list[tuple[int
     pattern = re.compile(rf"^{re.escape(model_filename)}_(\d+)\.keras$")
     found = [(int(m.group(1)), p) for p in out_dir.iterdir() if (m := pattern.match(p.name))]
     return sorted(found)
+
+
+def resume_points(out_dir: str | Path, model_filename: str) -> list[tuple[int, Path]]:
+    """``(epoch, path)`` a run can resume from, oldest first: the numbered checkpoints and the
+    ``<model_filename>_last.keras`` state written (atomically) after every epoch, so a run
+    killed outright loses at most the epoch it was in."""
+    from ctseg_helpers.model.settings import read_settings  # noqa: PLC0415 - no TensorFlow
+
+    points = list_checkpoints(out_dir, model_filename)
+    last = run_files(out_dir, model_filename)["last"]
+    if last.is_file():
+        try:
+            epoch = int(read_settings(last).extra.get("epochs_trained", 0))
+        except CtsegDataError as exc:  # a damaged last state: the numbered checkpoints remain
+            logger.warning("%s cannot be resumed from (%s); using the numbered checkpoints", last, exc)
+        else:
+            points.append((epoch, last))
+    # on a tie the numbered checkpoint is named (the same state)
+    return sorted(points, key=lambda item: (item[0], item[1] != last))
 
 
 def previous_run_files(out_dir: str | Path, model_filename: str) -> list[Path]:
@@ -743,7 +766,7 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
             "continue it, overwrite=True to delete it and start again, or choose another model_filename "
             "or output folder"
         )
-    if config.resume and previous and not list_checkpoints(out_dir, name):
+    if config.resume and previous and not resume_points(out_dir, name):
         # Starting afresh would replace the previous run's best model and history.
         raise CtsegSettingsError(
             f"{out_dir} holds files of a run named {name!r} ({', '.join(p.name for p in previous[:5])}) but "
@@ -800,7 +823,7 @@ def _train(config, resolved, data, strategy, policy, files) -> TrainResult:
 
     initial_epoch, rows, elapsed_before = 0, [], 0.0
     best_rows: list[dict] = []  # epochs that may have written the best model, redone ones included
-    checkpoints = list_checkpoints(out_dir, name) if config.resume else []
+    checkpoints = resume_points(out_dir, name) if config.resume else []
     with strategy.scope():
         if checkpoints:
             initial_epoch, latest = checkpoints[-1]
@@ -1153,6 +1176,7 @@ def _make_monitor_class():
             tmp = self.files["history"].with_suffix(".csv.tmp")
             pd.DataFrame(self.rows).to_csv(tmp, index=False)
             tmp.replace(self.files["history"])
+            self._save(self.files["last"], done, overwrite=True)  # a hard kill loses at most one epoch
             value = logs.get(self.monitor_key, math.nan)
             if not math.isnan(value) and self.sign * value < self.best:
                 self.best = self.sign * value

@@ -128,7 +128,8 @@ def test_run_writes_checkpoints_best_history_and_curves(tmp_path, capsys):
     assert "Val Dice+CE loss" in lines[0]
     assert "Checkpoint -> Model saved at 2/3 epochs" in out and "Checkpoint -> Model saved at 3/3 epochs" in out
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["tiny_2.keras", "tiny_3.keras", "tiny_best.keras", "tiny_curves.png", "tiny_history.csv"]
+    assert names == ["tiny_2.keras", "tiny_3.keras", "tiny_best.keras", "tiny_curves.png", "tiny_history.csv",
+                     "tiny_last.keras"]
     history = pd.read_csv(result.history_csv)
     assert history["epoch"].tolist() == [1, 2, 3]
     assert {"loss", "mean_dice", "dice_square", "mean_iou", "val_loss", "val_mean_dice", "elapsed_s"} <= set(history)
@@ -166,7 +167,7 @@ def test_second_run_refuses_then_resumes_then_overwrites(tmp_path, capsys):
         train_model(replace(config, epochs=6, resume=True, num_labels=2), data)
     fresh = train_model(replace(config, epochs=1, overwrite=True), data)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "tiny_1.keras", "tiny_best.keras", "tiny_curves.png", "tiny_history.csv"]
+        "tiny_1.keras", "tiny_best.keras", "tiny_curves.png", "tiny_history.csv", "tiny_last.keras"]
     assert fresh.history["epoch"].tolist() == [1]
 
 
@@ -189,6 +190,7 @@ def test_resume_keeps_a_best_model_saved_after_the_last_checkpoint(tmp_path, cap
     train_model(_config(tmp_path, epochs=3, save_checkpoint=2), data)
     out = tmp_path / "out"
     (out / "tiny_3.keras").unlink()
+    (out / "tiny_last.keras").unlink()  # killed while epoch 3's last state was being written
     history = pd.read_csv(out / "tiny_history.csv")
     history.loc[history["epoch"] == 3, "loss"] = 0.0  # epoch 3 wrote a best model nothing can beat
     history.to_csv(out / "tiny_history.csv", index=False)
@@ -199,11 +201,26 @@ def test_resume_keeps_a_best_model_saved_after_the_last_checkpoint(tmp_path, cap
     assert "1 epoch(s) after the checkpoint of epoch 2 are trained again" in caplog.text
 
 
+def test_a_hard_kill_loses_at_most_one_epoch(tmp_path, capsys):
+    """Killed outright after epoch 3 with no numbered checkpoint since epoch 0: the last state resumes it."""
+    data = TrainingData(_synthetic(4))
+    train_model(_config(tmp_path, epochs=3, save_checkpoint=10), data)
+    out = tmp_path / "out"
+    (out / "tiny_3.keras").unlink()  # the end-of-run checkpoint a kill -9 would not have written
+    assert read_settings(out / "tiny_last.keras").extra["epochs_trained"] == 3
+    capsys.readouterr()
+    resumed = train_model(_config(tmp_path, epochs=4, resume=True, save_checkpoint=10), data)
+    assert "Resuming from tiny_last.keras: 3/4 epochs completed" in capsys.readouterr().out
+    assert resumed.history["epoch"].tolist() == [1, 2, 3, 4]
+    assert read_settings(out / "tiny_last.keras").extra["epochs_trained"] == 4
+
+
 def test_resume_without_a_checkpoint_keeps_the_previous_best_model(tmp_path):
     """A run killed before its first checkpoint left a best model and history: resume must not replace them."""
     data = TrainingData(_synthetic(4))
     first = train_model(_config(tmp_path, epochs=1, save_checkpoint=10), data)
     first.last_checkpoint_path.unlink()  # as if the kernel died before the checkpoint was written
+    (tmp_path / "out" / "tiny_last.keras").unlink()  # ... and before the last state was
     best = (tmp_path / "out" / "tiny_best.keras").read_bytes()
     with pytest.raises(CtsegSettingsError, match=r"holds files of a run named 'tiny' \(tiny_best.keras.* but no "
                                                  r"checkpoint tiny_<epoch>.keras to resume from; set overwrite=True"):
