@@ -529,6 +529,44 @@ def check_labels_present(labels, num_labels: int, source, *, allow: bool = False
     logger.warning("%s; training anyway (allow_missing_labels=True)", text)
 
 
+def check_previous_run(config: TrainConfig) -> list[Path]:
+    """The files a previous run of this name left in ``out_dir``, after checking the settings say
+    what to do with them (called before any data is read, so a rerun fails at once).
+
+    Raises
+    ------
+    CtsegSettingsError
+        If such files exist and neither ``resume`` nor ``overwrite`` is set; if ``resume`` is set
+        but there is nothing to resume from (a fresh start would replace the best model and
+        history); for K folds, if the ensemble file exists and neither is set.
+    """
+    out_dir, name = Path(config.out_dir), config.model_filename
+    if config.folds > 1:
+        from ctseg_helpers.segment.ensemble import ENSEMBLE_SUFFIX  # noqa: PLC0415
+
+        ensemble_path = out_dir / f"{name}{ENSEMBLE_SUFFIX}"
+        if ensemble_path.exists() and not (config.overwrite or config.resume):
+            raise CtsegSettingsError(f"{ensemble_path} exists already; set overwrite=True to train the folds again, "
+                                     "resume=True to continue them, or choose another model_filename")
+        return []
+    previous = previous_run_files(out_dir, name)
+    if previous and not (config.resume or config.overwrite):
+        listing = ", ".join(p.name for p in previous[:5]) + (" ..." if len(previous) > 5 else "")
+        raise CtsegSettingsError(
+            f"{out_dir} already holds a training run named {name!r} ({listing}); set resume=True to "
+            "continue it, overwrite=True to delete it and start again, or choose another model_filename "
+            "or output folder"
+        )
+    if config.resume and previous and not resume_points(out_dir, name):
+        # Starting afresh would replace the previous run's best model and history.
+        raise CtsegSettingsError(
+            f"{out_dir} holds files of a run named {name!r} ({', '.join(p.name for p in previous[:5])}) but "
+            f"no checkpoint {name}_<epoch>.keras to resume from; set overwrite=True (instead of resume) to "
+            "delete them and start again, or choose another model_filename or output folder"
+        )
+    return previous
+
+
 def _train_dir(config: TrainConfig) -> Path:
     main_dir = Path(config.main_dir)
     split_dir = main_dir / "train"
@@ -570,6 +608,7 @@ def prepare_training_data(config: TrainConfig, *, progress: bool = True, raw=Non
         If ``main_dir`` has no ``train`` folder, or the files cannot be used (see
         :func:`ctseg_helpers.prepare.dataset.read_pairs`).
     """
+    check_previous_run(config)  # a rerun with the same settings fails before minutes of reading
     split_dir = _train_dir(config)
     if config.fit_mode != "patch":
         resolved = config.resolved()
@@ -758,21 +797,7 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
         return train_folds(config, progress=progress)
     out_dir = Path(config.out_dir)
     name = config.model_filename
-    previous = previous_run_files(out_dir, name)
-    if previous and not (config.resume or config.overwrite):
-        listing = ", ".join(p.name for p in previous[:5]) + (" ..." if len(previous) > 5 else "")
-        raise CtsegSettingsError(
-            f"{out_dir} already holds a training run named {name!r} ({listing}); set resume=True to "
-            "continue it, overwrite=True to delete it and start again, or choose another model_filename "
-            "or output folder"
-        )
-    if config.resume and previous and not resume_points(out_dir, name):
-        # Starting afresh would replace the previous run's best model and history.
-        raise CtsegSettingsError(
-            f"{out_dir} holds files of a run named {name!r} ({', '.join(p.name for p in previous[:5])}) but "
-            f"no checkpoint {name}_<epoch>.keras to resume from; set overwrite=True (instead of resume) to "
-            "delete them and start again, or choose another model_filename or output folder"
-        )
+    previous = check_previous_run(config)
     if data is None:
         data = prepare_training_data(config, progress=progress)
         if data.plan is not None:
@@ -1018,9 +1043,7 @@ def train_folds(config: TrainConfig, *, progress: bool = True) -> TrainResult:
 
     out_dir = Path(config.out_dir)
     ensemble_path = out_dir / f"{config.model_filename}{ENSEMBLE_SUFFIX}"
-    if ensemble_path.exists() and not (config.overwrite or config.resume):
-        raise CtsegSettingsError(f"{ensemble_path} exists already; set overwrite=True to train the folds again, "
-                                 "resume=True to continue them, or choose another model_filename")
+    check_previous_run(config)
     split_dir = _train_dir(config)
     if config.fit_mode != "patch":
         raise CtsegSettingsError("folds need fit_mode='patch' (the default)")

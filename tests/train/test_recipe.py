@@ -428,3 +428,18 @@ def test_num_labels_above_the_values_present_is_refused_on_real_data(sunnybrook,
         prepare_training_data(config, progress=False)
     data = prepare_training_data(replace(config, allow_missing_labels=True), progress=False)
     assert len(data.train) + len(data.val) == 4
+
+
+def test_a_rerun_with_the_same_settings_is_refused_before_any_data_is_read(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "unet_best.keras").write_bytes(b"a model")
+    read = []
+    monkeypatch.setattr(loop, "read_pairs", lambda *a, **k: read.append(a))
+    config = TrainConfig(main_dir=tmp_path / "nowhere", out_dir=out, num_labels=1)
+    with pytest.raises(CtsegSettingsError, match=r"already holds a training run named 'unet' \(unet_best.keras\)"):
+        prepare_training_data(config, progress=False)
+    assert read == []
+    (out / "ens.ensemble.json").write_text("{}")
+    with pytest.raises(CtsegSettingsError, match=r"ens.ensemble.json exists already; set overwrite=True"):
+        prepare_training_data(replace(config, model_filename="ens", folds=2), progress=False)
