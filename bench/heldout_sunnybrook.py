@@ -159,30 +159,35 @@ def main() -> int:
                     link.symlink_to(main_dir / "train" / sub / f"{name}{suffix}")
         fold = {"held_out": held_out, "train_patients": sorted(set(train_pairs.groups)),
                 "n_train_slices": len(train_pairs), "n_test_slices": len(test_pairs), "variants": {}}
-        ensemble_result = None
         for variant in [v for v in VARIANTS if v in variants and v != "patch_aug_pp"]:
             print(f"== {held_out}: {variant}", flush=True)
-            started = time.perf_counter()
-            model_path, result = train_variant(variant, fold_dir / "data", names, fold_dir / variant, args.minutes,
-                                               args.seed, train_pairs)
-            minutes = (time.perf_counter() - started) / 60
-            segmenter = Segmenter.from_model_file(model_path)
-            if variant == "ensemble":
-                ensemble_result = result
+            done_file = fold_dir / variant / "result.json"
+            if done_file.is_file():  # finished by an earlier run of this bench: reuse it
+                fold["variants"][variant] = json.loads(done_file.read_text())
+                print(f"(reused {done_file})", flush=True)
             else:
-                segmenter.postprocessing = None
-            fold["variants"][variant] = {"train_minutes": round(minutes, 1), "epochs": result.epochs_completed,
-                                         "metrics": evaluate(segmenter, test_pairs, names),
-                                         "postprocessing": segmenter.postprocessing.to_dict()
-                                         if segmenter.postprocessing else None}
-            if variant == "patch_aug":
-                patch_aug_model = model_path
+                started = time.perf_counter()
+                model_path, result = train_variant(variant, fold_dir / "data", names, fold_dir / variant,
+                                                   args.minutes, args.seed, train_pairs)
+                minutes = (time.perf_counter() - started) / 60
+                segmenter = Segmenter.from_model_file(model_path)
+                if variant != "ensemble":
+                    segmenter.postprocessing = None
+                fold["variants"][variant] = {"train_minutes": round(minutes, 1), "epochs": result.epochs_completed,
+                                             "metrics": evaluate(segmenter, test_pairs, names),
+                                             "postprocessing": segmenter.postprocessing.to_dict()
+                                             if segmenter.postprocessing else None,
+                                             "model": str(model_path)}
+                if variant == "ensemble":
+                    fold["variants"][variant]["inner_fold_dice"] = result.validation_dice
+                done_file.write_text(json.dumps(fold["variants"][variant], indent=2))
             print(json.dumps(fold["variants"][variant]), flush=True)
-        if "patch_aug_pp" in variants and ensemble_result is not None and "patch_aug" in fold["variants"]:
-            segmenter = Segmenter.from_model_file(patch_aug_model)
-            segmenter.postprocessing = PostProcessing.from_dict(ensemble_result.postprocessing)
+        if "patch_aug_pp" in variants and {"ensemble", "patch_aug"} <= set(fold["variants"]):
+            segmenter = Segmenter.from_model_file(fold["variants"]["patch_aug"]["model"])
+            chosen = fold["variants"]["ensemble"]["postprocessing"]
+            segmenter.postprocessing = PostProcessing.from_dict(chosen)
             fold["variants"]["patch_aug_pp"] = {"metrics": evaluate(segmenter, test_pairs, names),
-                                                "postprocessing": ensemble_result.postprocessing}
+                                                "postprocessing": chosen}
             print(json.dumps(fold["variants"]["patch_aug_pp"]), flush=True)
         report["folds"].append(fold)
         (out_root / "report.json").write_text(json.dumps(report, indent=2))
