@@ -124,7 +124,30 @@ def train_variant(variant, main_dir, names, out_dir, minutes, seed, pairs_train)
     return last, result
 
 
+def markdown_tables(report: dict) -> str:
+    """Per-fold and mean +- SD tables of a report, as bench/RESULTS.md shows them."""
+    variants = [v for v in VARIANTS if any(v in f["variants"] for f in report["folds"])]
+    names = LABEL_NAMES[report["folder"]]
+    lines = []
+    for name in names:
+        lines += [f"**{name}**", "", "| variant | " + " | ".join(f["held_out"] for f in report["folds"])
+                  + " | mean +- SD |", "| --- |" + " --- |" * (len(report["folds"]) + 1)]
+        for metric, label in (("dice", "Dice"), ("hd95_mm", "HD95 mm"), ("area_error_pct", "area error %")):
+            for variant in variants:
+                values = [f["variants"].get(variant, {}).get("metrics", {}).get(name, {}).get(metric)
+                          for f in report["folds"]]
+                cells = ["-" if v is None else f"{v:.3g}" for v in values]
+                known = [v for v in values if v is not None]
+                summary = f"{np.mean(known):.3g} +- {np.std(known):.2g}" if known else "-"
+                lines.append(f"| {variant} ({label}) | " + " | ".join(cells) + f" | {summary} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--table":  # print the tables of a finished report
+        print(markdown_tables(json.loads(Path(sys.argv[2]).read_text())))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "sunnybrook"))
     parser.add_argument("--folder", default="lv_myo", choices=sorted(LABEL_NAMES))
