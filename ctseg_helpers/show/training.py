@@ -36,7 +36,6 @@ def show_batch(images, labels, label_names=(), num_labels: int | None = None, ma
     matplotlib.figure.Figure
     """
     import matplotlib.pyplot as plt  # noqa: PLC0415
-    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
 
     images = np.asarray(images)
     if images.ndim == 4:
@@ -80,7 +79,6 @@ def plot_history(history, path: str | Path | None = None, title: str | None = No
     matplotlib.figure.Figure
     """
     import matplotlib.pyplot as plt  # noqa: PLC0415
-    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
 
     fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = history["epoch"] if "epoch" in history else np.arange(1, len(history) + 1)
@@ -89,12 +87,7 @@ def plot_history(history, path: str | Path | None = None, title: str | None = No
             ax.plot(epochs, history[key], label="training", color="tab:blue")
         if f"val_{key}" in history and history[f"val_{key}"].notna().any():
             ax.plot(epochs, history[f"val_{key}"], label="validation", color="tab:orange")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    ax_dice.set_ylim(0, 1)
+    _style_axes(ax_loss, ax_dice, loss_label)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -114,7 +107,6 @@ def plot_result(result, path: str | Path | None = None):
     matplotlib.figure.Figure
     """
     import matplotlib.pyplot as plt  # noqa: PLC0415
-    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
 
     if not result.fold_results:
         return plot_history(result.history, path, loss_label=result.loss_label)
@@ -126,15 +118,22 @@ def plot_result(result, path: str | Path | None = None):
         ax_loss.plot(history["epoch"], history["loss"], label=f"fold {k} training")
         if "val_mean_dice" in history:
             ax_dice.plot(history["epoch"], history["val_mean_dice"], label=f"fold {k} validation")
-    for ax, label in ((ax_loss, result.loss_label), (ax_dice, "Mean Dice score")):
+    _style_axes(ax_loss, ax_dice, result.loss_label)
+    fig.suptitle(f"{len(result.fold_results)} folds")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def _style_axes(ax_loss, ax_dice, loss_label: str) -> None:
+    """Whole-epoch ticks, axis labels, grid and legend of the loss and Dice panels."""
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+
+    for ax, label in ((ax_loss, loss_label), (ax_dice, "Mean Dice score")):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
     ax_dice.set_ylim(0, 1)
-    fig.suptitle(f"{len(result.fold_results)} folds")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-    return fig
