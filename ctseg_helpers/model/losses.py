@@ -23,7 +23,8 @@ from ctseg_helpers.tf_setup import configure_tensorflow
 tf = configure_tensorflow()
 import keras  # noqa: E402
 
-from ctseg_helpers.model.loss_names import LOSS_NAMES, check_loss_options, dice_column  # noqa: E402
+from ctseg_helpers.model.loss_names import LOSS_NAMES, check_loss_options, dice_column  # noqa: E402, F401 - LOSS_NAMES re-exported
+
 _EPS = 1e-7
 
 

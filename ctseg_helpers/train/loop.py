@@ -989,7 +989,7 @@ def _choose_postprocessing(config: TrainConfig, resolved: TrainConfig, data: Tra
     result.postprocessing = chosen.to_dict()
     update_settings(result.best_model_path, replace(read_settings(result.best_model_path),
                                                     postprocessing=chosen.to_dict(), extra=extra))
-    print(f"Validation Dice of the best model: "
+    print("Validation Dice of the best model: "
           + ", ".join(f"{n} {v:.3f}" for n, v in result.validation_dice.items()), flush=True)
     print(f"Post-processing chosen on the validation slices: {chosen.describe(tuple(names))}", flush=True)
 
