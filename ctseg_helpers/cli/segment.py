@@ -61,7 +61,8 @@ def register(subparsers) -> None:
     parser.add_argument("--tta", action="store_true", help="test-time augmentation: average over flips (4x slower)")
     parser.add_argument("--name", metavar="NAME", help="run folder name (default: the DICOM folder's name)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="write to --out/NAME (no time stamp), replacing an earlier run's outputs there")
+                        help="write to --out/NAME (no time stamp), replacing exactly the files an earlier ctseg "
+                             "run recorded in its run.json there (a folder ctseg never wrote is refused)")
     parser.add_argument("--no-previews", action="store_true", help="do not write the JPG previews")
     parser.add_argument("--no-animation", action="store_true", help="do not write the animated GIF")
     parser.add_argument("--include-patient-id", action="store_true",

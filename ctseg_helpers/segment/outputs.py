@@ -121,20 +121,42 @@ def make_run_dir(out_dir: str | Path, name: str, *, overwrite: bool = False, now
 
 
 def _remove_previous_outputs(run_dir: Path) -> None:
-    if not run_dir.is_dir():
+    """Delete exactly the files an earlier ctseg run recorded in ``run_dir/run.json``.
+
+    Anything else in the folder stays. A non-empty folder without such a record (a folder
+    ctseg never wrote, or one written by a ctseg that did not record its files) is refused, so
+    ``overwrite`` can never delete a user's own files.
+    """
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
         return
+    files = _recorded_files(run_dir)
+    root = run_dir.resolve()
     removed = 0
-    for sub, pattern in ((LABELS_SUBDIR, "*.png"), (OVERLAYS_SUBDIR, "*.jpg")):
-        for path in (run_dir / sub).glob(pattern):
-            path.unlink()
-            removed += 1
-    for file_name in (AREAS_CSV, VOLUMES_CSV, ANIMATION_GIF, RUN_JSON):
-        path = run_dir / file_name
+    for relative in files:
+        path = (run_dir / relative).resolve()
+        if root not in path.parents:  # a record naming files outside its own folder is ignored
+            continue
         if path.is_file():
             path.unlink()
             removed += 1
     if removed:
         logger.info("%s: replaced %d file(s) of an earlier run (overwrite=True)", run_dir, removed)
+
+
+def _recorded_files(run_dir: Path) -> list[str]:
+    record_path = run_dir / RUN_JSON
+    try:
+        record = json.loads(record_path.read_text())
+        files = record["files"]
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise TypeError("files is not a list of names")
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CtsegSettingsError(
+            f"{run_dir}: holds files that no ctseg run recorded (no {RUN_JSON} listing what it wrote); overwrite "
+            "replaces only the files of an earlier ctseg run, so nothing was changed. Choose another run name "
+            "or output folder, or move those files away"
+        ) from None
+    return files
 
 
 def write_label_png(path: str | Path, labels: np.ndarray) -> Path:
@@ -406,6 +428,11 @@ def run_segmentation(
             f"{dicom_dir}: with overwrite the run folder would be the DICOM folder itself, and files there "
             "(e.g. manual label maps in labels/) would be replaced; choose another output folder or a run_name"
         )
+    if dicom_dir.resolve() in (out_dir.resolve(), *out_dir.resolve().parents):
+        raise CtsegSettingsError(
+            f"{out_dir}: the output folder is inside the DICOM folder {dicom_dir} being segmented; predictions "
+            "are never written into a folder the run reads: choose an output folder outside it"
+        )
 
     series = read_dicom_series(dicom_dir, series_uid=series_uid, progress=progress)
     images = np.asarray(series.images, dtype=np.float32)
@@ -481,8 +508,13 @@ def run_segmentation(
         from ctseg_helpers.io.dicom import read_dicom_file  # noqa: PLC0415
 
         record["patient_id"] = read_dicom_file(files[0]).patient_id if files else None
+    written = [*label_paths, *overlay_paths, areas_csv, volumes_csv, animation_gif]
+    record["files"] = sorted(str(Path(p).relative_to(run_dir).as_posix()) for p in written if p is not None)
+    record["files"].append(RUN_JSON)
     run_json = run_dir / RUN_JSON
-    run_json.write_text(json.dumps(record, indent=2, default=_json_default))
+    tmp = run_dir / (RUN_JSON + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=_json_default))
+    tmp.replace(run_json)  # atomic: a record is either the old one or the whole new one
     logger.info("segmentation of %s written to %s", dicom_dir, run_dir)
     return SegmentationRun(
         run_dir=run_dir, files=files, label_paths=label_paths, overlay_paths=overlay_paths, areas=areas,

@@ -104,8 +104,53 @@ def test_each_run_gets_its_own_folder_and_overwrite_replaces_only_its_outputs(mo
                              progress=False)
     assert again.run_dir == fixed.run_dir
     assert (fixed.run_dir / "my_notes.txt").read_text() == "keep me"
-    assert sorted(p.name for p in (fixed.run_dir / "labels").iterdir()) == ["IM_0001.png", "IM_0002.png", "IM_0003.png"]
+    # a file ctseg did not write is never deleted, even among its label maps
+    assert sorted(p.name for p in (fixed.run_dir / "labels").iterdir()) == [
+        "IM_0001.png", "IM_0002.png", "IM_0003.png", "OLD_SLICE.png"]
     assert first.labels.tolist() == again.labels.tolist()
+    record = json.loads(again.run_json.read_text())
+    written = sorted(str(p.relative_to(again.run_dir).as_posix()) for p in again.run_dir.rglob("*")
+                     if p.is_file() and p.name not in ("my_notes.txt", "OLD_SLICE.png"))
+    assert sorted(record["files"]) == written  # the record lists exactly what the run wrote
+    assert {"labels/IM_0001.png", "overlays/IM_0003.jpg", "areas.csv", "run.json"} <= set(record["files"])
+
+
+def test_overwrite_deletes_exactly_what_the_earlier_run_recorded(model_file, dicom_dir, tmp_path):
+    out = tmp_path / "predictions"
+    run = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
+    record = json.loads(run.run_json.read_text())
+    # an earlier run of another series left other label maps: they are in its record, so they go
+    (run.run_dir / "labels" / "OTHER_SERIES.png").write_bytes(b"ctseg wrote this")
+    (tmp_path / "outside.txt").write_text("not in the run folder")
+    record["files"] += ["labels/OTHER_SERIES.png", "../../outside.txt"]
+    run.run_json.write_text(json.dumps(record))
+    run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
+    assert not (run.run_dir / "labels" / "OTHER_SERIES.png").exists()
+    assert (tmp_path / "outside.txt").read_text() == "not in the run folder"  # a record cannot reach outside
+
+
+def test_overwrite_into_a_folder_ctseg_never_wrote_is_refused_and_changes_nothing(model_file, dicom_dir, tmp_path):
+    # the user's project: --out PROJECT --name train --overwrite must not replace the manual labels
+    project = tmp_path / "project"
+    manual = project / "train" / "labels"
+    manual.mkdir(parents=True)
+    (manual / "IM_0001.png").write_bytes(b"manual label")
+    (project / "train" / "areas.csv").write_text("my own table")
+    with pytest.raises(CtsegSettingsError, match=r"train: holds files that no ctseg run recorded \(no run.json "
+                                                 r"listing what it wrote\); overwrite replaces only"):
+        run_segmentation(model_file, dicom_dir, project, run_name="train", overwrite=True, animation=False,
+                         progress=False)
+    assert (manual / "IM_0001.png").read_bytes() == b"manual label"
+    assert (project / "train" / "areas.csv").read_text() == "my own table"
+    assert sorted(p.name for p in (project / "train").iterdir()) == ["areas.csv", "labels"]
+
+
+def test_an_output_folder_inside_the_dicom_folder_is_refused(model_file, dicom_dir):
+    with pytest.raises(CtsegSettingsError, match="the output folder is inside the DICOM folder"):
+        run_segmentation(model_file, dicom_dir, dicom_dir / "predictions", animation=False, progress=False)
+    with pytest.raises(CtsegSettingsError, match="the output folder is inside the DICOM folder"):
+        run_segmentation(model_file, dicom_dir, dicom_dir, animation=False, progress=False)
+    assert not (dicom_dir / "predictions").exists()
 
 
 def test_overwrite_never_makes_the_dicom_folder_the_run_folder(model_file, dicom_dir):
