@@ -40,8 +40,9 @@ test: setup
 bench: setup
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
+# The kernels draw inline: the Agg backend exported above (for tests and the demo) is not passed on.
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	env -u MPLBACKEND $(BIN)/jupyter lab notebooks/
 
 clean-venv:
 	rm -rf $(VENV)

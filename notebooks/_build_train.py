@@ -128,6 +128,7 @@ CELLS = [
     ("md", TITLE),
     ("md", "## Imports"),
     ("code",
+     "%matplotlib inline\n"
      "from ctseg_helpers.prepare.check import check_data\n"
      "from ctseg_helpers.show.training import plot_result, show_batch\n"
      "from ctseg_helpers.train import TrainConfig, first_batch, prepare_training_data, system_info, train_model"),
