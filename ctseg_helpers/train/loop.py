@@ -624,6 +624,7 @@ def prepare_training_data(config: TrainConfig, *, progress: bool = True, raw=Non
         train_index, val_index = split_by_group(slices.groups, config.validation_fraction, config.seed)
         if len(val_index) == 0:
             return TrainingData(slices, None)
+        _warn_few_training_patients(slices.groups[train_index])
         return TrainingData(slices.subset(train_index), slices.subset(val_index))
 
     if raw is None:
@@ -639,7 +640,23 @@ def prepare_training_data(config: TrainConfig, *, progress: bool = True, raw=Non
     train_index, val_index = split_by_group(raw.groups, config.validation_fraction, config.seed)
     if len(val_index) == 0:
         return TrainingData(make(raw), None, plan)
+    _warn_few_training_patients(np.asarray(raw.groups, dtype=object)[train_index])
     return TrainingData(make(raw.subset(train_index)), make(raw.subset(val_index)), plan)
+
+
+#: Below this many training patients, setting some aside for validation costs more than it tells
+#: (bench/RESULTS.md: models trained on one Sunnybrook patient did much worse on a new patient
+#: than models trained on two).
+FEW_TRAINING_PATIENTS = 3
+
+
+def _warn_few_training_patients(train_groups) -> None:
+    n = len(set(map(str, train_groups)))
+    if n < FEW_TRAINING_PATIENTS:
+        logger.warning(
+            "only %d patient(s)/series are left for training once validation is set aside; with so few, every "
+            "patient counts: consider validation_fraction=0 (train on all, keep the last epoch) and judge the "
+            "model on scans it never saw (see 'How much data do I need?' in USER_MANUAL.md)", n)
 
 
 def _training_dataset(config: TrainConfig, data: TrainingData, seed: int):

@@ -443,3 +443,14 @@ def test_a_rerun_with_the_same_settings_is_refused_before_any_data_is_read(tmp_p
     (out / "ens.ensemble.json").write_text("{}")
     with pytest.raises(CtsegSettingsError, match=r"ens.ensemble.json exists already; set overwrite=True"):
         prepare_training_data(replace(config, model_filename="ens", folds=2), progress=False)
+
+
+def test_too_few_training_patients_after_the_split_are_pointed_out(caplog):
+    from ctseg_helpers.train.loop import _warn_few_training_patients
+
+    with caplog.at_level("WARNING"):
+        _warn_few_training_patients(["p1", "p2", "p3"])
+    assert caplog.text == ""
+    with caplog.at_level("WARNING"):
+        _warn_few_training_patients(["p1", "p1", "p2"])
+    assert "only 2 patient(s)/series are left for training" in caplog.text and "validation_fraction=0" in caplog.text
