@@ -12,7 +12,10 @@ evaluated on the held-out one, which no model sees in training or in choosing se
               constant learning rate, no validation, no post-processing;
 ``patch``     the plan (native spacing, 128 px patches, a third centred on an ROI, poly
               learning rate), with the earlier augmentation;
-``patch_aug`` + the current augmentation (rotation/scaling 0.7-1.4, blur, low resolution...);
+``patch_aug_rot30`` + the current augmentation (scaling 0.7-1.4, blur, low resolution...) with
+              rotations up to 30 degrees (the default until 2026-12-01);
+``patch_aug`` the defaults: as ``patch_aug_rot30`` with rotations by any angle; with two
+              training patients the default sets none aside for validation;
 ``patch_aug_pp`` the same model + the post-processing chosen on the inner folds below;
 ``patch_aug_fp32`` ``patch_aug`` in float32 (the default is bfloat16 on CPUs with AMX);
 ``no_<group>`` ``patch_aug`` without one augmentation group (``spatial``, ``intensity``,
@@ -56,7 +59,7 @@ OLD_AUGMENTATION = AugmentConfig(p_affine=0.5, max_rotation_deg=15.0, scale_rang
                                  p_brightness=0.3, p_contrast=0.3, contrast_range=(0.8, 1.2), p_gamma=0.3,
                                  gamma_range=(0.8, 1.25), p_noise=0.2, noise_std=0.02, p_blur=0.0, p_lowres=0.0,
                                  p_brightness_mult=0.0)
-VARIANTS = ("old", "patch", "patch_aug", "patch_aug_pp", "patch_aug_fp32", *(f"no_{g}" for g in AUGMENTATION_GROUPS),
+VARIANTS = ("old", "patch", "patch_aug_rot30", "patch_aug", "patch_aug_pp", "patch_aug_fp32", *(f"no_{g}" for g in AUGMENTATION_GROUPS),
             "ensemble")
 
 
@@ -94,8 +97,11 @@ def train_variant(variant, main_dir, names, out_dir, minutes, seed, pairs_train)
     elif variant == "patch":
         config = TrainConfig(**common, model_filename=variant, augmentation=OLD_AUGMENTATION,
                              validation_fraction=0.0, postprocessing="none")
-    elif variant == "patch_aug":
-        config = TrainConfig(**common, model_filename=variant, validation_fraction=0.0, postprocessing="none")
+    elif variant == "patch_aug":  # the defaults: with two training patients, no validation split
+        config = TrainConfig(**common, model_filename=variant)
+    elif variant == "patch_aug_rot30":  # the defaults with rotations up to 30 degrees (until 2026-12-01)
+        config = TrainConfig(**common, model_filename=variant, validation_fraction=0.0, postprocessing="none",
+                             augmentation=AugmentConfig(max_rotation_deg=30.0))
     elif variant == "patch_aug_fp32":  # the same in float32: does bfloat16 (on AMX CPUs) keep the accuracy?
         config = TrainConfig(**common, model_filename=variant, validation_fraction=0.0, postprocessing="none",
                              mixed_precision=False)

@@ -17,13 +17,15 @@ HERE = Path(__file__).resolve().parent
 CELLS = [
     ("md", """# Segment new scans and measure cross-sectional areas
 
-Use this notebook after `train.ipynb` has trained a model. Choose a folder of DICOM images (one
-series: a CT or MR scan), and the trained model segments every slice. You get:
+Use this notebook after `train.ipynb` has trained a model. Choose a folder holding the DICOM images
+you wish to segment (CT or MR; one scan, or several: every series in the folder is segmented as
+its own stack), and the trained model segments every slice. You get:
 
 - a label map per slice (PNG, values 0 = background, 1..N = your ROIs, named like the DICOM file),
-- a JPG preview per slice with the ROIs coloured, and an animation of all slices (GIF),
-- the cross-sectional area of each ROI on each slice in mm² (`areas.csv`), with the mean and
-  standard deviation over slices, and the ROI volumes in mL when the slices form a 3D stack.
+- a JPG preview per slice with the ROIs coloured, and an animation of the slices of each series (GIF),
+- the cross-sectional area of each ROI on each slice in mm² (`areas.csv`, each row naming its
+  series when the folder holds several), with the mean and standard deviation over slices, and the
+  ROI volumes in mL of each series whose slices form a 3D stack.
 
 Everything goes to a new folder under `output_dir` (`../predictions/<folder name>_<date-time>`), so
 earlier results are never replaced. The areas are measured at the scan's own resolution, with the
@@ -46,7 +48,7 @@ logging.getLogger("ctseg_helpers").setLevel(logging.INFO)"""),
 Every setting of the notebook. Paths are relative to the `notebooks/` folder. `labels_list` and
 `input_shape` must be those the model was trained with: they are checked against the model
 before any work."""),
-    ("params", """# ROI names, label 1 first, background excluded (None: the names stored with the model)
+    ("params", """# ROI names, label 1 first (a first name "background" is dropped); None: the names stored with the model
 labels_list = ["vertebral body", "right psoas major", "left psoas major",
                "right multifidus-erector spinae", "left multifidus-erector spinae", "subcutaneous fat"]
 # The trained model (.keras file written by train.ipynb), or the ensemble of a K-fold training
@@ -57,14 +59,14 @@ input_shape = None
 # Field of view in mm and image size in pixels: used only for files without PixelSpacing
 fov = None            # e.g. 400.0, or (rows_mm, cols_mm)
 matrix_size = None    # e.g. 512, or (rows, cols)
-# Folder of the DICOM series to segment; None shows a folder chooser below
+# Folder of the DICOM images to segment; None shows a folder chooser below
 dicom_dir = None
 # Where the run folders are written
 output_dir = "../predictions"
 
 # Where the folder chooser starts
 browse_from = "../data"
-# Series to segment when the folder holds several (None: the folder must hold one)
+# Segment only this series (SeriesInstanceUID) of the folder (None: every series in it)
 series_uid = None
 # Segmentation: tile mode blends overlapping patches ("gaussian", "hann" or "average")
 mode = None           # None: as the model was trained ("tile" or "resize")
@@ -89,8 +91,8 @@ folders of the machine the notebook runs on, also when that is a remote server."
     ("code", "dicom_folder = pick_folder(dicom_dir, start=browse_from)"),
     ("md", """### Segment every slice
 
-Reads the series, checks the settings against the model, segments the slices (a progress bar shows
-how far it is) and writes the label maps, previews, animation and area table."""),
+Checks the settings against the model, reads each series of the folder, segments its slices (a
+progress bar shows how far it is) and writes the label maps, previews, animations and area table."""),
     ("code", """run = run_segmentation(
     model_filename, dicom_folder.path, output_dir, labels_list, fov, matrix_size,
     input_shape=input_shape, series_uid=series_uid, mode=mode, overlap=overlap, blend=blend,
@@ -102,18 +104,20 @@ print(run.summary())"""),
 
 Every slice with its ROIs coloured (the same colours in every ctseg figure); use the controls to
 play, pause or step through the slices. The same animation is saved as `animation.gif` in the run
-folder."""),
+folder; with several series, one animation per series (`animation_series<number>.gif`)."""),
     ("code", "run.show_animation()"),
     ("md", """## Calculate Cross-Sectional Area
 
 Area of each ROI on each slice in mm² (pixel count x pixel area from `PixelSpacing`), with the
-DICOM file and the slice position (mm along the slice normal); the last two rows are the mean and
-the sample standard deviation over slices. Saved as `areas.csv` in the run folder."""),
+DICOM file and the slice position (mm along the slice normal), after the series (number, UID and
+description) when the folder holds several; the last two rows are the mean and the sample standard
+deviation over slices. Saved as `areas.csv` in the run folder."""),
     ("code", "run.areas"),
     ("md", """### Volumes
 
-When the slices form one 3D stack (equally spaced positions, one image each): the volume of each
-ROI in mL, the sum of its areas times the distance between slices. Saved as `volumes.csv`."""),
+When the slices of a series form one 3D stack (equally spaced positions, one image each): the
+volume of each ROI in mL, the sum of its areas times the distance between slices, one row per
+series and ROI when the folder holds several. Saved as `volumes.csv`."""),
     ("code", "run.volume_report()"),
 ]
 

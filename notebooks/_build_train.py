@@ -51,7 +51,7 @@ augment = True  # False turns every augmentation off
 augment_options = {}  # flips/90° rotations are off (they swap left and right); e.g. {"p_flip": 0.5} for unsided ROIs
 
 # Validation, model and run control (defaults suit most data)
-validation_fraction = 0.2  # share of slices, as whole patients/series, kept for validation
+validation_fraction = None  # share of slices (whole patients) kept for validation; None: 0.2 if 3+ patients stay for training
 validation_dir = None  # or a folder with dicoms/ and labels/ to validate on instead
 postprocessing = "auto"  # keep the largest region / fill holes per ROI where it helps on validation; or "none"
 loss = "dice_ce"  # "dice_ce", "dice", "focal", "weighted_ce" or "tversky"

@@ -9,14 +9,17 @@ Each subcommand lives in its own module ``ctseg_helpers.cli.<module>`` with two 
 
 Modules import TensorFlow only inside ``run`` so that ``ctseg --help`` and the data commands
 stay fast. Errors the user can fix (:class:`~ctseg_helpers.errors.CtsegError`) are printed as
-one line without a traceback, with exit status 2.
+one line without a traceback, with exit status 2, and so are files or folders the system
+refuses to write (no permission, read-only or full disk): see :func:`system_refusal`.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import os
 import sys
 
 from ctseg_helpers import __version__
@@ -34,6 +37,17 @@ COMMAND_MODULES = (
     "segment_volume",
     "demo",
 )
+
+
+#: What to do when the system refuses a file, by errno.
+_REFUSALS = {
+    errno.EACCES: "choose an output folder you can write to (or make the input readable)",
+    errno.EPERM: "choose an output folder you can write to (or make the input readable)",
+    errno.EROFS: "choose an output folder on a disk you can write to",
+    errno.ENOSPC: "free disk space or choose an output folder on another disk",
+}
+if hasattr(errno, "EDQUOT"):  # disk quotas (Linux, macOS)
+    _REFUSALS[errno.EDQUOT] = _REFUSALS[errno.ENOSPC]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,9 +95,38 @@ def main(argv: list[str] | None = None) -> int:
     except CtsegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        message = system_refusal(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def system_refusal(exc: OSError) -> str | None:
+    """One line for an OSError the user can act on (permission, read-only or full disk), else None.
+
+    Parameters
+    ----------
+    exc : OSError
+        Raised by a subcommand.
+
+    Returns
+    -------
+    str or None
+        ``"PATH: REASON; WHAT TO DO"`` when ``exc.errno`` is EACCES, EPERM, EROFS, ENOSPC or
+        EDQUOT (any :class:`PermissionError` counts as EACCES); None for any other OSError,
+        which the caller re-raises.
+    """
+    code = errno.EACCES if isinstance(exc, PermissionError) and exc.errno not in _REFUSALS else exc.errno
+    if code not in _REFUSALS:
+        return None
+    if exc.filename is None:  # h5py names the file inside its message only
+        return f"{exc}; {_REFUSALS[code]}"
+    return f"{exc.filename}: {os.strerror(code)}; {_REFUSALS[code]}"
 
 
 if __name__ == "__main__":  # pragma: no cover

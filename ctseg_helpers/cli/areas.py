@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     parser.add_argument("labels_dir", metavar="LABELS_DIR", help="folder of label maps (PNG, TIFF, NPY; values 0..N)")
     parser.add_argument("dicom_dir", metavar="DICOM_DIR", help="folder of the DICOM files the labels belong to")
     parser.add_argument("--labels", type=_names, required=True, metavar="NAME,NAME,...",
-                        help="ROI names, label 1 first (background excluded)")
+                        help="ROI names, label 1 first (a first name 'background' is dropped)")
     parser.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
     parser.add_argument("--series-uid", metavar="UID", help="use only this series of DICOM_DIR")
     add_spacing_arguments(parser)
@@ -30,9 +30,10 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ctseg_helpers.errors import CtsegSettingsError  # noqa: PLC0415
-    from ctseg_helpers.measure.area import areas_from_folders, slice_rows  # noqa: PLC0415
+    from ctseg_helpers.measure.area import areas_from_folders, check_label_names, slice_rows  # noqa: PLC0415
     from ctseg_helpers.segment.outputs import write_table_csv  # noqa: PLC0415
 
+    names = list(check_label_names(args.labels, setting="--labels"))
     out = Path(args.out)
     if out.suffix.lower() != ".csv":
         raise CtsegSettingsError(f"{out}: the area table is written as CSV; use a file name ending in .csv")
@@ -40,14 +41,19 @@ def run(args: argparse.Namespace) -> int:
     for path in (out, volumes_path):
         if path.exists() and not args.overwrite:
             raise CtsegSettingsError(f"{path} exists already; choose another --out or pass --overwrite")
-    table, volumes = areas_from_folders(args.labels_dir, args.dicom_dir, args.labels, fov=args.fov,
+    table, volumes = areas_from_folders(args.labels_dir, args.dicom_dir, names, fov=args.fov,
                                         matrix_size=args.matrix_size, series_uid=args.series_uid)
     write_table_csv(table, out, overwrite=args.overwrite)
-    print(f"{len(slice_rows(table))} labelled slice(s): areas (mm2) -> {out}")
-    means = table.loc["mean", args.labels]
+    rows = slice_rows(table)
+    n_series = f" of {rows['series'].nunique()} series" if "series" in rows.columns else ""
+    print(f"{len(rows)} labelled slice(s){n_series}: areas (mm2) -> {out}")
+    means = table.loc["mean", names]
     print("mean area per slice (mm2): " + ", ".join(f"{name} {value:.1f}" for name, value in means.items()))
     if volumes is not None:
         write_table_csv(volumes, volumes_path, overwrite=args.overwrite)
-        print(f"volumes (mL) -> {volumes_path}: "
-              + ", ".join(f"{name} {v:.2f}" for name, v in volumes["volume_ml"].items()))
+        if "series" in volumes.columns:
+            print(f"volumes (mL) of {volumes['series'].nunique()} series -> {volumes_path}")
+        else:
+            print(f"volumes (mL) -> {volumes_path}: "
+                  + ", ".join(f"{name} {v:.2f}" for name, v in volumes["volume_ml"].items()))
     return 0

@@ -33,7 +33,8 @@ def register(subparsers) -> None:
     parser.add_argument("--dicoms", type=Path, required=True, metavar="DICOM_DIR",
                         help="folder of the DICOM series the labels belong to (pixel spacing)")
     parser.add_argument("--labels", default=None, metavar="NAMES",
-                        help="ROI names, label 1 first, comma separated (default: ROI 1, ROI 2, ...)")
+                        help="ROI names, label 1 first, comma separated; a first name 'background' is dropped "
+                             "(default: ROI 1, ROI 2, ...)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--tolerance-mm", type=float, default=2.0,
                         help="tolerance of the surface Dice in mm")
@@ -44,15 +45,22 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Evaluate, write the files and print a short summary; returns 0."""
-    from ctseg_helpers.measure.evaluate import evaluate_folders, write_evaluation  # noqa: PLC0415
+    from ctseg_helpers.measure.area import check_label_names  # noqa: PLC0415
+    from ctseg_helpers.measure.evaluate import evaluate_folders, parse_label_names, write_evaluation  # noqa: PLC0415
 
+    names = parse_label_names(args.labels)
+    if names is not None:
+        names = check_label_names(names, setting="--labels")
     evaluation = evaluate_folders(
         args.pred_labels_dir, args.truth_labels_dir, args.dicoms,
-        label_names=args.labels, tolerance_mm=args.tolerance_mm, progress=True,
+        label_names=names, tolerance_mm=args.tolerance_mm, progress=True,
     )
     written = write_evaluation(evaluation, args.out, overwrite=args.overwrite)
-    n_slices = evaluation.metrics["file"].nunique()
-    print(f"evaluated {n_slices} slice(s), {len(evaluation.label_names)} ROI(s)")
+    n_slices = len(evaluation.metrics.drop_duplicates(["series_uid", "file"]))
+    n_series = evaluation.metrics["series_uid"].nunique()
+    skipped = f"; {len(evaluation.skipped)} series left out (see the warning above)" if evaluation.skipped else ""
+    print(f"evaluated {n_slices} slice(s), {len(evaluation.label_names)} ROI(s)"
+          + (f", {n_series} series" if n_series > 1 else "") + skipped)
     summary = evaluation.summary.set_index(["roi", "metric"])
     for roi in evaluation.label_names:
         if (roi, "dice") not in summary.index:

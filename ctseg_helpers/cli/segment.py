@@ -1,4 +1,4 @@
-"""``ctseg segment MODEL DICOM_DIR --out DIR``: segment a DICOM series and measure ROI areas."""
+"""``ctseg segment MODEL DICOM_DIR --out DIR``: segment the DICOM series of a folder and measure ROI areas."""
 
 from __future__ import annotations
 
@@ -36,20 +36,25 @@ def add_spacing_arguments(parser: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "segment",
-        help="segment a DICOM series with a trained model; write label maps, previews and areas",
-        description="Segment every slice of the DICOM series in DICOM_DIR with a ctseg model and "
-                    "write, in a new folder under --out: label maps (PNG, values 0..N, named like "
-                    "the DICOM files), JPG previews, an animated GIF, areas.csv (ROI area per slice "
-                    "in mm2 with mean and std) and volumes.csv (mL) when the slices form a 3D stack.",
+        help="segment the DICOM series of a folder with a trained model; write label maps, previews and areas",
+        description="Segment every slice of every DICOM series in DICOM_DIR (each series its own stack; "
+                    "--series-uid picks one) with a ctseg model and write, in a new folder under --out: "
+                    "label maps (PNG, values 0..N, named like the DICOM files), JPG previews, an animated "
+                    "GIF per series, areas.csv (ROI area per slice in mm2 with mean and std; with several "
+                    "series, each slice's series first) and volumes.csv (mL) for series that form a 3D "
+                    "stack.",
     )
     parser.add_argument("model", metavar="MODEL", help="trained model (.keras file saved by ctseg), an ensemble file (NAME.ensemble.json "
                         "written by 'ctseg train --folds') or a folder of fold models")
-    parser.add_argument("dicom_dir", metavar="DICOM_DIR", help="folder holding the DICOM files of one series")
+    parser.add_argument("dicom_dir", metavar="DICOM_DIR",
+                        help="folder of DICOM files; every series in it is segmented ('ctseg inspect' lists them)")
     parser.add_argument("--out", default="predictions", metavar="DIR",
                         help="parent folder of the run folders (default: predictions)")
     parser.add_argument("--labels", type=_names, metavar="NAME,NAME,...",
-                        help="ROI names, label 1 first (default: the names stored with the model)")
-    parser.add_argument("--series-uid", metavar="UID", help="series to segment when the folder holds several")
+                        help="ROI names, label 1 first; a first name 'background' is dropped (default: the "
+                             "names stored with the model)")
+    parser.add_argument("--series-uid", metavar="UID",
+                        help="segment only this series of DICOM_DIR (default: every series)")
     add_spacing_arguments(parser)
     parser.add_argument("--mode", choices=("tile", "resize"),
                         help="tile: overlapping patches at native resolution; resize: whole slices "
@@ -81,8 +86,15 @@ def run(args: argparse.Namespace) -> int:
         include_patient_id=args.include_patient_id, progress=True,
     )
     print(result.summary())
+    several = len(result.series) > 1
+    if several:
+        print(f"segmented {len(result.series)} series of {args.dicom_dir}")
     means = result.areas.loc["mean", list(result.label_names)]
-    print("mean area per slice (mm2): " + ", ".join(f"{name} {value:.1f}" for name, value in means.items()))
-    if result.volumes is not None:
-        print("volume (mL): " + ", ".join(f"{name} {v:.2f}" for name, v in result.volumes["volume_ml"].items()))
+    over = " (all series)" if several else ""
+    print(f"mean area per slice{over} (mm2): " + ", ".join(f"{name} {value:.1f}" for name, value in means.items()))
+    for out in result.series:
+        if out.volumes is not None:
+            which = f", {out.title}" if several else ""
+            print(f"volume (mL){which}: "
+                  + ", ".join(f"{name} {v:.2f}" for name, v in out.volumes["volume_ml"].items()))
     return 0

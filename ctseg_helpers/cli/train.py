@@ -64,7 +64,8 @@ def register(subparsers) -> None:
     parser.add_argument("--input-shape", type=_positive_int, default=None,
                         help="side of the square network input (training patch) in pixels (default: planned)")
     parser.add_argument("--num-labels", type=_positive_int, required=True, help="number of ROIs, background excluded")
-    parser.add_argument("--label-names", help="ROI names separated by commas, label 1 first")
+    parser.add_argument("--label-names", help="ROI names separated by commas, label 1 first (a first name "
+                                              "'background' followed by one name per ROI is dropped)")
     parser.add_argument("--batch-size", type=_positive_int, default=None, help="(default: planned)")
     parser.add_argument("--learning-rate", type=float, default=1e-3,
                         help="peak Adam learning rate (default: %(default)s)")
@@ -109,8 +110,9 @@ def register(subparsers) -> None:
     parser.add_argument("--fit-mode", choices=("patch", "resize", "pad"), default="patch",
                         help="patch: random patches at the planned spacing; resize/pad: whole slices fitted to "
                              "the input (default: %(default)s)")
-    parser.add_argument("--validation-fraction", type=float, default=0.2,
-                        help="share of slices, as whole patients/series, for validation (default: %(default)s)")
+    parser.add_argument("--validation-fraction", type=float, default=None,
+                        help="share of slices, as whole patients/series, for validation (default: 0.2 when at "
+                             "least 3 patients/series stay for training, else none: train on all)")
     parser.add_argument("--validation-dir", help="folder with dicoms/ and labels/ to validate on instead")
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
@@ -132,7 +134,12 @@ def config_from_args(args):
     from ctseg_helpers.prepare.augment import AugmentConfig  # noqa: PLC0415
     from ctseg_helpers.train.loop import TrainConfig  # noqa: PLC0415
 
-    names = tuple(n.strip() for n in args.label_names.split(",")) if args.label_names else ()
+    names = ()
+    if args.label_names:
+        from ctseg_helpers.measure.area import check_label_names  # noqa: PLC0415
+
+        names = check_label_names([n.strip() for n in args.label_names.split(",")], args.num_labels,
+                                  setting="--label-names", counted=f"--num-labels is {args.num_labels}")
     loss_options = dict(args.loss_options)
     if args.class_weights is not None:
         loss_options["class_weights"] = list(args.class_weights)

@@ -135,6 +135,32 @@ def _check_axis(axis) -> int:
     return int(axis)
 
 
+def _open_h5_file(path: Path, mode: str):
+    """``h5py.File(path, mode)`` with errors a user can act on.
+
+    Raises
+    ------
+    CtsegDataError
+        If an existing file cannot be read as HDF5 (truncated or damaged).
+    OSError
+        When the system refuses the file (permission, read-only or full disk): the same
+        error with ``filename`` set to ``path``, which h5py leaves empty.
+    """
+    import h5py  # noqa: PLC0415
+
+    try:
+        return h5py.File(path, mode, rdcc_nbytes=64 * _MB)
+    except OSError as exc:
+        if exc.errno is not None:  # the system refused; h5py names the file only inside its message
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+        if mode == "w":
+            raise
+        raise CtsegDataError(
+            f"{path}: cannot be read as HDF5 (truncated or not an HDF5 file?): {exc}; "
+            "copy the file again, or convert the scan again with 'ctseg convert'"
+        ) from exc
+
+
 def _natural_key(path: Path):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
@@ -203,8 +229,9 @@ class DataFile:
         Raises
         ------
         CtsegDataError
-            If the path does not exist, is not HDF5 or a TIFF folder, the dataset is missing or
-            ambiguous, is not 3D, or the TIFF files disagree in size or type.
+            If the path does not exist, is not HDF5 or a TIFF folder, cannot be read as HDF5
+            (truncated or damaged), the dataset is missing or ambiguous, is not 3D, or the TIFF
+            files disagree in size or type.
         CtsegSettingsError
             If ``mode`` is not ``"r"`` or ``"r+"``.
         """
@@ -225,7 +252,7 @@ class DataFile:
             raise CtsegDataError(
                 f"{path}: not an HDF5 file; convert the scan first with 'ctseg convert {path.name} OUT.h5'"
             )
-        h5file = h5py.File(path, mode, rdcc_nbytes=64 * _MB)
+        h5file = _open_h5_file(path, mode)
         try:
             if dataset is None:
                 found = []
@@ -335,12 +362,10 @@ class DataFile:
         if chunk_shape is not None and chunk_mb is not None:
             raise CtsegSettingsError("give either a chunk shape or a chunk size in MB, not both")
         if path.suffix.lower() in HDF5_SUFFIXES:
-            import h5py  # noqa: PLC0415
-
             if path.exists() and not overwrite:
                 raise CtsegDataError(f"{path} exists already; choose another name or pass overwrite=True (--overwrite)")
             path.parent.mkdir(parents=True, exist_ok=True)
-            h5file = h5py.File(path, "w", rdcc_nbytes=64 * _MB)
+            h5file = _open_h5_file(path, "w")
             try:
                 dset = create_dataset(h5file, dataset, shape, dtype, chunk_shape=chunk_shape,
                                       chunk_mb=chunk_mb, compression=compression)
@@ -652,6 +677,110 @@ class DataFile:
                 f"{path}: slice of shape {tuple(shape)} and type {np.dtype(dtype)} in a series of "
                 f"{self.shape[1:]} {self.dtype}; all files of a series must match"
             )
+
+
+# ------------------------------------------------------------------ non-finite voxels
+# ctseg's rule: NaN and +-Inf voxels are replaced by the minimum finite value of the volume (a
+# volume with no finite voxel is refused), with one warning per file. Normalisation would
+# otherwise spread the NaN over whole slices and change the labels everywhere.
+
+
+def has_nonfinite(values: np.ndarray) -> bool:
+    """Whether an array holds NaN or +-Inf, without a temporary array of its size.
+
+    Examples
+    --------
+    >>> has_nonfinite(np.array([1.0, np.nan])), has_nonfinite(np.array([1, 2]))
+    (True, False)
+    """
+    values = np.asarray(values)
+    if values.dtype.kind != "f" or values.size == 0:
+        return False
+    return not (np.isfinite(values.min()) and np.isfinite(values.max()))  # NaN and Inf reach min/max
+
+
+def _planes(values: np.ndarray):
+    return values if values.ndim > 1 else values[np.newaxis]
+
+
+def nonfinite_stats(values: np.ndarray) -> tuple[int, float | None]:
+    """Number of NaN/+-Inf values and the minimum finite value, plane by plane along axis 0.
+
+    Returns
+    -------
+    (int, float or None)
+        The count, and the minimum of the finite values (None when there is none).
+
+    Examples
+    --------
+    >>> nonfinite_stats(np.array([[np.nan, 3.0], [-np.inf, 2.0]]))
+    (2, 2.0)
+    """
+    values = np.asarray(values)
+    if not has_nonfinite(values):
+        return 0, (float(values.min()) if values.size else None)
+    count, low = 0, None
+    for plane in _planes(values):
+        finite = np.isfinite(plane)
+        count += plane.size - int(np.count_nonzero(finite))
+        if finite.any():
+            low = min(float(plane[finite].min()), np.inf if low is None else low)
+    return count, low
+
+
+def nonfinite_fill_value(source, count: int, total: int, min_finite: float | None) -> float | None:
+    """Apply ctseg's rule for non-finite voxels: the value that replaces them, with one warning.
+
+    Parameters
+    ----------
+    source : str or Path
+        The file, named in the warning and the error.
+    count, total : int
+        Non-finite voxels and all voxels.
+    min_finite : float or None
+        Minimum finite value (:func:`nonfinite_stats`).
+
+    Returns
+    -------
+    float or None
+        ``min_finite``, or None when ``count`` is 0 (nothing to replace, no warning).
+
+    Raises
+    ------
+    CtsegDataError
+        If no voxel is finite.
+    """
+    if count == 0:
+        return None
+    if min_finite is None:
+        raise CtsegDataError(
+            f"{source}: every voxel is NaN or infinite; there is no image in this volume. "
+            "Check how the file was exported or converted"
+        )
+    logger.warning("%s: %d of %d voxels are NaN or infinite; they are replaced by the minimum finite value %g",
+                   source, count, total, min_finite)
+    return min_finite
+
+
+def fill_nonfinite(values: np.ndarray, fill: float) -> np.ndarray:
+    """Set the NaN/+-Inf values of a float array to ``fill``, in place, plane by plane; return it."""
+    if has_nonfinite(values):
+        for plane in _planes(values):
+            np.copyto(plane, fill, where=~np.isfinite(plane))
+    return values
+
+
+def replace_nonfinite(source, values: np.ndarray) -> np.ndarray:
+    """Apply ctseg's rule to a whole volume in memory (in place): see :func:`nonfinite_fill_value`.
+
+    Raises
+    ------
+    CtsegDataError
+        If no voxel is finite.
+    """
+    count, low = nonfinite_stats(values)
+    fill = nonfinite_fill_value(source, count, np.asarray(values).size, low)
+    return values if fill is None else fill_nonfinite(values, fill)
 
 
 def create_dataset(group, name: str, shape, dtype, *, chunk_shape=None, chunk_mb=None, compression=None,

@@ -230,9 +230,11 @@ class FolderScan:
         Largest series first.
     skipped : list of (Path, str)
         Files that are not DICOM images (non-DICOM files, RT structure sets, reports,
-        presentation states, colour or multi-frame images), with the reason.
+        presentation states, colour (RGB, YBR, PALETTE COLOR) or multi-frame images), with
+        the reason.
     damaged : list of (Path, str)
-        Files that look like DICOM but cannot be parsed (truncated or corrupt).
+        Files that look like DICOM but cannot be parsed (truncated or corrupt), or whose
+        ``RescaleSlope``/``RescaleIntercept`` cannot give pixel values (0, empty, NaN).
     """
 
     folder: Path
@@ -389,29 +391,50 @@ class DicomSeries:
 # --------------------------------------------------------------------------------------------
 
 
-_LENIENT_LOCK = threading.Lock()
-_LENIENT_STATE = {"depth": 0, "previous": None}
+class _ProcessWideOverride:
+    """Hold a process-wide setting at one value while any thread needs it.
 
-
-@contextlib.contextmanager
-def _lenient() -> Iterator[None]:
-    """Read real-world headers quietly: invalid UIDs and similar value errors are ignored.
-
-    pydicom's ``reading_validation_mode`` is global; a counter keeps it at IGNORE while any
-    thread is inside this context and restores the user's setting when the last one leaves.
+    A counter keeps the override while any thread is inside the context and restores the
+    value found before when the last one leaves.
     """
-    with _LENIENT_LOCK:
-        if _LENIENT_STATE["depth"] == 0:
-            _LENIENT_STATE["previous"] = _pydicom_config.settings.reading_validation_mode
-            _pydicom_config.settings.reading_validation_mode = _pydicom_config.IGNORE
-        _LENIENT_STATE["depth"] += 1
-    try:
-        yield
-    finally:
-        with _LENIENT_LOCK:
-            _LENIENT_STATE["depth"] -= 1
-            if _LENIENT_STATE["depth"] == 0:
-                _pydicom_config.settings.reading_validation_mode = _LENIENT_STATE["previous"]
+
+    def __init__(self, read, write, value) -> None:
+        self._read, self._write, self._value = read, write, value
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._previous = None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth == 0:
+                self._previous = self._read()
+                self._write(self._value)
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._write(self._previous)
+
+
+def _set_validation_mode(mode: int) -> None:
+    _pydicom_config.settings.reading_validation_mode = mode
+
+
+#: Read real-world headers quietly: invalid UIDs and similar value errors are ignored
+#: (pydicom's ``reading_validation_mode`` is global; it is restored when the last reader leaves).
+_lenient = _ProcessWideOverride(lambda: _pydicom_config.settings.reading_validation_mode,
+                                _set_validation_mode, _pydicom_config.IGNORE)
+
+_PYDICOM_LOGGER = logging.getLogger("pydicom")
+
+#: Silence pydicom's log (decoder tracebacks of plugins that failed) while pixel data is
+#: decoded: a failure becomes one CtsegDataError that already lists every decoder's reason.
+_quiet_pydicom_log = _ProcessWideOverride(lambda: _PYDICOM_LOGGER.level, _PYDICOM_LOGGER.setLevel,
+                                          logging.CRITICAL + 1)
 
 
 def _file_head(path: Path) -> bytes:
@@ -506,6 +529,9 @@ def _non_image_reason(ds) -> tuple[str, str] | None:
     if samples != 1:
         photometric = str(ds.get("PhotometricInterpretation", "") or "colour")
         return "skipped", (f"colour image ({photometric}, {samples} samples per pixel): "
+                           "ctseg reads greyscale slices")
+    if str(ds.get("PhotometricInterpretation", "") or "").strip().upper() == "PALETTE COLOR":
+        return "skipped", ("colour image (PALETTE COLOR: pixel values index a colour table): "
                            "ctseg reads greyscale slices")
     frames = _int_or_none(ds.get("NumberOfFrames", None))
     if frames is not None and frames > 1:
@@ -610,24 +636,117 @@ def _position(header: _Header, normal: np.ndarray | None) -> float | None:
     return float(np.dot(np.asarray(header.image_position_mm), normal))
 
 
-def _decode(path: Path, ds) -> np.ndarray:
-    """Pixel array as float32 physical values; raises CtsegDataError naming file and syntax."""
+def _syntax_text(ds) -> str:
+    """'<name> (<uid>)' of the transfer syntax the pixel data was stored with."""
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID", None) if meta is not None else None
-    syntax_text = f"{pydicom.uid.UID(str(syntax)).name} ({syntax})" if syntax else "unknown (no file meta)"
-    try:
-        raw = ds.pixel_array
-    except Exception as exc:  # noqa: BLE001 - decoders raise many types; all mean "cannot decode"
+    if not syntax:
+        return "unknown (no file meta)"
+    name = pydicom.uid.UID(str(syntax)).name
+    return f"{name} ({syntax})" if name != str(syntax) else str(syntax)
+
+
+def _rescale_problem(ds) -> str | None:
+    """Why ``RescaleSlope``/``RescaleIntercept`` cannot give physical values; None when they can.
+
+    A Modality LUT, when present, replaces the rescale, so the tags are not checked then.
+    """
+    if ds.get("ModalityLUTSequence"):
+        return None
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        if keyword not in ds:
+            continue
+        value = _float_or_none(ds[keyword].value)
+        if keyword == "RescaleSlope" and value == 0:
+            return ("RescaleSlope is 0, which makes every pixel the same value; fix or remove the "
+                    "RescaleSlope tag, or re-export the series from the scanner or PACS")
+        if value is None:
+            raw = ds[keyword].value
+            shown = "empty" if raw is None or raw == "" else repr(str(raw))
+            return (f"{keyword} is {shown}, not a finite number, so no pixel value "
+                    f"can be computed; fix or remove the {keyword} tag, or re-export the series")
+    return None
+
+
+def _decode(path: Path, ds) -> np.ndarray:
+    """Pixel array as physical values.
+
+    Returns
+    -------
+    ndarray of shape (rows, cols) and dtype float32
+
+    Raises
+    ------
+    CtsegDataError
+        Naming the file: pixel data that cannot be decoded (with the transfer syntax) or that
+        does not match Rows x Columns, a rescale or Modality LUT that cannot give physical
+        values, NaN or infinite results.
+    """
+    problem = _rescale_problem(ds)
+    if problem is not None:
+        raise CtsegDataError(f"{path}: {problem}")
+    values = _physical(path, ds, _stored_pixels(path, ds))
+    if not np.isfinite(values).all():
         raise CtsegDataError(
-            f"{path}: cannot decode the pixel data (transfer syntax {syntax_text}): {exc}. "
+            f"{path}: {np.count_nonzero(~np.isfinite(values))} pixel(s) are NaN or infinite (in the "
+            "pixel data or after RescaleSlope/RescaleIntercept); fix the file or re-export the series"
+        )
+    return np.ascontiguousarray(values, dtype=np.float32)
+
+
+def _stored_pixels(path: Path, ds) -> np.ndarray:
+    """Stored pixel values (Rows, Columns), decoded with pydicom's log silenced."""
+    try:
+        with _quiet_pydicom_log():
+            raw = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - decoders raise many types; all mean "cannot decode"
+        reason = " ".join(str(exc).split())  # pydicom lists each decoder's failure on its own line
+        raise CtsegDataError(
+            f"{path}: cannot decode the pixel data (transfer syntax {_syntax_text(ds)}): {reason}. "
             "The file may be truncated or corrupt; otherwise convert it to uncompressed DICOM "
             "(e.g. 'gdcmconv --raw' or 'dcmdjpeg') and try again"
         ) from exc
-    values = pydicom.pixels.apply_modality_lut(raw, ds).astype(np.float32, copy=False)
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        low, high = _stored_range_physical(ds)
-        values = (np.float32(low + high) - values).astype(np.float32)
-    return np.ascontiguousarray(values, dtype=np.float32)
+    expected = (_int_or_none(ds.get("Rows", None)), _int_or_none(ds.get("Columns", None)))
+    if raw.shape != expected:
+        raise CtsegDataError(
+            f"{path}: the pixel data decodes to an array of shape {raw.shape}, not one slice of "
+            f"Rows x Columns = {expected[0]}x{expected[1]}; Rows, Columns, BitsAllocated or "
+            "NumberOfFrames do not match the pixel data: fix the header or re-export the series"
+        )
+    return raw
+
+
+def _physical(path: Path, ds, raw: np.ndarray) -> np.ndarray:
+    """Stored values (rows, cols) to float32 physical values; MONOCHROME1 inverted."""
+    try:
+        # Values beyond float32 become inf here and are refused by the caller, without a warning.
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = _modality_lut(raw, ds).astype(np.float32, copy=False)
+            if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+                low, high = _stored_range_physical(ds)
+                values = (np.float32(low + high) - values).astype(np.float32)
+    except Exception as exc:  # noqa: BLE001 - a broken Modality LUT fails in many ways
+        reason = " ".join(str(exc).split())
+        raise CtsegDataError(
+            f"{path}: cannot turn stored pixel values into physical values with its Modality LUT "
+            f"or rescale tags ({type(exc).__name__}: {reason}); fix or remove ModalityLUTSequence, "
+            "or re-export the series"
+        ) from exc
+    return values
+
+
+def _modality_lut(stored: np.ndarray, ds) -> np.ndarray:
+    """Stored values to physical values: Modality LUT, else ``RescaleSlope``/``RescaleIntercept``.
+
+    Unlike pydicom's ``apply_modality_lut``, a lone ``RescaleIntercept`` (or ``RescaleSlope``)
+    is applied too, with the missing one taken as slope 1 (or intercept 0), as GDCM and ITK
+    read such files: otherwise a CT slice without RescaleSlope would be off by its intercept.
+    """
+    if ds.get("ModalityLUTSequence") or ("RescaleSlope" in ds) == ("RescaleIntercept" in ds):
+        return pydicom.pixels.apply_modality_lut(stored, ds)
+    slope = float(ds.get("RescaleSlope", 1.0))
+    intercept = float(ds.get("RescaleIntercept", 0.0))
+    return stored.astype(np.float64) * slope + intercept
 
 
 def _stored_range_physical(ds) -> tuple[float, float]:
@@ -635,7 +754,7 @@ def _stored_range_physical(ds) -> tuple[float, float]:
     bits = int(ds.get("BitsStored", 16) or 16)
     signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
     stored = np.array([-(2 ** (bits - 1)), 2 ** (bits - 1) - 1] if signed else [0, 2**bits - 1])
-    physical = pydicom.pixels.apply_modality_lut(stored.astype(np.int64), ds)
+    physical = _modality_lut(stored.astype(np.int64), ds)
     physical = np.asarray(physical, dtype=np.float64)
     return float(physical.min()), float(physical.max())
 
@@ -654,16 +773,20 @@ def read_dicom_file(path: str | Path) -> DicomImage:
     Returns
     -------
     DicomImage
-        ``pixels`` is float32 (rows, cols) in physical units. MONOCHROME1 images are inverted
-        as ``low + high - value``, where ``low``/``high`` are the physical values of the
-        smallest and largest storable pixel value, so that bright means a high value.
+        ``pixels`` is float32 (rows, cols) in physical units: a Modality LUT, else
+        ``RescaleSlope``/``RescaleIntercept`` (a lone one applied with the other taken as 1 or
+        0). MONOCHROME1 images are inverted as ``low + high - value``, where ``low``/``high``
+        are the physical values of the smallest and largest storable pixel value, so that
+        bright means a high value.
 
     Raises
     ------
     CtsegDataError
         If the file does not exist, is not DICOM, is damaged, holds no image (RT structure
-        set, report, presentation state), is a colour or multi-frame image, or its pixel data
-        cannot be decoded (the message names the transfer syntax).
+        set, report, presentation state), is a colour (RGB, YBR, PALETTE COLOR) or
+        multi-frame image, has a ``RescaleSlope`` of 0 or a rescale tag that is not a finite
+        number, its pixel data cannot be decoded (the message names the transfer syntax) or
+        does not match Rows x Columns, or its physical values are NaN or infinite.
     """
     path = Path(path)
     if not path.is_file():
@@ -710,6 +833,12 @@ def _natural_key(path: Path) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
+def _names(paths: list[Path], limit: int = 3) -> str:
+    """File names (not paths) for a message: 'a.dcm, b.dcm, c.dcm and 4 more'."""
+    shown = ", ".join(p.name for p in paths[:limit])
+    return f"{shown} and {len(paths) - limit} more" if len(paths) > limit else shown
+
+
 def _candidate_files(folder: Path) -> list[Path]:
     return sorted(
         (p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")),
@@ -724,30 +853,42 @@ def _check_folder(folder: Path) -> None:
         raise CtsegDataError(f"{folder}: is a file, not a folder; select the folder that holds the series")
 
 
-def _main_orientation(headers: list[_Header]) -> tuple[tuple[float, ...] | None, int]:
-    """The most common orientation of a series (as stored) and how many distinct ones it has.
+def _orientation_groups(headers: list[_Header]) -> list[list[_Header]]:
+    """Headers grouped by orientation, largest group first; headers without one are left out.
 
     Orientations equal to 4 decimals count as one, so header round-off does not split them.
     """
-    groups: dict[tuple[float, ...], list[tuple[float, ...]]] = {}
+    groups: dict[tuple[float, ...], list[_Header]] = {}
     for h in headers:
         if h.orientation is not None:
-            groups.setdefault(tuple(round(v, 4) + 0.0 for v in h.orientation), []).append(h.orientation)
-    if not groups:
-        return None, 0
-    largest = max(groups.values(), key=len)
-    return largest[0], len(groups)
+            groups.setdefault(tuple(round(v, 4) + 0.0 for v in h.orientation), []).append(h)
+    return sorted(groups.values(), key=len, reverse=True)
+
+
+def _main_orientation(headers: list[_Header]) -> tuple[tuple[float, ...] | None, int]:
+    """The most common orientation of a series (as stored) and how many distinct ones it has."""
+    groups = _orientation_groups(headers)
+    return (groups[0][0].orientation if groups else None), len(groups)
+
+
+def _warn_mixed_orientations(headers: list[_Header]) -> None:
+    """Log which files of a series lie in another orientation than the most common one."""
+    groups = _orientation_groups(headers)
+    if len(groups) < 2:
+        return
+    odd = [h.path for group in groups[1:] for h in group]
+    logger.warning(
+        "series %s mixes %d slice orientations; positions are measured along the most common one "
+        "(%d files); %d file(s) lie in another orientation: %s; move them (e.g. a localizer) to "
+        "another folder",
+        headers[0].series_uid, len(groups), len(groups[0]), len(odd), _names(odd),
+    )
 
 
 def _series_order(headers: list[_Header]) -> tuple[list[_Header], np.ndarray, str]:
     """Sort headers of one series; returns (sorted headers, positions, ordered_by)."""
-    orientation, n_orientations = _main_orientation(headers)
-    if n_orientations > 1:
-        logger.warning(
-            "series %s mixes %d slice orientations; positions are measured along the most common one",
-            headers[0].series_uid, n_orientations,
-        )
-    normal = _normal(orientation)
+    _warn_mixed_orientations(headers)
+    normal = _normal(_main_orientation(headers)[0])
     positions = [_position(h, normal) for h in headers]
     inf = float("inf")
 
@@ -766,10 +907,11 @@ def _series_order(headers: list[_Header]) -> tuple[list[_Header], np.ndarray, st
         return ([headers[i] for i in final],
                 np.array([positions[i] for i in final], dtype=np.float64), "position")
     if len(headers) > 1:
+        lacking = [h.path for h, p in zip(headers, positions, strict=True) if p is None]
         logger.warning(
-            "series %s: %d of %d images lack ImagePositionPatient/ImageOrientationPatient; "
+            "series %s: %d of %d images lack ImagePositionPatient/ImageOrientationPatient (%s); "
             "ordering by InstanceNumber instead",
-            headers[0].series_uid, sum(p is None for p in positions), len(headers),
+            headers[0].series_uid, len(lacking), len(headers), _names(lacking),
         )
     order = sorted(range(len(headers)), key=lambda i: time_key(i)[1:])
     return ([headers[i] for i in order],
@@ -853,6 +995,8 @@ def scan_dicom_folder(folder: str | Path) -> FolderScan:
                 (damaged if kind == "damaged" else skipped).append((path, reason))
                 continue
             problem = _non_image_reason(ds)
+            if problem is None and (rescale := _rescale_problem(ds)) is not None:
+                problem = ("damaged", rescale)
             if problem is not None:
                 kind, reason = problem
                 (damaged if kind == "damaged" else skipped).append((path, reason))
@@ -917,6 +1061,21 @@ def _check_sizes(folder: Path, info: SeriesInfo) -> None:
         )
 
 
+def _warn_uneven_positions(folder: Path, info: SeriesInfo) -> None:
+    """Log the files at positions holding another number of images than most (duplicates)."""
+    if info.n_positions * info.n_phases == info.n_images:
+        return
+    groups = _position_groups(info.positions_mm)
+    common = Counter(stop - start for start, stop in groups).most_common(1)[0][0]
+    odd = [info.files[i] for start, stop in groups if stop - start != common for i in range(start, stop)]
+    logger.warning(
+        "%s: the %d positions hold different numbers of images (most hold %d, at most %d); "
+        "%d file(s) at the other positions: %s; remove duplicate copies of a slice, or move "
+        "stray images to another folder",
+        folder, info.n_positions, common, info.n_phases, len(odd), _names(odd),
+    )
+
+
 def read_dicom_series(folder: str | Path, series_uid: str | None = None, *,
                       progress: bool = False) -> DicomSeries:
     """Read one series from a folder and stack it in order.
@@ -940,8 +1099,16 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None, *,
     ------
     CtsegDataError
         Missing or empty folder; no DICOM images in it; several series and no (or an unknown)
-        ``series_uid`` (the message lists each series); a damaged file; images of different
-        sizes in the series; pixel data that cannot be decoded.
+        ``series_uid`` (the message lists each series); a damaged file (including a
+        ``RescaleSlope`` of 0 or a rescale tag that is not a finite number); images of
+        different sizes in the series; pixel data that cannot be decoded; any other problem
+        :func:`read_dicom_file` refuses.
+
+    Notes
+    -----
+    Logged warnings name the files concerned: images in another orientation than most of
+    the series, images without position, positions holding more (duplicates) or fewer
+    images than most.
     """
     from tqdm.auto import tqdm  # noqa: PLC0415 - keeps import of this module light
 
@@ -963,10 +1130,15 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None, *,
             ds, problem = _parse(path, headers_only=False)
             if problem is not None:
                 raise CtsegDataError(f"{path}: {problem[1]}; replace or remove the file")
-            images[index] = _decode(path, ds)
-    if info.n_positions * info.n_phases != info.n_images:
-        logger.warning("%s: the %d positions hold different numbers of images (at most %d)",
-                       folder, info.n_positions, info.n_phases)
+            pixels = _decode(path, ds)
+            if pixels.shape != (rows, cols):
+                raise CtsegDataError(
+                    f"{path}: the image is {pixels.shape[0]}x{pixels.shape[1]} now, but "
+                    f"{rows}x{cols} when the folder was scanned; the file changed while reading: "
+                    "try again once it is no longer being written"
+                )
+            images[index] = pixels
+    _warn_uneven_positions(folder, info)
     return DicomSeries(
         images=images,
         files=list(info.files),

@@ -5,7 +5,9 @@ image volume and one label volume per patient. :func:`read_nifti_slices` cuts bo
 array axis into the ``(K, M, N)`` stacks the rest of ctseg works with.
 
 Slices follow the array's storage order (no reorientation); the in-plane spacing comes from
-the header's voxel sizes (``zooms``). The module never imports TensorFlow or Keras.
+the header's voxel sizes (``zooms``). NaN and +-Inf image voxels are replaced by the volume's
+minimum finite value, with one warning naming the file
+(:func:`~ctseg_helpers.io.datafile.replace_nonfinite`). The module never imports TensorFlow or Keras.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.io.datafile import replace_nonfinite
 from ctseg_helpers.io.labels import check_num_labels
 
 logger = logging.getLogger(__name__)
@@ -29,7 +32,8 @@ class NiftiSlices:
     Attributes
     ----------
     slices : ndarray of shape (K, M, N) and dtype float32
-        Image values with the header's scaling (``scl_slope``/``scl_inter``) applied.
+        Image values with the header's scaling (``scl_slope``/``scl_inter``) applied; NaN and
+        +-Inf voxels replaced by the volume's minimum finite value (with a warning).
     labels : ndarray of shape (K, M, N) and dtype uint8, or None
         Label values, when a label volume was given.
     spacing_mm : (float, float)
@@ -118,7 +122,8 @@ def read_nifti_slices(image_path: str | Path, label_path: str | Path | None = No
     Raises
     ------
     CtsegDataError
-        Missing or unreadable file, 4D data, image and label shapes differ (both files named),
+        Missing or unreadable file, 4D data, no finite image voxel, image and label shapes
+        differ (both files named),
         label values that are negative, not whole numbers or above ``num_labels``/255.
     CtsegSettingsError
         ``axis`` not 0, 1 or 2; ``num_labels`` outside 1..255.
@@ -127,7 +132,7 @@ def read_nifti_slices(image_path: str | Path, label_path: str | Path | None = No
         raise CtsegSettingsError(f"axis must be 0, 1 or 2 (the array axis to cut along), got {axis!r}")
     image_path = Path(image_path)
     img = _load(image_path)
-    volume = _data(image_path, img, np.float32)
+    volume = replace_nonfinite(image_path, _data(image_path, img, np.float32))
     zooms = [float(z) for z in img.header.get_zooms()[:3]]
     unit = img.header.get_xyzt_units()[0]
     scale = {"meter": 1000.0, "micron": 1e-3}.get(unit, 1.0)

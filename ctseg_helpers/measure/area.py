@@ -14,9 +14,17 @@ The area table has the user manual's shape::
     std                            NaN                62.6   9.8
 
 Areas are in mm²; ``std`` is the sample standard deviation over slices (ddof=1; NaN for a
-single slice). When the slices form a 3D stack (distinct, equally spaced positions), ROI
-volumes are given in a separate table in millilitres: sum of the slice areas times the
-distance between slices (Cavalieri's estimator).
+single slice). A table of several DICOM series starts with the columns ``series`` (its number
+as ``ctseg inspect`` lists it), ``series_uid`` and ``series_description``; its mean and std
+rows are over all slices.
+
+When the slices form a 3D stack (distinct, equally spaced positions), ROI volumes are given in a
+separate table in millilitres: sum of the slice areas times the distance between slices
+(Cavalieri's estimator).
+
+ROI names are label 1 first; a list that starts with ``background`` (as the user manual writes
+``labels_list``) has that name dropped (:func:`check_label_names`, the one rule every part of
+ctseg that takes ROI names uses).
 """
 
 from __future__ import annotations
@@ -29,6 +37,13 @@ import numpy as np
 import pandas as pd
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.io.label_names import (  # noqa: F401 - re-exported: measure is where users look
+    BACKGROUND_NAME,
+    SERIES_COLUMNS,
+    TABLE_COLUMNS,
+    check_label_names,
+    label_names_hint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -207,16 +222,32 @@ def stack_spacing_mm(positions_mm: Sequence[float] | None, *, rel_tol: float = 0
     return spacing
 
 
-def _check_names(label_names: Sequence[str]) -> list[str]:
-    names = [str(n) for n in label_names]
-    if not names:
-        raise CtsegSettingsError("labels_list is empty: give one name per ROI (background excluded)")
-    if len(set(names)) != len(names):
-        raise CtsegSettingsError(f"labels_list has repeated names: {names}; give each ROI its own name")
-    reserved = {"file", "slice_position_mm"} & set(names)
-    if reserved:
-        raise CtsegSettingsError(f"labels_list may not use the column name(s) {sorted(reserved)}; rename those ROIs")
-    return names
+def read_named_label(path: str | Path, label_names: Sequence[str]) -> np.ndarray:
+    """:func:`ctseg_helpers.io.labels.read_label` with one ROI per name.
+
+    Returns
+    -------
+    ndarray of shape (M, N) and dtype uint8
+
+    Raises
+    ------
+    CtsegDataError
+        As ``read_label``; when the file holds label values above the number of names, the
+        message also gives the names, the largest value and an example.
+    """
+    from ctseg_helpers.io.labels import load_label_values, read_label  # noqa: PLC0415
+
+    try:
+        return read_label(path, len(label_names))
+    except CtsegDataError as exc:
+        try:
+            values = load_label_values(path)
+        except CtsegDataError:
+            raise exc from None
+        high = int(values.max()) if values.size else 0
+        if high <= len(label_names):
+            raise
+        raise CtsegDataError(f"{exc}; {label_names_hint(label_names, high)}") from exc
 
 
 def area_table(
@@ -226,6 +257,7 @@ def area_table(
     *,
     files: Sequence[str | Path] | None = None,
     positions_mm: Sequence[float] | None = None,
+    series: Sequence[tuple[int, str, str]] | None = None,
 ) -> pd.DataFrame:
     """Area of every ROI on every slice, with mean and std rows (the manual's CSV shape).
 
@@ -236,28 +268,34 @@ def area_table(
     pixel_spacing_mm : (float, float) or array-like of shape (K, 2)
         One spacing for all slices, or one per slice (mm).
     label_names : sequence of str
-        ROI names, label 1 first; they become the column names.
+        ROI names, label 1 first; they become the column names. A first name ``background``
+        is dropped (see :func:`check_label_names`).
     files : sequence of str or Path, optional
         Source file of each slice (only the file name is kept).
     positions_mm : sequence of float, optional
         Slice position along the slice normal (mm); NaN where unknown.
+    series : sequence of (int, str, str), optional
+        ``(number, SeriesInstanceUID, SeriesDescription)`` of each slice's series, for a table
+        of several series; they become the first columns (:data:`SERIES_COLUMNS`). The mean and
+        std rows are then over the slices of all series.
 
     Returns
     -------
     pandas.DataFrame
         Index ``slice number 1`` .. ``slice number K``, ``mean``, ``std`` (named
         :data:`AREA_INDEX_NAME`); columns ``file``, ``slice_position_mm`` and one float column
-        per ROI, in mm².
+        per ROI, in mm² (with ``series``: ``series``, ``series_uid`` and ``series_description``
+        first).
 
     Raises
     ------
     CtsegSettingsError
-        If the names are empty, repeated, clash with ``file`` / ``slice_position_mm``, or the
-        number of spacings, files or positions differs from the number of slices.
+        As :func:`check_label_names`; if the number of spacings, files, positions or series
+        differs from the number of slices.
     CtsegDataError
         If a label map holds values above the number of names.
     """
-    names = _check_names(label_names)
+    names = list(check_label_names(label_names))
     maps = list(labels)
     n = len(maps)
     spacing = np.asarray(pixel_spacing_mm, dtype=np.float64)
@@ -270,13 +308,17 @@ def area_table(
     positions = np.asarray(positions_mm, dtype=np.float64) if positions_mm is not None else np.full(n, np.nan)
     if len(file_names) != n or positions.shape != (n,):
         raise CtsegSettingsError(f"{n} label maps but {len(file_names)} file names and {positions.size} positions")
+    if series is not None and len(series) != n:
+        raise CtsegSettingsError(f"{n} label maps but the series of {len(series)} slices")
     areas = np.zeros((n, len(names)))
     for i, (label_map, sp) in enumerate(zip(maps, spacing, strict=True)):
         try:
             areas[i] = roi_areas_mm2(label_map, sp, len(names))
         except CtsegDataError as exc:
             where = file_names[i] or f"slice {i + 1}"
-            raise CtsegDataError(f"{where}: {exc}") from exc
+            high = int(np.max(label_map)) if np.size(label_map) else 0
+            hint = f"; {label_names_hint(names, high)}" if high > len(names) else ""
+            raise CtsegDataError(f"{where}: {exc}{hint}") from exc
     table = pd.DataFrame(areas, columns=names, index=[f"slice number {i + 1}" for i in range(n)])
     table.insert(0, "slice_position_mm", positions)
     table.insert(0, "file", file_names)
@@ -288,6 +330,11 @@ def area_table(
     )
     summary.insert(0, "slice_position_mm", np.nan)
     summary.insert(0, "file", "")
+    if series is not None:
+        for column, values in reversed(list(zip(SERIES_COLUMNS, zip(*series, strict=True) if n else [()] * 3,
+                                               strict=True))):
+            table.insert(0, column, list(values))
+            summary.insert(0, column, "")
     table = pd.concat([table, summary])
     table.index.name = AREA_INDEX_NAME
     return table
@@ -321,7 +368,7 @@ def volume_table(table: pd.DataFrame, slice_spacing_mm: float) -> pd.DataFrame:
     """
     if not (np.isfinite(slice_spacing_mm) and slice_spacing_mm > 0):
         raise CtsegSettingsError(f"slice_spacing_mm must be a positive distance in mm, got {slice_spacing_mm}")
-    rows = slice_rows(table).drop(columns=["file", "slice_position_mm"])
+    rows = slice_rows(table).drop(columns=[c for c in TABLE_COLUMNS if c in table.columns])
     volumes = pd.DataFrame(
         {
             "volume_ml": rows.sum(axis=0).to_numpy() * float(slice_spacing_mm) / 1000.0,
@@ -377,13 +424,16 @@ def areas_from_folders(
     manual segmentation and a predicted one (``predictions/<run>/labels``) give comparable
     tables. Only DICOM headers are read (no pixel data). A folder may hold several series
     (e.g. a training folder of several patients): rows follow each series' stacking order,
-    largest series first. DICOM files without a label map are left out with a warning.
+    largest series first, and when label maps of more than one series are used the table
+    carries each slice's series (its number as ``ctseg inspect`` lists it, SeriesInstanceUID
+    and SeriesDescription; see :func:`area_table`), as the table of a segmentation run of
+    several series does. DICOM files without a label map are left out with a warning.
 
     Parameters
     ----------
     labels_dir, dicom_dir : path
     label_names : sequence of str
-        ROI names, label 1 first.
+        ROI names, label 1 first (see :func:`check_label_names`).
     fov, matrix_size : optional
         Fallback spacing, see :func:`pixel_spacings_mm`.
     series_uid : str, optional
@@ -392,8 +442,9 @@ def areas_from_folders(
     Returns
     -------
     (pandas.DataFrame, pandas.DataFrame or None)
-        The :func:`area_table` and the :func:`volume_table`; volumes only when the labelled
-        slices are one series whose every slice position is labelled once and equally spaced.
+        The :func:`area_table` and the :func:`volume_table`; volumes of each series whose every
+        slice position is labelled once and equally spaced (for several series one table,
+        :func:`series_volume_table`), None when there is no such series.
 
     Raises
     ------
@@ -402,10 +453,9 @@ def areas_from_folders(
         ``series_uid`` is not in the folder.
     """
     from ctseg_helpers.io.dicom import scan_dicom_folder  # noqa: PLC0415
-    from ctseg_helpers.io.labels import read_label  # noqa: PLC0415
     from ctseg_helpers.segment.outputs import output_stem  # noqa: PLC0415
 
-    names = _check_names(label_names)
+    names = list(check_label_names(label_names))
     label_files = find_label_files(labels_dir)
     scan = scan_dicom_folder(dicom_dir)
     scan.require_images()
@@ -416,6 +466,7 @@ def areas_from_folders(
             + ", ".join(s.series_uid for s in scan.series)
         )
     maps, files, positions, spacings, used_stems, used_series = [], [], [], [], set(), []
+    tags = []
     n_dicom = 0
     for info in all_series:
         n_dicom += info.n_images
@@ -423,13 +474,14 @@ def areas_from_folders(
         hits = [i for i, f in enumerate(info.files) if output_stem(f) in label_files]
         if not hits:
             continue
-        used_series.append((info, hits))
+        tag = (scan.series.index(info) + 1, info.series_uid, info.series_description)
+        used_series.append((info, hits, tag))
         series_spacings = pixel_spacings_mm(spacing_rows[hits], info.shapes[hits[0]], fov=fov,
                                             matrix_size=matrix_size, source=dicom_dir)
         for i, spacing in zip(hits, series_spacings, strict=True):
             stem = output_stem(info.files[i])
             path = label_files[stem]
-            label_map = read_label(path, len(names))
+            label_map = read_named_label(path, names)
             if tuple(label_map.shape) != tuple(info.shapes[i]):
                 raise CtsegDataError(
                     f"{path}: label map is {label_map.shape[0]}x{label_map.shape[1]} but its image "
@@ -439,6 +491,7 @@ def areas_from_folders(
             maps.append(label_map)
             files.append(info.files[i])
             positions.append(float(info.positions_mm[i]))
+            tags.append(tag)
             used_stems.add(stem)
     if not maps:
         first = scan.series[0].files[0]
@@ -452,15 +505,45 @@ def areas_from_folders(
     extra = set(label_files) - used_stems
     if extra:
         logger.warning("%s: %d label map(s) match no DICOM file, e.g. %s", labels_dir, len(extra), sorted(extra)[0])
-    table = area_table(maps, np.array(spacings), names, files=files, positions_mm=positions)
-    volumes = None
-    if len(used_series) == 1:
+    several = len(used_series) > 1
+    table = area_table(maps, np.array(spacings), names, files=files, positions_mm=positions,
+                       series=tags if several else None)
+    per_series = []
+    for info, hits, tag in used_series:
         # every slice position of the series labelled once (one cine phase at all positions counts)
-        info, hits = used_series[0]
-        if len(hits) == info.n_positions:
-            spacing = stack_spacing_mm(np.asarray(positions))
-            volumes = volume_table(table, spacing) if spacing is not None else None
-    return table, volumes
+        if len(hits) != info.n_positions:
+            continue
+        rows = slice_rows(table)
+        rows = rows[rows["series"] == tag[0]] if several else rows
+        spacing = stack_spacing_mm(rows["slice_position_mm"].to_numpy(dtype=np.float64))
+        if spacing is not None:
+            per_series.append((tag, volume_table(rows, spacing)))
+    if not several:
+        return table, per_series[0][1] if per_series else None
+    return table, series_volume_table(per_series)
+
+
+def series_volume_table(volumes: Sequence[tuple[tuple[int, str, str], pd.DataFrame]]) -> pd.DataFrame | None:
+    """The :func:`volume_table` of several series in one table.
+
+    Parameters
+    ----------
+    volumes : sequence of ((number, SeriesInstanceUID, SeriesDescription), DataFrame)
+        Each series' volume table.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        One row per series and ROI (index ``roi``), the series in :data:`SERIES_COLUMNS` first;
+        None when ``volumes`` is empty.
+    """
+    frames = []
+    for (number, uid, description), table in volumes:
+        frame = table.copy()
+        for column, value in reversed(list(zip(SERIES_COLUMNS, (number, uid, description), strict=True))):
+            frame.insert(0, column, value)
+        frames.append(frame)
+    return pd.concat(frames) if frames else None
 
 
 def _rows(values, n: int, width: int | None = None) -> np.ndarray:
@@ -474,8 +557,14 @@ def _rows(values, n: int, width: int | None = None) -> np.ndarray:
 
 __all__ = [
     "AREA_INDEX_NAME",
+    "BACKGROUND_NAME",
+    "SERIES_COLUMNS",
     "area_table",
     "areas_from_folders",
+    "check_label_names",
+    "label_names_hint",
+    "read_named_label",
+    "series_volume_table",
     "find_label_files",
     "pixel_spacings_mm",
     "roi_areas_mm2",

@@ -146,6 +146,8 @@ class Case:
         Which slices have a label file.
     unmatched : list of Path
         Label files whose stem matches no DICOM file of the series (left out).
+    truth_files : dict of str to Path
+        The manual label file of each slice that has one, by stem.
     """
 
     series: object
@@ -156,6 +158,7 @@ class Case:
     has_prediction: np.ndarray
     has_truth: np.ndarray
     unmatched: list[Path] = field(default_factory=list)
+    truth_files: dict[str, Path] = field(default_factory=dict)
 
     @property
     def images(self) -> np.ndarray:
@@ -264,8 +267,8 @@ def _infer_num_labels(folders: list[dict[str, Path]]) -> int:
     return max(top, 1)
 
 
-def _stack_labels(files: dict[str, Path], stems: list[str], shape, num_labels: int, what: str):
-    from ctseg_helpers.io.labels import read_label  # noqa: PLC0415
+def _stack_labels(files: dict[str, Path], stems: list[str], shape, names: tuple[str, ...], what: str):
+    from ctseg_helpers.measure.area import read_named_label  # noqa: PLC0415
 
     stack = np.zeros((len(stems), *shape), dtype=np.uint8)
     present = np.zeros(len(stems), dtype=bool)
@@ -273,7 +276,7 @@ def _stack_labels(files: dict[str, Path], stems: list[str], shape, num_labels: i
         path = files.get(stem)
         if path is None:
             continue
-        labels = read_label(path, num_labels)
+        labels = read_named_label(path, names)
         if labels.shape != tuple(shape):
             raise CtsegDataError(
                 f"{path}: {what} label map is {labels.shape[0]}x{labels.shape[1]} but its DICOM slice is "
@@ -293,8 +296,12 @@ def _label_folders(prediction_dir, truth_dir) -> dict[str, dict[str, Path]]:
 
 
 def _names(label_names, folders) -> tuple[str, ...]:
+    from ctseg_helpers.measure.area import check_label_names  # noqa: PLC0415
+
     names = parse_label_names(label_names)
-    if names is None:
+    if names is not None:
+        names = check_label_names(names)
+    else:
         num_labels = _infer_num_labels(list(folders.values())) if folders else 1
         names = tuple(f"ROI {i}" for i in range(1, num_labels + 1))
     return names
@@ -325,12 +332,13 @@ def _build_case(series, folders, names, unmatched) -> Case:
     prediction = truth = None
     has_prediction = has_truth = np.zeros(len(stems), dtype=bool)
     if "predicted" in folders:
-        prediction, has_prediction = _stack_labels(folders["predicted"], stems, shape, len(names), "predicted")
+        prediction, has_prediction = _stack_labels(folders["predicted"], stems, shape, names, "predicted")
     if "manual" in folders:
-        truth, has_truth = _stack_labels(folders["manual"], stems, shape, len(names), "manual")
+        truth, has_truth = _stack_labels(folders["manual"], stems, shape, names, "manual")
+    truth_files = {stem: folders["manual"][stem] for stem in stems if stem in folders.get("manual", {})}
     return Case(
         series=series, stems=stems, label_names=names, prediction=prediction, truth=truth,
-        has_prediction=has_prediction, has_truth=has_truth, unmatched=unmatched,
+        has_prediction=has_prediction, has_truth=has_truth, unmatched=unmatched, truth_files=truth_files,
     )
 
 
@@ -352,8 +360,9 @@ def load_case(
         None. Slices without a file are allowed (see ``Case.has_truth``); label files without a
         DICOM slice are left out with a warning.
     label_names : str ("a,b"), sequence of str or None
-        ROI names, label 1 first. None: as many ROIs as the largest label value found, named
-        ``ROI 1``, ``ROI 2`` ...
+        ROI names, label 1 first; a first name ``background`` is dropped
+        (:func:`ctseg_helpers.measure.area.check_label_names`). None: as many ROIs as the
+        largest label value found, named ``ROI 1``, ``ROI 2`` ...
     series_uid : str, optional
         Series to read when the folder holds several.
 
@@ -439,6 +448,8 @@ class Evaluation:
     tolerance_mm : float
         Tolerance of the surface Dice.
     label_names : tuple of str
+    skipped : list of str
+        One note per series left out because no slice of it has both label maps.
     """
 
     metrics: pd.DataFrame
@@ -447,6 +458,7 @@ class Evaluation:
     volume_metrics: pd.DataFrame | None
     tolerance_mm: float
     label_names: tuple[str, ...]
+    skipped: list[str] = field(default_factory=list)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The tables to save, by file name (see :data:`OUTPUT_FILES`); empty ones left out."""
@@ -487,21 +499,40 @@ def evaluate_cases(cases: list[Case], tolerance_mm: float = 2.0, progress: bool 
     """:func:`evaluate_case` over several scans (series), pooled into one evaluation.
 
     ``metrics`` and ``volume_metrics`` get a ``series_uid`` column; the summary and the area
-    agreement pool the slices of all scans.
+    agreement pool the slices of all scans. A series where no slice has both a predicted and a
+    manual label map (e.g. one that was not segmented) is left out with one warning naming it
+    (also in ``Evaluation.skipped``).
 
     Raises
     ------
     CtsegDataError
-        As :func:`evaluate_case`; also when ``cases`` is empty or the cases name their ROIs
-        differently.
+        As :func:`evaluate_case`; also when ``cases`` is empty, the cases name their ROIs
+        differently, or no series at all has a slice with both label maps.
     """
     if not cases:
         raise CtsegDataError("nothing to evaluate: no scan has label maps")
     names = cases[0].label_names
     if any(c.label_names != names for c in cases):
         raise CtsegDataError("the scans to evaluate together must use the same ROI names")
-    frames, volumes = [], []
     for case in cases:
+        if case.prediction is None or case.truth is None:
+            raise CtsegDataError(
+                "evaluation needs both predicted and manual label maps; give prediction_dir and truth_dir"
+            )
+    evaluable = [bool((c.has_prediction & c.has_truth).any()) for c in cases]
+    usable = [c for c, ok in zip(cases, evaluable, strict=True) if ok]
+    if not usable:
+        folder = Path(cases[0].series.files[0]).parent
+        raise CtsegDataError(
+            f"{folder}: no slice of series {_few([c.series.series_uid for c in cases])} has both a predicted "
+            "and a manual label map (files are paired by stem); check that the two label folders belong to "
+            "this scan"
+        )
+    skipped = [_skip_note(c) for c, ok in zip(cases, evaluable, strict=True) if not ok]
+    for note in skipped:
+        logger.warning("%s", note)
+    frames, volumes = [], []
+    for case in usable:
         frames.append(_slice_metrics(case, tolerance_mm, progress))
         volume = _volume_metrics(case, tolerance_mm)
         if volume is not None:
@@ -514,27 +545,42 @@ def evaluate_cases(cases: list[Case], tolerance_mm: float = 2.0, progress: bool 
         volume_metrics=pd.concat(volumes, ignore_index=True) if volumes else None,
         tolerance_mm=float(tolerance_mm),
         label_names=names,
+        skipped=skipped,
     )
+
+
+def _few(names: list[str], shown: int = 5) -> str:
+    """``a, b, c`` or ``a, b, c, d, e and 7 more``."""
+    text = ", ".join(str(n) for n in names[:shown])
+    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _skip_note(case: Case) -> str:
+    """One line saying which series is left out of an evaluation, and why."""
+    s = case.series
+    n_truth, n_pred = int(case.has_truth.sum()), int(case.has_prediction.sum())
+    where = (f"series {s.series_uid or '(no uid)'} ('{s.series_description or '(no description)'}', "
+             f"{len(case.stems)} slice(s), e.g. {Path(s.files[0]).name})")
+    if n_pred == 0:
+        return (f"{where}: {n_truth} manual label map(s) but no predicted one; left out of the evaluation "
+                "(segment that series too to evaluate it)")
+    if n_truth == 0:
+        return f"{where}: {n_pred} predicted label map(s) but no manual one; left out of the evaluation"
+    return (f"{where}: no slice has both a predicted and a manual label map ({n_pred} predicted, {n_truth} "
+            "manual); left out of the evaluation")
 
 
 def _slice_metrics(case: Case, tolerance_mm: float, progress: bool) -> pd.DataFrame:
     from tqdm.auto import tqdm  # noqa: PLC0415
 
-    if case.prediction is None or case.truth is None:
-        raise CtsegDataError(
-            "evaluation needs both predicted and manual label maps; give prediction_dir and truth_dir"
-        )
     folder = Path(case.series.files[0]).parent
-    both = np.flatnonzero(case.has_prediction & case.has_truth)
-    if both.size == 0:
-        raise CtsegDataError(
-            f"{folder}: no slice of series {case.series.series_uid} has both a predicted and a manual "
-            "label map (files are paired by stem); check that the two label folders belong to this scan"
-        )
-    missing = int((case.has_truth & ~case.has_prediction).sum())
-    if missing:
-        logger.warning("%s: %d slice(s) with a manual label map have no prediction and are left out",
-                       folder, missing)
+    both = np.flatnonzero(case.has_prediction & case.has_truth)  # not empty: evaluate_cases checked
+    missing = np.flatnonzero(case.has_truth & ~case.has_prediction)
+    if missing.size:
+        files = [case.truth_files[case.stems[i]].name if case.stems[i] in case.truth_files else case.stems[i]
+                 for i in missing]
+        logger.warning("%s: %d slice(s) with a manual label map have no prediction and are left out: %s",
+                       folder, missing.size, _few(files))
     rows = []
     for index in tqdm(both, desc="evaluating", unit="slice", disable=not progress):
         spacing = case.slice_spacing_mm(index)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.io.label_names import check_label_names
 from ctseg_helpers.prepare.normalize import Normalization
 
 SETTINGS_MEMBER = "ctseg_settings.json"
@@ -67,11 +69,9 @@ class ModelSettings:
             raise CtsegSettingsError(f"input_shape must be a positive integer, got {self.input_shape}")
         if self.num_labels < 1:
             raise CtsegSettingsError(f"num_labels must be at least 1, got {self.num_labels}")
-        if self.label_names and len(self.label_names) != self.num_labels:
-            raise CtsegSettingsError(
-                f"{len(self.label_names)} label names given for num_labels={self.num_labels}: "
-                "give one name per ROI (background excluded)"
-            )
+        if self.label_names:  # the manual's list with "background" first is accepted too
+            object.__setattr__(self, "label_names", check_label_names(
+                self.label_names, self.num_labels, setting="label_names", counted=f"num_labels={self.num_labels}"))
         if self.fit_mode not in ("patch", "resize", "pad"):
             raise CtsegSettingsError(f"fit_mode must be 'patch', 'resize' or 'pad', got {self.fit_mode!r}")
         if self.target_spacing_mm is not None and (
@@ -150,9 +150,9 @@ def update_settings(path: str | Path, settings: ModelSettings) -> Path:
                 if item.filename != SETTINGS_MEMBER:
                     target.writestr(item, source.read(item.filename))
             target.writestr(SETTINGS_MEMBER, json.dumps(settings.to_dict(), indent=2))
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         tmp.unlink(missing_ok=True)
-        raise CtsegDataError(f"{path}: not a .keras model file ({exc})") from exc
+        raise _not_a_model_error(path, exc) from exc
     tmp.replace(path)
     return path
 
@@ -163,21 +163,67 @@ def read_settings(path: str | Path) -> ModelSettings:
     Raises
     ------
     CtsegDataError
-        If the file does not exist, is not a ``.keras`` archive, or has no ctseg settings.
+        If the file does not exist, is not a ``.keras`` archive (not a zip, truncated, no
+        ``config.json``), has no ctseg settings, or its settings are not valid JSON, lack a
+        required key or hold a value of the wrong type. The message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise CtsegDataError(f"{path}: model file not found")
     try:
         with zipfile.ZipFile(path) as archive:
-            if SETTINGS_MEMBER not in archive.namelist():
-                raise CtsegDataError(
-                    f"{path}: this .keras file has no ctseg settings; it was not saved by ctseg "
-                    "(train it with ctseg, or add settings with ctseg_helpers.model.settings.save_model)"
-                )
-            return ModelSettings.from_dict(json.loads(archive.read(SETTINGS_MEMBER)))
-    except zipfile.BadZipFile as exc:
-        raise CtsegDataError(f"{path}: not a .keras model file ({exc})") from exc
+            _check_members(path, archive.namelist())
+            text = archive.read(SETTINGS_MEMBER)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise _not_a_model_error(path, exc) from exc
+    return _parse_settings(path, text)
+
+
+def _not_a_model_error(path: Path, exc: Exception) -> CtsegDataError:
+    """The error for a file that zipfile cannot read: damaged if it starts like a zip, else foreign."""
+    with open(path, "rb") as f:
+        starts_like_zip = f.read(4) == b"PK\x03\x04"
+    if starts_like_zip:
+        return CtsegDataError(
+            f"{path}: is not a complete Keras model file (truncated or damaged? {exc}); copy it again or retrain"
+        )
+    return CtsegDataError(
+        f"{path}: not a .keras model file (not a zip archive); give a model saved by ctseg training"
+    )
+
+
+def _check_members(path: Path, names: list[str]) -> None:
+    if "config.json" not in names:
+        raise CtsegDataError(
+            f"{path}: not a .keras model file (a zip archive without config.json); "
+            "give a model saved by ctseg training"
+        )
+    if SETTINGS_MEMBER not in names:
+        raise CtsegDataError(
+            f"{path}: this .keras file has no ctseg settings; it was not saved by ctseg "
+            "(train it with ctseg, or add settings with ctseg_helpers.model.settings.save_model)"
+        )
+
+
+def _parse_settings(path: Path, text: bytes) -> ModelSettings:
+    """ModelSettings from the archive's settings member, with errors that name the file."""
+    fix = "the file is damaged or was edited by hand: copy it again or retrain"
+    try:
+        data = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise CtsegDataError(
+            f"{path}: its ctseg settings ({SETTINGS_MEMBER}) are not valid JSON ({exc}); {fix}"
+        ) from exc
+    if not isinstance(data, dict):
+        raise CtsegDataError(
+            f"{path}: its ctseg settings ({SETTINGS_MEMBER}) hold a {type(data).__name__}, not a JSON object; {fix}"
+        )
+    try:
+        return ModelSettings.from_dict(data)
+    except KeyError as exc:
+        raise CtsegDataError(f"{path}: its ctseg settings ({SETTINGS_MEMBER}) lack the key {exc}; {fix}") from exc
+    except (TypeError, ValueError, AttributeError) as exc:  # CtsegSettingsError is a ValueError
+        raise CtsegDataError(f"{path}: its ctseg settings ({SETTINGS_MEMBER}) are invalid ({exc}); {fix}") from exc
 
 
 def load_model(path: str | Path, *, compile: bool = False):
@@ -186,7 +232,15 @@ def load_model(path: str | Path, *, compile: bool = False):
     Returns
     -------
     (keras.Model, ModelSettings)
+
+    Raises
+    ------
+    CtsegDataError
+        As :func:`read_settings`; or if Keras cannot rebuild the model (damaged weights,
+        unknown layers) or refuses it in safe mode (a ``Lambda`` layer holds arbitrary code).
+        The message names the file.
     """
+    path = Path(path)
     settings = read_settings(path)
     from ctseg_helpers.tf_setup import configure_tensorflow  # noqa: PLC0415
 
@@ -196,5 +250,25 @@ def load_model(path: str | Path, *, compile: bool = False):
     # Importing the losses and metrics registers them, so compiled models reload by name.
     import ctseg_helpers.model.losses  # noqa: F401, PLC0415
 
-    model = keras.saving.load_model(path, compile=compile, safe_mode=True)
+    try:
+        model = keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except PermissionError:
+        raise  # the command line says which file cannot be read
+    except (ValueError, TypeError, KeyError, AttributeError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise _keras_load_error(path, exc) from exc
     return model, settings
+
+
+def _keras_load_error(path: Path, exc: Exception) -> CtsegDataError:
+    """The error for a model Keras refuses: safe mode (code in the file) or a damaged file."""
+    text = str(exc).strip()
+    first_line = text.splitlines()[0][:200] if text else type(exc).__name__
+    if "safe_mode" in text:
+        what = "a Lambda layer (arbitrary code)" if "Lambda" in text else f"code ({first_line})"
+        return CtsegDataError(
+            f"{path}: holds {what}, which ctseg refuses to load in safe mode; only load models you trained with ctseg"
+        )
+    return CtsegDataError(
+        f"{path}: is not a complete Keras model file (truncated or damaged? Keras says: {first_line}); "
+        "copy it again or retrain"
+    )

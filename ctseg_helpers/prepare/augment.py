@@ -6,10 +6,13 @@ outside the slice become background (0), so augmentation never creates a label v
 label map did not hold. Intensity transforms (noise, blur, brightness, contrast, simulated low
 resolution, gamma) touch the image only, and image values stay within 0..1.
 
-The defaults follow nnU-Net's default 2D augmentation (rotation, scaling, Gaussian noise,
-Gaussian blur, brightness, contrast, simulated low resolution, gamma; elastic deformation off),
-in nnU-Net's order, with strengths adapted to our images in 0..1 and without mirroring (flips
-would swap sided ROIs). :data:`AUGMENTATION_GROUPS` and :meth:`AugmentConfig.without` switch
+The defaults follow nnU-Net v2's default 2D augmentation (rotation by any angle for square
+patches, scaling, Gaussian noise, Gaussian blur, brightness, contrast, simulated low resolution,
+gamma; elastic deformation off), in nnU-Net's order, with strengths adapted to our images in
+0..1 and without mirroring: a flip would swap sided ROIs, while a rotation keeps them (it turns
+the patient in the image plane, it never mirrors). Rotations by any angle matter on real data:
+the in-plane orientation of a scan depends on how it was planned (one Sunnybrook patient's
+short-axis images are turned by about 90 degrees against the other two). :data:`AUGMENTATION_GROUPS` and :meth:`AugmentConfig.without` switch
 whole groups off, e.g. to measure what each group adds.
 
 All transforms are TensorFlow ops driven by a per-example *stateless* seed, so they run in a
@@ -74,7 +77,8 @@ class AugmentConfig:
         rotation or a scaling (each 0.2).
     max_rotation_deg : float
         Largest rotation, degrees either way (0..180); the angle is uniform in
-        ``-max_rotation_deg..max_rotation_deg``. Default 30.
+        ``-max_rotation_deg..max_rotation_deg``. Default 180 (any angle), nnU-Net's for 2D
+        square patches; lower it when every scan shows the patient the same way up.
     scale_range : (float, float)
         Range of the zoom factor (1 = no zoom, above 1 enlarges), drawn log-uniformly.
         Default (0.7, 1.4), nnU-Net's.
@@ -119,7 +123,7 @@ class AugmentConfig:
     p_flip: float = 0.0
     p_rot90: float = 0.0
     p_affine: float = 0.3
-    max_rotation_deg: float = 30.0
+    max_rotation_deg: float = 180.0
     scale_range: tuple[float, float] = (0.7, 1.4)
     max_translation_fraction: float = 0.05
     p_elastic: float = 0.0
@@ -165,6 +169,22 @@ class AugmentConfig:
             raise CtsegSettingsError(f"elastic_grid must be at least 2 control points, got {self.elastic_grid}")
         if self.brightness_delta < 0 or self.noise_std < 0:
             raise CtsegSettingsError("brightness_delta and noise_std must not be negative")
+
+    @property
+    def context_factor(self) -> float:
+        """How much larger than a patch the region cut around it must be so that the largest
+        rotation and the strongest zoom-out bring in image, not empty corners (1 = no margin).
+
+        Rotating a square by up to ``max_rotation_deg`` needs up to ``|cos| + |sin|`` (at most
+        sqrt(2)) times its side, zooming out by the low end of ``scale_range`` another
+        ``1 / low``. Capped at 2: beyond that, corners outside the region stay background, as
+        they do at the slice's own border.
+        """
+        if not (self.enabled and self.p_affine > 0):
+            return 1.0
+        angle = math.radians(min(self.max_rotation_deg, 45.0))
+        rotation = abs(math.cos(angle)) + abs(math.sin(angle))
+        return min(2.0, rotation / min(1.0, self.scale_range[0]))
 
     @property
     def active(self) -> bool:

@@ -12,6 +12,14 @@ at native resolution and writes, under ``out_dir/<folder name>_<YYYYmmdd-HHMMSS>
     volumes.csv                 ROI volumes (mL), only when the slices form a 3D stack
     run.json                    what was run: model, settings, source folder, outputs
 
+A folder may hold several series (scans of several patients, or several scans of one): each
+is read and segmented as its own stack, unless ``series_uid`` picks one. Label maps and
+previews keep their DICOM file names (unique in one folder), so they share ``labels/`` and
+``overlays/``; ``areas.csv`` then starts with each slice's series (its number as ``ctseg
+inspect`` lists it, SeriesInstanceUID, SeriesDescription), ``volumes.csv`` has one row per
+series and ROI (series that form a 3D stack), and each series gets its own
+``animation_series<number>.gif``. A folder of one series gives the outputs above unchanged.
+
 Existing runs are never touched: each run gets a new folder. With ``overwrite=True`` the run
 goes to ``out_dir/<folder name>/`` and replaces the files an earlier run wrote there (other
 files in that folder are left alone). Outputs carry no patient name or ID from the DICOM
@@ -44,6 +52,8 @@ OVERLAYS_SUBDIR = "overlays"
 AREAS_CSV = "areas.csv"
 VOLUMES_CSV = "volumes.csv"
 ANIMATION_GIF = "animation.gif"
+#: Animation of series number N when the run segments several series.
+SERIES_ANIMATION_GIF = "animation_series{number}.gif"
 RUN_JSON = "run.json"
 
 
@@ -210,6 +220,49 @@ def write_table_csv(table: pd.DataFrame, path: str | Path, *, overwrite: bool = 
 
 
 @dataclass
+class SeriesOutput:
+    """What :func:`run_segmentation` produced for one series of the folder.
+
+    Attributes
+    ----------
+    number : int or None
+        The series' number as ``ctseg inspect`` lists it (1 = most images); None when
+        ``series_uid`` picked it.
+    series_uid, series_description : str
+    files : list of Path
+        Source DICOM files, in stacking order.
+    label_paths, overlay_paths : list of Path
+    volumes : pandas.DataFrame or None
+        ROI volumes (mL) when its slices form a 3D stack.
+    volume_note : str
+        Why there are no volumes ("" when there are).
+    animation_gif : Path or None
+    images : ndarray of shape (K, M, N), float32
+    labels : ndarray of shape (K, M, N), uint8
+    pixel_spacing_mm : ndarray of shape (K, 2)
+    """
+
+    number: int | None
+    series_uid: str
+    series_description: str
+    files: list[Path]
+    label_paths: list[Path]
+    overlay_paths: list[Path]
+    volumes: pd.DataFrame | None
+    volume_note: str
+    animation_gif: Path | None
+    images: np.ndarray = field(repr=False)
+    labels: np.ndarray = field(repr=False)
+    pixel_spacing_mm: np.ndarray = field(repr=False)
+
+    @property
+    def title(self) -> str:
+        """``series 2 'T1 axial'``, as in tables and messages."""
+        number = f"series {self.number}" if self.number is not None else "series"
+        return f"{number} '{self.series_description or '(no description)'}'"
+
+
+@dataclass
 class SegmentationRun:
     """What :func:`run_segmentation` produced.
 
@@ -218,21 +271,27 @@ class SegmentationRun:
     run_dir : Path
         The run's folder.
     files : list of Path
-        Source DICOM files, in stacking order.
+        Source DICOM files, in stacking order (series after series).
     label_paths, overlay_paths : list of Path
         One label PNG and one preview JPG per slice (``overlay_paths`` empty without previews).
     areas : pandas.DataFrame
-        Area table (mm²), see :func:`ctseg_helpers.measure.area.area_table`.
+        Area table (mm²), see :func:`ctseg_helpers.measure.area.area_table`; with several
+        series its first columns name each slice's series.
     volumes : pandas.DataFrame or None
-        ROI volumes (mL) when the slices form a 3D stack.
+        ROI volumes (mL) when the slices form a 3D stack; with several series one row per
+        series and ROI, for the series that form one.
     areas_csv, volumes_csv, animation_gif, run_json : Path or None
+        ``animation_gif`` is the first series' animation when there are several.
     label_names : tuple of str
     images : ndarray of shape (K, M, N), float32
-        The slices as read (rescaled values).
+        The slices as read (rescaled values); with several series a list of the K (M, N)
+        slices (each series' stack is in ``series``).
     labels : ndarray of shape (K, M, N), uint8
-        The label maps.
+        The label maps (a list with several series, as ``images``).
     pixel_spacing_mm : ndarray of shape (K, 2)
         Spacing used for the areas.
+    series : list of SeriesOutput
+        Each series segmented (one for a folder of one series).
     """
 
     run_dir: Path
@@ -250,13 +309,28 @@ class SegmentationRun:
     labels: np.ndarray = field(repr=False)
     pixel_spacing_mm: np.ndarray = field(repr=False)
     volume_note: str = ""
+    series: list[SeriesOutput] = field(default_factory=list, repr=False)
 
     def animation_html(self, **kwargs) -> str:
-        """The slices with their ROIs as an interactive HTML animation (for a notebook)."""
+        """The slices with their ROIs as an interactive HTML animation (for a notebook).
+
+        With several series: one animation per series, each under a heading naming it.
+        """
+        from html import escape  # noqa: PLC0415
+
         from ctseg_helpers.show.animation import make_animation, to_html  # noqa: PLC0415
 
-        anim = make_animation(self.images, self.labels, list(self.label_names), title=self.run_dir.name, **kwargs)
-        return to_html(anim)
+        if len(self.series) <= 1:
+            anim = make_animation(self.images, self.labels, list(self.label_names), title=self.run_dir.name, **kwargs)
+            return to_html(anim)
+        parts = []
+        for out in self.series:
+            if not out.files:
+                continue
+            anim = make_animation(out.images, out.labels, list(self.label_names),
+                                  title=f"{self.run_dir.name} {out.title}", **kwargs)
+            parts.append(f"<h4>{escape(out.title)}: {len(out.files)} slice(s)</h4>\n{to_html(anim)}")
+        return "\n".join(parts)
 
     def show_animation(self, **kwargs):
         """Display object of :meth:`animation_html` (the last line of a notebook cell shows it)."""
@@ -265,24 +339,41 @@ class SegmentationRun:
         return HTML(self.animation_html(**kwargs))
 
     def volume_report(self):
-        """The volume table (mL), or a sentence saying why there is none (for a notebook)."""
-        if self.volumes is not None:
-            return self.volumes
-        from IPython.display import Markdown  # noqa: PLC0415
+        """The volume table (mL), or a sentence saying why there is none (for a notebook).
 
-        return Markdown(f"No ROI volumes: {self.volume_note}.")
+        With several series of which some form no stack: the table and the reasons for the others.
+        """
+        if self.volumes is not None and not self.volume_note:
+            return self.volumes
+        if self.volumes is None:
+            from IPython.display import Markdown  # noqa: PLC0415
+
+            return Markdown(f"No ROI volumes: {self.volume_note}.")
+        from html import escape  # noqa: PLC0415
+
+        from IPython.display import HTML  # noqa: PLC0415
+
+        return HTML(f"{self.volumes.to_html()}<p>No ROI volumes for {escape(self.volume_note)}.</p>")
 
     def summary(self) -> str:
         """A few lines saying what was written where."""
-        lines = [f"{len(self.files)} slice(s) segmented -> {self.run_dir}",
+        several = len(self.series) > 1
+        what = f"{len(self.files)} slice(s) of {len(self.series)} series" if several else f"{len(self.files)} slice(s)"
+        lines = [f"{what} segmented -> {self.run_dir}",
                  f"  label maps: {self.run_dir / LABELS_SUBDIR}/ (PNG, values 0..{len(self.label_names)})"]
         if self.overlay_paths:
             lines.append(f"  previews:   {self.run_dir / OVERLAYS_SUBDIR}/ (JPG)")
-        if self.animation_gif:
+        if several and self.animation_gif:
+            pattern = self.run_dir / SERIES_ANIMATION_GIF.format(number="<number>")
+            lines.append(f"  animations: {pattern} (one per series)")
+        elif self.animation_gif:
             lines.append(f"  animation:  {self.animation_gif}")
         lines.append(f"  areas (mm2): {self.areas_csv}")
         if self.volumes_csv:
             lines.append(f"  volumes (mL): {self.volumes_csv}")
+        if several:
+            lines.extend(f"  {out.title}: {len(out.files)} slice(s), uid {out.series_uid or '(none)'}"
+                         for out in self.series)
         return "\n".join(lines)
 
 
@@ -299,43 +390,36 @@ def check_settings(
     ----------
     model_settings : ModelSettings
     labels_list : sequence of str, optional
-        ROI names (background excluded); default: the names stored with the model, else
-        ``ROI 1``, ``ROI 2``, ...
+        ROI names, label 1 first; a first name ``background`` followed by one name per ROI is
+        dropped (:func:`ctseg_helpers.measure.area.check_label_names`). Default: the names
+        stored with the model, else ``ROI 1``, ``ROI 2``, ...
     input_shape : int, optional
         The input size the user expects; must equal the model's.
 
     Raises
     ------
     CtsegSettingsError
-        If ``input_shape`` or the number of names differs from the model's, stating both values.
+        If ``input_shape`` or the number of names differs from the model's, stating both values;
+        names refused by ``check_label_names``.
     """
     if input_shape is not None and int(input_shape) != model_settings.input_shape:
         raise CtsegSettingsError(
             f"{source}: input_shape={input_shape} in your settings but the model was trained with "
             f"input_shape={model_settings.input_shape}; set input_shape = {model_settings.input_shape}"
         )
-    if labels_list is None:
-        names = tuple(model_settings.label_names) or tuple(f"ROI {i + 1}" for i in range(model_settings.num_labels))
-    else:
-        if isinstance(labels_list, str):
-            raise CtsegSettingsError(
-                f"labels_list must be a list of names, e.g. ['{labels_list}'], got the string {labels_list!r}"
-            )
-        names = tuple(str(n) for n in labels_list)
-        if len(names) != model_settings.num_labels:
-            raise CtsegSettingsError(
-                f"{source}: labels_list has {len(names)} name(s) {list(names)} but the model was trained with "
-                f"{model_settings.num_labels} label(s)"
-                + (f" {list(model_settings.label_names)}" if model_settings.label_names else "")
-                + "; give one name per ROI, background excluded"
-            )
-        stored = tuple(model_settings.label_names)
-        if stored and names != stored:
-            logger.warning("%s: labels_list %s differs from the names the model was trained with %s; using yours",
-                           source, list(names), list(stored))
-    from ctseg_helpers.measure.area import _check_names  # noqa: PLC0415
+    from ctseg_helpers.measure.area import check_label_names  # noqa: PLC0415
 
-    _check_names(names)
+    stored = tuple(model_settings.label_names)
+    if labels_list is None:
+        names = stored or tuple(f"ROI {i + 1}" for i in range(model_settings.num_labels))
+        return check_label_names(names)
+    counted = f"the model was trained with {model_settings.num_labels} label(s)"
+    counted += f" {list(stored)}" if stored else ""
+    names = check_label_names(labels_list, model_settings.num_labels, setting=f"{source}: labels_list",
+                              counted=counted, example=stored or None)
+    if stored and names != stored:
+        logger.warning("%s: labels_list %s differs from the names the model was trained with %s; using yours",
+                       source, list(names), list(stored))
     return names
 
 
@@ -362,22 +446,26 @@ def run_segmentation(
     progress: bool = True,
     segmenter=None,
 ) -> SegmentationRun:
-    """Segment a DICOM series with a trained model and write label maps, previews, animation and areas.
+    """Segment a DICOM folder with a trained model and write label maps, previews, animation and areas.
 
     Parameters
     ----------
     model_path : path
         A ``.keras`` model saved by ctseg (loaded in Keras safe mode).
     dicom_dir : path
-        Folder holding one DICOM series (or pass ``series_uid``).
+        Folder of DICOM images. Every series in it is segmented, each as its own stack (see
+        the module documentation for the outputs of several series).
     out_dir : path
         Parent folder of the run folders (``predictions``).
     labels_list : sequence of str, optional
-        ROI names, label 1 first; must have one name per ROI the model knows.
+        ROI names, label 1 first; must have one name per ROI the model knows (a first name
+        ``background`` followed by one name per ROI is dropped).
     fov, matrix_size : optional
         Field of view (mm) and image size (pixels), used when a slice has no PixelSpacing.
     input_shape : int, optional
         Checked against the model's input size when given.
+    series_uid : str, optional
+        Segment only this series of the folder (its outputs are those of a folder of one series).
     mode, overlap, blend, batch_size, tta
         See :class:`~ctseg_helpers.segment.segmenter.Segmenter`; ``mode`` defaults to the
         model's training fit.
@@ -405,10 +493,18 @@ def run_segmentation(
     CtsegSettingsError
         Settings that disagree with the model (before anything is read or written).
     CtsegDataError
-        An unusable model file or DICOM folder, or slices without spacing and no ``fov``.
+        An unusable model file or DICOM folder (any of its series), an unknown ``series_uid``,
+        or slices without spacing and no ``fov``; nothing is written then.
     """
-    from ctseg_helpers.io.dicom import read_dicom_series  # noqa: PLC0415
-    from ctseg_helpers.measure.area import _rows, area_table, pixel_spacings_mm, volume_table  # noqa: PLC0415
+    from ctseg_helpers.io.dicom import read_dicom_series, scan_dicom_folder  # noqa: PLC0415
+    from ctseg_helpers.measure.area import (  # noqa: PLC0415
+        _rows,
+        area_table,
+        pixel_spacings_mm,
+        series_volume_table,
+        slice_rows,
+        volume_table,
+    )
     from ctseg_helpers.segment.ensemble import read_ensemble_settings  # noqa: PLC0415
     from ctseg_helpers.segment.segmenter import Segmenter, mode_for_fit  # noqa: PLC0415
 
@@ -434,15 +530,36 @@ def run_segmentation(
             "are never written into a folder the run reads: choose an output folder outside it"
         )
 
-    series = read_dicom_series(dicom_dir, series_uid=series_uid, progress=progress)
-    images = np.asarray(series.images, dtype=np.float32)
-    files = [Path(f) for f in series.files]
-    n_slices = len(files)
-    spacings = pixel_spacings_mm(
-        _rows(series.pixel_spacing_mm, n_slices, 2), images.shape[1:], fov=fov, matrix_size=matrix_size, source=dicom_dir
-    )
-    positions = _rows(series.positions_mm, n_slices)
-    stems = output_stems(files)
+    # every series of the folder, each its own stack, unless series_uid picks one
+    infos = None
+    if series_uid is None:
+        scan = scan_dicom_folder(dicom_dir)
+        scan.require_images()
+        infos = scan.series
+    if infos is None or len(infos) == 1:
+        all_series = [read_dicom_series(dicom_dir, series_uid=series_uid, progress=progress)]
+        numbers = [None if series_uid is not None else 1]
+    else:
+        logger.info("%s holds %d series; each is segmented as its own stack", dicom_dir, len(infos))
+        all_series = [read_dicom_series(dicom_dir, series_uid=info.series_uid, progress=progress) for info in infos]
+        numbers = list(range(1, len(infos) + 1))
+    several = len(all_series) > 1
+    outputs = []  # filled in step by step: read and checked, segmented, written
+    for series, number in zip(all_series, numbers, strict=True):
+        images = np.asarray(series.images, dtype=np.float32)
+        files = [Path(f) for f in series.files]
+        source = f"{dicom_dir} (series {number}, uid {series.series_uid})" if several else dicom_dir
+        spacings = pixel_spacings_mm(
+            _rows(series.pixel_spacing_mm, len(files), 2), images.shape[1:], fov=fov, matrix_size=matrix_size,
+            source=source,
+        )
+        outputs.append(SeriesOutput(
+            number=number, series_uid=series.series_uid, series_description=series.series_description,
+            files=files, label_paths=[], overlay_paths=[], volumes=None, volume_note="", animation_gif=None,
+            images=images, labels=None, pixel_spacing_mm=spacings,
+        ))
+    all_files = [f for out in outputs for f in out.files]
+    all_stems = iter(output_stems(all_files))  # unique over all series
 
     if segmenter is None:
         segmenter = Segmenter.from_model_file(
@@ -455,43 +572,64 @@ def run_segmentation(
             f"but {model_path} has input_shape={settings.input_shape} with {settings.num_labels + 1}: "
             "build it with Segmenter.from_model_file(model_path)"
         )
-    labels = segmenter.segment(images, pixel_spacing_mm=spacings, progress=progress)
+    for out in outputs:
+        if several:
+            logger.info("segmenting %s (%d slice(s))", out.title, len(out.files))
+        out.labels = segmenter.segment(out.images, pixel_spacing_mm=out.pixel_spacing_mm, progress=progress)
 
     run_dir = make_run_dir(out_dir, name, overwrite=overwrite)
-    label_paths = [
-        write_label_png(run_dir / LABELS_SUBDIR / f"{stem}.png", lab) for stem, lab in zip(stems, labels, strict=True)
-    ]
-    overlay_paths = []
     if previews:
         (run_dir / OVERLAYS_SUBDIR).mkdir(exist_ok=True)
-        overlay_paths = [
-            write_overlay_jpg(run_dir / OVERLAYS_SUBDIR / f"{stem}.jpg", image, lab)
-            for stem, image, lab in zip(stems, images, labels, strict=True)
-        ]
+    for out in outputs:
+        stems = [next(all_stems) for _ in out.files]
+        out.label_paths = [write_label_png(run_dir / LABELS_SUBDIR / f"{stem}.png", lab)
+                           for stem, lab in zip(stems, out.labels, strict=True)]
+        if previews:
+            out.overlay_paths = [write_overlay_jpg(run_dir / OVERLAYS_SUBDIR / f"{stem}.jpg", image, lab)
+                                 for stem, image, lab in zip(stems, out.images, out.labels, strict=True)]
 
-    areas = area_table(labels, spacings, names, files=files, positions_mm=positions)
+    areas = area_table(
+        [lab for out in outputs for lab in out.labels], np.concatenate([o.pixel_spacing_mm for o in outputs]), names,
+        files=all_files,
+        positions_mm=np.concatenate([_rows(s.positions_mm, len(s.files)) for s in all_series]),
+        series=[(o.number, o.series_uid, o.series_description) for o in outputs for _ in o.files] if several else None,
+    )
     areas_csv = write_table_csv(areas, run_dir / AREAS_CSV)
-    slice_spacing = series.slice_spacing_mm if series.is_volume else None
-    volumes = volume_table(areas, slice_spacing) if slice_spacing else None
-    volume_note = "" if volumes is not None else _no_volume_reason(series, n_slices)
+    rows = slice_rows(areas)
+    for out, series in zip(outputs, all_series, strict=True):
+        spacing = series.slice_spacing_mm if series.is_volume else None
+        if spacing:
+            out.volumes = volume_table(rows[rows["series"] == out.number] if several else rows, spacing)
+        else:
+            out.volume_note = _no_volume_reason(series, len(out.files))
+    if several:
+        volumes = series_volume_table([((o.number, o.series_uid, o.series_description), o.volumes)
+                                       for o in outputs if o.volumes is not None])
+        volume_note = "; ".join(f"{o.title}: {o.volume_note}" for o in outputs if o.volume_note)
+    else:
+        volumes, volume_note = outputs[0].volumes, outputs[0].volume_note
     volumes_csv = write_table_csv(volumes, run_dir / VOLUMES_CSV) if volumes is not None else None
 
-    animation_gif = None
-    if animation and n_slices:
+    if animation:
         from ctseg_helpers.show.animation import make_animation, save_gif  # noqa: PLC0415
 
-        anim = make_animation(images, labels, list(names), title=run_dir.name)
-        animation_gif = save_gif(anim, run_dir / ANIMATION_GIF)
+        for out in outputs:
+            if not out.files:
+                continue
+            gif = run_dir / (SERIES_ANIMATION_GIF.format(number=out.number) if several else ANIMATION_GIF)
+            title = f"{run_dir.name} {out.title}" if several else run_dir.name
+            out.animation_gif = save_gif(make_animation(out.images, out.labels, list(names), title=title), gif)
 
+    first = all_series[0]
     record = {
         "ctseg_version": _version(),
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "model": str(model_path.resolve()),
         "model_settings": settings.to_dict(),
         "dicom_dir": str(dicom_dir.resolve()),
-        "series_uid": getattr(series, "series_uid", None),
-        "series_description": getattr(series, "series_description", None),
-        "n_slices": n_slices,
+        "series_uid": None if several else getattr(first, "series_uid", None),
+        "series_description": None if several else getattr(first, "series_description", None),
+        "n_slices": sum(len(o.files) for o in outputs),
         "label_names": list(names),
         "segmenter": {"mode": segmenter.mode, "overlap": segmenter.overlap, "blend": segmenter.blend,
                       "batch_size": segmenter.batch_size, "tta": segmenter.tta,
@@ -499,16 +637,32 @@ def run_segmentation(
                       "postprocessing": segmenter.postprocessing.to_dict() if segmenter.postprocessing else None},
         "fov": fov,
         "matrix_size": matrix_size,
-        "slice_spacing_mm": slice_spacing,
-        "skipped_files": [[str(p), str(reason)] for p, reason in (getattr(series, "skipped", None) or [])],
+        "slice_spacing_mm": None if several else (first.slice_spacing_mm if first.is_volume else None),
+        "skipped_files": [[str(p), str(reason)] for p, reason in (getattr(first, "skipped", None) or [])],
         "outputs": {"labels": LABELS_SUBDIR, "overlays": OVERLAYS_SUBDIR if previews else None, "areas": AREAS_CSV,
-                    "volumes": VOLUMES_CSV if volumes_csv else None, "animation": ANIMATION_GIF if animation_gif else None},
+                    "volumes": VOLUMES_CSV if volumes_csv else None,
+                    "animation": (([o.animation_gif.name for o in outputs if o.animation_gif] or None) if several
+                                  else (ANIMATION_GIF if outputs[0].animation_gif else None))},
     }
+    if several:
+        record["series"] = [
+            {"number": o.number, "series_uid": o.series_uid, "series_description": o.series_description,
+             "n_slices": len(o.files), "slice_spacing_mm": s.slice_spacing_mm if s.is_volume else None,
+             "files": [f.name for f in o.files],
+             "animation": o.animation_gif.name if o.animation_gif else None}
+            for o, s in zip(outputs, all_series, strict=True)
+        ]
     if include_patient_id:
         from ctseg_helpers.io.dicom import read_dicom_file  # noqa: PLC0415
 
-        record["patient_id"] = read_dicom_file(files[0]).patient_id if files else None
-    written = [*label_paths, *overlay_paths, areas_csv, volumes_csv, animation_gif]
+        if several:
+            for entry, o in zip(record["series"], outputs, strict=True):
+                entry["patient_id"] = read_dicom_file(o.files[0]).patient_id if o.files else None
+        else:
+            files = outputs[0].files
+            record["patient_id"] = read_dicom_file(files[0]).patient_id if files else None
+    written = [p for o in outputs for p in (*o.label_paths, *o.overlay_paths, o.animation_gif)]
+    written += [areas_csv, volumes_csv]
     record["files"] = sorted(str(Path(p).relative_to(run_dir).as_posix()) for p in written if p is not None)
     record["files"].append(RUN_JSON)
     run_json = run_dir / RUN_JSON
@@ -517,11 +671,23 @@ def run_segmentation(
     tmp.replace(run_json)  # atomic: a record is either the old one or the whole new one
     logger.info("segmentation of %s written to %s", dicom_dir, run_dir)
     return SegmentationRun(
-        run_dir=run_dir, files=files, label_paths=label_paths, overlay_paths=overlay_paths, areas=areas,
-        volumes=volumes, areas_csv=areas_csv, volumes_csv=volumes_csv, animation_gif=animation_gif,
-        run_json=run_json, label_names=names, images=images, labels=labels, pixel_spacing_mm=spacings,
-        volume_note=volume_note,
+        run_dir=run_dir, files=[f for o in outputs for f in o.files],
+        label_paths=[p for o in outputs for p in o.label_paths],
+        overlay_paths=[p for o in outputs for p in o.overlay_paths], areas=areas, volumes=volumes,
+        areas_csv=areas_csv, volumes_csv=volumes_csv,
+        animation_gif=next((o.animation_gif for o in outputs if o.animation_gif), None),
+        run_json=run_json, label_names=names, images=_stack([o.images for o in outputs]),
+        labels=_stack([o.labels for o in outputs]),
+        pixel_spacing_mm=np.concatenate([o.pixel_spacing_mm for o in outputs]),
+        volume_note=volume_note, series=outputs,
     )
+
+
+def _stack(arrays: list[np.ndarray]):
+    """The (K, M, N) array of one series; for several, a list of the K slices (views, no copy)."""
+    if len(arrays) == 1:
+        return arrays[0]
+    return [image for a in arrays for image in a]
 
 
 def _no_volume_reason(series, n_slices: int) -> str:
@@ -551,6 +717,7 @@ def _version() -> str:
 
 __all__ = [
     "SegmentationRun",
+    "SeriesOutput",
     "check_settings",
     "make_run_dir",
     "output_stem",

@@ -43,6 +43,14 @@ input's minimum) into a side file ``OUT.rotated-input.h5``; passes along axes 1 
 oblique slices through the original volume. The combined labels are rotated back (nearest
 neighbour) into the input's frame, and the side file is deleted when the run completes.
 
+Non-finite voxels
+-----------------
+NaN and +-Inf input voxels are replaced by the minimum finite value of the part segmented
+(the crop), before rotation and normalisation, with one warning naming the file and the count;
+an input with no finite voxel is refused. Finding that value costs one extra read of the crop,
+done only when a slab holds a non-finite voxel. (The Dask backend's workers read the input
+themselves and do not apply this rule.)
+
 Memory and disk
 ---------------
 ``max_gb`` caps the working set of one slab: half of it for the slab's arrays (raw input,
@@ -71,7 +79,14 @@ from pathlib import Path
 import numpy as np
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
-from ctseg_helpers.io.datafile import DataFile, create_dataset
+from ctseg_helpers.io.datafile import (
+    DataFile,
+    create_dataset,
+    fill_nonfinite,
+    has_nonfinite,
+    nonfinite_fill_value,
+    nonfinite_stats,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -395,18 +410,43 @@ class VolumeResult:
 
 
 class _Region:
-    """A box of a DataFile, read in slabs (the crop of the input, or the rotated side file)."""
+    """A box of a DataFile, read in slabs (the crop of the input, or the rotated side file).
 
-    def __init__(self, datafile: DataFile, bounds):
+    NaN and +-Inf voxels are replaced by the box's minimum finite value: the first slab read
+    that holds one starts a scan of the whole box, in slabs of at most ``scan_gb`` GB, for that
+    value and the count, which is logged once (:func:`~ctseg_helpers.io.datafile.nonfinite_fill_value`).
+    """
+
+    def __init__(self, datafile: DataFile, bounds, scan_gb: float = 0.25):
         self.datafile = datafile
         self.bounds = tuple(bounds)
         self.shape = tuple(e - s for s, e in self.bounds)
+        self.scan_gb = scan_gb
+        self._fill = None
 
-    def read(self, axis: int, start: int, stop: int) -> np.ndarray:
+    def _read_raw(self, axis: int, start: int, stop: int) -> np.ndarray:
         block = [slice(s, e) for s, e in self.bounds]
         s0 = self.bounds[axis][0]
         block[axis] = slice(s0 + start, s0 + stop)
         return self.datafile.read_block(tuple(block))
+
+    def read(self, axis: int, start: int, stop: int) -> np.ndarray:
+        block = self._read_raw(axis, start, stop)
+        if self._fill is None and has_nonfinite(block):
+            self._fill = self._scan_nonfinite()
+        return block if self._fill is None else fill_nonfinite(block, self._fill)
+
+    def _scan_nonfinite(self) -> float:
+        """Count the box's non-finite voxels and find its minimum finite value, slab by slab."""
+        axis = int(np.argmax(self.shape))  # the smallest slices
+        thickness = slab_thickness(self.shape, axis, self.datafile.dtype.itemsize + 1, self.scan_gb)
+        count, low = 0, None
+        for start in range(0, self.shape[axis], thickness):
+            n, m = nonfinite_stats(self._read_raw(axis, start, min(start + thickness, self.shape[axis])))
+            count += n
+            if m is not None:
+                low = m if low is None else min(low, m)
+        return nonfinite_fill_value(self.datafile.path, count, math.prod(self.shape), low)
 
 
 def slab_ranges_todo(done: np.ndarray, thickness: int) -> list[tuple[int, int]]:
@@ -603,8 +643,8 @@ def segment_volume(
     Raises
     ------
     CtsegDataError
-        If the input cannot be read, the output exists and cannot be resumed, it is the input
-        itself, or the disk is too full.
+        If the input cannot be read or holds no finite voxel, the output exists and cannot be
+        resumed, it is the input itself, or the disk is too full.
     CtsegSettingsError
         For bad axes, crop, combine method or memory cap.
     """
@@ -666,13 +706,14 @@ def segment_volume(
             labels_out = DataFile.from_h5py(h5["labels"])
 
             # ---- the working volume: the crop of the input, or its rotation in a side file
+            region = _Region(source, bounds, scan_gb=max_gb * _SLAB_SHARE)
             side = None
             if rotating:
-                side = _prepare_rotated(source, bounds, work_shape, rotate_deg, side_path, h5,
+                side = _prepare_rotated(region, work_shape, rotate_deg, side_path, h5,
                                         compression, chunk_mb, progress)
                 work = _Region(side, [(0, n) for n in work_shape])
             else:
-                work = _Region(source, bounds)
+                work = region
             try:
                 align = source.chunk_shape
                 # ---- one pass per axis
@@ -757,16 +798,16 @@ def segment_volume(
     return result
 
 
-def _prepare_rotated(source, bounds, work_shape, angle, side_path, h5, compression, chunk_mb, progress):
-    """Write the cropped input rotated about Z into the side file (resumable); return it open."""
+def _prepare_rotated(region, work_shape, angle, side_path, h5, compression, chunk_mb, progress):
+    """Write the cropped input ``region`` rotated about Z into the side file (resumable); return it open."""
     from tqdm.auto import tqdm  # noqa: PLC0415
 
+    dtype = region.datafile.dtype
     done = _progress(h5, "rotate", work_shape[0])
     flags = done[:]
     if "rotate_fill" not in h5.attrs:
-        region = _Region(source, bounds)
         fill = None
-        thickness = slab_thickness(region.shape, 0, source.dtype.itemsize, 0.25)
+        thickness = slab_thickness(region.shape, 0, dtype.itemsize, 0.25)
         for start in range(0, region.shape[0], thickness):
             low = region.read(0, start, min(start + thickness, region.shape[0])).min()
             fill = low if fill is None else min(fill, low)
@@ -777,11 +818,10 @@ def _prepare_rotated(source, bounds, work_shape, angle, side_path, h5, compressi
     else:
         flags[:] = 0
         done[:] = 0
-        side = DataFile.create(side_path, work_shape, source.dtype, chunk_mb=chunk_mb,
+        side = DataFile.create(side_path, work_shape, dtype, chunk_mb=chunk_mb,
                                compression=compression, overwrite=True)
     try:
-        region = _Region(source, bounds)
-        per_voxel = 2 * source.dtype.itemsize + 8
+        per_voxel = 2 * dtype.itemsize + 8
         thickness = slab_thickness(region.shape, 0, per_voxel, 0.5)
         for start, stop in tqdm(slab_ranges_todo(flags, thickness), desc="rotating", unit="slab",
                                 disable=not progress):

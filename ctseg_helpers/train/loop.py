@@ -7,8 +7,8 @@ the demo. Everything a run writes goes to ``out_dir``:
     a checkpoint every ``save_checkpoint`` epochs, at the last epoch and on an interrupt
     (model, optimizer state and ctseg settings; resume starts from the newest one);
 ``<model_filename>_best.keras``
-    the model with the highest validation Dice so far (lowest training loss without validation
-    data), with the post-processing chosen on the validation slices;
+    the model with the highest validation Dice so far, with the post-processing chosen on the
+    validation slices; without validation data, the model after the latest epoch;
 ``<model_filename>_last.keras``
     the state after the latest epoch, replaced atomically after every epoch, so a run killed
     outright (``kill -9``, a power cut) resumes losing at most the epoch it was in;
@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.io.label_names import check_label_names
 from ctseg_helpers.model.loss_names import check_loss_options, dice_column, loss_label
 from ctseg_helpers.prepare.augment import AugmentConfig
 from ctseg_helpers.prepare.dataset import (
@@ -131,9 +132,13 @@ class TrainConfig:
     fit_mode : {"patch", "resize", "pad"}
         ``"patch"``: native-resolution patches at the planned spacing (default);
         ``"resize"`` / ``"pad"``: whole slices fitted to ``input_shape``.
-    validation_fraction : float
+    validation_fraction : float or None
         Share of slices, taken as whole patients/series, kept for validation (0 = none).
-        Ignored when ``validation_dir`` is given.
+        None (default) = 0.2 when at least :data:`FEW_TRAINING_PATIENTS` patients/series stay
+        for training once it is set aside, else 0: with fewer patients, one more patient in
+        training is worth more than a validation score (every epoch's model is then judged
+        on nothing, the last one is kept, and post-processing is not chosen). Ignored when
+        ``validation_dir`` is given.
     validation_dir : path, optional
         A folder with ``dicoms/`` and ``labels/`` to validate on instead.
     seed : int
@@ -184,7 +189,7 @@ class TrainConfig:
     dropout: float | tuple[float, ...] = 0.0
     activation: str = "relu"
     fit_mode: str = "patch"
-    validation_fraction: float = 0.2
+    validation_fraction: float | None = None
     validation_dir: str | Path | None = None
     seed: int = 0
     resume: bool = False
@@ -226,11 +231,9 @@ class TrainConfig:
                 raise CtsegSettingsError(f"{name} must be a positive whole number, got {value!r}")
         if not self.learning_rate > 0:
             raise CtsegSettingsError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.label_names and len(self.label_names) != self.num_labels:
-            raise CtsegSettingsError(
-                f"{len(self.label_names)} label names given for num_labels={self.num_labels}; give one "
-                "name per ROI (background excluded) or none"
-            )
+        if self.label_names:  # the manual's list with "background" first is accepted too
+            object.__setattr__(self, "label_names", check_label_names(
+                self.label_names, self.num_labels, setting="label_names", counted=f"num_labels={self.num_labels}"))
         if self.resume and self.overwrite:
             raise CtsegSettingsError("resume and overwrite exclude each other: resume continues the previous "
                                      "run, overwrite deletes it; set only one")
@@ -256,7 +259,7 @@ class TrainConfig:
         if self.folds > 1 and self.validation_dir:
             raise CtsegSettingsError("folds and validation_dir exclude each other: with folds every patient is "
                                      "validated in turn; give one of them")
-        if not 0.0 <= self.validation_fraction < 1.0:
+        if self.validation_fraction is not None and not 0.0 <= self.validation_fraction < 1.0:
             raise CtsegSettingsError(
                 f"validation_fraction must be within 0 <= f < 1, got {self.validation_fraction}")
         # Before minutes of reading data: can the pooling levels divide the input side?
@@ -621,10 +624,9 @@ def prepare_training_data(config: TrainConfig, *, progress: bool = True, raw=Non
                               max_slices=config.max_slices, progress=progress)
             _warn_shared_patients(slices.groups, val.groups, split_dir, config.validation_dir)
             return TrainingData(slices, val)
-        train_index, val_index = split_by_group(slices.groups, config.validation_fraction, config.seed)
+        train_index, val_index = _split_validation(slices.groups, config)
         if len(val_index) == 0:
             return TrainingData(slices, None)
-        _warn_few_training_patients(slices.groups[train_index])
         return TrainingData(slices.subset(train_index), slices.subset(val_index))
 
     if raw is None:
@@ -637,10 +639,9 @@ def prepare_training_data(config: TrainConfig, *, progress: bool = True, raw=Non
                              progress=progress)
         _warn_shared_patients(raw.groups, val_raw.groups, split_dir, config.validation_dir)
         return TrainingData(make(raw), make(val_raw), plan)
-    train_index, val_index = split_by_group(raw.groups, config.validation_fraction, config.seed)
+    train_index, val_index = _split_validation(raw.groups, config)
     if len(val_index) == 0:
         return TrainingData(make(raw), None, plan)
-    _warn_few_training_patients(np.asarray(raw.groups, dtype=object)[train_index])
     return TrainingData(make(raw.subset(train_index)), make(raw.subset(val_index)), plan)
 
 
@@ -648,6 +649,33 @@ def prepare_training_data(config: TrainConfig, *, progress: bool = True, raw=Non
 #: (bench/RESULTS.md: models trained on one Sunnybrook patient did much worse on a new patient
 #: than models trained on two).
 FEW_TRAINING_PATIENTS = 3
+
+
+#: The share of slices set aside for validation when ``validation_fraction`` is None (auto).
+AUTO_VALIDATION_FRACTION = 0.2
+
+
+def _split_validation(groups, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation positions for ``config.validation_fraction`` (None = auto)."""
+    groups = np.asarray(groups, dtype=object)
+    if config.validation_fraction is not None:
+        train_index, val_index = split_by_group(groups, config.validation_fraction, config.seed)
+        if len(val_index):
+            _warn_few_training_patients(groups[train_index])
+        return train_index, val_index
+    n_all = len(set(map(str, groups)))
+    n_train = n_all - 1
+    if n_all > FEW_TRAINING_PATIENTS:
+        train_index, val_index = split_by_group(groups, AUTO_VALIDATION_FRACTION, config.seed)
+        n_train = len(set(map(str, groups[train_index])))
+        if n_train >= FEW_TRAINING_PATIENTS:
+            return train_index, val_index
+    logger.info(
+        "training on all %d patient(s)/series without a validation split: setting one aside would leave %d for "
+        "training, and with so few every patient counts. The model after the last epoch is kept and no "
+        "post-processing is chosen; judge it on scans it never saw, or train with folds=%d to validate every "
+        "patient in turn (validation_fraction=0.2 forces a split).", n_all, n_train, max(2, min(n_all, 5)))
+    return np.arange(len(groups)), np.arange(0)
 
 
 def _warn_few_training_patients(train_groups) -> None:
@@ -676,9 +704,20 @@ def _training_dataset(config: TrainConfig, data: TrainingData, seed: int):
     return make_patch_dataset(sampler, augment=config.augmentation, seed=seed), resolved.batches_per_epoch
 
 
+def _copy_atomically(source: Path, target: Path) -> None:
+    """Copy a file so that ``target`` is never seen half-written (copy beside it, then rename)."""
+    import shutil  # noqa: PLC0415
+
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(source, tmp)
+    tmp.replace(target)
+
+
 def _margin(patch_size: int, augmentation: AugmentConfig) -> int:
     """Context cut around each patch so that rotated/zoomed-out patches have no empty corners."""
-    return int(patch_size) // 8 if augmentation.active else 0
+    if not augmentation.active:
+        return 0
+    return max(int(patch_size) // 8, math.ceil(int(patch_size) * (augmentation.context_factor - 1.0) / 2.0))
 
 
 def first_batch(config: TrainConfig, data: TrainingData):
@@ -917,7 +956,10 @@ def _train(config, resolved, data, strategy, policy, files) -> TrainResult:
     # also give Keras' validation loss.
     val_ds = (make_dataset(data.val.images, data.val.labels, resolved.batch_size, shuffle=False)
               if has_val and not patch else None)
-    monitor_key = "val_mean_dice" if has_val else "loss"
+    # Without validation the model after the last epoch is the one to keep (as nnU-Net keeps its
+    # final checkpoint): the learning rate has decayed, and the training loss of augmented patches
+    # says little about new patients.
+    monitor_key = "val_mean_dice" if has_val else "last"
     previous_best = [r.get(monitor_key) for r in rows + best_rows if r.get(monitor_key) is not None]
     previous_best = [v for v in previous_best if not (isinstance(v, float) and math.isnan(v))]
     sign = -1.0 if monitor_key == "val_mean_dice" else 1.0  # the monitor minimises sign * value
@@ -1218,7 +1260,9 @@ def _make_monitor_class():
             tmp.replace(self.files["history"])
             self._save(self.files["last"], done, overwrite=True)  # a hard kill loses at most one epoch
             value = logs.get(self.monitor_key, math.nan)
-            if not math.isnan(value) and self.sign * value < self.best:
+            if self.monitor_key == "last":
+                _copy_atomically(self.files["last"], self.files["best"])
+            elif not math.isnan(value) and self.sign * value < self.best:
                 self.best = self.sign * value
                 self._save(self.files["best"], done, overwrite=True)
             last = done == self.config.epochs

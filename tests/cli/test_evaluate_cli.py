@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,6 +71,31 @@ def test_user_errors_are_one_line(scan, capsys):
     assert "nope: no such label folder" in capsys.readouterr().err
     assert main(_args(scan, "--labels", "a,,b")) == 2
     assert "ROI names must not be empty" in capsys.readouterr().err
+
+
+def test_labels_with_background_first_name_label_1(scan, capsys, caplog):
+    with caplog.at_level(logging.INFO):
+        assert main(_args(scan, "--labels", "background,tumour")) == 0
+    assert "tumour: Dice 0.889" in capsys.readouterr().out
+    assert set(pd.read_csv(scan / "out" / "metrics.csv")["roi"]) == {"tumour"}
+    assert "--labels starts with 'background', the name of label 0: dropped, so label 1 is 'tumour'" in caplog.text
+    assert main(_args(scan, "--labels", "tumour,background", "--overwrite")) == 2
+    assert "names label 2 'background', but the background is label 0 and not an ROI" in capsys.readouterr().err
+
+
+def test_a_series_without_predictions_is_skipped_and_said(scan, capsys, caplog):
+    other = np.zeros((2, 20, 20), np.uint8)
+    other[:, 2:6, 2:6] = 1
+    write_dicom_series(scan / "dicoms", np.where(other > 0, 50.0, -50.0), names=["other0", "other1"],
+                       series_description="not segmented", series_uid="1.2.826.0.9")
+    for k in range(2):
+        Image.fromarray(other[k]).save(scan / "truth" / f"other{k}.png")
+    with caplog.at_level(logging.WARNING):
+        assert main(_args(scan)) == 0
+    assert "evaluated 3 slice(s), 1 ROI(s); 1 series left out (see the warning above)" in capsys.readouterr().out
+    notes = [r.getMessage() for r in caplog.records if "left out of the evaluation" in r.getMessage()]
+    assert notes == ["series 1.2.826.0.9 ('not segmented', 2 slice(s), e.g. other0.dcm): 2 manual label map(s) but "
+                     "no predicted one; left out of the evaluation (segment that series too to evaluate it)"]
 
 
 def test_help_lists_options(capsys):

@@ -41,11 +41,64 @@ def test_segment_writes_a_run_and_prints_where(model_file, scan, tmp_path, capsy
     assert not (run_dirs[0] / "animation.gif").exists()
 
 
+@pytest.fixture()
+def two_series(scan):
+    """``scan`` (series 1, 2 slices) and a second series of 1 slice, 'second' (series 2), in one folder."""
+    images = np.full((1, 30, 30), -1000.0)
+    images[0, 2:12, 2:7] = 0.0         # 50 px label 1
+    write_dicom_series(scan, images, pixel_spacing_mm=(1.0, 1.0), names=["other_0001"],
+                       series_description="second", series_uid="1.2.826.0.7")
+    return scan
+
+
+def test_segment_segments_every_series_of_the_folder_and_says_how_many(model_file, two_series, tmp_path, capsys):
+    status = main(["segment", str(model_file), str(two_series), "--out", str(tmp_path / "pred"), "--no-previews"])
+    out = capsys.readouterr().out
+    assert status == 0
+    (run_dir,) = (tmp_path / "pred").iterdir()
+    assert f"3 slice(s) of 2 series segmented -> {run_dir}" in out
+    assert f"segmented 2 series of {two_series}" in out
+    assert "mean area per slice (all series) (mm2): soft 33.3, bright 4.2" in out
+    assert "volume (mL), series 1 'ctseg series': soft 0.20, bright 0.05" in out
+    assert "series 2 'second'" in out and "volume (mL), series 2" not in out  # one slice: no volume
+    areas = pd.read_csv(run_dir / "areas.csv", index_col=0)
+    assert list(areas["series"].iloc[:3]) == [1, 1, 2]
+    assert list(areas["series_description"].iloc[:3]) == ["ctseg series", "ctseg series", "second"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "animation_series1.gif", "animation_series2.gif", "areas.csv", "labels", "run.json", "volumes.csv"]
+    # the same table from the label maps with 'ctseg areas'
+    assert main(["areas", str(run_dir / "labels"), str(two_series), "--labels", "background,soft,bright",
+                 "--out", str(tmp_path / "again.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert f"3 labelled slice(s) of 2 series: areas (mm2) -> {tmp_path / 'again.csv'}" in printed
+    assert f"volumes (mL) of 1 series -> {tmp_path / 'again_volumes.csv'}" in printed
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again.csv", index_col=0), areas)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again_volumes.csv", index_col=0),
+                                  pd.read_csv(run_dir / "volumes.csv", index_col=0))
+
+
+def test_segment_series_uid_picks_one(model_file, two_series, tmp_path, capsys):
+    assert main(["segment", str(model_file), str(two_series), "--out", str(tmp_path / "pred"), "--series-uid",
+                 "1.2.826.0.7", "--no-previews", "--no-animation"]) == 0
+    out = capsys.readouterr().out
+    (run_dir,) = (tmp_path / "pred").iterdir()
+    assert f"1 slice(s) segmented -> {run_dir}" in out and "segmented 2 series" not in out
+    assert "mean area per slice (mm2): soft 50.0, bright 0.0" in out
+    assert sorted(p.name for p in (run_dir / "labels").iterdir()) == ["other_0001.png"]
+
+
+def test_segment_labels_may_start_with_background(model_file, scan, tmp_path, capsys):
+    assert main(["segment", str(model_file), str(scan), "--out", str(tmp_path / "pred"), "--labels",
+                 "background,A,B", "--no-animation", "--no-previews"]) == 0
+    assert "mean area per slice (mm2): A 25.0, B 6.2" in capsys.readouterr().out
+
+
 def test_segment_with_wrong_labels_exits_2_with_one_line(model_file, scan, tmp_path, capsys):
     status = main(["segment", str(model_file), str(scan), "--out", str(tmp_path / "pred"), "--labels", "only"])
     err = capsys.readouterr().err
     assert status == 2
     assert "error:" in err and "labels_list has 1 name(s) ['only'] but the model was trained with 2 label(s)" in err
+    assert "e.g. ['soft', 'bright'] (or ['background', 'soft', 'bright'])" in err
     assert "Traceback" not in err
     assert not (tmp_path / "pred").exists()
 
@@ -100,6 +153,23 @@ def test_areas_with_fov_fallback_and_bad_out_name(scan, tmp_path, capsys):
     table = pd.read_csv(tmp_path / "a.csv", index_col=0)
     assert table["LV"].iloc[0] == pytest.approx(100 * 4.0)
     assert not (tmp_path / "a_volumes.csv").exists()  # one of two slices labelled: no volume
+
+
+def test_areas_labels_with_background_first_and_names_that_do_not_fit(model_file, scan, tmp_path, capsys):
+    main(["segment", str(model_file), str(scan), "--out", str(tmp_path / "pred"), "--name", "run",
+          "--overwrite", "--no-animation", "--no-previews"])
+    capsys.readouterr()
+    assert main(["areas", str(tmp_path / "pred" / "run" / "labels"), str(scan), "--labels", "Background,soft,bright",
+                 "--out", str(tmp_path / "a.csv")]) == 0
+    assert "mean area per slice (mm2): soft 25.0, bright 6.2" in capsys.readouterr().out
+    assert main(["areas", str(tmp_path / "pred" / "run" / "labels"), str(scan), "--labels", "background,soft",
+                 "--out", str(tmp_path / "b.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "label values 2 are outside 0..1" in err
+    assert "1 ROI name(s) ['soft'] given for label values up to 2: give one name per ROI, label 1 first" in err
+    assert main(["areas", str(tmp_path / "pred" / "run" / "labels"), str(scan), "--labels", "soft,background",
+                 "--out", str(tmp_path / "b.csv")]) == 2
+    assert "--labels ['soft', 'background'] names label 2 'background'" in capsys.readouterr().err
 
 
 def test_fov_argument_must_be_numbers(capsys):

@@ -97,3 +97,33 @@ def test_bad_settings_exit_with_status_2(tmp_path, capsys):
     assert "model_filename 'a/b' cannot name files" in capsys.readouterr().err
     assert main(["train", str(tmp_path), "--num-labels", "1", "--augment-options", '{"p_flop": 0}']) == 2
     assert "unknown augmentation setting(s) ['p_flop']" in capsys.readouterr().err
+
+
+def test_label_names_may_start_with_background(caplog):
+    import logging
+
+    from ctseg_helpers.cli.train import config_from_args
+
+    args = build_parser().parse_args(["train", "data", "--num-labels", "2", "--label-names",
+                                      "background, lv_cavity, lv_myocardium"])
+    with caplog.at_level(logging.INFO):
+        config = config_from_args(args)
+    assert config.label_names == ("lv_cavity", "lv_myocardium")
+    assert ("--label-names starts with 'background', the name of label 0: dropped, so label 1 is 'lv_cavity'"
+            in caplog.text)
+    plain = config_from_args(build_parser().parse_args(["train", "data", "--num-labels", "2", "--label-names", "a,b"]))
+    assert plain.label_names == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    ("names", "match"),
+    [
+        ("background,lv_cavity,lv_myocardium,extra", r"--label-names has 4 name\(s\) \['background', 'lv_cavity', "
+                                                     r"'lv_myocardium', 'extra'\] but --num-labels is 2; give one name "
+                                                     r"per ROI, label 1 first, e.g. \['ROI 1', 'ROI 2'\]"),
+        ("background,lv_cavity", r"names label 1 'background', but the background is label 0 and not an ROI"),
+    ],
+)
+def test_label_names_that_do_not_fit_num_labels_exit_with_status_2(names, match, tmp_path, capsys):
+    assert main(["train", str(tmp_path), "--num-labels", "2", "--label-names", names]) == 2
+    assert re.search(match, capsys.readouterr().err)

@@ -10,7 +10,17 @@ import pytest
 import tifffile
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
-from ctseg_helpers.io.datafile import DataFile, create_dataset, estimate_chunk_shape, parse_chunk_shape
+from ctseg_helpers.io.datafile import (
+    DataFile,
+    create_dataset,
+    estimate_chunk_shape,
+    fill_nonfinite,
+    has_nonfinite,
+    nonfinite_fill_value,
+    nonfinite_stats,
+    parse_chunk_shape,
+    replace_nonfinite,
+)
 
 
 def ramp(shape, dtype=np.int16):
@@ -285,3 +295,47 @@ def test_read_and_write_errors(tmp_path):
         with pytest.raises(CtsegSettingsError, match="opened read-only; open with mode='r\\+' to write"):
             vol.write_block((0, 0, 0), np.zeros((1, 1, 1), np.uint8))
         assert vol.read_block((slice(0, 1), slice(0, 1), slice(0, 3))).ravel().tolist() == [3, 3, 0]
+
+
+# ------------------------------------------------------------------ damaged files, refused writes
+def test_a_truncated_hdf5_file_is_named(tmp_path):
+    path = tmp_path / "scan.h5"
+    with DataFile.create(path, SHAPE, np.int16) as out:
+        out.write_block((0, 0, 0), ramp(SHAPE))
+    data = path.read_bytes()
+    (tmp_path / "cut.h5").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CtsegDataError, match=r"cut.h5: cannot be read as HDF5 \(truncated or not an HDF5 file\?\): "
+                                             r".*truncated file.*copy the file again"):
+        DataFile.open(tmp_path / "cut.h5")
+
+
+def test_a_refused_hdf5_file_is_a_system_error_with_its_name(tmp_path, monkeypatch):
+    def refuse(name, mode="r", **kwargs):  # what h5py raises: errno set, file named in the message only
+        raise PermissionError(13, f"Unable to synchronously create file (name = '{name}', errno = 13)")
+
+    monkeypatch.setattr(h5py, "File", refuse)
+    with pytest.raises(PermissionError) as info:
+        DataFile.create(tmp_path / "out.h5", SHAPE, np.int16)
+    assert info.value.errno == 13 and info.value.filename == str(tmp_path / "out.h5")
+
+
+# ------------------------------------------------------------------ non-finite voxels
+def test_nonfinite_voxels_are_counted_and_replaced_by_the_minimum(caplog):
+    values = np.array([[[np.nan, 3.0], [5.0, np.inf]], [[-np.inf, 2.0], [7.0, 4.0]]], np.float32)
+    assert has_nonfinite(values) and not has_nonfinite(np.ones(3, np.int16)) and not has_nonfinite(np.ones(3))
+    assert nonfinite_stats(values) == (3, 2.0)
+    assert nonfinite_stats(np.array([1.0, 5.0])) == (0, 1.0)
+    with caplog.at_level("WARNING", logger="ctseg_helpers.io.datafile"):
+        out = replace_nonfinite("scan.nii", values)
+    assert out is values
+    np.testing.assert_array_equal(values, [[[2, 3], [5, 2]], [[2, 2], [7, 4]]])
+    assert [r.getMessage() for r in caplog.records] == [
+        "scan.nii: 3 of 8 voxels are NaN or infinite; they are replaced by the minimum finite value 2"
+    ]
+
+
+def test_a_volume_without_finite_voxels_is_refused():
+    with pytest.raises(CtsegDataError, match="scan.h5: every voxel is NaN or infinite; there is no image"):
+        replace_nonfinite("scan.h5", np.full((2, 3), np.nan))
+    assert nonfinite_fill_value("scan.h5", 0, 6, None) is None  # nothing to replace
+    assert fill_nonfinite(np.array([1.0, np.nan]), -5.0).tolist() == [1.0, -5.0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import shutil
 import warnings
 
 import numpy as np
@@ -113,6 +114,7 @@ def test_instance_number_is_the_fallback_without_geometry(tmp_path, caplog):
     assert series.ordered_by == "instance number"
     assert np.isnan(series.positions_mm).all()
     assert not series.is_volume and series.slice_spacing_mm is None
+    assert "3 of 3 images lack ImagePositionPatient/ImageOrientationPatient (x.dcm, y.dcm, z.dcm)" in caplog.text
     assert "ordering by InstanceNumber" in caplog.text
 
 
@@ -525,6 +527,137 @@ def test_mixed_orientations_use_the_most_common_one(tmp_path, caplog):
     edit(paths[1], ImageOrientationPatient=["1", "0.0000001", "0", "0", "1", "0"])
     with caplog.at_level(logging.WARNING, logger="ctseg_helpers.io.dicom"):
         series = read_dicom_series(tmp_path)
-    assert "mixes 2 slice orientations" in caplog.text
+    assert ("mixes 2 slice orientations; positions are measured along the most common one (2 files); "
+            "1 file(s) lie in another orientation: slice_0001.dcm; move them") in caplog.text
     assert series.orientation == pytest.approx((1.0, 0.0, 0.0, 0.0, 1.0, 0.0), abs=1e-6)
     np.testing.assert_allclose(series.positions_mm, [0, 2, 4], atol=1e-6)
+
+
+# --- issue 11: every bad input gets one clear message ----------------------------------------------
+
+
+def test_rescale_slope_zero_is_refused_naming_the_file(tmp_path):
+    paths = write_dicom_series(tmp_path, constant_slices([1, 2, 3]))
+    edit(paths[1], RescaleSlope="0")
+    message = (r"slice_0002\.dcm: RescaleSlope is 0, which makes every pixel the same value; fix or remove "
+               r"the RescaleSlope tag, or re-export the series from the scanner or PACS")
+    with pytest.raises(CtsegDataError, match=message + "$"):
+        read_dicom_file(paths[1])
+    with pytest.raises(CtsegDataError, match=message + r"; 1 damaged file\(s\) in .*replace or remove them"):
+        read_dicom_series(tmp_path)
+    assert [p.name for p, _ in scan_dicom_folder(tmp_path).damaged] == ["slice_0002.dcm"]
+
+
+@pytest.mark.parametrize(("keyword", "value", "shown"), [
+    ("RescaleSlope", "nan", "'nan'"),
+    ("RescaleSlope", "", "empty"),
+    ("RescaleIntercept", "inf", "'inf'"),
+    ("RescaleIntercept", "-1e400", "'-1e400'"),
+], ids=["slope-nan", "slope-empty", "intercept-inf", "intercept-overflow"])
+def test_non_finite_rescale_is_refused_naming_the_file(tmp_path, keyword, value, shown):
+    paths = write_dicom_series(tmp_path, constant_slices([1]))
+    edit(paths[0], **{keyword: value})
+    with pytest.raises(CtsegDataError, match=rf"slice_0001\.dcm: {keyword} is {shown}, not a finite number, "
+                                             rf"so no pixel value can be computed; fix or remove the {keyword} "
+                                             r"tag, or re-export the series$"):
+        read_dicom_file(paths[0])
+
+
+def test_rescale_overflowing_float32_is_refused(tmp_path):
+    paths = write_dicom_series(tmp_path, constant_slices([1]))
+    edit(paths[0], RescaleSlope="1e38")
+    with pytest.raises(CtsegDataError, match=r"slice_0001\.dcm: 80 pixel\(s\) are NaN or infinite \(in the "
+                                             r"pixel data or after RescaleSlope/RescaleIntercept\); fix the file"):
+        read_dicom_file(paths[0])
+
+
+@pytest.mark.parametrize(("tags", "expected"), [({"RescaleSlope": None}, 1025.0 - 1024.0),
+                                                ({"RescaleSlope": "2", "RescaleIntercept": None}, 1025.0 * 2)],
+                         ids=["intercept-only", "slope-only"])
+def test_a_lone_rescale_tag_is_applied(tmp_path, tags, expected):
+    # Stored value 1025 (1 HU with intercept -1024): the tag left must still apply.
+    paths = write_dicom_series(tmp_path, constant_slices([1]))
+    edit(paths[0], **tags)
+    assert read_dicom_file(paths[0]).pixels.mean() == expected
+
+
+def test_broken_modality_lut_is_refused_naming_the_file(tmp_path):
+    paths = write_dicom_series(tmp_path, constant_slices([1]))
+    item = pydicom.Dataset()
+    item.add_new("LUTDescriptor", "US", [4096, 0, 16])
+    item.add_new("LUTData", "US", [1, 2, 3])  # 4096 entries promised
+    item.ModalityLUTType = "HU"
+    edit(paths[0], ModalityLUTSequence=pydicom.Sequence([item]))
+    with pytest.raises(CtsegDataError, match=r"slice_0001\.dcm: cannot turn stored pixel values into physical "
+                                             r"values with its Modality LUT or rescale tags \(IndexError: .*\); "
+                                             r"fix or remove ModalityLUTSequence, or re-export the series$"):
+        read_dicom_file(paths[0])
+
+
+def test_palette_colour_is_skipped_and_refused_like_rgb(tmp_path):
+    paths = write_dicom_series(tmp_path, constant_slices([1, 2, 3]))
+    edit(paths[1], PhotometricInterpretation="PALETTE COLOR")
+    reasons = {path.name: reason for path, reason in scan_dicom_folder(tmp_path).skipped}
+    assert reasons == {"slice_0002.dcm": "colour image (PALETTE COLOR: pixel values index a colour table): "
+                                         "ctseg reads greyscale slices"}
+    with pytest.raises(CtsegDataError, match=r"slice_0002\.dcm: colour image \(PALETTE COLOR: pixel values index "
+                                             r"a colour table\): ctseg reads greyscale slices; select a DICOM "
+                                             r"image file$"):
+        read_dicom_file(paths[1])
+
+
+def write_undecodable_jpeg(folder):
+    paths = write_dicom_series(folder, constant_slices([0], shape=(16, 16)))
+    ds = pydicom.dcmread(paths[0])
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelData = pydicom.encaps.encapsulate([b"\xff\xd8 not really a JPEG" * 8])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(paths[0])
+    return paths[0]
+
+
+def test_undecodable_jpeg_gives_only_ctseg_error(tmp_path, caplog, capsys):
+    path = write_undecodable_jpeg(tmp_path)
+    pydicom_logger = logging.getLogger("pydicom")
+    level_before = pydicom_logger.level
+    with caplog.at_level(logging.DEBUG), pytest.raises(CtsegDataError) as raised:
+        read_dicom_file(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: cannot decode the pixel data (transfer syntax JPEG Baseline (Process 1) "
+                              "(1.2.840.10008.1.2.4.50)): Unable to decode")
+    assert "\n" not in message and message.endswith("and try again")
+    assert [r for r in caplog.records if r.name.startswith("pydicom")] == []
+    assert capsys.readouterr() == ("", "")
+    assert pydicom_logger.level == level_before  # pydicom's own setting is back
+
+
+@pytest.mark.filterwarnings("ignore:The number of bytes of pixel data is sufficient:UserWarning")
+def test_pixel_data_that_does_not_fit_rows_and_columns(tmp_path):
+    paths = write_dicom_series(tmp_path, constant_slices([1, 2]))
+    for path in paths:
+        edit(path, Rows=2)  # 8x10 pixels read as 2x10: pydicom makes 4 frames of them
+    with pytest.raises(CtsegDataError, match=r"slice_0001\.dcm: the pixel data decodes to an array of shape "
+                                             r"\(4, 2, 10\), not one slice of Rows x Columns = 2x10; .*re-export"):
+        read_dicom_series(tmp_path)
+
+
+def test_file_that_changes_size_between_scan_and_read(tmp_path, monkeypatch):
+    write_dicom_series(tmp_path, constant_slices([1, 2]))
+    monkeypatch.setattr(dicom_module, "_decode", lambda path, ds: np.zeros((3, 3), np.float32))
+    with pytest.raises(CtsegDataError, match=r"slice_0001\.dcm: the image is 3x3 now, but 8x10 when the folder "
+                                             r"was scanned; the file changed while reading"):
+        read_dicom_series(tmp_path)
+
+
+def test_duplicate_images_at_one_position_are_named(tmp_path, caplog):
+    paths = write_dicom_series(tmp_path, constant_slices(range(8)))
+    shutil.copy(paths[1], tmp_path / "copy_2.dcm")
+    shutil.copy(paths[4], tmp_path / "copy_5.dcm")
+    with caplog.at_level(logging.WARNING, logger="ctseg_helpers.io.dicom"):
+        series = read_dicom_series(tmp_path)
+    assert (series.n_positions, series.n_phases, len(series.images)) == (8, 2, 10)
+    assert ("the 8 positions hold different numbers of images (most hold 1, at most 2); 4 file(s) at the "
+            "other positions: copy_2.dcm, slice_0002.dcm, copy_5.dcm and 1 more; remove duplicate copies "
+            "of a slice") in caplog.text

@@ -115,3 +115,39 @@ def test_single_volume_4d_is_accepted(tmp_path):
     path = save(tmp_path / "one.nii", volume((3, 3, 2))[..., None], zooms=(1.0, 1.0, 3.0))
     result = read_nifti_slices(path)
     assert result.slices.shape == (2, 3, 3) and result.slice_spacing_mm == pytest.approx(3.0)
+
+
+def _above_half(batch):
+    """Stand-in network: class 1 where the normalised value is above 0.5."""
+    p = (batch[..., 0] > 0.5).astype(np.float32)
+    return np.stack([1 - p, p], axis=-1)
+
+
+def test_nonfinite_voxels_become_the_minimum_with_one_warning(tmp_path, caplog):
+    from ctseg_helpers.prepare.normalize import Normalization
+    from ctseg_helpers.segment.segmenter import Segmenter
+
+    data = np.random.default_rng(3).uniform(10.0, 90.0, (16, 16, 3)).astype(np.float32)
+    holes = data.copy()
+    holes[0, 0, :] = np.nan
+    holes[5, 7, 1] = np.inf
+    holes[9, 2, 2] = -np.inf
+    filled = np.where(np.isfinite(holes), holes, data.min())
+    path = save(tmp_path / "holes.nii.gz", holes, dtype=np.float32)
+    with caplog.at_level("WARNING"):
+        result = read_nifti_slices(path)
+    warnings = [r.getMessage() for r in caplog.records if "NaN" in r.getMessage()]
+    assert warnings == [f"{path}: 5 of 768 voxels are NaN or infinite; they are replaced by the minimum finite "
+                        f"value {data.min():g}"]
+    reference = read_nifti_slices(save(tmp_path / "filled.nii.gz", filled, dtype=np.float32))
+    np.testing.assert_array_equal(result.slices, reference.slices)
+    segmenter = Segmenter(_above_half, input_shape=16, num_classes=2, mode="tile", normalization=Normalization("MR"))
+    labels = segmenter.segment(result.slices)
+    np.testing.assert_array_equal(labels, segmenter.segment(reference.slices))
+    assert labels.any()  # every slice holds a NaN: unreplaced, normalisation would blank them all
+
+
+def test_a_volume_of_nan_is_refused(tmp_path):
+    path = save(tmp_path / "empty.nii", np.full((4, 4, 2), np.nan), dtype=np.float32)
+    with pytest.raises(CtsegDataError, match="empty.nii: every voxel is NaN or infinite"):
+        read_nifti_slices(path)

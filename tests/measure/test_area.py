@@ -11,9 +11,11 @@ from ctseg_helpers.measure.area import (
     AREA_INDEX_NAME,
     area_table,
     areas_from_folders,
+    check_label_names,
     find_label_files,
     pixel_spacings_mm,
     roi_areas_mm2,
+    slice_rows,
     stack_spacing_mm,
     volume_table,
 )
@@ -175,6 +177,95 @@ def test_bad_names_are_refused(names, message):
 def test_too_few_names_for_the_label_values_names_the_file():
     with pytest.raises(CtsegDataError, match="IM_2.dcm: label map holds values 0..2 but num_labels=1"):
         area_table(three_slices(), (1, 1), ["LV"], files=["IM_1.dcm", "IM_2.dcm", "IM_3.dcm"])
+    # ... and says how many names were given for how many ROIs, with an example
+    with pytest.raises(CtsegDataError, match=r"1 ROI name\(s\) \['LV'\] given for label values up to 2: give one "
+                                             r"name per ROI, label 1 first, e.g. \['ROI 1', 'ROI 2'\] "
+                                             r"\(or \['background', 'ROI 1', 'ROI 2'\]\)"):
+        area_table(three_slices(), (1, 1), ["LV"])
+
+
+# ------------------------------------------------------------------ label names: background first or not
+
+
+def test_a_first_name_background_is_dropped_with_an_info_line(caplog):
+    with caplog.at_level(logging.INFO, logger="ctseg_helpers.io.label_names"):
+        names = check_label_names(["Background", "lv_cavity", "lv_myocardium"], 2)
+    assert names == ("lv_cavity", "lv_myocardium")
+    assert ("labels_list starts with 'Background', the name of label 0: dropped, so label 1 is 'lv_cavity'"
+            in caplog.text)
+    # without a number of ROIs (only label values tell), a leading background is always label 0
+    assert check_label_names(["background", "LV"]) == ("LV",)
+    # names without background are kept as they are
+    assert check_label_names(["LV", "myo"], 2) == ("LV", "myo")
+
+
+def test_area_table_with_background_first_names_label_1_correctly():
+    table = area_table(three_slices(), (0.5, 0.5), ["background", "LV", "myocardium"])
+    assert list(table.columns) == ["file", "slice_position_mm", "LV", "myocardium"]
+    np.testing.assert_array_equal(table["LV"].iloc[:3], [25.0, 9.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    ("names", "num_labels", "message"),
+    [
+        (["a", "b", "c"], 2, r"labels_list has 3 name\(s\) \['a', 'b', 'c'\] but there are 2 ROI\(s\); give one name "
+                             r"per ROI, label 1 first, e.g. \['ROI 1', 'ROI 2'\] \(or \['background', 'ROI 1', 'ROI 2'\]\)"),
+        (["background", "a", "b", "c"], 2, r"labels_list has 4 name\(s\) \['background', 'a', 'b', 'c'\] but there "
+                                           r"are 2 ROI\(s\)"),
+        (["background", "a"], 2, r"labels_list \['background', 'a'\] names label 1 'background', but the background is "
+                                 r"label 0 and not an ROI"),
+        (["a", "Background"], None, r"names label 2 'Background', but the background is label 0"),
+        (["background"], None, r"labels_list \['background'\] names only the background \(label 0\): add one name per "
+                               r"ROI after it"),
+        ("LV", None, r"labels_list must be a list of names, e.g. \['LV'\], got the string 'LV'"),
+        (["a", " "], None, r"labels_list \['a', ' '\]: name 2 is empty; give every ROI a name"),
+        (["series", "a"], None, r"labels_list may not use the column name\(s\) \['series'\]"),
+    ],
+)
+def test_label_names_that_do_not_fit_are_refused(names, num_labels, message):
+    with pytest.raises(CtsegSettingsError, match=message):
+        check_label_names(names, num_labels)
+
+
+def test_the_count_message_can_say_where_the_count_comes_from():
+    with pytest.raises(CtsegSettingsError, match=r"--label-names has 1 name\(s\) \['a'\] but --num-labels is 2; give "
+                                                 r"one name per ROI, label 1 first, e.g. \['x', 'y'\]"):
+        check_label_names(["a"], 2, setting="--label-names", counted="--num-labels is 2", example=["x", "y"])
+
+
+def test_a_label_file_with_more_values_than_names_gets_the_names_in_its_message(tmp_path):
+    from ctseg_helpers.measure.area import read_named_label
+
+    np.save(tmp_path / "IM_1.npy", np.array([[0, 1], [2, 3]], np.uint8))
+    with pytest.raises(CtsegDataError, match=r"IM_1.npy: label values 3 are outside 0..2 .*; 2 ROI name\(s\) \['a', "
+                                             r"'b'\] given for label values up to 3: give one name per ROI"):
+        read_named_label(tmp_path / "IM_1.npy", ["a", "b"])
+    assert read_named_label(tmp_path / "IM_1.npy", ["a", "b", "c"]).max() == 3
+    # other problems keep their own message
+    np.save(tmp_path / "negative.npy", np.array([[0, -1]], np.int16))
+    with pytest.raises(CtsegDataError, match="negative.npy: label values -1 are outside 0..2") as info:
+        read_named_label(tmp_path / "negative.npy", ["a", "b"])
+    assert "ROI name(s)" not in str(info.value)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(CtsegDataError, match="broken.png: cannot read the label image") as info:
+        read_named_label(tmp_path / "broken.png", ["a", "b"])
+    assert "ROI name(s)" not in str(info.value)
+
+
+def test_area_table_of_several_series_names_each_slices_series():
+    series = [(1, "1.2.3", "T1 axial"), (1, "1.2.3", "T1 axial"), (2, "4.5.6", "")]
+    table = area_table(three_slices(), (0.5, 0.5), ["LV", "myocardium"], files=["a.dcm", "b.dcm", "c.dcm"],
+                       series=series)
+    assert list(table.columns) == ["series", "series_uid", "series_description", "file", "slice_position_mm", "LV",
+                                   "myocardium"]
+    assert list(table["series"]) == [1, 1, 2, "", ""]
+    assert list(table["series_uid"]) == ["1.2.3", "1.2.3", "4.5.6", "", ""]
+    assert list(table["series_description"]) == ["T1 axial", "T1 axial", "", "", ""]
+    assert table.loc["mean", "LV"] == pytest.approx(34 / 3)  # over the slices of all series
+    # volumes ignore the series columns
+    assert volume_table(table, 8.0).loc["LV", "volume_ml"] == pytest.approx(34 * 8 / 1000)
+    with pytest.raises(CtsegSettingsError, match="3 label maps but the series of 2 slices"):
+        area_table(three_slices(), (0.5, 0.5), ["LV", "myocardium"], series=series[:2])
 
 
 def test_mismatched_lengths_are_refused():
@@ -247,6 +338,30 @@ def test_areas_from_folders_leaves_out_unlabelled_slices_with_a_warning(labelled
     assert "1 label map(s) match no DICOM file, e.g. other" in caplog.text
 
 
+def test_areas_from_folders_of_two_series_name_the_series_and_give_each_its_volumes(labelled_series):
+    from PIL import Image
+
+    from ctseg_helpers.io.dicom_write import write_dicom_series
+
+    # a second, smaller series (2 slices 4 mm apart) in the same folder: series 2 as 'ctseg inspect' lists it
+    write_dicom_series(labelled_series / "dicoms", np.full((2, 40, 40), -1000.0), pixel_spacing_mm=(1.0, 1.0),
+                       slice_thickness_mm=4.0, names=["B_1", "B_2"], series_description="second scan")
+    for name in ("B_1", "B_2"):
+        Image.fromarray(square(5)).save(labelled_series / "labels" / f"{name}.png")
+    table, volumes = areas_from_folders(labelled_series / "labels", labelled_series / "dicoms",
+                                        ["background", "LV", "myocardium"])
+    rows = slice_rows(table)
+    assert list(rows["series"]) == [1, 1, 1, 2, 2]
+    assert list(rows["series_description"]) == ["ctseg series"] * 3 + ["second scan"] * 2
+    assert list(rows["file"]) == ["IM_1.dcm", "IM_2.dcm", "IM_3.dcm", "B_1.dcm", "B_2.dcm"]
+    np.testing.assert_array_equal(rows["LV"], [25.0, 9.0, 0.0, 25.0, 25.0])
+    assert list(volumes.columns[:3]) == ["series", "series_uid", "series_description"]
+    by_series = volumes.reset_index().set_index(["series", "roi"])["volume_ml"]
+    assert by_series[(1, "LV")] == pytest.approx(34 * 8 / 1000)
+    assert by_series[(2, "LV")] == pytest.approx(50 * 4 / 1000)
+    assert by_series[(2, "myocardium")] == 0.0
+
+
 def test_areas_from_folders_errors(labelled_series, tmp_path):
     with pytest.raises(CtsegDataError, match="label folder not found"):
         areas_from_folders(tmp_path / "nope", labelled_series / "dicoms", ["LV", "myo"])
@@ -276,7 +391,13 @@ def test_areas_on_real_sunnybrook_labels_match_pixel_counts(sunnybrook):
     split = sunnybrook / "lv_myo" / "train"
     table, volumes = areas_from_folders(split / "labels", split / "dicoms", ["LV blood pool", "LV myocardium"])
     assert table["file"].iloc[:28].str.startswith("SCD0000").all()
-    assert len(table) == 28 + 2 and volumes is None  # three patients' slices: no single stack
+    assert len(table) == 28 + 2
+    # three patients' series: each row names its series, and each series (every position labelled once) has
+    # its own volumes
+    assert list(table.columns[:3]) == ["series", "series_uid", "series_description"]
+    assert slice_rows(table)["series"].nunique() == 3 and volumes["series"].nunique() == 3
+    blood_pool = volumes.loc["LV blood pool", "volume_ml"]
+    assert len(blood_pool) == 3 and (blood_pool.between(50, 500)).all()  # a left ventricle holds some 100 mL
     first = split / "dicoms" / table["file"].iloc[0]
     spacing = read_dicom_file(first).pixel_spacing_mm
     label = read_label(split / "labels" / (first.stem + ".png"), 2)

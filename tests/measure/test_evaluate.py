@@ -150,6 +150,84 @@ def test_several_series_in_one_folder(tmp_path):
         ev.load_case(dicom_dir, tmp_path / "pred", tmp_path / "truth", "body,bone")
 
 
+def test_a_series_with_manual_labels_but_no_predictions_is_skipped_with_one_note(tmp_path, caplog):
+    make_scan(tmp_path, names=["a_1", "a_2", "a_3", "a_4"], series_uid="1.2.826.0.1.1")
+    make_scan(tmp_path, names=["b_1", "b_2", "b_3", "b_4"], series_uid="1.2.826.0.1.2")
+    for k in range(1, 5):  # series b was not segmented
+        (tmp_path / "pred" / f"b_{k}.png").unlink()
+    with caplog.at_level(logging.WARNING):
+        result = ev.evaluate_folders(tmp_path / "pred", tmp_path / "truth", tmp_path / "dicoms", "body,bone")
+    assert set(result.metrics["series_uid"]) == {"1.2.826.0.1.1"} and len(result.metrics) == 8
+    notes = [r.getMessage() for r in caplog.records if "left out of the evaluation" in r.getMessage()]
+    assert notes == result.skipped and len(notes) == 1
+    assert notes[0] == ("series 1.2.826.0.1.2 ('ctseg series', 4 slice(s), e.g. b_1.dcm): 4 manual label map(s) but "
+                        "no predicted one; left out of the evaluation (segment that series too to evaluate it)")
+
+
+def test_series_with_predictions_only_or_on_other_slices_are_skipped_too(tmp_path):
+    make_scan(tmp_path, names=["a_1", "a_2", "a_3", "a_4"], series_uid="1.2.826.0.1.1")
+    make_scan(tmp_path, names=["b_1", "b_2", "b_3", "b_4"], series_uid="1.2.826.0.1.2")
+    make_scan(tmp_path, names=["c_1", "c_2", "c_3", "c_4"], series_uid="1.2.826.0.1.3")
+    for k in range(1, 5):
+        (tmp_path / "truth" / f"b_{k}.npy").unlink()
+    (tmp_path / "pred" / "c_1.png").unlink()
+    for k in range(2, 5):
+        (tmp_path / "truth" / f"c_{k}.npy").unlink()
+    result = ev.evaluate_folders(tmp_path / "pred", tmp_path / "truth", tmp_path / "dicoms", "body,bone")
+    assert set(result.metrics["series_uid"]) == {"1.2.826.0.1.1"}
+    assert sorted(result.skipped) == [
+        "series 1.2.826.0.1.2 ('ctseg series', 4 slice(s), e.g. b_1.dcm): 4 predicted label map(s) but no manual "
+        "one; left out of the evaluation",
+        "series 1.2.826.0.1.3 ('ctseg series', 4 slice(s), e.g. c_1.dcm): no slice has both a predicted and a "
+        "manual label map (3 predicted, 1 manual); left out of the evaluation",
+    ]
+
+
+def test_evaluation_fails_only_when_no_series_can_be_evaluated(tmp_path):
+    make_scan(tmp_path, names=["a_1", "a_2", "a_3", "a_4"], series_uid="1.2.826.0.1.1")
+    make_scan(tmp_path, names=["b_1", "b_2", "b_3", "b_4"], series_uid="1.2.826.0.1.2")
+    for name in ["a_2", "a_3", "a_4", "b_1", "b_2", "b_3", "b_4"]:
+        (tmp_path / "pred" / f"{name}.png").unlink()
+    (tmp_path / "truth" / "a_1.npy").unlink()  # the one prediction left has no manual label map
+    with pytest.raises(CtsegDataError, match=r"dicoms: no slice of series 1.2.826.0.1.1, 1.2.826.0.1.2 has both a "
+                                             r"predicted and a manual label map"):
+        ev.evaluate_folders(tmp_path / "pred", tmp_path / "truth", tmp_path / "dicoms", "body,bone")
+
+
+def test_manual_labels_without_prediction_are_named_in_the_warning(scan, caplog):
+    dicom_dir, pred_dir, truth_dir = scan
+    (pred_dir / "case_04.png").unlink()
+    with caplog.at_level(logging.WARNING):
+        ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, "body,bone")
+    assert "1 slice(s) with a manual label map have no prediction and are left out: case_04.npy" in caplog.text
+
+
+def test_many_manual_labels_without_prediction_are_named_a_few_then_counted(tmp_path, caplog):
+    names = [f"im_{k:02d}" for k in range(9)]
+    dicom_dir, pred_dir, truth_dir = make_scan(tmp_path, names=names)
+    for name in names[1:]:
+        (pred_dir / f"{name}.png").unlink()
+    with caplog.at_level(logging.WARNING):
+        ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, "body,bone")
+    assert ("8 slice(s) with a manual label map have no prediction and are left out: im_01.npy, im_02.npy, "
+            "im_03.npy, im_04.npy, im_05.npy and 3 more") in caplog.text
+
+
+def test_label_names_with_background_first_name_label_1(scan):
+    dicom_dir, pred_dir, truth_dir = scan
+    case = ev.load_case(dicom_dir, pred_dir, truth_dir, "Background,body,bone")
+    assert case.label_names == ("body", "bone")
+    result = ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, ["background", "body", "bone"])
+    assert list(result.metrics["roi"].unique()) == ["body", "bone"]
+
+
+def test_too_few_names_for_the_label_values_says_how_many_were_given(scan):
+    dicom_dir, pred_dir, truth_dir = scan
+    with pytest.raises(CtsegDataError, match=r"label values 2 are outside 0..1 .*; 1 ROI name\(s\) \['body'\] given "
+                                             r"for label values up to 2: give one name per ROI, label 1 first"):
+        ev.load_case(dicom_dir, pred_dir, truth_dir, "body")
+
+
 def test_write_evaluation_files_and_no_silent_overwrite(scan, tmp_path):
     dicom_dir, pred_dir, truth_dir = scan
     result = ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, label_names="body,bone")

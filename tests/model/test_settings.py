@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
-from ctseg_helpers.model.settings import ModelSettings, load_model, read_settings, save_model
+from ctseg_helpers.model.settings import ModelSettings, load_model, read_settings, save_model, update_settings
 from ctseg_helpers.prepare.normalize import Normalization
 
 
@@ -61,12 +61,26 @@ def test_read_settings_errors_name_the_file(tmp_path):
         read_settings(plain)
 
 
+def test_update_settings_names_a_foreign_or_damaged_file(tmp_path):
+    with pytest.raises(CtsegDataError, match="missing.keras: model file not found"):
+        update_settings(tmp_path / "missing.keras", ModelSettings(16, 1))
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(CtsegDataError, match=r"junk.keras: not a .keras model file \(not a zip archive\)"):
+        update_settings(junk, ModelSettings(16, 1))
+    cut = tmp_path / "cut.keras"
+    cut.write_bytes(b"PK\x03\x04" + bytes(60))  # a zip's first bytes, then nothing of use
+    with pytest.raises(CtsegDataError, match=r"cut.keras: is not a complete Keras model file \(truncated or damaged\?"):
+        update_settings(cut, ModelSettings(16, 1))
+    assert not (tmp_path / "cut.keras.tmp.keras").exists()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"input_shape": 0, "num_labels": 1}, "input_shape must be a positive integer"),
         ({"input_shape": 8, "num_labels": 0}, "num_labels must be at least 1"),
-        ({"input_shape": 8, "num_labels": 2, "label_names": ("a",)}, "1 label names given for num_labels=2"),
+        ({"input_shape": 8, "num_labels": 2, "label_names": ("a",)}, r"label_names has 1 name\(s\) \[.a.\] but num_labels=2"),
         ({"input_shape": 8, "num_labels": 1, "fit_mode": "crop"}, "fit_mode must be 'patch', 'resize' or 'pad'"),
     ],
 )

@@ -85,6 +85,36 @@ def test_notebook_runs_end_to_end_with_papermill(notebook_path, small_case, tmp_
 
 
 @pytest.mark.slow
+def test_notebook_segments_every_series_of_a_folder(notebook_path, small_case, tmp_path):
+    import papermill
+
+    model, scan = small_case
+    second = np.full((2, 30, 30), -1000.0)
+    second[:, 2:12, 2:7] = 0.0  # 50 px label 1
+    write_dicom_series(scan, second, pixel_spacing_mm=(1.0, 1.0), slice_thickness_mm=3.0, names=["other_1", "other_2"],
+                       series_description="second")
+    out_nb = tmp_path / "test_out.ipynb"
+    papermill.execute_notebook(
+        str(notebook_path), str(out_nb), cwd=str(notebook_path.parent), kernel_name="python3", progress_bar=False,
+        parameters={"labels_list": ["background", "soft", "bright"], "model_filename": str(model),
+                    "dicom_dir": str(scan), "output_dir": str(tmp_path / "pred"), "previews": False},
+    )
+    (run_dir,) = (tmp_path / "pred").iterdir()
+    areas = pd.read_csv(run_dir / "areas.csv", index_col=0)
+    assert list(areas.columns[:3]) == ["series", "series_uid", "series_description"]
+    assert list(areas["series"].iloc[:5]) == [1, 1, 1, 2, 2]
+    np.testing.assert_allclose(areas["soft"].iloc[:5], [50.0, 50.0, 50.0, 50.0, 50.0])
+    assert (run_dir / "animation_series1.gif").is_file() and (run_dir / "animation_series2.gif").is_file()
+    volumes = pd.read_csv(run_dir / "volumes.csv")
+    assert sorted(volumes["series"].unique()) == [1, 2]
+    executed = nbformat.read(out_nb, as_version=4)
+    outputs = json.dumps([c.get("outputs", []) for c in executed.cells])
+    assert "5 slice(s) of 2 series segmented" in outputs  # 3 + 2 slices, and the summary says so
+    assert "series 2 &#x27;second&#x27;" in outputs  # the second series' animation, under its heading
+    assert "series_description" in outputs and "volume_ml" in outputs
+
+
+@pytest.mark.slow
 def test_notebook_without_dicom_dir_shows_the_chooser_and_asks_for_a_folder(notebook_path, small_case, tmp_path):
     import papermill
     from papermill.exceptions import PapermillExecutionError

@@ -288,7 +288,7 @@ def test_only_a_new_transform_is_active(name):
 def test_defaults_follow_nnunet_2d():
     config = AugmentConfig()
     assert (config.p_flip, config.p_rot90) == (0.0, 0.0)  # sided ROIs
-    assert (config.p_affine, config.max_rotation_deg, config.scale_range) == (0.3, 30.0, (0.7, 1.4))
+    assert (config.p_affine, config.max_rotation_deg, config.scale_range) == (0.3, 180.0, (0.7, 1.4))  # any angle, as nnU-Net for square 2D patches
     assert config.p_elastic == 0.0
     assert (config.p_noise, config.noise_std) == (0.1, 0.03)
     assert (config.p_blur, config.blur_sigma_range) == (0.2, (0.5, 1.0))
@@ -363,3 +363,16 @@ def test_without_an_unknown_group_names_the_known_ones():
     with pytest.raises(CtsegSettingsError, match=r"unknown augmentation group\(s\) \['blur'\]; known groups are "
                                                  r"\['intensity', 'lowres', 'noise_blur', 'spatial'\]"):
         AugmentConfig().without("spatial", "blur")
+
+
+def test_context_factor_covers_rotation_and_zoom_out():
+    # No affine transform: no margin needed.
+    assert AugmentConfig(p_affine=0.0).context_factor == 1.0
+    assert AugmentConfig(enabled=False).context_factor == 1.0
+    # A pure 90-degree-or-more rotation needs sqrt(2) (the square's diagonal)...
+    assert AugmentConfig(max_rotation_deg=90.0, scale_range=(1.0, 1.0)).context_factor == pytest.approx(2 ** 0.5)
+    # ...a rotation of at most 30 degrees cos 30 + sin 30...
+    assert AugmentConfig(max_rotation_deg=30.0, scale_range=(1.0, 1.4)).context_factor == pytest.approx(1.3660, abs=1e-4)
+    # ...a zoom-out to 0.8 another 1 / 0.8, capped at twice the patch.
+    assert AugmentConfig(max_rotation_deg=0.0, scale_range=(0.8, 1.0)).context_factor == pytest.approx(1.25)
+    assert AugmentConfig().context_factor == 2.0

@@ -300,3 +300,167 @@ def test_real_sunnybrook_cine_series_is_segmented_with_outputs_named_like_its_fi
     spacing = run.pixel_spacing_mm[0]
     assert 1.2 < spacing[0] < 1.4
     assert run.areas["LV"].iloc[0] == pytest.approx((run.labels[0] == 1).sum() * spacing[0] * spacing[1])
+
+
+# ------------------------------------------------------------------ a folder of several series
+
+
+def second_phantom():
+    """2 slices 30x44: a 6 x 10 soft-tissue block (label 1) on both, a 5 x 5 bright block (label 2) on slice 2."""
+    images = np.full((2, 30, 44), -1000.0)
+    images[:, 2:8, 30:40] = 0.0
+    images[1, 20:25, 5:10] = 400.0
+    return images
+
+
+@pytest.fixture()
+def two_series_dir(dicom_dir):
+    """scan_01 with a second series: series 1 (3 slices, 'first') and series 2 (2 slices 1 x 2 mm, 'second')."""
+    write_dicom_series(dicom_dir, second_phantom(), pixel_spacing_mm=(1.0, 2.0), slice_thickness_mm=3.0,
+                       names=["B_0001", "B_0002"], series_description="second", series_uid="1.2.826.0.1.2",
+                       patient_id="PAT-67890")
+    return dicom_dir
+
+
+def _series_uids(folder):
+    from ctseg_helpers.io.dicom import scan_dicom_folder
+
+    return [info.series_uid for info in scan_dicom_folder(folder).series]
+
+
+def test_every_series_of_a_folder_is_segmented_as_its_own_stack(model_file, two_series_dir, tmp_path):
+    run = run_segmentation(model_file, two_series_dir, tmp_path / "predictions", labels_list=NAMES, progress=False)
+    first_uid, second_uid = _series_uids(two_series_dir)
+    assert second_uid == "1.2.826.0.1.2"
+    assert [(s.number, s.series_uid, s.series_description, len(s.files)) for s in run.series] == [
+        (1, first_uid, "ctseg series", 3), (2, second_uid, "second", 2)]
+    # label maps of both series, named like their DICOM files, each on its own grid
+    assert sorted(p.name for p in (run.run_dir / "labels").iterdir()) == [
+        "B_0001.png", "B_0002.png", "IM_0001.png", "IM_0002.png", "IM_0003.png"]
+    second = run.series[1]
+    assert second.labels.shape == (2, 30, 44)
+    assert [int((second.labels[k] == 1).sum()) for k in range(2)] == [60, 60]
+    assert [int((second.labels[k] == 2).sum()) for k in range(2)] == [0, 25]
+    with Image.open(run.run_dir / "labels" / "B_0002.png") as im:
+        np.testing.assert_array_equal(np.asarray(im), second.labels[1])
+    assert sorted(p.name for p in (run.run_dir / "overlays").iterdir()) == [
+        "B_0001.jpg", "B_0002.jpg", "IM_0001.jpg", "IM_0002.jpg", "IM_0003.jpg"]
+    # one area table: each row names its series; mean and std over all slices
+    areas = pd.read_csv(run.areas_csv, index_col=0, keep_default_na=False, na_values=[""])
+    assert list(areas.columns) == ["series", "series_uid", "series_description", "file", "slice_position_mm",
+                                   "soft", "bright"]
+    rows = areas.iloc[:5]
+    assert list(rows["series"]) == [1, 1, 1, 2, 2]
+    assert list(rows["series_uid"]) == [first_uid] * 3 + [second_uid] * 2
+    assert list(rows["series_description"]) == ["ctseg series"] * 3 + ["second"] * 2
+    assert list(rows["file"]) == ["IM_0001.dcm", "IM_0002.dcm", "IM_0003.dcm", "B_0001.dcm", "B_0002.dcm"]
+    np.testing.assert_allclose(rows["soft"], [80.0, 80.0, 80.0, 120.0, 120.0])
+    np.testing.assert_allclose(rows["bright"], [16.0, 32.0, 48.0, 0.0, 50.0])
+    assert areas.loc["mean", "bright"] == pytest.approx((16 + 32 + 48 + 0 + 50) / 5)
+    # volumes of each stack, one row per series and ROI
+    volumes = pd.read_csv(run.volumes_csv).set_index(["series", "roi"])
+    assert volumes.loc[(1, "bright"), "volume_ml"] == pytest.approx((16 + 32 + 48) * 5.0 / 1000)
+    assert volumes.loc[(2, "bright"), "volume_ml"] == pytest.approx(50 * 3.0 / 1000)
+    assert volumes.loc[(2, "soft"), "series_description"] == "second"
+    # an animation per series
+    assert run.animation_gif == run.run_dir / "animation_series1.gif"
+    assert not (run.run_dir / "animation.gif").exists()
+    for name, frames in (("animation_series1.gif", 3), ("animation_series2.gif", 2)):
+        with Image.open(run.run_dir / name) as gif:
+            assert gif.n_frames == frames
+    # run.json lists every file the run wrote, and nothing else; and what each series was
+    record = json.loads(run.run_json.read_text())
+    written = sorted(p.relative_to(run.run_dir).as_posix() for p in run.run_dir.rglob("*") if p.is_file())
+    assert sorted(record["files"]) == written
+    assert {"animation_series2.gif", "labels/B_0001.png", "overlays/IM_0003.jpg", "volumes.csv"} <= set(written)
+    assert record["series_uid"] is None and record["n_slices"] == 5
+    assert [(s["number"], s["series_uid"], s["n_slices"], s["animation"]) for s in record["series"]] == [
+        (1, first_uid, 3, "animation_series1.gif"), (2, second_uid, 2, "animation_series2.gif")]
+    assert record["series"][1]["files"] == ["B_0001.dcm", "B_0002.dcm"]
+    # no patient identifiers
+    for path in (run.run_json, run.areas_csv, run.volumes_csv):
+        assert "PAT-" not in path.read_text()
+    # what the notebook shows
+    assert run.summary().splitlines()[0] == f"5 slice(s) of 2 series segmented -> {run.run_dir}"
+    assert f"series 2 'second': 2 slice(s), uid {second_uid}" in run.summary()
+    html = run.animation_html()
+    assert "<h4>series 1 &#x27;ctseg series&#x27;: 3 slice(s)</h4>" in html and "series 2 &#x27;second&#x27;" in html
+    assert run.volume_report() is run.volumes
+    assert len(run.images) == 5 and run.labels[4].shape == (30, 44)
+
+
+def test_series_uid_picks_one_series_with_the_outputs_of_a_folder_of_one(model_file, two_series_dir, tmp_path):
+    run = run_segmentation(model_file, two_series_dir, tmp_path, series_uid="1.2.826.0.1.2", previews=False,
+                           progress=False)
+    assert [p.name for p in run.label_paths] == ["B_0001.png", "B_0002.png"]
+    assert list(run.areas.columns) == ["file", "slice_position_mm", "soft", "bright"]
+    assert run.animation_gif.name == "animation.gif" and run.labels.shape == (2, 30, 44)
+    record = json.loads(run.run_json.read_text())
+    assert record["series_uid"] == "1.2.826.0.1.2" and record["series_description"] == "second"
+    assert "series" not in record
+    with pytest.raises(CtsegDataError, match="no series with uid 9.9"):
+        run_segmentation(model_file, two_series_dir, tmp_path, series_uid="9.9", progress=False)
+
+
+def test_overwrite_after_a_run_of_several_series_removes_all_its_files(model_file, two_series_dir, tmp_path):
+    out = tmp_path / "predictions"
+    first = run_segmentation(model_file, two_series_dir, out, run_name="r", overwrite=True, previews=False,
+                             progress=False)
+    assert (first.run_dir / "animation_series2.gif").is_file()
+    again = run_segmentation(model_file, two_series_dir, out, run_name="r", overwrite=True, previews=False,
+                             series_uid="1.2.826.0.1.2", progress=False)
+    assert sorted(p.relative_to(again.run_dir).as_posix() for p in again.run_dir.rglob("*") if p.is_file()) == [
+        "animation.gif", "areas.csv", "labels/B_0001.png", "labels/B_0002.png", "run.json", "volumes.csv"]
+
+
+def test_a_series_that_is_no_stack_gets_no_volumes_and_says_why(model_file, dicom_dir, tmp_path):
+    write_dicom_series(dicom_dir, second_phantom()[1:], pixel_spacing_mm=(1.0, 2.0), names=["ONE"],
+                       series_description="localizer")
+    run = run_segmentation(model_file, dicom_dir, tmp_path, previews=False, animation=False, progress=False,
+                           include_patient_id=True)
+    assert list(run.volumes["series"].unique()) == [1]
+    assert run.volume_note == "series 2 'localizer': a single slice has no volume"
+    report = run.volume_report().data
+    assert "volume_ml" in report and "No ROI volumes for series 2 &#x27;localizer&#x27;: a single slice" in report
+    record = json.loads(run.run_json.read_text())
+    assert [s["patient_id"] for s in record["series"]] == ["PAT-12345", "ANON"]  # only when asked
+    assert "patient_id" not in record
+
+
+def test_a_series_without_pixel_spacing_is_named_and_nothing_is_written(model_file, two_series_dir, tmp_path):
+    import pydicom
+
+    for path in sorted(two_series_dir.glob("B_*.dcm")):
+        ds = pydicom.dcmread(path)
+        del ds.PixelSpacing
+        ds.save_as(path)
+    with pytest.raises(CtsegDataError, match=r"scan_01 \(series 2, uid 1.2.826.0.1.2\): 2 of 2 slice\(s\) have no "
+                                             r"PixelSpacing; give the field of view"):
+        run_segmentation(model_file, two_series_dir, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("labels_list", "message"),
+    [
+        (["background", "soft"], r"labels_list \['background', 'soft'\] names label 1 'background', but the "
+                                 r"background is label 0 and not an ROI"),
+        (["background", "a", "b", "c"], r"labels_list has 4 name\(s\) \['background', 'a', 'b', 'c'\] but the model was "
+                                        r"trained with 2 label\(s\) \['soft', 'bright'\]; give one name per ROI, label "
+                                        r"1 first, e.g. \['soft', 'bright'\] \(or \['background', 'soft', 'bright'\]\)"),
+    ],
+)
+def test_names_that_do_not_fit_the_model_are_refused_with_counts_and_an_example(model_file, dicom_dir, tmp_path,
+                                                                                labels_list, message):
+    with pytest.raises(CtsegSettingsError, match=message):
+        run_segmentation(model_file, dicom_dir, tmp_path / "predictions", labels_list=labels_list, progress=False)
+    assert not (tmp_path / "predictions").exists()
+
+
+def test_labels_list_with_background_first_as_in_the_manual(model_file, dicom_dir, tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        run = run_segmentation(model_file, dicom_dir, tmp_path, labels_list=["Background", *NAMES], previews=False,
+                               animation=False, progress=False)
+    assert run.label_names == tuple(NAMES) and list(run.areas.columns[2:]) == NAMES
+    np.testing.assert_allclose(run.areas["bright"].iloc[:3], [16.0, 32.0, 48.0])  # label 2 is 'bright'
+    assert "labels_list starts with 'Background', the name of label 0: dropped, so label 1 is 'soft'" in caplog.text

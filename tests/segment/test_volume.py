@@ -389,3 +389,47 @@ def test_the_models_post_processing_reaches_the_combination_of_several_axes(rand
     # every axial slice of the result holds one connected region: the post-processing ran last
     np.testing.assert_array_equal(combined, np.stack([keep_largest_component(p > 0) for p in combined]))
     assert combined.any() and (combined <= without).all()
+
+
+# ------------------------------------------------------------------ non-finite voxels
+def above_half_fn(batch):
+    """Class 1 where the normalised value is above 0.5."""
+    p = (batch[..., 0] > 0.5).astype(np.float32)
+    return np.stack([1 - p, p], axis=-1)
+
+
+def write_volume(path, vol):
+    with DataFile.create(path, vol.shape, vol.dtype, chunk_shape=(8, 8, 8)) as out:
+        out.write_block((0, 0, 0), vol)
+    return path
+
+
+@pytest.mark.parametrize(("axes", "rotate_deg"), [((0,), 0.0), ((0, 1, 2), 0.0), ((1,), 30.0)])
+def test_nonfinite_voxels_are_segmented_as_the_minimum_with_one_warning(tmp_path, caplog, axes, rotate_deg):
+    from ctseg_helpers.prepare.normalize import Normalization
+
+    vol = np.random.default_rng(5).uniform(10.0, 90.0, (24, 16, 16)).astype(np.float32)
+    holes = vol.copy()
+    holes[16:, 3, 4] = np.nan  # only in the second slab along axis 0: found after a clean slab
+    holes[20, 9, 9] = np.inf
+    filled = np.where(np.isfinite(holes), holes, vol.min())
+    path, reference = write_volume(tmp_path / "holes.h5", holes), write_volume(tmp_path / "filled.h5", filled)
+    seg = Segmenter(above_half_fn, input_shape=16, num_classes=2, mode="tile", batch_size=4,
+                    normalization=Normalization("MR"))
+    options = {"axes": axes, "rotate_deg": rotate_deg, "max_gb": SMALL_GB, "progress": False}
+    with caplog.at_level("WARNING"):
+        result = segment_volume(seg, path, tmp_path / "out.h5", **options)
+    assert result.slabs_done > 1
+    warnings = [r.getMessage() for r in caplog.records if "NaN" in r.getMessage()]
+    assert warnings == [f"{path}: 9 of {vol.size} voxels are NaN or infinite; they are replaced by the minimum "
+                        f"finite value {vol.min():g}"]
+    segment_volume(seg, reference, tmp_path / "ref.h5", **options)
+    labels = read_labels(tmp_path / "out.h5")
+    np.testing.assert_array_equal(labels, read_labels(tmp_path / "ref.h5"))
+    assert labels[16:].any()  # unreplaced, the NaN would blank the normalised slices that hold one
+
+
+def test_a_volume_of_nan_is_refused(tmp_path):
+    path = write_volume(tmp_path / "nan.h5", np.full((4, 16, 16), np.nan, np.float32))
+    with pytest.raises(CtsegDataError, match="nan.h5: every voxel is NaN or infinite; there is no image"):
+        segment_volume(make_segmenter(threshold_fn), path, tmp_path / "out.h5", progress=False)

@@ -163,7 +163,9 @@ def test_a_time_limited_run_decays_the_rate_by_the_clock_not_the_epochs(mixed_fo
     status = [line for line in printed.splitlines() if line.startswith("Completed epochs")]
     assert status and all(" | Focal loss: " in line for line in status), printed
     extra = read_settings(result.best_model_path).extra
-    assert (extra["loss"], extra["loss_options"], extra["best_by"]) == ("focal", {"gamma": 1.0}, "loss")
+    assert (extra["loss"], extra["loss_options"], extra["best_by"]) == ("focal", {"gamma": 1.0}, "last")
+    # without validation the model kept is the one after the last epoch
+    assert result.best_model_path.read_bytes() == (tmp_path / "tiny_last.keras").read_bytes()
 
 
 # --- a patch-mode run planned from a DICOM folder ------------------------------------------------
@@ -454,3 +456,42 @@ def test_too_few_training_patients_after_the_split_are_pointed_out(caplog):
     with caplog.at_level("WARNING"):
         _warn_few_training_patients(["p1", "p1", "p2"])
     assert "only 2 patient(s)/series are left for training" in caplog.text and "validation_fraction=0" in caplog.text
+
+
+@pytest.mark.parametrize(("patients", "n_train_patients"), [(1, 1), (3, 3), (4, 3), (6, 5)])
+def test_the_automatic_validation_split_keeps_three_training_patients(patients, n_train_patients, tmp_path, caplog):
+    from ctseg_helpers.train.loop import _split_validation
+
+    groups = [f"p{i}" for i in range(patients) for _ in range(4)]
+    config = TrainConfig(main_dir=tmp_path, out_dir=tmp_path / "out", num_labels=1)
+    assert config.validation_fraction is None
+    with caplog.at_level("INFO"):
+        train_index, val_index = _split_validation(groups, config)
+    assert len({groups[i] for i in train_index}) == n_train_patients
+    assert sorted([*train_index, *val_index]) == list(range(len(groups)))
+    if n_train_patients == patients:  # no split: said so, with what to do instead
+        assert len(val_index) == 0
+        assert f"training on all {patients} patient(s)/series without a validation split" in caplog.text
+        assert "validation_fraction=0.2 forces a split" in caplog.text
+    else:
+        assert not {groups[i] for i in train_index} & {groups[i] for i in val_index}
+
+
+def test_an_explicit_validation_fraction_splits_even_few_patients(tmp_path, caplog):
+    from ctseg_helpers.train.loop import _split_validation
+
+    groups = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+    config = TrainConfig(main_dir=tmp_path, out_dir=tmp_path / "out", num_labels=1, validation_fraction=0.3)
+    with caplog.at_level("WARNING"):
+        train_index, val_index = _split_validation(groups, config)
+    assert len(val_index) == 4 and len(train_index) == 8
+    assert "only 2 patient(s)/series are left for training" in caplog.text
+
+
+def test_training_label_names_may_start_with_background(tmp_path):
+    config = TrainConfig(main_dir=tmp_path, out_dir=tmp_path / "out", num_labels=2,
+                         label_names=["Background", "LV blood pool", "LV myocardium"])
+    assert config.label_names == ("LV blood pool", "LV myocardium")
+    with pytest.raises(CtsegSettingsError, match=r"label_names has 3 name\(s\) .* but num_labels=2; give one name "
+                                                 r"per ROI, label 1 first"):
+        TrainConfig(main_dir=tmp_path, out_dir=tmp_path / "out", num_labels=2, label_names=["a", "b", "c"])
