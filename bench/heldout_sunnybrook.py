@@ -17,6 +17,8 @@ evaluated on the held-out one, which no model sees in training or in choosing se
 ``patch_aug`` the defaults: as ``patch_aug_rot30`` with rotations by any angle; with two
               training patients the default sets none aside for validation;
 ``patch_aug_pp`` the same model + the post-processing chosen on the inner folds below;
+``patch_aug_tta`` the same model with test-time augmentation (the views it was trained on:
+              the 4 quarter turns for the defaults);
 ``patch_aug_fp32`` ``patch_aug`` in float32 (the default is bfloat16 on CPUs with AMX);
 ``no_<group>`` ``patch_aug`` without one augmentation group (``spatial``, ``intensity``,
               ``noise_blur``, ``lowres``; see ``AUGMENTATION_GROUPS``), to measure what it adds;
@@ -59,8 +61,10 @@ OLD_AUGMENTATION = AugmentConfig(p_affine=0.5, max_rotation_deg=15.0, scale_rang
                                  p_brightness=0.3, p_contrast=0.3, contrast_range=(0.8, 1.2), p_gamma=0.3,
                                  gamma_range=(0.8, 1.25), p_noise=0.2, noise_std=0.02, p_blur=0.0, p_lowres=0.0,
                                  p_brightness_mult=0.0)
-VARIANTS = ("old", "patch", "patch_aug_rot30", "patch_aug", "patch_aug_pp", "patch_aug_fp32", *(f"no_{g}" for g in AUGMENTATION_GROUPS),
+VARIANTS = ("old", "patch", "patch_aug_rot30", "patch_aug", "patch_aug_pp", "patch_aug_tta", "patch_aug_fp32", *(f"no_{g}" for g in AUGMENTATION_GROUPS),
             "ensemble")
+#: Variants that evaluate another variant's models instead of training their own.
+EVALUATED_ONLY = ("patch_aug_pp", "patch_aug_tta")
 
 
 def evaluate(segmenter, pairs, names) -> dict:
@@ -188,7 +192,7 @@ def main() -> int:
                     link.symlink_to(main_dir / "train" / sub / f"{name}{suffix}")
         fold = {"held_out": held_out, "train_patients": sorted(set(train_pairs.groups)),
                 "n_train_slices": len(train_pairs), "n_test_slices": len(test_pairs), "variants": {}}
-        for variant in [v for v in VARIANTS if v in variants and v != "patch_aug_pp"]:
+        for variant in [v for v in VARIANTS if v in variants and v not in EVALUATED_ONLY]:
             print(f"== {held_out}: {variant}", flush=True)
             done_file = fold_dir / variant / "result.json"
             if done_file.is_file():  # finished by an earlier run of this bench: reuse it
@@ -218,6 +222,12 @@ def main() -> int:
             fold["variants"]["patch_aug_pp"] = {"metrics": evaluate(segmenter, test_pairs, names),
                                                 "postprocessing": chosen}
             print(json.dumps(fold["variants"]["patch_aug_pp"]), flush=True)
+        if "patch_aug_tta" in variants and "patch_aug" in fold["variants"]:
+            segmenter = Segmenter.from_model_file(fold["variants"]["patch_aug"]["model"], tta=True)
+            segmenter.postprocessing = None
+            fold["variants"]["patch_aug_tta"] = {"metrics": evaluate(segmenter, test_pairs, names),
+                                                 "tta_views": segmenter.tta_views}
+            print(json.dumps(fold["variants"]["patch_aug_tta"]), flush=True)
         report["folds"].append(fold)
         (out_root / "report.json").write_text(json.dumps(report, indent=2))
     summary = {}

@@ -63,7 +63,7 @@ def register(subparsers) -> None:
     parser.add_argument("--blend", choices=("gaussian", "hann", "average"), default="gaussian",
                         help="weighting of overlapping patches (default gaussian)")
     parser.add_argument("--batch-size", type=int, default=8, help="patches per prediction batch (default 8)")
-    parser.add_argument("--tta", action="store_true", help="test-time augmentation: average over flips (4x slower)")
+    parser.add_argument("--tta", action="store_true", help="test-time augmentation: average over the views the model was trained on (quarter turns or flips; 4x slower)")
     parser.add_argument("--name", metavar="NAME", help="run folder name (default: the DICOM folder's name)")
     parser.add_argument("--overwrite", action="store_true",
                         help="write to --out/NAME (no time stamp), replacing exactly the files an earlier ctseg "

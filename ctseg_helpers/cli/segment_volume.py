@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     parser.add_argument("--mode", choices=("tile", "resize"),
                         help="segmenter mode (default: from the model's training fit mode)")
     parser.add_argument("--batch-size", type=int, default=8, help="patches per prediction call (default 8)")
-    parser.add_argument("--tta", action="store_true", help="average over flips (4x slower)")
+    parser.add_argument("--tta", action="store_true", help="average over the views the model was trained on (quarter turns or flips; 4x slower)")
     parser.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip",
                         help="compression of the output datasets (default gzip)")
     parser.add_argument("--dask-scheduler", metavar="ADDRESS",

@@ -17,8 +17,12 @@ to stacks of slices:
     (``fit_mode="resize"``).
 
 Patches of several slices share a batch, so small slices are predicted ``batch_size`` at a
-time. With ``tta=True`` each batch is also predicted flipped left-right, up-down and both,
-and the four probability maps are averaged.
+time. With ``tta=True`` each batch is also predicted in other views and the probability maps
+are averaged: ``tta_views="rotations"`` turns it by 90, 180 and 270 degrees (for models trained
+with rotations by any angle, the default since 2026-12), ``"flips"`` mirrors it left-right,
+up-down and both (for models trained with flips), ``"all"`` uses all 8 rotations and mirrors.
+:meth:`Segmenter.from_model_file` picks the views the model was trained on
+(:func:`tta_views_for`).
 
 A model trained at a planned pixel spacing (``target_spacing_mm``) segments each slice
 resampled to that spacing; its probabilities are resampled back to the slice's own grid before
@@ -54,6 +58,40 @@ def mode_for_fit(fit_mode: str) -> str:
     return "resize" if fit_mode == "resize" else "tile"
 
 
+
+#: Test-time views: name -> (quarter turns, mirrored left-right) of each view, the original first.
+#: A left-right mirror turned by 2 quarter turns is the up-down mirror, so "flips" is the old
+#: set (original, left-right, up-down, both).
+TTA_VIEWS = {
+    "flips": ((0, False), (0, True), (2, True), (2, False)),
+    "rotations": ((0, False), (1, False), (2, False), (3, False)),
+    "all": tuple((k, m) for m in (False, True) for k in range(4)),
+}
+
+
+def tta_views_for(augmentation: dict | None) -> str:
+    """The test-time views a model was trained on, from its stored augmentation settings.
+
+    Rotations by 90 degrees or more (``max_rotation_deg`` >= 90 with ``p_affine`` > 0, or
+    ``p_rot90`` > 0) give ``"rotations"``; with flips (``p_flip`` > 0) too, ``"all"``. Models
+    trained with neither, or saved without augmentation settings, keep ``"flips"``, ctseg's
+    earlier test-time views.
+
+    Examples
+    --------
+    >>> tta_views_for({"enabled": True, "p_affine": 0.3, "max_rotation_deg": 180.0, "p_flip": 0.0})
+    'rotations'
+    >>> tta_views_for(None)
+    'flips'
+    """
+    aug = augmentation or {}
+    if not aug.get("enabled", False):
+        return "flips"
+    rotations = (aug.get("p_affine", 0) > 0 and aug.get("max_rotation_deg", 0) >= 90) or aug.get("p_rot90", 0) > 0
+    flips = aug.get("p_flip", 0) > 0
+    return "all" if rotations and flips else "rotations" if rotations else "flips"
+
+
 class Segmenter:
     """Patch, predict and stitch 2D slices.
 
@@ -75,7 +113,10 @@ class Segmenter:
     batch_size : int
         Patches (tile) or slices (resize) per call of ``predict_fn``.
     tta : bool
-        Test-time augmentation: average the probabilities over the 4 flips (4x the work).
+        Test-time augmentation: average the probabilities over the ``tta_views`` (4x the work,
+        8x for ``"all"``).
+    tta_views : {"flips", "rotations", "all"}
+        Views for ``tta``, see the module docstring; choose views the model was trained on.
     normalization : Normalization or None
         Applied to the raw slices first; None means the slices are already normalised.
     target_spacing_mm : (float, float) or None
@@ -101,6 +142,7 @@ class Segmenter:
         blend: str = "gaussian",
         batch_size: int = 8,
         tta: bool = False,
+        tta_views: str = "flips",
         normalization: Normalization | None = None,
         target_spacing_mm=None,
         postprocessing=None,
@@ -122,7 +164,10 @@ class Segmenter:
         self.overlap = check_overlap(overlap)
         self.blend = check_blend(blend)
         self.batch_size = int(batch_size)
+        if tta_views not in TTA_VIEWS:
+            raise CtsegSettingsError(f"tta_views must be one of {list(TTA_VIEWS)}, got {tta_views!r}")
         self.tta = bool(tta)
+        self.tta_views = tta_views
         self.normalization = normalization
         self.target_spacing_mm = tuple(float(v) for v in target_spacing_mm) if target_spacing_mm else None
         self._warned_spacing = False
@@ -152,7 +197,7 @@ class Segmenter:
         ``ctseg train --folds K``) or a folder of fold models; an ensemble averages its members'
         probabilities. ``input_shape``, ``num_classes``, ``normalization``, ``target_spacing_mm``
         and ``postprocessing`` come from the stored settings, ``mode`` from the training
-        ``fit_mode``, unless given; other keyword arguments are passed to :class:`Segmenter`.
+        ``fit_mode``, ``tta_views`` from the stored augmentation (:func:`tta_views_for`), unless given; other keyword arguments are passed to :class:`Segmenter`.
 
         Raises
         ------
@@ -173,7 +218,8 @@ class Segmenter:
             kwargs.pop(name, None)
         kwargs["mode"] = kwargs.get("mode") or mode_for_fit(settings.fit_mode)
         defaults = {"normalization": settings.normalization, "target_spacing_mm": settings.target_spacing_mm,
-                    "postprocessing": settings.postprocessing}
+                    "postprocessing": settings.postprocessing,
+                    "tta_views": tta_views_for(settings.extra.get("augmentation"))}
         for name, value in defaults.items():
             if kwargs.get(name) is None:
                 kwargs[name] = value
@@ -325,15 +371,17 @@ class Segmenter:
         return out
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities (B, S, S, C) for a batch (B, S, S), with flips when tta is on."""
+        """Probabilities (B, S, S, C) for a batch (B, S, S), averaged over the TTA views when on."""
         x = batch[..., None]
-        proba = self._call(x)
-        if self.tta:
-            for axes in ((2,), (1,), (1, 2)):
-                flipped = np.ascontiguousarray(np.flip(x, axis=axes))
-                proba = proba + np.flip(self._call(flipped), axis=axes)
-            proba = proba / 4.0
-        return proba
+        if not self.tta:
+            return self._call(x)
+        views = TTA_VIEWS[self.tta_views]
+        proba = np.zeros((*x.shape[:3], self.num_classes), np.float32)
+        for quarter_turns, mirror in views:
+            view = np.rot90(np.flip(x, axis=2) if mirror else x, k=quarter_turns, axes=(1, 2))
+            back = np.rot90(self._call(np.ascontiguousarray(view)), k=-quarter_turns, axes=(1, 2))
+            proba += np.flip(back, axis=2) if mirror else back
+        return proba / len(views)
 
     def _call(self, x: np.ndarray) -> np.ndarray:
         proba = np.asarray(self.predict_fn(x), dtype=np.float32)

@@ -244,3 +244,45 @@ def test_a_model_whose_shape_disagrees_with_its_settings_is_refused(tmp_path):
     path = make_tiny_model_file(tmp_path / "lying_input.keras", stored_input_shape=48)
     with pytest.raises(CtsegSettingsError, match=r"the network takes inputs of shape \(None, 32, 32, 1\), but its settings say input_shape=48"):
         Segmenter.from_model_file(path)
+
+
+@pytest.mark.parametrize("views", ["flips", "rotations", "all"])
+def test_every_tta_view_is_mapped_back_exactly(views):
+    # An identity network returns its input: every view turned back must give the slice itself,
+    # on a non-square slice that is tiled, so a view mapped back wrongly would show.
+    image = np.random.default_rng(0).random((40, 21)).astype(np.float32)
+
+    def identity_proba(batch):
+        return np.concatenate([1 - batch, batch], axis=-1)
+
+    rec = Recorder(identity_proba)
+    proba = Segmenter(rec, input_shape=16, num_classes=2, tta=True, tta_views=views).predict_proba(image)
+    np.testing.assert_allclose(proba[..., 1], image, rtol=1e-5, atol=1e-6)
+    per_view = {"flips": 4, "rotations": 4, "all": 8}[views]
+    assert len(rec.shapes) % per_view == 0
+
+
+def test_rotation_tta_averages_the_four_quarter_turns():
+    # class-1 probability = a row ramp whatever the input: averaged over quarter turns, each
+    # pixel gets the mean of the ramp at its 4 rotated positions.
+    def row_ramp(batch):
+        rows = np.linspace(0, 1, batch.shape[1], dtype=np.float32)[None, :, None, None]
+        p1 = np.broadcast_to(rows, batch.shape)
+        return np.concatenate([1 - p1, p1], axis=-1)
+
+    proba = Segmenter(row_ramp, input_shape=16, num_classes=2, tta=True, tta_views="rotations").predict_proba(
+        np.zeros((16, 16)))
+    ramp16 = np.broadcast_to(np.linspace(0, 1, 16)[:, None], (16, 16))
+    expected = np.mean([np.rot90(ramp16, k) for k in range(4)], axis=0)
+    np.testing.assert_allclose(proba[..., 1], expected, atol=1e-6)
+
+
+def test_tta_views_follow_the_training_augmentation():
+    from ctseg_helpers.segment.segmenter import tta_views_for
+
+    assert tta_views_for({"enabled": True, "p_affine": 0.3, "max_rotation_deg": 180.0}) == "rotations"
+    assert tta_views_for({"enabled": True, "p_affine": 0.3, "max_rotation_deg": 30.0}) == "flips"
+    assert tta_views_for({"enabled": True, "p_rot90": 0.5, "p_flip": 0.5}) == "all"
+    assert tta_views_for({"enabled": False, "p_affine": 0.3, "max_rotation_deg": 180.0}) == "flips"
+    with pytest.raises(CtsegSettingsError, match=r"tta_views must be one of \['flips', 'rotations', 'all'\], got 'x'"):
+        Segmenter(identity, input_shape=16, num_classes=2, tta_views="x")
