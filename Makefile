@@ -8,7 +8,7 @@ export TF_ENABLE_ONEDNN_OPTS ?= 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test bench lab clean-venv
+.PHONY: setup demo test bench lab notebooks clean-venv
 
 setup: $(STAMP)
 
@@ -43,6 +43,10 @@ bench: setup
 # The kernels draw inline: the Agg backend exported above (for tests and the demo) is not passed on.
 lab: setup
 	env -u MPLBACKEND $(BIN)/jupyter lab notebooks/
+
+# Write each notebooks/<name>.ipynb from its paired percent script notebooks/<name>.py.
+notebooks: setup
+	$(BIN)/jupytext --sync notebooks/train.py notebooks/test.py notebooks/visualize.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -42,7 +42,7 @@ def test_notebook_trains_on_sunnybrook(sunnybrook, repo_root, tmp_path):
                         input_shape=64, num_labels=2, label_names=["LV blood pool", "LV myocardium"], epochs=2,
                         batch_size=8, learning_rate=3e-3, print_checkpoint=1, save_checkpoint=2, augment=True,
                         levels=2, base_filters=4, max_slices=12, resume=False, overwrite=False,
-                        batches_per_epoch=2),
+                        batches_per_epoch=2, validation_fraction=0.4),
         progress_bar=False,
     )
     text = json.dumps(nbformat.read(executed, as_version=4).cells)

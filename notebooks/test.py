@@ -1,0 +1,148 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Segment new scans and measure cross-sectional areas
+#
+# Use this notebook after `train.ipynb` has trained a model. Choose a folder holding the DICOM images
+# you wish to segment (CT or MR; one scan, or several: every series in the folder is segmented as
+# its own stack), and the trained model segments every slice. You get:
+#
+# - a label map per slice (PNG, values 0 = background, 1..N = your ROIs, named like the DICOM file),
+# - a JPG preview per slice with the ROIs coloured, and an animation of the slices of each series (GIF),
+# - the cross-sectional area of each ROI on each slice in mm² (`areas.csv`, each row naming its
+#   series when the folder holds several), with the mean and standard deviation over slices, and the
+#   ROI volumes in mL of each series whose slices form a 3D stack.
+#
+# Everything goes to a new folder under `output_dir` (`../predictions/<folder name>_<date-time>`), so
+# earlier results are never replaced. The areas are measured at the scan's own resolution, with the
+# pixel size from the DICOM files (`PixelSpacing`); `fov` and `matrix_size` are used only for files
+# without it.
+#
+# Steps: Imports · Settings · Generate Segmentation Predictions · Calculate Cross-Sectional Area.
+
+# %% [markdown]
+# ## Imports
+
+# %%
+# %matplotlib inline
+import logging
+
+from ctseg_helpers.segment import run_segmentation
+from ctseg_helpers.show.folder_picker import pick_folder
+
+# ctseg's messages (warnings, where files went) are shown; other libraries' only when they warn
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", force=True)
+logging.getLogger("ctseg_helpers").setLevel(logging.INFO)
+
+# %% [markdown]
+# ## Settings
+#
+# Every setting of the notebook. Paths are relative to the `notebooks/` folder. `labels_list` and
+# `input_shape` must be those the model was trained with: they are checked against the model
+# before any work.
+
+# %% tags=["parameters"]
+# ROI names, label 1 first (a first name "background" is dropped); None: the names stored with the model
+labels_list = ["vertebral body", "right psoas major", "left psoas major",
+               "right multifidus-erector spinae", "left multifidus-erector spinae", "subcutaneous fat"]
+# The trained model (.keras file written by train.ipynb), or the ensemble of a K-fold training
+# ("../trained_model/unet.ensemble.json", or the folder holding the fold models)
+model_filename = "../trained_model/unet_best.keras"
+# Side of the square network input in pixels, as in training (None: take it from the model)
+input_shape = None
+# Field of view in mm and image size in pixels: used only for files without PixelSpacing
+fov = None            # e.g. 400.0, or (rows_mm, cols_mm)
+matrix_size = None    # e.g. 512, or (rows, cols)
+# Folder of the DICOM images to segment; None shows a folder chooser below
+dicom_dir = None
+# Where the run folders are written
+output_dir = "../predictions"
+
+# Where the folder chooser starts
+browse_from = "../data"
+# Segment only this series (SeriesInstanceUID) of the folder (None: every series in it)
+series_uid = None
+# Segmentation: tile mode blends overlapping patches ("gaussian", "hann" or "average")
+mode = None           # None: as the model was trained ("tile" or "resize")
+overlap = 0.25
+blend = "gaussian"
+batch_size = 8
+tta = False           # test-time flips averaged (4x slower; only for models trained with flips)
+# Write to output_dir/<run_name> and replace an earlier run's outputs there (else: a new folder)
+overwrite = False
+run_name = None       # None: the DICOM folder's name
+# Outputs
+previews = True       # JPG previews with coloured ROIs
+animation = True      # animated GIF of all slices
+include_patient_id = False  # record the DICOM PatientID in run.json
+
+# %% [markdown]
+# ## Generate Segmentation Predictions
+#
+# ### Choose the DICOM folder
+#
+# With `dicom_dir = None` a folder chooser appears: click a folder to open it (`..` goes up, or type
+# a path and press Enter), then **Use this folder**, then run the next cells. It browses the
+# folders of the machine the notebook runs on, also when that is a remote server.
+
+# %%
+dicom_folder = pick_folder(dicom_dir, start=browse_from)
+
+# %% [markdown]
+# ### Segment every slice
+#
+# Checks the settings against the model, reads each series of the folder, segments its slices (a
+# progress bar shows how far it is) and writes the label maps, previews, animations and area table.
+
+# %%
+run = run_segmentation(
+    model_filename, dicom_folder.path, output_dir, labels_list, fov, matrix_size,
+    input_shape=input_shape, series_uid=series_uid, mode=mode, overlap=overlap, blend=blend,
+    batch_size=batch_size, tta=tta, overwrite=overwrite, run_name=run_name, previews=previews,
+    animation=animation, include_patient_id=include_patient_id,
+)
+print(run.summary())
+
+# %% [markdown]
+# ### Animated rendering
+#
+# Every slice with its ROIs coloured (the same colours in every ctseg figure); use the controls to
+# play, pause or step through the slices. The same animation is saved as `animation.gif` in the run
+# folder; with several series, one animation per series (`animation_series<number>.gif`).
+
+# %%
+run.show_animation()
+
+# %% [markdown]
+# ## Calculate Cross-Sectional Area
+#
+# Area of each ROI on each slice in mm² (pixel count x pixel area from `PixelSpacing`), with the
+# DICOM file and the slice position (mm along the slice normal), after the series (number, UID and
+# description) when the folder holds several; the last two rows are the mean and the sample standard
+# deviation over slices. Saved as `areas.csv` in the run folder.
+
+# %%
+run.areas
+
+# %% [markdown]
+# ### Volumes
+#
+# When the slices of a series form one 3D stack (equally spaced positions, one image each): the
+# volume of each ROI in mL, the sum of its areas times the distance between slices, one row per
+# series and ROI when the folder holds several. Saved as `volumes.csv`.
+
+# %%
+run.volume_report()
