@@ -1,4 +1,4 @@
-"""The examples in the docstrings of the training-recipe modules run and hold."""
+"""The examples in the docstrings of the training-recipe, file-naming and slice-geometry modules run and hold."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import importlib
 import pytest
 
 MODULES = [
+    "ctseg_helpers.io.geometry",
+    "ctseg_helpers.io.naming",
+    "ctseg_helpers.measure.area",
     "ctseg_helpers.model.loss_names",
     "ctseg_helpers.prepare.plan",
     "ctseg_helpers.prepare.resample",

@@ -11,10 +11,12 @@ Stacking order
 --------------
 Slices are ordered by their position along the slice normal: ``ImagePositionPatient``
 projected on the cross product of the two direction cosines of ``ImageOrientationPatient``
-(ascending). Images at the same position (cine: several cardiac phases) are all kept and
-ordered by ``TriggerTime``, then ``InstanceNumber``, then file name. When any image of the
-series lacks position or orientation, the whole series is ordered by ``InstanceNumber`` (then
-file name) instead, and a warning says so.
+(ascending). Images at the same position (at most ``POSITION_TOLERANCE_MM`` apart; cine:
+several cardiac phases) are all kept and ordered by ``TriggerTime``, then ``InstanceNumber``,
+then file name. When any image of the series lacks position or orientation, the whole series
+is ordered by ``InstanceNumber`` (then file name) instead, and a warning says so. Whether the
+positions form a 3D stack (a volume) is decided by
+:func:`ctseg_helpers.io.geometry.stack_spacing_mm`.
 
 The module never imports TensorFlow or Keras.
 """
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -35,14 +36,15 @@ import pydicom
 from pydicom import config as _pydicom_config
 
 from ctseg_helpers.errors import CtsegDataError
+from ctseg_helpers.io.geometry import (
+    POSITION_TOLERANCE_MM,  # re-exported: the tolerance of the stacking order
+    pixel_spacing_array_mm,
+    position_groups,
+    stack_spacing_mm,
+)
+from ctseg_helpers.io.naming import natural_key
 
 logger = logging.getLogger(__name__)
-
-#: Images whose positions along the normal differ by less than this are at the same position.
-POSITION_TOLERANCE_MM = 0.05
-
-#: Relative tolerance on the gaps between positions for a series to count as a volume.
-SPACING_RTOL = 0.01
 
 _NON_IMAGE_MODALITIES = {
     "RTSTRUCT": "RT structure set",
@@ -56,8 +58,6 @@ _NON_IMAGE_MODALITIES = {
     "SEG": "segmentation object",
     "DOC": "encapsulated document",
 }
-
-_DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima")
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,14 +177,14 @@ class SeriesInfo:
         """Distinct slice positions (every image counts when positions are unknown)."""
         if np.isnan(self.positions_mm).any():
             return self.n_images
-        return len(_position_groups(self.positions_mm))
+        return len(position_groups(self.positions_mm))
 
     @property
     def n_phases(self) -> int:
         """Most images at one position: cine phases, 1 for an ordinary stack."""
         if np.isnan(self.positions_mm).any() or not self.n_images:
             return 1
-        return max(stop - start for start, stop in _position_groups(self.positions_mm))
+        return max(stop - start for start, stop in position_groups(self.positions_mm))
 
     @property
     def shape(self) -> tuple[int, int] | None:
@@ -355,14 +355,12 @@ class DicomSeries:
 
     @property
     def slice_spacing_mm(self) -> float | None:
-        """Distance between consecutive positions in mm when the series is a volume, else None."""
-        if self.n_phases != 1 or self.n_positions < 2 or np.isnan(self.positions_mm).any():
-            return None
-        gaps = np.diff(self.positions_mm)
-        median = float(np.median(gaps))
-        if median <= 0 or not np.allclose(gaps, median, rtol=SPACING_RTOL, atol=1e-3):
-            return None
-        return median
+        """Distance between consecutive positions in mm when the series is a volume, else None.
+
+        :func:`ctseg_helpers.io.geometry.stack_spacing_mm` of the positions (its tolerances
+        are documented there).
+        """
+        return stack_spacing_mm(self.positions_mm)
 
     @property
     def spacing_mm(self) -> tuple[float, float] | None:
@@ -829,10 +827,6 @@ def read_dicom_file(path: str | Path) -> DicomImage:
 # --------------------------------------------------------------------------------------------
 
 
-def _natural_key(path: Path) -> list:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
 def _names(paths: list[Path], limit: int = 3) -> str:
     """File names (not paths) for a message: 'a.dcm, b.dcm, c.dcm and 4 more'."""
     shown = ", ".join(p.name for p in paths[:limit])
@@ -842,7 +836,7 @@ def _names(paths: list[Path], limit: int = 3) -> str:
 def _candidate_files(folder: Path) -> list[Path]:
     return sorted(
         (p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")),
-        key=_natural_key,
+        key=natural_key,
     )
 
 
@@ -896,13 +890,13 @@ def _series_order(headers: list[_Header]) -> tuple[list[_Header], np.ndarray, st
         h = headers[i]
         return (h.trigger_time_ms if h.trigger_time_ms is not None else inf,
                 h.instance_number if h.instance_number is not None else inf,
-                _natural_key(h.path))
+                natural_key(h.path))
 
     if all(p is not None for p in positions):
         order = sorted(range(len(headers)), key=lambda i: (positions[i], time_key(i)))
         # Images within POSITION_TOLERANCE_MM share a position: order each group by time.
         final: list[int] = []
-        for start, stop in _position_groups(np.array([positions[i] for i in order])):
+        for start, stop in position_groups(np.array([positions[i] for i in order])):
             final.extend(sorted(order[start:stop], key=time_key))
         return ([headers[i] for i in final],
                 np.array([positions[i] for i in final], dtype=np.float64), "position")
@@ -919,24 +913,9 @@ def _series_order(headers: list[_Header]) -> tuple[list[_Header], np.ndarray, st
             "instance number")
 
 
-def _position_groups(sorted_positions: np.ndarray) -> list[tuple[int, int]]:
-    """(start, stop) index ranges of runs of positions closer than POSITION_TOLERANCE_MM."""
-    if not len(sorted_positions):
-        return []
-    groups = []
-    start = 0
-    for i in range(1, len(sorted_positions)):
-        if sorted_positions[i] - sorted_positions[i - 1] > POSITION_TOLERANCE_MM:
-            groups.append((start, i))
-            start = i
-    groups.append((start, len(sorted_positions)))
-    return groups
-
-
 def _series_info(headers: list[_Header], skipped: list[tuple[Path, str]]) -> SeriesInfo:
     ordered, positions, ordered_by = _series_order(headers)
     thicknesses = Counter(h.slice_thickness_mm for h in ordered if h.slice_thickness_mm is not None)
-    nan2 = (np.nan, np.nan)
     return SeriesInfo(
         series_uid=ordered[0].series_uid,
         series_description=ordered[0].series_description,
@@ -947,7 +926,7 @@ def _series_info(headers: list[_Header], skipped: list[tuple[Path, str]]) -> Ser
             [np.nan if h.trigger_time_ms is None else h.trigger_time_ms for h in ordered], dtype=np.float64),
         instance_numbers=[h.instance_number for h in ordered],
         shapes=[(h.rows, h.columns) for h in ordered],
-        pixel_spacing_mm=np.array([h.pixel_spacing_mm or nan2 for h in ordered], dtype=np.float64),
+        pixel_spacing_mm=pixel_spacing_array_mm([h.pixel_spacing_mm for h in ordered]),
         slice_thickness_mm=thicknesses.most_common(1)[0][0] if thicknesses else None,
         ordered_by=ordered_by,
         skipped=list(skipped),
@@ -1065,7 +1044,7 @@ def _warn_uneven_positions(folder: Path, info: SeriesInfo) -> None:
     """Log the files at positions holding another number of images than most (duplicates)."""
     if info.n_positions * info.n_phases == info.n_images:
         return
-    groups = _position_groups(info.positions_mm)
+    groups = position_groups(info.positions_mm)
     common = Counter(stop - start for start, stop in groups).most_common(1)[0][0]
     odd = [info.files[i] for start, stop in groups if stop - start != common for i in range(start, stop)]
     logger.warning(

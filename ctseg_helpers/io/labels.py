@@ -21,18 +21,16 @@ from pathlib import Path
 import numpy as np
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.io.naming import LABEL_SUFFIXES, dicom_stem, label_stem
 
 logger = logging.getLogger(__name__)
 
-#: Label file extensions, in the order of preference when a stem has several.
-LABEL_SUFFIXES = (".png", ".npy", ".tif", ".tiff", ".jpg", ".jpeg")
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 #: JPEG values up to this far above ``num_labels`` are compression noise and are snapped down;
 #: values further away mean the labels were saved with another scale (e.g. 0/255).
 JPEG_TOLERANCE = 8
 
-_DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima")
 _IMAGES_DIR = "dicoms"
 _LABELS_DIR = "labels"
 
@@ -95,22 +93,6 @@ def check_num_labels(num_labels) -> int:
     return int(num_labels)
 
 
-def _image_stem(path: Path) -> str:
-    name = path.name
-    for suffix in _DICOM_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def _label_stem(path: Path) -> str | None:
-    name = path.name
-    for suffix in LABEL_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return None
-
-
 def _listing(paths: list[Path], limit: int = 10) -> str:
     names = ", ".join(p.name for p in paths[:limit])
     more = f", ... ({len(paths)} in all)" if len(paths) > limit else f" ({len(paths)} in all)"
@@ -145,7 +127,7 @@ def match_split(split_dir: str | Path) -> Matching:
             )
     images: dict[str, Path] = {}
     for path in _visible_files(images_dir):
-        stem = _image_stem(path)
+        stem = dicom_stem(path)
         if stem in images:
             raise CtsegDataError(
                 f"{images_dir}: two image files have the stem '{stem}': {images[stem].name} and "
@@ -157,7 +139,7 @@ def match_split(split_dir: str | Path) -> Matching:
     labels: dict[str, Path] = {}
     ignored: list[Path] = []
     for path in _visible_files(labels_dir):
-        stem = _label_stem(path)
+        stem = label_stem(path)
         if stem is None:
             ignored.append(path)
             continue

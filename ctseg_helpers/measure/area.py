@@ -18,9 +18,11 @@ single slice). A table of several DICOM series starts with the columns ``series`
 as ``ctseg inspect`` lists it), ``series_uid`` and ``series_description``; its mean and std
 rows are over all slices.
 
-When the slices form a 3D stack (distinct, equally spaced positions), ROI volumes are given in a
-separate table in millilitres: sum of the slice areas times the distance between slices
-(Cavalieri's estimator).
+When the slices form a 3D stack (distinct, equally spaced positions: one rule for all of ctseg,
+:func:`ctseg_helpers.io.geometry.stack_spacing_mm`, re-exported here), ROI volumes are given in
+a separate table in millilitres: sum of the slice areas times the distance between slices
+(Cavalieri's estimator). Label maps pair with DICOM files by stem
+(:mod:`ctseg_helpers.io.naming`).
 
 ROI names are label 1 first; a list that starts with ``background`` (as the user manual writes
 ``labels_list``) has that name dropped (:func:`check_label_names`, the one rule every part of
@@ -37,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.io.geometry import pixel_spacing_array_mm, stack_spacing_mm
 from ctseg_helpers.io.label_names import (  # noqa: F401 - re-exported: measure is where users look
     BACKGROUND_NAME,
     SERIES_COLUMNS,
@@ -44,6 +47,7 @@ from ctseg_helpers.io.label_names import (  # noqa: F401 - re-exported: measure 
     check_label_names,
     label_names_hint,
 )
+from ctseg_helpers.io.naming import dicom_stem, find_label_files
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +170,7 @@ def pixel_spacings_mm(
     fov_mm = _pair(fov, "fov")
     matrix = _pair(matrix_size, "matrix_size")
     rows, cols = int(image_shape[0]), int(image_shape[1])
-    spacings = np.array([[np.nan, np.nan] if s is None else s for s in spacings_mm], dtype=np.float64).reshape(-1, 2)
+    spacings = pixel_spacing_array_mm(spacings_mm)
     missing = ~np.all(np.isfinite(spacings) & (spacings > 0), axis=1)
     fallback = None
     if fov_mm is not None:
@@ -195,31 +199,6 @@ def pixel_spacings_mm(
                 source, given[np.argmax(rel.max(axis=1))].round(4).tolist(), fallback.round(4).tolist(), 100 * rel.max(),
             )
     return spacings
-
-
-def stack_spacing_mm(positions_mm: Sequence[float] | None, *, rel_tol: float = 0.01) -> float | None:
-    """Distance between slices if the positions form a 3D stack, else None.
-
-    A stack has at least two distinct positions, all equally spaced (to ``rel_tol``); repeated
-    positions (cine phases) or gaps mean no stack.
-
-    Examples
-    --------
-    >>> stack_spacing_mm([0.0, 2.5, 5.0])
-    2.5
-    >>> stack_spacing_mm([0.0, 2.5, 7.5]) is None
-    True
-    """
-    if positions_mm is None:
-        return None
-    positions = np.asarray(positions_mm, dtype=np.float64)
-    if positions.size < 2 or not np.all(np.isfinite(positions)):
-        return None
-    steps = np.abs(np.diff(np.sort(positions)))
-    spacing = float(np.median(steps))
-    if spacing <= 0 or np.any(np.abs(steps - spacing) > rel_tol * spacing):
-        return None
-    return spacing
 
 
 def read_named_label(path: str | Path, label_names: Sequence[str]) -> np.ndarray:
@@ -380,35 +359,6 @@ def volume_table(table: pd.DataFrame, slice_spacing_mm: float) -> pd.DataFrame:
     return volumes
 
 
-def find_label_files(labels_dir: str | Path) -> dict[str, Path]:
-    """Label map files in a folder, keyed by file stem (``IM_0001.png`` -> ``IM_0001``).
-
-    Raises
-    ------
-    CtsegDataError
-        If the folder does not exist, holds no label files, or two files share a stem.
-    """
-    from ctseg_helpers.io.labels import LABEL_SUFFIXES  # noqa: PLC0415
-
-    labels_dir = Path(labels_dir)
-    if not labels_dir.is_dir():
-        raise CtsegDataError(f"{labels_dir}: label folder not found")
-    found: dict[str, Path] = {}
-    for path in sorted(labels_dir.iterdir()):
-        if path.is_file() and path.suffix.lower() in LABEL_SUFFIXES and not path.name.startswith("."):
-            stem = path.name[: -len(path.suffix)]
-            if stem in found:
-                raise CtsegDataError(
-                    f"{labels_dir}: {found[stem].name} and {path.name} are label maps for the same slice; keep one"
-                )
-            found[stem] = path
-    if not found:
-        raise CtsegDataError(
-            f"{labels_dir}: no label maps found (looked for {', '.join(LABEL_SUFFIXES)} files named like the DICOM files)"
-        )
-    return found
-
-
 def areas_from_folders(
     labels_dir: str | Path,
     dicom_dir: str | Path,
@@ -453,7 +403,6 @@ def areas_from_folders(
         ``series_uid`` is not in the folder.
     """
     from ctseg_helpers.io.dicom import scan_dicom_folder  # noqa: PLC0415
-    from ctseg_helpers.segment.outputs import output_stem  # noqa: PLC0415
 
     names = list(check_label_names(label_names))
     label_files = find_label_files(labels_dir)
@@ -470,16 +419,15 @@ def areas_from_folders(
     n_dicom = 0
     for info in all_series:
         n_dicom += info.n_images
-        spacing_rows = _rows(info.pixel_spacing_mm, info.n_images, 2)
-        hits = [i for i, f in enumerate(info.files) if output_stem(f) in label_files]
+        hits = [i for i, f in enumerate(info.files) if dicom_stem(f) in label_files]
         if not hits:
             continue
         tag = (scan.series.index(info) + 1, info.series_uid, info.series_description)
         used_series.append((info, hits, tag))
-        series_spacings = pixel_spacings_mm(spacing_rows[hits], info.shapes[hits[0]], fov=fov,
+        series_spacings = pixel_spacings_mm(info.pixel_spacing_mm[hits], info.shapes[hits[0]], fov=fov,
                                             matrix_size=matrix_size, source=dicom_dir)
         for i, spacing in zip(hits, series_spacings, strict=True):
-            stem = output_stem(info.files[i])
+            stem = dicom_stem(info.files[i])
             path = label_files[stem]
             label_map = read_named_label(path, names)
             if tuple(label_map.shape) != tuple(info.shapes[i]):
@@ -497,7 +445,7 @@ def areas_from_folders(
         first = scan.series[0].files[0]
         raise CtsegDataError(
             f"{labels_dir}: none of its {len(label_files)} label maps is named like a DICOM file in {dicom_dir} "
-            f"(e.g. {output_stem(first)}.png for {Path(first).name})"
+            f"(e.g. {dicom_stem(first)}.png for {Path(first).name})"
         )
     if n_dicom > len(maps):
         logger.warning("%s: %d of %d DICOM file(s) have no label map in %s and are left out",
@@ -544,15 +492,6 @@ def series_volume_table(volumes: Sequence[tuple[tuple[int, str, str], pd.DataFra
             frame.insert(0, column, value)
         frames.append(frame)
     return pd.concat(frames) if frames else None
-
-
-def _rows(values, n: int, width: int | None = None) -> np.ndarray:
-    """``values`` as a float array of n rows (NaN where None or missing)."""
-    shape = (n,) if width is None else (n, width)
-    if values is None:
-        return np.full(shape, np.nan)
-    rows = [np.full(shape[1:], np.nan) if v is None else v for v in values]
-    return np.asarray(rows, dtype=np.float64).reshape(shape)
 
 
 __all__ = [

@@ -41,11 +41,11 @@ import numpy as np
 import pandas as pd
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.io.geometry import no_volume_reason
+from ctseg_helpers.io.naming import dicom_stem as output_stem  # re-exported: a slice's outputs are named so
+from ctseg_helpers.io.naming import output_stems
 
 logger = logging.getLogger(__name__)
-
-#: File name suffixes of DICOM files dropped when naming outputs after them.
-DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima")
 
 LABELS_SUBDIR = "labels"
 OVERLAYS_SUBDIR = "overlays"
@@ -55,35 +55,6 @@ ANIMATION_GIF = "animation.gif"
 #: Animation of series number N when the run segments several series.
 SERIES_ANIMATION_GIF = "animation_series{number}.gif"
 RUN_JSON = "run.json"
-
-
-def output_stem(dicom_path: str | Path) -> str:
-    """Name of a slice's outputs: the DICOM file name without a DICOM suffix.
-
-    ``IM_0001.dcm`` -> ``IM_0001``; names without a DICOM suffix are kept whole
-    (``1.2.840.113619.2.1`` stays as it is, ``IM0001`` too).
-    """
-    name = Path(dicom_path).name
-    suffix = Path(name).suffix
-    return name[: -len(suffix)] if suffix.lower() in DICOM_SUFFIXES else name
-
-
-def output_stems(files: Sequence[str | Path]) -> list[str]:
-    """:func:`output_stem` of each file, made unique (``name``, ``name_2``, ...) with a warning."""
-    bases = [output_stem(path) for path in files]
-    taken = set(bases)  # a new name must not be another file's own name (its PNG would be overwritten)
-    stems, used = [], set()
-    for stem in bases:
-        if stem in used:
-            k = 2
-            while f"{stem}_{k}" in taken or f"{stem}_{k}" in used:
-                k += 1
-            logger.warning("two DICOM files are both named %s; the second one's outputs are named %s_%d",
-                           stem, stem, k)
-            stem = f"{stem}_{k}"
-        used.add(stem)
-        stems.append(stem)
-    return stems
 
 
 def _safe_name(text: str) -> str:
@@ -498,7 +469,6 @@ def run_segmentation(
     """
     from ctseg_helpers.io.dicom import read_dicom_series, scan_dicom_folder  # noqa: PLC0415
     from ctseg_helpers.measure.area import (  # noqa: PLC0415
-        _rows,
         area_table,
         pixel_spacings_mm,
         series_volume_table,
@@ -549,10 +519,8 @@ def run_segmentation(
         images = np.asarray(series.images, dtype=np.float32)
         files = [Path(f) for f in series.files]
         source = f"{dicom_dir} (series {number}, uid {series.series_uid})" if several else dicom_dir
-        spacings = pixel_spacings_mm(
-            _rows(series.pixel_spacing_mm, len(files), 2), images.shape[1:], fov=fov, matrix_size=matrix_size,
-            source=source,
-        )
+        spacings = pixel_spacings_mm(series.pixel_spacing_mm, images.shape[1:], fov=fov, matrix_size=matrix_size,
+                                     source=source)
         outputs.append(SeriesOutput(
             number=number, series_uid=series.series_uid, series_description=series.series_description,
             files=files, label_paths=[], overlay_paths=[], volumes=None, volume_note="", animation_gif=None,
@@ -591,17 +559,17 @@ def run_segmentation(
     areas = area_table(
         [lab for out in outputs for lab in out.labels], np.concatenate([o.pixel_spacing_mm for o in outputs]), names,
         files=all_files,
-        positions_mm=np.concatenate([_rows(s.positions_mm, len(s.files)) for s in all_series]),
+        positions_mm=np.concatenate([np.asarray(s.positions_mm, dtype=np.float64) for s in all_series]),
         series=[(o.number, o.series_uid, o.series_description) for o in outputs for _ in o.files] if several else None,
     )
     areas_csv = write_table_csv(areas, run_dir / AREAS_CSV)
     rows = slice_rows(areas)
     for out, series in zip(outputs, all_series, strict=True):
-        spacing = series.slice_spacing_mm if series.is_volume else None
-        if spacing:
+        spacing = series.slice_spacing_mm
+        if spacing is not None:
             out.volumes = volume_table(rows[rows["series"] == out.number] if several else rows, spacing)
         else:
-            out.volume_note = _no_volume_reason(series, len(out.files))
+            out.volume_note = no_volume_reason(series.positions_mm)
     if several:
         volumes = series_volume_table([((o.number, o.series_uid, o.series_description), o.volumes)
                                        for o in outputs if o.volumes is not None])
@@ -637,7 +605,7 @@ def run_segmentation(
                       "postprocessing": segmenter.postprocessing.to_dict() if segmenter.postprocessing else None},
         "fov": fov,
         "matrix_size": matrix_size,
-        "slice_spacing_mm": None if several else (first.slice_spacing_mm if first.is_volume else None),
+        "slice_spacing_mm": None if several else first.slice_spacing_mm,
         "skipped_files": [[str(p), str(reason)] for p, reason in (getattr(first, "skipped", None) or [])],
         "outputs": {"labels": LABELS_SUBDIR, "overlays": OVERLAYS_SUBDIR if previews else None, "areas": AREAS_CSV,
                     "volumes": VOLUMES_CSV if volumes_csv else None,
@@ -647,7 +615,7 @@ def run_segmentation(
     if several:
         record["series"] = [
             {"number": o.number, "series_uid": o.series_uid, "series_description": o.series_description,
-             "n_slices": len(o.files), "slice_spacing_mm": s.slice_spacing_mm if s.is_volume else None,
+             "n_slices": len(o.files), "slice_spacing_mm": s.slice_spacing_mm,
              "files": [f.name for f in o.files],
              "animation": o.animation_gif.name if o.animation_gif else None}
             for o, s in zip(outputs, all_series, strict=True)
@@ -688,17 +656,6 @@ def _stack(arrays: list[np.ndarray]):
     if len(arrays) == 1:
         return arrays[0]
     return [image for a in arrays for image in a]
-
-
-def _no_volume_reason(series, n_slices: int) -> str:
-    if n_slices < 2:
-        return "a single slice has no volume"
-    if getattr(series, "n_phases", 1) > 1:
-        return (f"the series is a cine series ({series.n_positions} slice positions x {series.n_phases} phases), "
-                "not one 3D stack")
-    if np.isnan(np.asarray(series.positions_mm, dtype=float)).any():
-        return "the slice positions are unknown (no ImagePositionPatient/ImageOrientationPatient)"
-    return "the slice positions are not equally spaced, so the slices do not form one 3D stack"
 
 
 def _json_default(value):

@@ -18,11 +18,11 @@ import logging
 from pathlib import Path
 
 from ctseg_helpers.errors import CtsegSettingsError
+from ctseg_helpers.io.naming import DICOM_SUFFIXES, has_dicom_suffix
 
 logger = logging.getLogger(__name__)
 
 _UP = ".."
-_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
 
 def _existing_folder(start: str | Path) -> Path:
@@ -173,10 +173,10 @@ class FolderPicker:
         self._list.value = None
         self._list.observe(self._on_pick, names="value")
         self._set_path_text()
-        n_dicom = sum(1 for p in files if p.suffix.lower() in _DICOM_SUFFIXES)
+        n_dicom = sum(1 for p in files if has_dicom_suffix(p))
         self._info.value = message or (
             f"{len(names)} folder(s) and {len(files)} file(s) here"
-            + (f", {n_dicom} of them .dcm" if n_dicom else "")
+            + (f", {n_dicom} of them DICOM files ({'/'.join(DICOM_SUFFIXES)})" if n_dicom else "")
         )
         return True
 

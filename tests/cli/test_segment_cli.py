@@ -132,6 +132,33 @@ def test_areas_from_predicted_labels_equal_the_segment_run(model_file, scan, tmp
                  "--out", str(out_csv), "--overwrite"]) == 0
 
 
+def test_segment_and_areas_agree_on_the_volumes_of_a_stack_with_a_gap_1_percent_long(model_file, tmp_path, capsys):
+    """Positions 0, 1, 2 and 3.0105 mm: the last gap is 0.0105 mm (1.05 %) long, within the round-off
+    tolerance of io.geometry, so both commands see one stack 1 mm apart and write the same volumes."""
+    import json
+
+    import pydicom
+
+    images = np.full((4, 36, 36), -1000.0)
+    images[:, 4:14, 4:14] = 0.0  # 100 px of label 1 on each slice: 25 mm2
+    paths = write_dicom_series(tmp_path / "scan", images, pixel_spacing_mm=(0.5, 0.5), slice_thickness_mm=1.0)
+    ds = pydicom.dcmread(paths[3])
+    ds.ImagePositionPatient = ["0", "0", "3.0105"]
+    ds.save_as(paths[3])
+    assert main(["segment", str(model_file), str(tmp_path / "scan"), "--out", str(tmp_path / "pred"),
+                 "--no-animation", "--no-previews"]) == 0
+    (run_dir,) = (tmp_path / "pred").iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["slice_spacing_mm"] == 1.0
+    assert main(["areas", str(run_dir / "labels"), str(tmp_path / "scan"), "--labels", "soft,bright",
+                 "--out", str(tmp_path / "again.csv")]) == 0
+    capsys.readouterr()
+    theirs = pd.read_csv(run_dir / "volumes.csv", index_col=0)
+    mine = pd.read_csv(tmp_path / "again_volumes.csv", index_col=0)
+    pd.testing.assert_frame_equal(mine, theirs)
+    assert (mine["slice_spacing_mm"] == 1.0).all()
+    assert mine.loc["soft", "volume_ml"] == pytest.approx(4 * 25.0 * 1.0 / 1000)
+
+
 def test_areas_with_fov_fallback_and_bad_out_name(scan, tmp_path, capsys):
     import pydicom
 

@@ -102,14 +102,11 @@ def test_matrix_size_must_match_the_images_when_it_is_used():
         pixel_spacings_mm([[np.nan, np.nan]], (256, 256), fov=-3)
 
 
-def test_stack_spacing():
-    assert stack_spacing_mm([10.0, 12.5, 15.0, 17.5]) == 2.5
+def test_stack_spacing_is_the_one_rule_of_io_geometry():
+    from ctseg_helpers.io import geometry
+
+    assert stack_spacing_mm is geometry.stack_spacing_mm  # tested in tests/io/test_geometry.py
     assert stack_spacing_mm([17.5, 10.0, 15.0, 12.5]) == 2.5
-    assert stack_spacing_mm([0.0, 0.0, 5.0, 5.0]) is None  # cine: repeated positions
-    assert stack_spacing_mm([0.0, 5.0, 15.0]) is None  # gap
-    assert stack_spacing_mm([0.0]) is None
-    assert stack_spacing_mm([0.0, np.nan]) is None
-    assert stack_spacing_mm(None) is None
 
 
 # ------------------------------------------------------------------ the table
@@ -363,11 +360,11 @@ def test_areas_from_folders_of_two_series_name_the_series_and_give_each_its_volu
 
 
 def test_areas_from_folders_errors(labelled_series, tmp_path):
-    with pytest.raises(CtsegDataError, match="label folder not found"):
+    with pytest.raises(CtsegDataError, match="nope: no such label folder; check the path"):
         areas_from_folders(tmp_path / "nope", labelled_series / "dicoms", ["LV", "myo"])
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(CtsegDataError, match="empty: no label maps found"):
+    with pytest.raises(CtsegDataError, match="empty: no label files .* in the folder; select the folder that holds"):
         find_label_files(empty)
     other = tmp_path / "other"
     other.mkdir()
@@ -380,7 +377,7 @@ def test_areas_from_folders_errors(labelled_series, tmp_path):
     with pytest.raises(CtsegDataError, match="dicoms: no series with SeriesInstanceUID 1.2.3; it holds "):
         areas_from_folders(labelled_series / "labels", labelled_series / "dicoms", ["LV", "myo"], series_uid="1.2.3")
     np.save(labelled_series / "labels" / "IM_1.npy", np.zeros((40, 40), np.uint8))
-    with pytest.raises(CtsegDataError, match="IM_1.npy and IM_1.png are label maps for the same slice; keep one"):
+    with pytest.raises(CtsegDataError, match=r"two label files for slice 'IM_1' \(IM_1.npy and IM_1.png\); keep one"):
         find_label_files(labelled_series / "labels")
 
 

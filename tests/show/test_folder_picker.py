@@ -13,8 +13,8 @@ def tree(tmp_path):
     (tmp_path / "data" / "patient_b" / "dicoms").mkdir(parents=True)
     (tmp_path / "data" / "Patient_a").mkdir()
     (tmp_path / "data" / ".hidden").mkdir()
-    for i in range(3):
-        (tmp_path / "data" / "patient_b" / "dicoms" / f"IM_{i}.dcm").write_bytes(b"")
+    for name in ("IM_0.dcm", "IM_1.IMA", "IM_2.dic"):  # every DICOM suffix counts, in any case
+        (tmp_path / "data" / "patient_b" / "dicoms" / name).write_bytes(b"")
     (tmp_path / "data" / "notes.txt").write_text("x")
     return tmp_path
 
@@ -33,7 +33,7 @@ def test_clicking_folders_navigates_and_use_this_folder_chooses(tree):
     picker._list.value = "patient_b/"
     assert picker.current == (tree / "data" / "patient_b").resolve()
     picker._list.value = "dicoms/"
-    assert "3 of them .dcm" in picker._info.value
+    assert "3 file(s) here, 3 of them DICOM files (.dcm/.dicom/.dic/.ima)" in picker._info.value
     assert picker._path.value == str((tree / "data" / "patient_b" / "dicoms").resolve())
     picker._choose.click()
     assert picker.path == (tree / "data" / "patient_b" / "dicoms").resolve()
