@@ -31,8 +31,11 @@
 # %%
 # %matplotlib inline
 from ctseg_helpers.prepare.check import check_data
+from ctseg_helpers.show.notebook import setup_notebook
 from ctseg_helpers.show.training import plot_result, show_batch
 from ctseg_helpers.train import TrainConfig, first_batch, prepare_training_data, system_info, train_model
+
+setup_notebook()  # ctseg's messages as plain lines, its errors as one line without a traceback
 
 # %% [markdown]
 # ## Systems Characteristics

@@ -71,15 +71,15 @@ jump_min_fraction = 0.1       # ... when also larger than this share of the ROI'
 
 # %%
 # %matplotlib inline
-import logging
 from pathlib import Path
 
 from IPython.display import HTML, display
 
 from ctseg_helpers.measure import evaluate
 from ctseg_helpers.show import animation, browser, plots, render3d
+from ctseg_helpers.show.notebook import setup_notebook
 
-logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", force=True)
+setup_notebook()  # ctseg's messages as plain lines, its errors as one line without a traceback
 
 # %% [markdown]
 # ## Load the scan and the label maps
