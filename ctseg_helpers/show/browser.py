@@ -164,7 +164,8 @@ class SliceBrowser:
         import ipywidgets as w  # noqa: PLC0415
 
         k = len(self.images)
-        self._slider = w.IntSlider(value=self.index, min=0, max=k - 1, description="slice",
+        # numbered from 1, as the caption ("3 / 240") and the sample grid number slices
+        self._slider = w.IntSlider(value=self.index + 1, min=1, max=k, description="slice",
                                    continuous_update=True, layout=w.Layout(width="60%"))
         self._opacity = w.FloatSlider(value=self.opacity, min=0.0, max=1.0, step=0.05, description="opacity")
         self._toggles = []
@@ -189,7 +190,7 @@ class SliceBrowser:
         ])
 
     def _on_change(self, _change=None):
-        self.index = int(self._slider.value)
+        self.index = int(self._slider.value) - 1
         self.opacity = float(self._opacity.value)
         self.visible = {v: bool(box.value) for v, box in enumerate(self._toggles, start=1)}
         self._refresh()
@@ -206,7 +207,7 @@ class SliceBrowser:
         if self._widget is None:
             self.index = int(index)
         else:
-            self._slider.value = int(index)
+            self._slider.value = int(index) + 1
 
     def snapshot_png(self, index: int | None = None) -> bytes:
         """PNG of the panels of one slice side by side (enlarged like the widget's panels)."""

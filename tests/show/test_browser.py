@@ -61,11 +61,13 @@ def test_widgets_follow_controls():
     images, pred, truth = _stack()
     b = browser.SliceBrowser(images, pred, truth, ["a", "b"])
     widget = b.widget
-    assert b._slider.max == 2 and len(b._toggles) == 2 and len(b._images) == 3
+    assert (b._slider.min, b._slider.max) == (1, 3) and len(b._toggles) == 2 and len(b._images) == 3
     first = b._images[1].value
     assert first[:8] == b"\x89PNG\r\n\x1a\n"
     b.show_slice(1)
-    assert b.index == 1 and "2 / 3" in b._caption.value
+    assert b.index == 1 and "2 / 3" in b._caption.value and b._slider.value == 2  # the slider reads as the caption
+    b._slider.value = 3
+    assert b.index == 2 and "3 / 3" in b._caption.value
     b._toggles[0].value = False
     assert b.visible == {1: False, 2: True}
     b._opacity.value = 0.0
