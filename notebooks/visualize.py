@@ -77,7 +77,7 @@ from IPython.display import HTML, display
 
 from ctseg_helpers.measure import evaluate
 from ctseg_helpers.show import animation, browser, plots, render3d
-from ctseg_helpers.show.notebook import setup_notebook
+from ctseg_helpers.show.notebook import setup_notebook, table_or_note
 
 setup_notebook()  # ctseg's messages as plain lines, its errors as one line without a traceback
 
@@ -187,7 +187,7 @@ else:
 # %%
 areas = evaluate.slice_areas(case, jump_rel_threshold, jump_min_fraction)
 areas_figure = plots.area_vs_slice_figure(areas, case.label_names)
-display(areas_figure, areas[areas["jump"]])
+display(areas_figure, table_or_note(areas[areas["jump"]], "*No abrupt area change between neighbouring slices.*"))
 
 # %% [markdown]
 # ## Save figures and tables

@@ -24,12 +24,15 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
     parser.add_argument("--series-uid", metavar="UID", help="use only this series of DICOM_DIR")
     add_spacing_arguments(parser)
-    parser.add_argument("--overwrite", action="store_true", help="replace FILE.csv if it exists")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace FILE.csv and FILE_volumes.csv written by an earlier ctseg run (never a file "
+                             "ctseg did not write, or one changed since)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ctseg_helpers.errors import CtsegSettingsError  # noqa: PLC0415
+    from ctseg_helpers.io.written import check_replaceable, forget_written, record_written  # noqa: PLC0415
     from ctseg_helpers.measure.area import areas_from_folders, check_label_names, slice_rows  # noqa: PLC0415
     from ctseg_helpers.segment.outputs import write_table_csv  # noqa: PLC0415
 
@@ -38,19 +41,26 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".csv":
         raise CtsegSettingsError(f"{out}: the area table is written as CSV; use a file name ending in .csv")
     volumes_path = out.with_name(out.stem + "_volumes.csv")
-    for path in (out, volumes_path):
-        if path.exists() and not args.overwrite:
-            raise CtsegSettingsError(f"{path} exists already; choose another --out or pass --overwrite")
+    # both files, before any work: --overwrite replaces only what an earlier ctseg run wrote
+    replacing = [path for path in (out, volumes_path)
+                 if check_replaceable(path, args.overwrite, what_to_do="choose another --out or pass --overwrite",
+                                     instead="choose another --out")]
     table, volumes = areas_from_folders(args.labels_dir, args.dicom_dir, names, fov=args.fov,
                                         matrix_size=args.matrix_size, series_uid=args.series_uid)
-    write_table_csv(table, out, overwrite=args.overwrite)
+    write_table_csv(table, out, overwrite=out in replacing)
+    record_written(out)
     rows = slice_rows(table)
     n_series = f" of {rows['series'].nunique()} series" if "series" in rows.columns else ""
     print(f"{len(rows)} labelled slice(s){n_series}: areas (mm2) -> {out}")
     means = table.loc["mean", names]
     print("mean area per slice (mm2): " + ", ".join(f"{name} {value:.1f}" for name, value in means.items()))
+    if volumes is None and volumes_path in replacing:
+        volumes_path.unlink()  # an earlier run's volumes; these slices form no 3D stack
+        forget_written(volumes_path)
+        print(f"no 3D stack: the earlier {volumes_path} was removed")
     if volumes is not None:
-        write_table_csv(volumes, volumes_path, overwrite=args.overwrite)
+        write_table_csv(volumes, volumes_path, overwrite=volumes_path in replacing)
+        record_written(volumes_path)
         if "series" in volumes.columns:
             print(f"volumes (mL) of {volumes['series'].nunique()} series -> {volumes_path}")
         else:

@@ -26,7 +26,9 @@ def register(subparsers) -> None:
     parser.add_argument("--series-uid", help="DICOM series to convert when the folder holds several")
     parser.add_argument("--max-gb", type=float, default=0.5, metavar="X",
                         help="memory for the slices copied at a time, in GB (default 0.5)")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT.h5 if it exists")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT.h5 written by an earlier ctseg run (never a file ctseg did not write, "
+                             "or one changed since)")
     parser.set_defaults(func=run)
 
 

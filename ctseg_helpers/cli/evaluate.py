@@ -39,15 +39,20 @@ def register(subparsers) -> None:
     parser.add_argument("--tolerance-mm", type=float, default=2.0,
                         help="tolerance of the surface Dice in mm")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace the files of an earlier evaluation in DIR")
+                        help="replace the files an earlier ctseg evaluation wrote in DIR (never a file ctseg "
+                             "did not write, or one changed since)")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     """Evaluate, write the files and print a short summary; returns 0."""
+    from ctseg_helpers.io.written import check_outside_inputs  # noqa: PLC0415
     from ctseg_helpers.measure.area import check_label_names  # noqa: PLC0415
     from ctseg_helpers.measure.evaluate import evaluate_folders, parse_label_names, write_evaluation  # noqa: PLC0415
 
+    # its PNG and CSVs in a folder it reads would be taken for label maps (or DICOM files) next time
+    check_outside_inputs(args.out, {"predicted label": args.pred_labels_dir, "manual label": args.truth_labels_dir,
+                                    "DICOM": args.dicoms})
     names = parse_label_names(args.labels)
     if names is not None:
         names = check_label_names(names, setting="--labels")

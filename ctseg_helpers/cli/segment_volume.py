@@ -15,7 +15,9 @@ def register(subparsers) -> None:
                     "'labels'). Several axes are combined by a majority vote (ties go to the tied "
                     "class with the highest summed probability, then the lowest class) or by the "
                     "mean probability. Re-running the same command resumes an interrupted run; an "
-                    "existing OUT.h5 from other settings is never overwritten without --overwrite.",
+                    "existing OUT.h5 from other settings is never overwritten without --overwrite, and "
+                    "--overwrite replaces only an OUT.h5 that ctseg wrote (never a file ctseg did not "
+                    "write, or a finished one changed since).",
     )
     parser.add_argument("model", metavar="MODEL", help="trained ctseg model (.keras)")
     parser.add_argument("input", metavar="IN.h5", help="volume to segment (HDF5, see 'ctseg convert')")
@@ -46,7 +48,8 @@ def register(subparsers) -> None:
     parser.add_argument("--dask-halo", type=int, default=0, metavar="PX",
                         help="with --dask-plane-chunk: context pixels around each block (default 0)")
     parser.add_argument("--no-disk-check", action="store_true", help="skip the free disk space check")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT.h5 instead of resuming it")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an OUT.h5 that ctseg wrote instead of resuming it")
     parser.set_defaults(func=run)
 
 

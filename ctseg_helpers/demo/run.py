@@ -19,6 +19,12 @@ Everything a run produces is in one new folder (default ``predictions/demo_<time
     segmentation/ the test notebook's run folder: label PNGs, overlays, GIF, areas.csv
     visualize/    the visualize notebook's figures and tables
     area_error.csv                                       measured vs known areas per ROI
+    demo_summary.json                                    settings, timings and the area error
+
+The demo never replaces a file: ``out_dir`` must be new or empty and may not be (or be inside)
+the phantom folder it reads. The tables it writes itself are recorded as ctseg's own
+(:mod:`ctseg_helpers.io.written`), as training records the models and ``run.json`` lists the
+segmentation's files.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from ctseg_helpers.demo.phantom import (
     read_true_areas,
 )
 from ctseg_helpers.errors import CtsegDataError, CtsegError, CtsegSettingsError
+from ctseg_helpers.io.written import check_outside_inputs, record_written
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +176,7 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True) -> 
     CtsegError
         Setup incomplete (missing package, kernel or notebook, a notebook without a setting the
         demo needs), the data folder holding something that is not a phantom, the output
-        folder not empty, or a notebook failing (:class:`DemoError`, naming the saved
+        folder not empty or inside the data folder, or a notebook failing (:class:`DemoError`, naming the saved
         notebook that shows the failing cell).
     """
     settings = settings or DemoSettings()
@@ -184,6 +191,7 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True) -> 
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise CtsegDataError(f"{out_dir} exists and is not empty; the demo writes into a new folder: "
                              "choose another --out")
+    check_outside_inputs(out_dir, {"phantom data (--data-dir)": data_dir}, error_type=CtsegDataError)
 
     t0 = time.perf_counter()
     created = prepare_phantom(data_dir, settings)
@@ -257,6 +265,7 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True) -> 
     error = area_error(area_csv, data_dir / "test", pred_labels)
     error_csv = out_dir / "area_error.csv"
     error.to_csv(error_csv, float_format="%.4g")
+    record_written(error_csv)
     timings["total"] = time.perf_counter() - started
     (out_dir / "demo_summary.json").write_text(json.dumps({
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()},
@@ -265,6 +274,7 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True) -> 
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "area_error": json.loads(error.to_json(orient="index")),
     }, indent=2))
+    record_written(out_dir / "demo_summary.json")
     return DemoResult(
         out_dir=out_dir, data_dir=data_dir, model_path=model_path, segmentation_dir=run_dir,
         visualize_dir=vis_dir, notebooks={k: nb_out / f"{k}.ipynb" for k in REQUIRED_PARAMETERS},

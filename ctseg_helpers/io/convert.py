@@ -16,6 +16,11 @@ that tifffile cannot read page by page and gzipped NIfTI files, where nibabel de
 stream up to each slab (memory stays bounded, time grows). The HDF5 dataset ``data`` carries
 the attributes ``source``, ``source_kind`` and, where the source says, ``spacing_mm``
 (``(z, y, x)`` voxel size in mm) and ``modality``.
+
+An existing output is replaced only with ``overwrite`` and only when an earlier ctseg run
+wrote it and nobody changed it since (:mod:`ctseg_helpers.io.written`: the conversion is
+recorded in the output folder's ``.ctseg-written.json`` when it finishes); any other file is
+refused, ``overwrite`` or not.
 """
 
 from __future__ import annotations
@@ -246,7 +251,7 @@ def convert_to_hdf5(src: str | Path, out_path: str | Path, *, dataset: str = "da
         1 MiB when neither is given.
     compression : {"gzip", "lzf", None}
     overwrite : bool
-        Replace an existing output file.
+        Replace an existing output file that an earlier ctseg run wrote and nobody changed since.
     series_uid : str, optional
         DICOM series to convert when the folder holds several.
     max_gb : float
@@ -262,15 +267,18 @@ def convert_to_hdf5(src: str | Path, out_path: str | Path, *, dataset: str = "da
     ------
     CtsegDataError
         If the source cannot be read or is not a volume, the output is not an ``.h5`` file name,
-        or it exists and ``overwrite`` is False. An interrupted conversion removes its partial output.
+        or it exists and ``overwrite`` is False, or it exists and was not written by ctseg (or
+        was changed since). An interrupted conversion removes its partial output.
     """
     from tqdm.auto import tqdm  # noqa: PLC0415
+
+    from ctseg_helpers.io.written import check_replaceable, forget_written, record_written  # noqa: PLC0415
 
     src, out_path = Path(src), Path(out_path)
     if out_path.suffix.lower() not in HDF5_SUFFIXES:
         raise CtsegDataError(f"{out_path}: the output must be an HDF5 file name ending in .h5 or .hdf5")
-    if out_path.exists() and not overwrite:
-        raise CtsegDataError(f"{out_path} exists already; choose another name or pass --overwrite")
+    replacing = check_replaceable(out_path, overwrite, instead="choose another output name",
+                                  error_type=CtsegDataError)
     source = _open_source(src, series_uid)
     try:
         attrs = {"source": str(src.resolve()), "source_kind": source.kind}
@@ -281,8 +289,10 @@ def convert_to_hdf5(src: str | Path, out_path: str | Path, *, dataset: str = "da
         if chunk_shape is None and chunk_mb is None:
             chunk_mb = 1.0
         per_slice = math.prod(source.shape[1:]) * source.dtype.itemsize
+        if replacing:
+            forget_written(out_path)
         out = DataFile.create(out_path, source.shape, source.dtype, dataset=dataset, chunk_shape=chunk_shape,
-                              chunk_mb=chunk_mb, compression=compression, overwrite=overwrite, attrs=attrs)
+                              chunk_mb=chunk_mb, compression=compression, overwrite=replacing, attrs=attrs)
         try:
             step = max(1, int(max_gb * _GB // per_slice))
             if out.chunk_shape and step >= out.chunk_shape[0]:
@@ -299,6 +309,7 @@ def convert_to_hdf5(src: str | Path, out_path: str | Path, *, dataset: str = "da
             out_path.unlink(missing_ok=True)
             raise
         out.close()
+        record_written(out_path)
     finally:
         source.close()
     logger.info("wrote %s: %s %s, chunks %s", out_path, result.shape, result.dtype, result.chunk_shape)

@@ -824,24 +824,37 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, overwrite: boo
     out_dir : path-like
         Created if needed.
     overwrite : bool
-        Replace files of an earlier evaluation; by default existing files are never replaced.
+        Replace the files of an earlier evaluation that ctseg wrote and nobody changed since
+        (see :mod:`ctseg_helpers.io.written`); such a file this evaluation does not write
+        (e.g. ``volume_metrics.csv``) is removed, so the folder holds one evaluation. Files
+        ctseg did not write, or changed, are never replaced or removed. By default existing
+        files are never replaced.
 
     Returns
     -------
     list of Path
-        The files written.
+        The files written (recorded as written by ctseg).
 
     Raises
     ------
     CtsegDataError
-        If one of the files exists and ``overwrite`` is False (nothing is written then), or
+        If one of the files exists and ``overwrite`` is False, or with ``overwrite`` one of
+        them was not written by ctseg or was changed since (nothing is written then), or
         ``out_dir`` is a file.
     """
+    from ctseg_helpers.io.written import forget_written, written_by_ctseg  # noqa: PLC0415
     from ctseg_helpers.show.plots import bland_altman_figure, save_outputs  # noqa: PLC0415
 
     figure = bland_altman_figure(evaluation.metrics, label_names=evaluation.label_names)
     written = save_outputs(out_dir, figures={OUTPUT_FILES["bland_altman"]: figure},
                            tables=evaluation.tables(), overwrite=overwrite)
+    if overwrite:
+        stale = [Path(out_dir) / name for name in OUTPUT_FILES.values()
+                 if Path(out_dir) / name not in written and written_by_ctseg(Path(out_dir) / name)]
+        for path in stale:
+            path.unlink()
+            logger.info("%s: removed, a file of the earlier evaluation that this one does not write", path)
+        forget_written(*stale)
     logger.info("evaluation written to %s", out_dir)
     return written
 

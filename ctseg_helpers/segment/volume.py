@@ -20,6 +20,18 @@ Output file layout
 Root attributes ``ctseg_volume_settings`` (JSON of the settings that define the result) and
 ``complete`` (True when every pass has finished).
 
+Replacing an output
+-------------------
+An existing output is resumed when its settings match, and refused otherwise. ``overwrite``
+replaces it only when it is ctseg's own (:mod:`ctseg_helpers.io.written`): a finished output is
+recorded in its folder's ``.ctseg-written.json`` when the run completes and is replaced only
+while unchanged since; an unfinished one (an interrupted run, rewritten in place slab by slab so
+no record can match it, and unrecorded) is recognised by its content, the
+``ctseg_volume_settings`` attribute with ``complete`` False. Any other file at ``OUT`` (not
+HDF5, another program's HDF5, one damaged beyond opening, a finished output changed afterwards)
+is never replaced. The same holds for a leftover rotation side file (its dataset carries the
+attribute ``ctseg_rotated_input``). A refused resume only reads the file, so it stays as it was.
+
 Combining axes
 --------------
 ``combine="vote"``
@@ -87,11 +99,14 @@ from ctseg_helpers.io.datafile import (
     nonfinite_fill_value,
     nonfinite_stats,
 )
+from ctseg_helpers.io.written import check_replaceable, forget_written, record_written
 
 logger = logging.getLogger(__name__)
 
 COMBINE_METHODS = ("vote", "mean")
 SETTINGS_ATTR = "ctseg_volume_settings"
+#: Attribute of the rotation side file's dataset, marking it as ctseg's.
+SIDE_FILE_ATTR = "ctseg_rotated_input"
 _GB = 1e9
 #: Segmenter working memory per slice pixel, on top of 4 bytes per class (see segmenter_slices).
 _SEGMENTER_BYTES_PER_PIXEL = 20
@@ -513,47 +528,76 @@ def _normalization_record(norm) -> dict | None:
     return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
 
 
+def _unfinished_run(path: Path) -> bool:
+    """True when ``path`` is an HDF5 output of an unfinished segment_volume run."""
+    import h5py  # noqa: PLC0415
+
+    try:
+        with h5py.File(path, "r") as h5:
+            return SETTINGS_ATTR in h5.attrs and not bool(h5.attrs.get("complete", False))
+    except (OSError, ValueError):
+        return False
+
+
+def _rotated_input(path: Path) -> bool:
+    """True when ``path`` is a rotation side file written by segment_volume."""
+    import h5py  # noqa: PLC0415
+
+    try:
+        with h5py.File(path, "r") as h5:
+            return "data" in h5 and bool(h5["data"].attrs.get(SIDE_FILE_ATTR, False))
+    except (OSError, ValueError):
+        return False
+
+
+def _check_replaceable_output(out_path: Path) -> bool:
+    """With ``overwrite``: True if ``out_path`` exists and is ctseg's own; refused if it is not."""
+    return check_replaceable(out_path, True, instead="choose another output name", own_file=_unfinished_run,
+                             error_type=CtsegDataError)
+
+
 def _open_output(out_path: Path, record: dict, overwrite: bool):
     """Open (resume) or create the output; returns (h5py.File, resumed)."""
     import h5py  # noqa: PLC0415
 
-    if out_path.exists() and overwrite:
+    if overwrite and _check_replaceable_output(out_path):
         out_path.unlink()
+        forget_written(out_path)
     if not out_path.exists():
         out_path.parent.mkdir(parents=True, exist_ok=True)
+        forget_written(out_path)  # a new, unfinished output: recognised by its attributes until it is finished
         h5 = h5py.File(out_path, "w", rdcc_nbytes=64 * 2**20)
         h5.attrs[SETTINGS_ATTR] = json.dumps(record)
         h5.attrs["complete"] = False
         return h5, False
     if not h5py.is_hdf5(out_path):
         raise CtsegDataError(
-            f"{out_path} exists and is not an HDF5 file; choose another output name or pass --overwrite"
+            f"{out_path} exists and is not an HDF5 file; ctseg never replaces it: choose another output name"
         )
-    try:
-        h5 = h5py.File(out_path, "a", rdcc_nbytes=64 * 2**20)
+    try:  # read only: a file that is not resumed is left exactly as it is
+        with h5py.File(out_path, "r") as h5:
+            stored = h5.attrs.get(SETTINGS_ATTR)
+            complete = bool(h5.attrs.get("complete", False))
     except OSError as exc:
         raise CtsegDataError(
             f"{out_path} exists but cannot be opened as HDF5 ({exc}); it may have been damaged when a run "
-            "was killed while writing. Pass --overwrite to start again, or choose another output name"
+            "was killed while writing, but ctseg cannot tell that it wrote it, so it never replaces it: "
+            "delete it yourself to start again, or choose another output name"
         ) from exc
-    try:
-        stored = h5.attrs.get(SETTINGS_ATTR)
-        if stored is None:
-            raise CtsegDataError(
-                f"{out_path} exists and was not written by ctseg segment-volume; "
-                "choose another output name or pass --overwrite to replace it"
-            )
-        stored = json.loads(stored)
-        diff = sorted(k for k in set(stored) | set(record) if stored.get(k) != record.get(k))
-        if diff:
-            raise CtsegDataError(
-                f"{out_path} holds a run with different settings ({', '.join(diff)}); it is not resumed. "
-                "Choose another output name, or pass --overwrite to start again"
-            )
-    except BaseException:
-        h5.close()
-        raise
-    return h5, True
+    if stored is None:
+        raise CtsegDataError(
+            f"{out_path} exists and was not written by ctseg segment-volume; ctseg never replaces it: "
+            "choose another output name"
+        )
+    stored = json.loads(stored)
+    diff = sorted(k for k in set(stored) | set(record) if stored.get(k) != record.get(k))
+    if diff:
+        raise CtsegDataError(
+            f"{out_path} holds a run with different settings ({', '.join(diff)}); it is not resumed. "
+            "Choose another output name, or pass --overwrite to start again"
+        )
+    # a finished run is only read (it stays as recorded); an unfinished one is resumed
+    return h5py.File(out_path, "r" if complete else "a", rdcc_nbytes=64 * 2**20), True
 
 
 def _check_free_disk(folder: Path, needed_bytes: int) -> None:
@@ -659,6 +703,8 @@ def segment_volume(
         raise CtsegSettingsError(f"max_gb must be a positive number of GB, got {max_gb}")
     if out_path.exists() and in_path.exists() and out_path.resolve() == in_path.resolve():
         raise CtsegDataError(f"{out_path}: the output cannot be the input file; choose another output name")
+    if overwrite:  # refused before any work; replaced in _open_output
+        _check_replaceable_output(out_path)
     rotate_deg = float(rotate_deg or 0.0)
     rotating = rotate_deg % 360.0 != 0.0
     n_classes = int(segmenter.num_classes)
@@ -793,6 +839,7 @@ def segment_volume(
             h5.close()
     if rotating and side_path.exists():
         side_path.unlink()
+    record_written(out_path)  # finished: from now on only this exact file may be replaced
     result.complete = True
     result.seconds = time.perf_counter() - t0
     return result
@@ -818,8 +865,11 @@ def _prepare_rotated(region, work_shape, angle, side_path, h5, compression, chun
     else:
         flags[:] = 0
         done[:] = 0
-        side = DataFile.create(side_path, work_shape, dtype, chunk_mb=chunk_mb,
-                               compression=compression, overwrite=True)
+        # a leftover side file of an earlier run is replaced; any other file there is refused
+        replacing = check_replaceable(side_path, True, instead="choose another output name",
+                                      own_file=_rotated_input, error_type=CtsegDataError)
+        side = DataFile.create(side_path, work_shape, dtype, chunk_mb=chunk_mb, compression=compression,
+                               overwrite=replacing, attrs={SIDE_FILE_ATTR: True})
     try:
         per_voxel = 2 * dtype.itemsize + 8
         thickness = slab_thickness(region.shape, 0, per_voxel, 0.5)

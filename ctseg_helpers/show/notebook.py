@@ -73,6 +73,31 @@ def error_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def table_or_note(table, note: str):
+    """``table`` when it has rows, else ``note`` as a line of text to display in its place.
+
+    A notebook showing an empty table shows a bare header row, which reads like a failure;
+    the note says what the empty table means ("No abrupt area changes ...").
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+    note : str
+
+    Returns
+    -------
+    pandas.DataFrame or IPython.display.Markdown
+        The Markdown object where IPython is installed, else the note as a plain string.
+    """
+    if len(table):
+        return table
+    try:
+        from IPython.display import Markdown  # noqa: PLC0415 - optional outside notebooks
+    except ImportError:
+        return note
+    return Markdown(note)
+
+
 def _one_line_error(shell, etype, value, tb, tb_offset=None):
     """IPython custom exception handler: the error as one red line, no traceback.
 

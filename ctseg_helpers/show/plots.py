@@ -9,6 +9,7 @@ statistic of its own. Colours follow :mod:`ctseg_helpers.show.colors` (label 1 i
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -53,35 +54,43 @@ def save_outputs(out_dir: str | Path, figures: dict | None = None, tables: dict 
     tables : dict of str to DataFrame or None
         File name -> table, written with ``DataFrame.to_csv(index=False)``; None skipped.
     overwrite : bool
-        Replace existing files; otherwise an existing file stops the saving before anything
-        is written.
+        Replace files that an earlier ctseg run saved there and nobody changed since (recorded
+        by :mod:`ctseg_helpers.io.written`); other existing files are never replaced. Either
+        way an existing file that may not be replaced stops the saving before anything is
+        written.
 
     Returns
     -------
     list of Path
-        Files written, figures first.
+        Files written, figures first; each is recorded as written by ctseg.
 
     Raises
     ------
     CtsegDataError
-        If ``out_dir`` is a file, or a file exists and ``overwrite`` is False.
+        If ``out_dir`` is a file, a file exists and ``overwrite`` is False, or with
+        ``overwrite`` a file exists that ctseg did not write or that was changed since.
     """
+    from ctseg_helpers.io.written import check_replaceable, record_written  # noqa: PLC0415
+
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise CtsegDataError(f"{out_dir}: is a file, not a folder; choose an output folder")
     figures = {k: v for k, v in (figures or {}).items() if v is not None}
     tables = {k: v for k, v in (tables or {}).items() if v is not None}
-    existing = [out_dir / name for name in [*figures, *tables] if (out_dir / name).exists()]
+    existing = [out_dir / name for name in [*figures, *tables] if os.path.lexists(out_dir / name)]
     if existing and not overwrite:
         raise CtsegDataError(
             f"{existing[0]}: exists already (from an earlier run?); choose another output folder or "
             "allow overwriting (overwrite=True, --overwrite)"
         )
+    for path in existing:
+        check_replaceable(path, overwrite, instead="choose another output folder", error_type=CtsegDataError)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [save_figure(fig, out_dir / name, overwrite=True, dpi=dpi) for name, fig in figures.items()]
     for name, table in tables.items():
         table.to_csv(out_dir / name, index=False)
         written.append(out_dir / name)
+    record_written(*written)
     logger.info("saved %d file(s) in %s", len(written), out_dir)
     return written
 

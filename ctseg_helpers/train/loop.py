@@ -18,7 +18,11 @@ the demo. Everything a run writes goes to ``out_dir``:
     the training curves, drawn at the end.
 
 A new run refuses to start in a folder holding a previous run of the same name unless
-``resume=True`` (continue it) or ``overwrite=True`` (delete that run's files first).
+``resume=True`` (continue it) or ``overwrite=True`` (delete that run's files first). Every file
+a run writes is recorded in ``out_dir/.ctseg-written.json`` (:mod:`ctseg_helpers.io.written`),
+and ``overwrite`` deletes only files recorded there and unchanged since: a file of that name
+that ctseg did not write, or that was changed afterwards, stops the run before anything is
+deleted. ``out_dir`` may not be, or be inside, a folder the training reads.
 
 The default recipe (``fit_mode="patch"``) follows nnU-Net: a plan from the data
 (:mod:`ctseg_helpers.prepare.plan`) sets the pixel spacing, patch size, depth, batch size and
@@ -42,6 +46,7 @@ import numpy as np
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
 from ctseg_helpers.io.label_names import check_label_names
+from ctseg_helpers.io.written import check_outside_inputs, check_replaceable, forget_written, record_written
 from ctseg_helpers.model.loss_names import check_loss_options, dice_column, loss_label
 from ctseg_helpers.prepare.augment import AugmentConfig
 from ctseg_helpers.prepare.dataset import (
@@ -147,7 +152,8 @@ class TrainConfig:
         Continue the newest checkpoint in ``out_dir`` (refused when a previous run of this name
         left files but no checkpoint: its best model and history would be replaced).
     overwrite : bool
-        Delete a previous run of the same name in ``out_dir`` before starting.
+        Delete a previous run of the same name in ``out_dir`` before starting: only files that
+        ctseg wrote and nobody changed since (any other file of that name is refused).
     max_slices : int, optional
         Read only this many pairs (smoke runs).
     max_minutes : float, optional
@@ -539,11 +545,16 @@ def check_previous_run(config: TrainConfig) -> list[Path]:
     Raises
     ------
     CtsegSettingsError
-        If such files exist and neither ``resume`` nor ``overwrite`` is set; if ``resume`` is set
-        but there is nothing to resume from (a fresh start would replace the best model and
+        If ``out_dir`` is, or is inside, a folder the training reads; if such files exist and
+        neither ``resume`` nor ``overwrite`` is set; with ``overwrite``, if one of them was not
+        written by ctseg or was changed since; if ``resume`` is
+        set but there is nothing to resume from (a fresh start would replace the best model and
         history); for K folds, if the ensemble file exists and neither is set.
     """
     out_dir, name = Path(config.out_dir), config.model_filename
+    # the run's PNG and CSV in a labels/ or dicoms/ folder would be read as data next time
+    check_outside_inputs(out_dir, {"training data": Path(config.main_dir) / "train",
+                                   "validation data": config.validation_dir})
     if config.folds > 1:
         from ctseg_helpers.segment.ensemble import ENSEMBLE_SUFFIX  # noqa: PLC0415
 
@@ -551,6 +562,9 @@ def check_previous_run(config: TrainConfig) -> list[Path]:
         if ensemble_path.exists() and not (config.overwrite or config.resume):
             raise CtsegSettingsError(f"{ensemble_path} exists already; set overwrite=True to train the folds again, "
                                      "resume=True to continue them, or choose another model_filename")
+        if config.overwrite:  # every fold's files too, before hours of training the first folds
+            folds = [p for k in range(config.folds) for p in previous_run_files(out_dir, f"{name}_fold{k}")]
+            _check_replaceable_run([ensemble_path, *folds] if ensemble_path.exists() else folds)
         return []
     previous = previous_run_files(out_dir, name)
     if previous and not (config.resume or config.overwrite):
@@ -567,7 +581,30 @@ def check_previous_run(config: TrainConfig) -> list[Path]:
             f"no checkpoint {name}_<epoch>.keras to resume from; set overwrite=True (instead of resume) to "
             "delete them and start again, or choose another model_filename or output folder"
         )
+    if config.overwrite:
+        _check_replaceable_run(previous)
     return previous
+
+
+def _check_replaceable_run(files) -> None:
+    """Check that ``overwrite`` may delete a previous run's files: each written by ctseg, unchanged.
+
+    Raises
+    ------
+    CtsegSettingsError
+        Naming the first file ctseg did not write or that was changed since; nothing is deleted.
+    """
+    for path in files:
+        check_replaceable(path, True, instead="choose another model_filename or output folder")
+
+
+def _delete_previous_run(files, out_dir: Path, name: str) -> None:
+    """Delete a previous run's files (``overwrite``), after checking every one of them again."""
+    _check_replaceable_run(files)  # reading the data may have taken minutes
+    for path in files:
+        path.unlink()
+    forget_written(*files)
+    logger.warning("overwrite=True: deleted %d files of the previous run %r in %s", len(files), name, out_dir)
 
 
 def _train_dir(config: TrainConfig) -> Path:
@@ -711,6 +748,7 @@ def _copy_atomically(source: Path, target: Path) -> None:
     tmp = target.with_name(target.name + ".tmp")
     shutil.copyfile(source, tmp)
     tmp.replace(target)
+    record_written(target)
 
 
 def _margin(patch_size: int, augmentation: AugmentConfig) -> int:
@@ -863,9 +901,7 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
                                  "settings (it carries the plan); prepare it again or set fit_mode")
     resolved = config.resolved(data.plan)
     if config.overwrite and previous:
-        for path in previous:
-            path.unlink()
-        logger.warning("overwrite=True: deleted %d files of the previous run %r in %s", len(previous), name, out_dir)
+        _delete_previous_run(previous, out_dir, name)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     from ctseg_helpers.tf_setup import configure_tensorflow  # noqa: PLC0415
@@ -1003,6 +1039,7 @@ def _train(config, resolved, data, strategy, policy, files) -> TrainResult:
         fig = plot_history(history, files["curves"], title=f"{name}: {data.describe()}", loss_label=config.loss_label)
         plt.close(fig)
         curves = files["curves"]
+        record_written(curves)
     result = TrainResult(
         model=model,
         out_dir=out_dir,
@@ -1048,6 +1085,7 @@ def _choose_postprocessing(config: TrainConfig, resolved: TrainConfig, data: Tra
     result.postprocessing = chosen.to_dict()
     update_settings(result.best_model_path, replace(read_settings(result.best_model_path),
                                                     postprocessing=chosen.to_dict(), extra=extra))
+    record_written(result.best_model_path)
     print("Validation Dice of the best model: "
           + ", ".join(f"{n} {v:.3f}" for n, v in result.validation_dice.items()), flush=True)
     print(f"Post-processing chosen on the validation slices: {chosen.describe(tuple(names))}", flush=True)
@@ -1111,6 +1149,8 @@ def train_folds(config: TrainConfig, *, progress: bool = True) -> TrainResult:
     assignment = fold_groups(raw.groups, config.folds, config.seed)
     plan = plan_training(config, raw)
     print(plan.describe(), flush=True)
+    if config.overwrite and ensemble_path.exists():  # the fold models go as each fold starts
+        _delete_previous_run([ensemble_path], out_dir, config.model_filename)
     make = lambda pairs: native_slices(pairs, config.num_labels, plan.normalization, plan.target_spacing_mm)  # noqa: E731
     results = []
     for k, val_groups in enumerate(assignment):
@@ -1139,7 +1179,8 @@ def train_folds(config: TrainConfig, *, progress: bool = True) -> TrainResult:
         ensemble = write_ensemble(ensemble_path, members, postprocessing=chosen_dict,
                                   extra={"folds": assignment, "out_of_fold_dice": oof, "postprocessing_report": report,
                                          "plan": plan.to_dict()},
-                                  overwrite=config.overwrite or config.resume)
+                                  overwrite=config.resume)
+        record_written(ensemble)
         print(f"Ensemble of {len(members)} fold models: {ensemble}", flush=True)
     return TrainResult(
         model=None, out_dir=out_dir, best_model_path=None, last_checkpoint_path=None, history_csv=None,
@@ -1207,7 +1248,9 @@ def _make_monitor_class():
             from ctseg_helpers.model.settings import save_model  # noqa: PLC0415
 
             settings = _model_settings(self.config, self.data, {**self.extra, "epochs_trained": epoch})
-            return save_model(self.model, path, settings, overwrite=overwrite)
+            saved = save_model(self.model, path, settings, overwrite=overwrite)
+            record_written(saved)
+            return saved
 
         def _validate_now(self, done: int, ending: bool) -> bool:
             """Validate every epoch while it costs at most a fifth of the training time, else less
@@ -1258,6 +1301,7 @@ def _make_monitor_class():
             tmp = self.files["history"].with_suffix(".csv.tmp")
             pd.DataFrame(self.rows).to_csv(tmp, index=False)
             tmp.replace(self.files["history"])
+            record_written(self.files["history"])
             self._save(self.files["last"], done, overwrite=True)  # a hard kill loses at most one epoch
             value = logs.get(self.monitor_key, math.nan)
             if self.monitor_key == "last":

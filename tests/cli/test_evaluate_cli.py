@@ -65,6 +65,50 @@ def test_existing_results_are_not_overwritten(scan, capsys):
     assert "ROI 1: Dice" in capsys.readouterr().out
 
 
+NEVER = "ctseg never replaces such files, even with --overwrite (overwrite=True): move it away or choose another"
+
+
+def test_overwrite_replaces_only_what_ctseg_wrote(scan, capsys):
+    (scan / "out").mkdir()
+    (scan / "out" / "summary.csv").write_bytes(b"my summary\n")
+    assert main(_args(scan, "--overwrite")) == 2
+    assert f"summary.csv: not written by ctseg; {NEVER} output folder" in capsys.readouterr().err
+    assert (scan / "out" / "summary.csv").read_bytes() == b"my summary\n"
+    assert sorted(p.name for p in (scan / "out").iterdir()) == ["summary.csv"]  # nothing written
+
+    (scan / "out" / "summary.csv").unlink()
+    assert main(_args(scan)) == 0
+    (scan / "out" / "notes.txt").write_text("mine")
+    assert main(_args(scan, "--labels", "tumour", "--overwrite")) == 0
+    assert set(pd.read_csv(scan / "out" / "metrics.csv")["roi"]) == {"tumour"}
+    assert (scan / "out" / "notes.txt").read_text() == "mine"
+
+    metrics = scan / "out" / "metrics.csv"
+    edited = metrics.read_bytes().replace(b"tumour", b"tumor")
+    metrics.write_bytes(edited)
+    assert main(_args(scan, "--overwrite")) == 2
+    assert f"metrics.csv: changed since ctseg wrote it; {NEVER}" in capsys.readouterr().err
+    assert metrics.read_bytes() == edited
+
+
+def test_overwrite_removes_an_earlier_evaluations_file_this_one_does_not_write(scan, capsys):
+    assert main(_args(scan)) == 0
+    assert (scan / "out" / "volume_metrics.csv").is_file()
+    (scan / "pred" / "img1.png").unlink()  # the predictions no longer cover the volume
+    assert main(_args(scan, "--overwrite")) == 0
+    assert not (scan / "out" / "volume_metrics.csv").exists()
+    assert (scan / "out" / "metrics.csv").is_file()
+
+
+@pytest.mark.parametrize("out", ["truth", "truth/evaluation", "pred", "dicoms"])
+def test_an_output_folder_in_an_input_folder_is_refused(scan, capsys, out):
+    before = sorted(p.name for p in (scan / out.split("/")[0]).iterdir())
+    assert main(["evaluate", str(scan / "pred"), str(scan / "truth"), "--dicoms", str(scan / "dicoms"),
+                 "--out", str(scan / out), "--overwrite"]) == 2
+    assert "which this command reads; ctseg never writes into a folder it reads" in capsys.readouterr().err
+    assert sorted(p.name for p in (scan / out.split("/")[0]).iterdir()) == before
+
+
 def test_user_errors_are_one_line(scan, capsys):
     assert main(["evaluate", str(scan / "nope"), str(scan / "truth"), "--dicoms", str(scan / "dicoms"),
                  "--out", str(scan / "out")]) == 2

@@ -99,6 +99,18 @@ def test_bad_settings_exit_with_status_2(tmp_path, capsys):
     assert "unknown augmentation setting(s) ['p_flop']" in capsys.readouterr().err
 
 
+def test_overwrite_never_deletes_a_users_file_of_the_runs_name(tmp_path, capsys):
+    out = tmp_path / "models"
+    out.mkdir()
+    (out / "unet_history.csv").write_bytes(b"epoch,loss\n")
+    assert main(["train", str(tmp_path / "data"), "--num-labels", "1", "--out", str(out), "--overwrite"]) == 2
+    assert ("unet_history.csv: not written by ctseg; ctseg never replaces such files, even with --overwrite"
+            in capsys.readouterr().err)
+    assert (out / "unet_history.csv").read_bytes() == b"epoch,loss\n"
+    assert main(["train", str(tmp_path / "data"), "--num-labels", "1", "--out", str(tmp_path / "data" / "train")]) == 2
+    assert "the output folder is the training data folder" in capsys.readouterr().err
+
+
 def test_label_names_may_start_with_background(caplog):
     import logging
 

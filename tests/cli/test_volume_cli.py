@@ -58,6 +58,33 @@ def test_convert_a_tiff_stack(tmp_path, capsys):
     assert "chunk shape must be three positive integers 'z,y,x'" in capsys.readouterr().err
 
 
+NEVER = "ctseg never replaces such files, even with --overwrite (overwrite=True): move it away or choose another"
+
+
+def test_convert_overwrite_replaces_only_its_own_unchanged_output(tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((2, 4, 4), np.uint8), photometric="minisblack")
+    mine = tmp_path / "mine.h5"
+    with h5py.File(mine, "w") as f:
+        f["data"] = np.arange(4)
+    before = mine.read_bytes()
+    assert main(["convert", str(tmp_path / "stack.tif"), str(mine), "--overwrite"]) == 2
+    assert f"mine.h5: not written by ctseg; {NEVER} output name" in capsys.readouterr().err
+    assert mine.read_bytes() == before
+
+    out = tmp_path / "out.h5"
+    assert main(["convert", str(tmp_path / "stack.tif"), str(out)]) == 0
+    assert main(["convert", str(tmp_path / "stack.tif"), str(out), "--overwrite", "--dataset", "scan"]) == 0
+    with h5py.File(out, "r") as f:
+        assert list(f) == ["scan"]
+    with h5py.File(out, "a") as f:  # the user notes something in it
+        f.attrs["my_note"] = "checked"
+    edited = out.read_bytes()
+    capsys.readouterr()
+    assert main(["convert", str(tmp_path / "stack.tif"), str(out), "--overwrite"]) == 2
+    assert f"out.h5: changed since ctseg wrote it; {NEVER} output name" in capsys.readouterr().err
+    assert out.read_bytes() == edited
+
+
 def test_convert_chunk_options_exclude_each_other(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["convert", "a.tif", "b.h5", "--chunk-mb", "1", "--chunk-shape", "1,2,3"])
@@ -85,6 +112,29 @@ def test_segment_volume_local_then_resume_and_refusals(tiny_model, ct_h5, tmp_pa
     cropped[:2] = 0
     cropped[8:] = 0
     np.testing.assert_array_equal(labels(out), cropped)
+
+
+def test_segment_volume_overwrite_replaces_only_its_own_unchanged_output(tiny_model, ct_h5, tmp_path, capsys):
+    path, expected = ct_h5
+    mine = tmp_path / "mine.h5"
+    with h5py.File(mine, "w") as f:
+        f["labels"] = np.zeros((2, 2), np.uint8)
+    before = mine.read_bytes()
+    assert main(["segment-volume", str(tiny_model), str(path), str(mine), "--overwrite"]) == 2
+    assert f"mine.h5: not written by ctseg; {NEVER} output name" in capsys.readouterr().err
+    assert mine.read_bytes() == before
+
+    out = tmp_path / "labels.h5"
+    assert main(["segment-volume", str(tiny_model), str(path), str(out)]) == 0
+    assert main(["segment-volume", str(tiny_model), str(path), str(out), "--crop", "2:8,:,:", "--overwrite"]) == 0
+    assert labels(out)[:2].max() == 0
+    with h5py.File(out, "a") as f:  # the user corrects the labels by hand
+        f["labels"][0] = expected[0]
+    edited = out.read_bytes()
+    capsys.readouterr()
+    assert main(["segment-volume", str(tiny_model), str(path), str(out), "--overwrite"]) == 2
+    assert f"labels.h5: changed since ctseg wrote it; {NEVER} output name" in capsys.readouterr().err
+    assert out.read_bytes() == edited
 
 
 def test_segment_volume_on_a_dask_scheduler_equals_local(tiny_model, ct_h5, tmp_path, capsys):

@@ -24,6 +24,7 @@ from ctseg_helpers.demo.run import (
     run_demo,
 )
 from ctseg_helpers.errors import CtsegDataError, CtsegError, CtsegSettingsError
+from ctseg_helpers.io.written import written_by_ctseg
 
 # Stand-in notebooks: the real notebooks' parameters, and a body that writes what the real
 # notebook writes. The "segmentation" copies the true labels, so the measured areas are exact.
@@ -101,6 +102,7 @@ def test_run_demo_passes_settings_and_measures_the_area_error(tmp_path, standin_
     np.testing.assert_allclose(err["mean_abs_error_mm2"], 0.0, atol=1e-6)
     np.testing.assert_allclose(err["dice"], 1.0)
     summary = json.loads((out / "demo_summary.json").read_text())
+    assert written_by_ctseg(result.area_error_csv) and written_by_ctseg(out / "demo_summary.json")
     assert summary["phantom_created"] is True and set(summary["timings_s"]) >= {"train.ipynb", "total"}
     text = format_summary(result)
     assert str(result.model_path) in text and "Mean absolute area error over the six ROIs: 0.0 %" in text
@@ -152,6 +154,15 @@ def test_output_folder_must_be_new(tmp_path, standin_notebooks):
     (tmp_path / "out" / "results.csv").write_text("mine")
     with pytest.raises(CtsegDataError, match="out exists and is not empty; the demo writes into a new folder"):
         run_demo(_small(tmp_path, standin_notebooks), progress=False)
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("inside", ["", "demo_run"])
+def test_output_folder_in_the_phantom_folder_is_refused(tmp_path, standin_notebooks, inside):
+    settings = replace(_small(tmp_path, standin_notebooks), out_dir=tmp_path / "data" / "phantom" / inside)
+    with pytest.raises(CtsegDataError, match=r"the output folder (is|is inside) the phantom data \(--data-dir\) "
+                                             "folder .*which this command reads"):
+        run_demo(settings, progress=False)
     assert not (tmp_path / "data").exists()
 
 

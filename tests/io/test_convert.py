@@ -162,9 +162,11 @@ def test_source_and_output_refusals(tmp_path):
     with pytest.raises(CtsegDataError, match="mine.h5 exists already; choose another name or pass --overwrite"):
         convert_to_hdf5(tmp_path / "stack.tif", tmp_path / "mine.h5", progress=False)
     assert (tmp_path / "mine.h5").read_text() == "precious"
-    convert_to_hdf5(tmp_path / "stack.tif", tmp_path / "mine.h5", overwrite=True, progress=False)
-    with DataFile.open(tmp_path / "mine.h5") as f:
-        np.testing.assert_array_equal(f.read_full(), vol)
+    with pytest.raises(CtsegDataError, match="mine.h5: not written by ctseg; ctseg never replaces such files, even "
+                                             r"with --overwrite \(overwrite=True\): move it away or choose another "
+                                             "output name"):
+        convert_to_hdf5(tmp_path / "stack.tif", tmp_path / "mine.h5", overwrite=True, progress=False)
+    assert (tmp_path / "mine.h5").read_text() == "precious"
     with pytest.raises(CtsegDataError, match="nope: no such file or folder"):
         convert_to_hdf5(tmp_path / "nope", tmp_path / "o.h5", progress=False)
     (tmp_path / "vol.raw").write_bytes(b"\0" * 10)
@@ -179,6 +181,23 @@ def test_source_and_output_refusals(tmp_path):
     (tmp_path / "text.tif").write_text("this is not a TIFF file")
     with pytest.raises(CtsegDataError, match=r"text.tif: cannot read it as TIFF \(not a TIFF file"):
         convert_to_hdf5(tmp_path / "text.tif", tmp_path / "o.h5", progress=False)
+
+
+def test_overwrite_replaces_an_unchanged_conversion_only(tmp_path):
+    vol = ct_volume()
+    tifffile.imwrite(tmp_path / "stack.tif", vol, photometric="minisblack")
+    out = tmp_path / "vol.h5"
+    convert_to_hdf5(tmp_path / "stack.tif", out, progress=False)
+    convert_to_hdf5(tmp_path / "stack.tif", out, dataset="scan", overwrite=True, progress=False)
+    with DataFile.open(out) as f:
+        assert f.dataset == "scan"
+        np.testing.assert_array_equal(f.read_full(), vol)
+    with h5py.File(out, "a") as f:  # the user adds a dataset of their own
+        f["my_mask"] = np.ones((2, 2), np.uint8)
+    with pytest.raises(CtsegDataError, match="vol.h5: changed since ctseg wrote it; ctseg never replaces such files"):
+        convert_to_hdf5(tmp_path / "stack.tif", out, overwrite=True, progress=False)
+    with h5py.File(out, "r") as f:
+        assert "my_mask" in f and "scan" in f
 
 
 def test_an_interrupted_conversion_leaves_no_partial_output(tmp_path, monkeypatch):

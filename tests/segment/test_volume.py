@@ -11,6 +11,7 @@ import pytest
 import ctseg_helpers.segment.volume as volume_mod
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
 from ctseg_helpers.io.datafile import DataFile
+from ctseg_helpers.io.written import written_by_ctseg
 from ctseg_helpers.segment.segmenter import Segmenter
 from ctseg_helpers.segment.volume import (
     argmax_uint8,
@@ -304,6 +305,50 @@ def test_resume_with_rotation(random_volume, tmp_path):
 
 
 # ------------------------------------------------------------------ refusals
+def test_overwrite_replaces_an_unfinished_run_recognised_by_its_content(random_volume, tmp_path):
+    path, vol = random_volume
+    out = tmp_path / "out.h5"
+    with pytest.raises(RuntimeError, match="injected failure"):
+        segment_volume(make_segmenter(FailingFn(threshold_fn, fail_on=2)), path, out, axes=(1,), max_gb=SMALL_GB,
+                       progress=False)
+    assert not written_by_ctseg(out)  # rewritten in place while it ran: no record can vouch for it
+    segment_volume(make_segmenter(threshold_fn), path, out, axes=(0,), overwrite=True, progress=False)
+    np.testing.assert_array_equal(read_labels(out), vol > THRESHOLD)
+    assert written_by_ctseg(out)  # finished: recorded
+
+
+def test_a_finished_run_changed_afterwards_is_never_replaced(random_volume, tmp_path):
+    path, _ = random_volume
+    out = tmp_path / "out.h5"
+    segment_volume(make_segmenter(threshold_fn), path, out, axes=(0,), progress=False)
+    with h5py.File(out, "a") as f:
+        f["labels"][0] = 0
+        f.attrs["complete"] = False  # even when it claims to be unfinished: its labels were edited
+    edited = out.read_bytes()
+    with pytest.raises(CtsegDataError, match="out.h5: changed since ctseg wrote it; ctseg never replaces such files"):
+        segment_volume(make_segmenter(threshold_fn), path, out, axes=(1,), overwrite=True, progress=False)
+    assert out.read_bytes() == edited
+
+
+def test_a_leftover_rotation_side_file_is_replaced_only_when_it_is_ctsegs(random_volume, tmp_path):
+    path, vol = random_volume
+    out = tmp_path / "out.h5"
+    side = tmp_path / "out.h5.rotated-input.h5"
+    side.write_text("my notes")
+    with pytest.raises(CtsegDataError, match="out.h5.rotated-input.h5: not written by ctseg"):
+        segment_volume(make_segmenter(threshold_fn), path, out, axes=(1,), rotate_deg=90, progress=False)
+    assert side.read_text() == "my notes"
+    side.unlink()
+    with pytest.raises(RuntimeError, match="injected failure"):  # leaves ctseg's side file behind
+        segment_volume(make_segmenter(FailingFn(threshold_fn, fail_on=3)), path, out, axes=(1,), rotate_deg=90,
+                       max_gb=SMALL_GB, progress=False)
+    assert side.exists()
+    out.unlink()  # the user deletes the unfinished output: the side file is a leftover, replaced
+    segment_volume(make_segmenter(threshold_fn), path, out, axes=(1,), rotate_deg=90, progress=False)
+    np.testing.assert_array_equal(read_labels(out), vol > THRESHOLD)
+    assert not side.exists()
+
+
 def test_existing_outputs_are_never_silently_replaced(random_volume, tmp_path):
     path, vol = random_volume
     seg = make_segmenter(threshold_fn)
@@ -330,12 +375,20 @@ def test_existing_outputs_are_never_silently_replaced(random_volume, tmp_path):
         segment_volume(seg, path, foreign, progress=False)
     damaged = tmp_path / "damaged.h5"
     damaged.write_bytes(out.read_bytes()[:3000])  # an HDF5 signature, then nothing usable
-    with pytest.raises(CtsegDataError, match="damaged.h5 exists but cannot be opened as HDF5 .*Pass --overwrite"):
+    with pytest.raises(CtsegDataError, match="damaged.h5 exists but cannot be opened as HDF5 .*ctseg cannot tell that "
+                                             "it wrote it, so it never replaces it: delete it yourself"):
         segment_volume(seg, path, damaged, axes=(1,), progress=False)
+    for name in ("foreign.h5", "damaged.h5"):  # nor with overwrite
+        before = (tmp_path / name).read_bytes()
+        with pytest.raises(CtsegDataError, match=f"{name}: not written by ctseg; ctseg never replaces such files"):
+            segment_volume(seg, path, tmp_path / name, overwrite=True, progress=False)
+        assert (tmp_path / name).read_bytes() == before
     text = tmp_path / "notes.h5"
     text.write_text("keep me")
-    with pytest.raises(CtsegDataError, match="notes.h5 exists and is not an HDF5 file"):
+    with pytest.raises(CtsegDataError, match="notes.h5 exists and is not an HDF5 file; ctseg never replaces it"):
         segment_volume(seg, path, text, progress=False)
+    with pytest.raises(CtsegDataError, match="notes.h5: not written by ctseg"):
+        segment_volume(seg, path, text, overwrite=True, progress=False)
     assert text.read_text() == "keep me"
     with pytest.raises(CtsegDataError, match="in.h5: the output cannot be the input file"):
         segment_volume(seg, path, path, overwrite=True, progress=False)

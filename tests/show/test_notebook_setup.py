@@ -50,3 +50,14 @@ def test_a_ctseg_error_is_one_line_in_ipython(restore_package_logger, capsys):
 
 def test_error_line_names_the_error_class():
     assert error_line(CtsegDataError("a.dcm: no pixel data")) == "CtsegDataError: a.dcm: no pixel data"
+
+
+def test_an_empty_table_is_replaced_by_its_note():
+    import pandas as pd
+
+    from ctseg_helpers.show.notebook import table_or_note
+
+    table = pd.DataFrame({"slice_index": [3], "roi": ["disc"]})
+    assert table_or_note(table, "no jumps") is table
+    note = table_or_note(table.iloc[:0], "*No abrupt area change.*")
+    assert note.data == "*No abrupt area change.*"

@@ -140,7 +140,12 @@ def test_save_outputs_all_or_nothing(tmp_path):
         plots.save_outputs(tmp_path / "out2", figures={"ba.png": fig}, tables={"t.csv": table})
     assert not (tmp_path / "out2" / "ba.png").exists()
     assert (tmp_path / "out2" / "t.csv").read_text() == "mine"
-    plots.save_outputs(tmp_path / "out2", tables={"t.csv": table}, overwrite=True)
+    # overwrite replaces what save_outputs wrote, never the user's own file
+    with pytest.raises(CtsegDataError, match="t.csv: not written by ctseg; ctseg never replaces such files"):
+        plots.save_outputs(tmp_path / "out2", figures={"ba.png": fig}, tables={"t.csv": table}, overwrite=True)
+    assert (tmp_path / "out2" / "t.csv").read_text() == "mine" and not (tmp_path / "out2" / "ba.png").exists()
+    plots.save_outputs(tmp_path / "out", tables={"t.csv": pd.DataFrame({"a": [3]})}, overwrite=True)
+    assert pd.read_csv(tmp_path / "out" / "t.csv")["a"].tolist() == [3]
     (tmp_path / "file").write_text("x")
     with pytest.raises(CtsegDataError, match="is a file, not a folder"):
         plots.save_outputs(tmp_path / "file", tables={"t.csv": table})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.io.written import MANIFEST_NAME, written_by_ctseg
 from ctseg_helpers.model.settings import read_settings
 from ctseg_helpers.prepare.augment import AugmentConfig
 from ctseg_helpers.prepare.dataset import slices_from_arrays
@@ -128,8 +130,9 @@ def test_run_writes_checkpoints_best_history_and_curves(tmp_path, capsys):
     assert "Val Dice+CE loss" in lines[0]
     assert "Checkpoint -> Model saved at 2/3 epochs" in out and "Checkpoint -> Model saved at 3/3 epochs" in out
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["tiny_2.keras", "tiny_3.keras", "tiny_best.keras", "tiny_curves.png", "tiny_history.csv",
-                     "tiny_last.keras"]
+    assert names == [MANIFEST_NAME, "tiny_2.keras", "tiny_3.keras", "tiny_best.keras", "tiny_curves.png",
+                     "tiny_history.csv", "tiny_last.keras"]
+    assert all(written_by_ctseg(tmp_path / "out" / name) for name in names[1:])  # what overwrite may replace
     history = pd.read_csv(result.history_csv)
     assert history["epoch"].tolist() == [1, 2, 3]
     assert {"loss", "mean_dice", "dice_square", "mean_iou", "val_loss", "val_mean_dice", "elapsed_s"} <= set(history)
@@ -167,8 +170,55 @@ def test_second_run_refuses_then_resumes_then_overwrites(tmp_path, capsys):
         train_model(replace(config, epochs=6, resume=True, num_labels=2), data)
     fresh = train_model(replace(config, epochs=1, overwrite=True), data)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "tiny_1.keras", "tiny_best.keras", "tiny_curves.png", "tiny_history.csv", "tiny_last.keras"]
+        MANIFEST_NAME, "tiny_1.keras", "tiny_best.keras", "tiny_curves.png", "tiny_history.csv", "tiny_last.keras"]
     assert fresh.history["epoch"].tolist() == [1]
+    assert set(json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())["files"]) == {
+        "tiny_1.keras", "tiny_best.keras", "tiny_curves.png", "tiny_history.csv", "tiny_last.keras"}
+
+
+NEVER = (r"ctseg never replaces such files, even with --overwrite \(overwrite=True\): move it away or choose "
+         r"another model_filename or output folder")
+
+
+def test_overwrite_never_deletes_a_users_own_file_of_the_runs_name(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tiny_history.csv").write_bytes(b"epoch,loss\n1,0.5\n")
+    (out / "tiny_best.keras").write_bytes(b"a model trained elsewhere")
+    with pytest.raises(CtsegSettingsError, match="tiny_best.keras: not written by ctseg; " + NEVER):
+        train_model(_config(tmp_path, epochs=1, overwrite=True), TrainingData(_synthetic(4)))
+    assert (out / "tiny_history.csv").read_bytes() == b"epoch,loss\n1,0.5\n"
+    assert (out / "tiny_best.keras").read_bytes() == b"a model trained elsewhere"
+    # K folds: every fold's files are checked before the first fold trains
+    (out / "tiny_fold1_last.keras").write_bytes(b"mine")
+    with pytest.raises(CtsegSettingsError, match="tiny_fold1_last.keras: not written by ctseg"):
+        loop.check_previous_run(_config(tmp_path, folds=2, fit_mode="patch", overwrite=True))
+    (out / "tiny.ensemble.json").write_text("{}")
+    with pytest.raises(CtsegSettingsError, match="tiny.ensemble.json: not written by ctseg"):
+        loop.check_previous_run(_config(tmp_path, folds=2, fit_mode="patch", overwrite=True))
+    assert (out / "tiny_fold1_last.keras").read_bytes() == b"mine"
+
+
+def test_overwrite_never_deletes_a_run_changed_after_ctseg_wrote_it(tmp_path):
+    data = TrainingData(_synthetic(4))
+    train_model(_config(tmp_path, epochs=1), data)
+    history = tmp_path / "out" / "tiny_history.csv"
+    edited = history.read_bytes() + b"# kept for the paper\n"
+    history.write_bytes(edited)
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    with pytest.raises(CtsegSettingsError, match="tiny_history.csv: changed since ctseg wrote it; " + NEVER):
+        train_model(_config(tmp_path, epochs=1, overwrite=True), data)
+    assert history.read_bytes() == edited
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == names  # nothing deleted
+
+
+@pytest.mark.parametrize("out", ["data/train", "data/train/labels", "val"])
+def test_an_output_folder_in_a_folder_the_training_reads_is_refused(tmp_path, out):
+    config = _config(tmp_path, out_dir=tmp_path / out, validation_dir=tmp_path / "val")
+    with pytest.raises(CtsegSettingsError, match="the output folder (is|is inside) the (training|validation) data "
+                                                 "folder .*which this command reads"):
+        loop.check_previous_run(config)
+    loop.check_previous_run(_config(tmp_path, out_dir=tmp_path / "data" / "models"))  # beside train/: fine
 
 
 def test_resume_with_nothing_to_resume_starts_fresh(tmp_path, caplog):
