@@ -24,7 +24,9 @@
 # - a JPG preview per slice with the ROIs coloured, and an animation of the slices of each series (GIF),
 # - the cross-sectional area of each ROI on each slice in mm² (`areas.csv`, each row naming its
 #   series when the folder holds several), with the mean and standard deviation over slices, and the
-#   ROI volumes in mL of each series whose slices form a 3D stack.
+#   ROI volumes in mL of each series whose slices form a 3D stack;
+# - if you ask for them (`nifti`, `dicom_seg`), the label maps of each series as a NIfTI volume and as
+#   a DICOM Segmentation object, to open over the scan in 3D Slicer, ITK-SNAP or a PACS.
 #
 # Everything goes to a new folder under `output_dir` (`../predictions/<folder name>_<date-time>`), so
 # earlier results are never replaced. The areas are measured at the scan's own resolution, with the
@@ -87,7 +89,9 @@ run_name = None       # None: the DICOM folder's name
 # Outputs
 previews = True       # JPG previews with coloured ROIs
 animation = True      # animated GIF of all slices
-include_patient_id = False  # record the DICOM PatientID in run.json
+include_patient_id = False  # record the DICOM PatientID in run.json (needed for dicom_seg)
+nifti = False         # the label maps of each series as a NIfTI volume (segmentation.nii.gz)
+dicom_seg = False     # ... and as a DICOM Segmentation object (segmentation.dcm; needs include_patient_id)
 
 # %% [markdown]
 # ## Generate Segmentation Predictions
@@ -112,7 +116,7 @@ run = run_segmentation(
     model_filename, dicom_folder.path, output_dir, labels_list, fov, matrix_size,
     input_shape=input_shape, series_uid=series_uid, mode=mode, overlap=overlap, blend=blend,
     batch_size=batch_size, tta=tta, overwrite=overwrite, run_name=run_name, previews=previews,
-    animation=animation, include_patient_id=include_patient_id,
+    animation=animation, include_patient_id=include_patient_id, nifti=nifti, dicom_seg=dicom_seg,
 )
 print(run.summary())
 

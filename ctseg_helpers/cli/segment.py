@@ -42,7 +42,8 @@ def register(subparsers) -> None:
                     "label maps (PNG, values 0..N, named like the DICOM files), JPG previews, an animated "
                     "GIF per series, areas.csv (ROI area per slice in mm2 with mean and std; with several "
                     "series, each slice's series first) and volumes.csv (mL) for series that form a 3D "
-                    "stack.",
+                    "stack; with --nifti a NIfTI label volume and with --dicom-seg a DICOM Segmentation "
+                    "object per series, for 3D Slicer, ITK-SNAP or a PACS.",
     )
     parser.add_argument("model", metavar="MODEL", help="trained model (.keras file saved by ctseg), an ensemble file (NAME.ensemble.json "
                         "written by 'ctseg train --folds') or a folder of fold models")
@@ -71,7 +72,14 @@ def register(subparsers) -> None:
     parser.add_argument("--no-previews", action="store_true", help="do not write the JPG previews")
     parser.add_argument("--no-animation", action="store_true", help="do not write the animated GIF")
     parser.add_argument("--include-patient-id", action="store_true",
-                        help="record the DICOM PatientID in run.json (left out by default)")
+                        help="record the DICOM PatientID in run.json (left out by default); needed for --dicom-seg")
+    parser.add_argument("--nifti", action="store_true",
+                        help="also write each series' label maps as a NIfTI volume on the scan's grid "
+                             "(segmentation.nii.gz; a cine series as one 4D volume)")
+    parser.add_argument("--dicom-seg", action="store_true",
+                        help="also write each series' label maps as a DICOM Segmentation object referencing the "
+                             "images (segmentation.dcm; one per phase of a cine series); it carries the patient's "
+                             "name and ID as the scan does, so it needs --include-patient-id")
     parser.set_defaults(func=run)
 
 
@@ -83,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         series_uid=args.series_uid, mode=args.mode, overlap=args.overlap, blend=args.blend,
         batch_size=args.batch_size, tta=args.tta, overwrite=args.overwrite, run_name=args.name,
         previews=not args.no_previews, animation=not args.no_animation,
-        include_patient_id=args.include_patient_id, progress=True,
+        include_patient_id=args.include_patient_id, nifti=args.nifti, dicom_seg=args.dicom_seg, progress=True,
     )
     print(result.summary())
     several = len(result.series) > 1

@@ -116,7 +116,7 @@ def register(subparsers) -> None:
     parser.add_argument("--validation-dir", help="folder with dicoms/ and labels/ to validate on instead")
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    parser.add_argument("--overwrite", action="store_true", help="delete a previous run of --name in --out first")
+    parser.add_argument("--overwrite", action="store_true", help="replace a previous run of --name in --out (only files ctseg wrote and nobody changed since)")
     parser.add_argument("--max-slices", type=_positive_int, help="read only this many pairs (smoke runs)")
     parser.add_argument("--allow-missing-labels", action="store_true",
                         help="train even when an ROI value 1..num_labels appears in no training label")

@@ -48,6 +48,7 @@ from ctseg_helpers.demo.phantom import (
     read_true_areas,
 )
 from ctseg_helpers.errors import CtsegDataError, CtsegError, CtsegSettingsError
+from ctseg_helpers.io.naming import has_dicom_suffix
 from ctseg_helpers.io.written import check_outside_inputs, record_written
 
 logger = logging.getLogger(__name__)
@@ -396,7 +397,7 @@ def area_error(area_csv: Path, truth_split_dir: Path, pred_labels_dir: Path | No
     if missing:
         raise CtsegDataError(f"{area_csv}: no column for {', '.join(missing)}; "
                              "the demo expects one column per phantom ROI")
-    files = table[file_col].map(lambda f: Path(str(f)).name if str(f).endswith(".dcm") else f"{Path(str(f)).name}.dcm")
+    files = table[file_col].map(lambda f: Path(str(f)).name if has_dicom_suffix(str(f)) else f"{Path(str(f)).name}.dcm")
     unknown = sorted(set(files) - set(truth.index))
     if unknown:
         raise CtsegDataError(f"{area_csv}: {len(unknown)} file(s) the phantom does not have, e.g. {unknown[0]}")

@@ -33,7 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from ctseg_helpers.errors import CtsegDataError
-from ctseg_helpers.io.datafile import HDF5_SUFFIXES, TIFF_SUFFIXES, DataFile, tiff_series_files
+from ctseg_helpers.io.datafile import (
+    HDF5_SUFFIXES,
+    TIFF_SUFFIXES,
+    DataFile,
+    tiff_series_files,
+)
+from ctseg_helpers.io.geometry import no_volume_reason, stack_spacing_mm
 
 logger = logging.getLogger(__name__)
 
@@ -162,13 +168,9 @@ class _Dicom(_Source):
         self.modality = info.modality or None
         spacing = info.spacing_mm
         positions = info.positions_mm
-        gap = None
-        if len(positions) > 1 and not np.isnan(positions).any():
-            gaps = np.diff(positions)
-            if np.allclose(gaps, np.median(gaps), rtol=0.01, atol=1e-3):
-                gap = float(np.median(gaps))
-            else:
-                logger.warning("%s: slices are not equally spaced; spacing_mm along z is not recorded", folder)
+        gap = stack_spacing_mm(positions)
+        if gap is None and len(positions) > 1 and not np.isnan(positions).any():
+            logger.warning("%s: %s; spacing_mm along z is not recorded", folder, no_volume_reason(positions))
         if spacing is not None and (gap or info.slice_thickness_mm):
             self.spacing_mm = (float(gap or info.slice_thickness_mm), *spacing)
 
@@ -272,7 +274,11 @@ def convert_to_hdf5(src: str | Path, out_path: str | Path, *, dataset: str = "da
     """
     from tqdm.auto import tqdm  # noqa: PLC0415
 
-    from ctseg_helpers.io.written import check_replaceable, forget_written, record_written  # noqa: PLC0415
+    from ctseg_helpers.io.written import (  # noqa: PLC0415
+        check_replaceable,
+        forget_written,
+        record_written,
+    )
 
     src, out_path = Path(src), Path(out_path)
     if out_path.suffix.lower() not in HDF5_SUFFIXES:

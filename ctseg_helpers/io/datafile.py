@@ -19,25 +19,25 @@ Volumes are indexed ``(z, y, x)``: axis 0 is the slice axis of the scan (the TIF
 A chunk shape for new HDF5 datasets comes from :func:`estimate_chunk_shape`, which aims at
 near-cubic chunks of a target size, so that slabs along any axis read about equally fast.
 
-Examples
---------
->>> with DataFile.create("scan.h5", shape=(400, 512, 512), dtype="int16", chunk_mb=1) as out:
-...     for start, stop in out.slab_ranges(axis=0, max_gb=0.1):
-...         out.write_slab(0, start, np.zeros((stop - start, 512, 512), "int16"))
->>> with DataFile.open("scan.h5") as vol:
-...     side_view = vol.read_slice(256, axis=2)
+Example (writes ``scan.h5`` in the working folder)::
+
+    with DataFile.create("scan.h5", shape=(400, 512, 512), dtype="int16", chunk_mb=1) as out:
+        for start, stop in out.slab_ranges(axis=0, max_gb=0.1):
+            out.write_slab(0, start, np.zeros((stop - start, 512, 512), "int16"))
+    with DataFile.open("scan.h5") as vol:
+        side_view = vol.read_slice(256, axis=2)
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.io.naming import natural_key
 
 logger = logging.getLogger(__name__)
 
@@ -161,17 +161,59 @@ def _open_h5_file(path: Path, mode: str):
         ) from exc
 
 
-def _natural_key(path: Path):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
-
-
 def tiff_series_files(folder: str | Path) -> list[Path]:
     """The ``.tif``/``.tiff`` files of a folder in natural name order (one per slice)."""
     folder = Path(folder)
     return sorted(
         (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES),
-        key=_natural_key,
+        key=natural_key,
     )
+
+
+def slab_thickness(shape, axis: int, bytes_per_voxel: float, max_gb: float, align: int | None = None,
+                   *, source: str | Path | None = None) -> int:
+    """Slices per slab along ``axis`` so one slab's arrays stay under ``max_gb``.
+
+    The one rule for slab sizes: :meth:`DataFile.slab_ranges` (reading) and the volume
+    segmentation (working arrays of several bytes per voxel) both use it.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Volume shape.
+    axis : int
+        Axis the slabs are cut along.
+    bytes_per_voxel : float
+        Memory one voxel needs (the dtype's size, or the sum over working arrays).
+    max_gb : float
+        Cap per slab in GB (1e9 bytes).
+    align : int, optional
+        Round the thickness down to a multiple of this (a chunk side) when at least one fits.
+    source : path, optional
+        Named in the error message.
+
+    Raises
+    ------
+    CtsegSettingsError
+        If a single slice already needs more than ``max_gb``.
+
+    Examples
+    --------
+    >>> slab_thickness((100, 10, 10), 0, 4, 2e-6)  # 400 bytes per slice, 2000 allowed
+    5
+    """
+    per_slice = math.prod(shape) // shape[axis] * bytes_per_voxel
+    thickness = int(max_gb * _GB // per_slice)
+    if thickness < 1:
+        where = f"{source}: " if source else ""
+        raise CtsegSettingsError(
+            f"{where}one slice along axis {axis} needs {per_slice / _GB:.3g} GB of working memory, more than the "
+            f"{max_gb:.3g} GB allowed for a slab; raise max_gb (--max-gb) or crop the volume"
+        )
+    thickness = min(thickness, shape[axis])
+    if align and thickness >= align:
+        thickness -= thickness % align
+    return thickness
 
 
 class DataFile:
@@ -484,16 +526,8 @@ class DataFile:
             If one slice along ``axis`` is already larger than ``max_gb``.
         """
         axis = _check_axis(axis)
-        per_slice = self.slice_nbytes(axis)
-        thickness = int(max_gb * _GB // per_slice)
-        if thickness < 1:
-            raise CtsegSettingsError(
-                f"{self.path}: one slice along axis {axis} takes {per_slice / _GB:.3g} GB, more than "
-                f"the cap of {max_gb} GB; raise max_gb (--max-gb)"
-            )
-        thickness = min(thickness, self.shape[axis])
-        if self.chunk_shape and thickness >= self.chunk_shape[axis]:
-            thickness -= thickness % self.chunk_shape[axis]
+        thickness = slab_thickness(self.shape, axis, self.dtype.itemsize, max_gb,
+                                   align=self.chunk_shape[axis] if self.chunk_shape else None, source=self.path)
         n = self.shape[axis]
         return [(start, min(start + thickness, n)) for start in range(0, n, thickness)]
 

@@ -152,6 +152,12 @@ class SeriesInfo:
         Files of the folder not used for this series, with the reason.
     orientation : tuple of 6 float or None
         Most common ``ImageOrientationPatient`` of the series.
+    image_positions_mm : ndarray of shape (K, 3) and dtype float64
+        ``ImagePositionPatient`` per file (mm, DICOM patient coordinates, LPS); NaN rows where
+        absent. What the NIfTI writer builds its affine from.
+    sop_instance_uids : list of str
+        ``SOPInstanceUID`` per file ("" where absent): the DICOM-SEG writer checks that the
+        files it references are still the images that were segmented.
     """
 
     series_uid: str
@@ -167,6 +173,8 @@ class SeriesInfo:
     ordered_by: str
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     orientation: tuple[float, ...] | None = None
+    image_positions_mm: np.ndarray = field(default_factory=lambda: np.empty((0, 3)), repr=False)
+    sop_instance_uids: list[str] = field(default_factory=list, repr=False)
 
     @property
     def n_images(self) -> int:
@@ -325,6 +333,10 @@ class DicomSeries:
         different numbers of images this is the largest count.
     orientation : tuple of 6 float or None
     ordered_by : {"position", "instance number"}
+    image_positions_mm : ndarray of shape (K, 3) and dtype float64
+        ``ImagePositionPatient`` of each image (mm, LPS), same order; NaN rows where absent.
+    sop_instance_uids : list of str
+        ``SOPInstanceUID`` of each image, same order ("" where absent).
     """
 
     images: np.ndarray
@@ -341,6 +353,8 @@ class DicomSeries:
     n_phases: int
     orientation: tuple[float, ...] | None = None
     ordered_by: str = "position"
+    image_positions_mm: np.ndarray = field(default_factory=lambda: np.empty((0, 3)))
+    sop_instance_uids: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:
         rows_cols = "x".join(str(v) for v in self.images.shape[1:])
@@ -604,6 +618,7 @@ class _Header:
     instance_number: int | None
     trigger_time_ms: float | None
     transfer_syntax: str
+    sop_instance_uid: str = ""
 
 
 def _header(path: Path, ds) -> _Header:
@@ -625,6 +640,7 @@ def _header(path: Path, ds) -> _Header:
         instance_number=_int_or_none(ds.get("InstanceNumber", None)),
         trigger_time_ms=_float_or_none(ds.get("TriggerTime", None)),
         transfer_syntax=pydicom.uid.UID(str(syntax)).name if syntax else "",
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
     )
 
 
@@ -931,6 +947,9 @@ def _series_info(headers: list[_Header], skipped: list[tuple[Path, str]]) -> Ser
         ordered_by=ordered_by,
         skipped=list(skipped),
         orientation=_main_orientation(ordered)[0],
+        image_positions_mm=np.array([h.image_position_mm or (np.nan,) * 3 for h in ordered],
+                                    dtype=np.float64).reshape(-1, 3),
+        sop_instance_uids=[h.sop_instance_uid for h in ordered],
     )
 
 
@@ -1133,7 +1152,46 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None, *,
         n_phases=info.n_phases,
         orientation=info.orientation,
         ordered_by=info.ordered_by,
+        image_positions_mm=info.image_positions_mm.copy(),
+        sop_instance_uids=list(info.sop_instance_uids),
     )
+
+
+def read_dicom_headers(files: list[str | Path]) -> list[pydicom.Dataset]:
+    """The headers of DICOM files as pydicom datasets, without their pixel data.
+
+    Read as leniently as :func:`read_dicom_series` reads them (invalid UIDs and similar value
+    errors ignored), for writers that copy or reference the source images (DICOM-SEG).
+
+    Parameters
+    ----------
+    files : list of path-like
+
+    Returns
+    -------
+    list of pydicom.Dataset
+        One per file, same order; large values such as ``PixelData`` are read only if accessed.
+
+    Raises
+    ------
+    CtsegDataError
+        If a file is missing or cannot be read as DICOM (naming it).
+    """
+    datasets = []
+    with _lenient():
+        for path in map(Path, files):
+            if not path.is_file():
+                raise CtsegDataError(f"{path}: no such file; it was read before and has been moved or removed since: "
+                                     "put it back, or segment the folder again")
+            ds, problem = _parse(path, headers_only=True)
+            if problem is not None:
+                raise CtsegDataError(f"{path}: {problem[1]}; it was read before and has changed since: "
+                                     "segment the folder again")
+            for element in ds.iterall():  # values are converted on first access: do it here, leniently
+                if element.keyword not in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+                    _ = element.value
+            datasets.append(ds)
+    return datasets
 
 
 __all__ = [
@@ -1142,6 +1200,7 @@ __all__ = [
     "FolderScan",
     "SeriesInfo",
     "read_dicom_file",
+    "read_dicom_headers",
     "read_dicom_series",
     "scan_dicom_folder",
     "POSITION_TOLERANCE_MM",

@@ -44,12 +44,14 @@ def position_groups(sorted_positions_mm: Sequence[float]) -> list[tuple[int, int
 
     Parameters
     ----------
-    sorted_positions_mm : sequence of float, ascending
+    sorted_positions_mm : sequence of float, sorted (ascending or descending, as a stack runs)
 
     Examples
     --------
     >>> position_groups([0.0, 0.01, 5.0, 5.02, 10.0])
     [(0, 2), (2, 4), (4, 5)]
+    >>> position_groups([10.0, 5.0, 5.0])
+    [(0, 1), (1, 3)]
     """
     positions = np.asarray(sorted_positions_mm, dtype=np.float64)
     if not positions.size:
@@ -57,7 +59,7 @@ def position_groups(sorted_positions_mm: Sequence[float]) -> list[tuple[int, int
     groups = []
     start = 0
     for i in range(1, positions.size):
-        if positions[i] - positions[i - 1] > POSITION_TOLERANCE_MM:
+        if abs(positions[i] - positions[i - 1]) > POSITION_TOLERANCE_MM:
             groups.append((start, i))
             start = i
     groups.append((start, positions.size))

@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 from ctseg_helpers.errors import CtsegDataError
+from ctseg_helpers.io.geometry import no_volume_reason, position_groups
+from ctseg_helpers.io.naming import dicom_stem, find_label_files
 from ctseg_helpers.measure.agreement import agreement_summary
 from ctseg_helpers.measure.area import roi_areas_mm2
 from ctseg_helpers.measure.metrics import METRIC_NAMES, roi_metrics
@@ -45,66 +47,7 @@ OUTPUT_FILES = {
     "bland_altman": "bland_altman.png",
 }
 
-#: Positions closer than this (mm) are the same slice position (cine phases).
-_SAME_POSITION_MM = 0.05
-
-
 # --------------------------------------------------------------------------- finding files
-
-
-def find_label_files(folder: str | Path) -> dict[str, Path]:
-    """Label files of a folder by file stem.
-
-    Parameters
-    ----------
-    folder : path-like
-        Folder of label maps (``.png``, ``.npy``, ``.tif``/``.tiff``, ``.jpg``/``.jpeg``); other
-        files are ignored.
-
-    Returns
-    -------
-    dict of str to Path
-        Stem -> file, sorted by stem.
-
-    Raises
-    ------
-    CtsegDataError
-        If the folder does not exist, holds no label file, or two files share a stem
-        (``a.png`` and ``a.npy``).
-    """
-    from ctseg_helpers.io.labels import LABEL_SUFFIXES  # noqa: PLC0415 - light module
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CtsegDataError(f"{folder}: no such label folder; check the path")
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.name.startswith("."):
-            continue
-        suffix = next((s for s in LABEL_SUFFIXES if path.name.lower().endswith(s)), None)
-        if suffix is None:
-            continue
-        stem = path.name[: -len(suffix)]
-        if stem in found:
-            raise CtsegDataError(
-                f"{folder}: two label files for slice {stem!r} ({found[stem].name} and {path.name}); "
-                "keep one of them"
-            )
-        found[stem] = path
-    if not found:
-        raise CtsegDataError(
-            f"{folder}: no label files (.png, .npy, .tif, .jpg) in the folder; select the folder "
-            "that holds the label maps"
-        )
-    return dict(sorted(found.items()))
-
-
-def _dicom_stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".dcm", ".dicom", ".dic", ".ima"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def parse_label_names(labels: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -180,15 +123,8 @@ class Case:
 
     @property
     def volume_reason(self) -> str:
-        """Why the slices do not form a volume ("" when they do)."""
-        s = self.series
-        if s.is_volume:
-            return ""
-        if s.n_phases > 1:
-            return f"the series is cine ({s.n_positions} positions x {s.n_phases} phases)"
-        if s.n_positions < 2:
-            return "the series has a single slice position"
-        return "the slice positions are unknown or not equally spaced"
+        """Why the slices do not form a volume ("" when they do); see :func:`no_volume_reason`."""
+        return "" if self.series.is_volume else no_volume_reason(self.series.positions_mm)
 
     def summary(self) -> str:
         """A few lines saying what was loaded (slices, spacing, volume or not, label maps)."""
@@ -253,7 +189,10 @@ class Case:
         s = self.series
         if s.n_phases <= 1 or np.isnan(s.positions_mm).any():
             return np.zeros(len(self.stems), dtype=int)
-        return np.r_[0, np.cumsum(np.abs(np.diff(s.positions_mm)) > _SAME_POSITION_MM)].astype(int)
+        groups = np.zeros(len(self.stems), dtype=int)
+        for number, (start, stop) in enumerate(position_groups(s.positions_mm)):
+            groups[start:stop] = number
+        return groups
 
 
 def _infer_num_labels(folders: list[dict[str, Path]]) -> int:
@@ -327,7 +266,7 @@ def _check_matches(folders, stems: set[str], dicom_dir) -> list[Path]:
 
 
 def _build_case(series, folders, names, unmatched) -> Case:
-    stems = [_dicom_stem(Path(p)) for p in series.files]
+    stems = [dicom_stem(p) for p in series.files]
     shape = series.images.shape[1:]
     prediction = truth = None
     has_prediction = has_truth = np.zeros(len(stems), dtype=bool)
@@ -383,7 +322,7 @@ def load_case(
     series = read_dicom_series(dicom_dir, series_uid)
     folders = _label_folders(prediction_dir, truth_dir)
     names = _names(label_names, folders)
-    unmatched = _check_matches(folders, {_dicom_stem(Path(p)) for p in series.files}, dicom_dir)
+    unmatched = _check_matches(folders, {dicom_stem(p) for p in series.files}, dicom_dir)
     return _build_case(series, folders, names, unmatched)
 
 
@@ -409,14 +348,14 @@ def load_cases(
     scan = scan_dicom_folder(dicom_dir)
     folders = _label_folders(prediction_dir, truth_dir)
     names = _names(label_names, folders)
-    all_stems = {_dicom_stem(Path(p)) for info in scan.series for p in info.files}
+    all_stems = {dicom_stem(p) for info in scan.series for p in info.files}
     if not all_stems:
         raise CtsegDataError(f"{dicom_dir}: no DICOM images in the folder; select the folder of the scan")
     unmatched = _check_matches(folders, all_stems, dicom_dir)
     labelled = set().union(*(set(files) for files in folders.values())) if folders else all_stems
     cases = []
     for info in scan.series:
-        if not {_dicom_stem(Path(p)) for p in info.files} & labelled:
+        if not {dicom_stem(p) for p in info.files} & labelled:
             logger.info("series %s (%d images) has no label maps; skipped", info.series_uid, info.n_images)
             continue
         series = read_dicom_series(dicom_dir, info.series_uid)

@@ -23,7 +23,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.io.naming import natural_key
 from ctseg_helpers.model.settings import ModelSettings, load_model, read_settings
 
 logger = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ def resolve_model_files(path: str | Path) -> tuple[list[Path], dict | None]:
 
 
 def _resolve_folder(folder: Path) -> tuple[list[Path], dict | None]:
-    ensembles = sorted((p for p in folder.glob(f"*{ENSEMBLE_SUFFIX}") if p.is_file()), key=_natural_key)
+    ensembles = sorted((p for p in folder.glob(f"*{ENSEMBLE_SUFFIX}") if p.is_file()), key=natural_key)
     if len(ensembles) > 1:
         names = ", ".join(p.name for p in ensembles)
         raise CtsegSettingsError(
@@ -223,7 +223,7 @@ def _resolve_folder(folder: Path) -> tuple[list[Path], dict | None]:
         )
     if ensembles:
         return _read_ensemble_file(ensembles[0])
-    folds = sorted((p for p in folder.glob(FOLD_MODEL_PATTERN) if p.is_file()), key=_natural_key)
+    folds = sorted((p for p in folder.glob(FOLD_MODEL_PATTERN) if p.is_file()), key=natural_key)
     if not folds:
         raise CtsegDataError(f"{folder}: no model found; {_WHAT_A_MODEL_FOLDER_HOLDS}")
     return folds, None
@@ -265,8 +265,6 @@ def _read_ensemble_file(path: Path) -> tuple[list[Path], dict]:
     return members, record
 
 
-def _natural_key(path: Path) -> list:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
 def read_ensemble_settings(path: str | Path) -> ModelSettings:

@@ -10,7 +10,9 @@ at native resolution and writes, under ``out_dir/<folder name>_<YYYYmmdd-HHMMSS>
     animation.gif               all slices with the coloured ROIs and a legend
     areas.csv                   ROI area per slice (mm²) with mean and std rows
     volumes.csv                 ROI volumes (mL), only when the slices form a 3D stack
-    run.json                    what was run: model, settings, source folder, outputs
+    segmentation.nii.gz         with nifti=True: the label maps as one NIfTI volume on the scan's grid
+    segmentation.dcm            with dicom_seg=True: a DICOM Segmentation object referencing the images
+    run.json                    what was run: model, settings, source folder, outputs, every file written
 
 A folder may hold several series (scans of several patients, or several scans of one): each
 is read and segmented as its own stack, unless ``series_uid`` picks one. Label maps and
@@ -18,12 +20,24 @@ previews keep their DICOM file names (unique in one folder), so they share ``lab
 ``overlays/``; ``areas.csv`` then starts with each slice's series (its number as ``ctseg
 inspect`` lists it, SeriesInstanceUID, SeriesDescription), ``volumes.csv`` has one row per
 series and ROI (series that form a 3D stack), and each series gets its own
-``animation_series<number>.gif``. A folder of one series gives the outputs above unchanged.
+``animation_series<number>.gif``, ``segmentation_series<number>.nii.gz`` and
+``segmentation_series<number>.dcm``. A folder of one series gives the outputs above unchanged.
+
+NIfTI (:func:`~ctseg_helpers.io.nifti.write_series_nifti`): a cine series (the same number of
+phases at every position) is one 4D volume (positions x phases); a series that fits no regular
+grid (uneven positions, positions holding different numbers of images, no positions) gets none,
+and one note says why (``SegmentationRun.output_notes``, ``run.json``, a warning).
+DICOM-SEG (:func:`~ctseg_helpers.io.dicom_seg.write_dicom_seg`): frames must lie at distinct
+positions, so a cine series gets one object per phase (``segmentation_phase<p>.dcm``,
+``segmentation_series<number>_phase<p>.dcm``), all in one SEG series. A DICOM-SEG carries the
+patient's name and ID, copied from the scan so that PACS and viewers file it with its study, so
+it is written only together with ``include_patient_id=True``.
 
 Existing runs are never touched: each run gets a new folder. With ``overwrite=True`` the run
 goes to ``out_dir/<folder name>/`` and replaces the files an earlier run wrote there (other
 files in that folder are left alone). Outputs carry no patient name or ID from the DICOM
-headers unless asked (``include_patient_id``); they are named after the DICOM folder and files,
+headers unless asked (``include_patient_id``: the PatientID in ``run.json``, and the DICOM-SEG
+objects); they are named after the DICOM folder and files,
 so pass ``run_name`` when the folder's name itself identifies the patient.
 """
 
@@ -55,6 +69,14 @@ ANIMATION_GIF = "animation.gif"
 #: Animation of series number N when the run segments several series.
 SERIES_ANIMATION_GIF = "animation_series{number}.gif"
 RUN_JSON = "run.json"
+#: The label maps of the series as a NIfTI volume; SERIES_NIFTI when the run segments several series.
+NIFTI = "segmentation.nii.gz"
+SERIES_NIFTI = "segmentation_series{number}.nii.gz"
+#: The DICOM Segmentation object of the series; with several series, and per phase of a cine series.
+DICOM_SEG = "segmentation.dcm"
+SERIES_DICOM_SEG = "segmentation_series{number}.dcm"
+PHASE_DICOM_SEG = "segmentation_phase{phase}.dcm"
+SERIES_PHASE_DICOM_SEG = "segmentation_series{number}_phase{phase}.dcm"
 
 
 def _safe_name(text: str) -> str:
@@ -211,6 +233,12 @@ class SeriesOutput:
     images : ndarray of shape (K, M, N), float32
     labels : ndarray of shape (K, M, N), uint8
     pixel_spacing_mm : ndarray of shape (K, 2)
+    nifti_path : Path or None
+        The NIfTI label volume (``nifti=True``), None when not asked or not possible.
+    dicom_seg_paths : list of Path
+        The DICOM-SEG object(s) (``dicom_seg=True``): one, or one per phase of a cine series.
+    output_notes : list of str
+        Why an output that was asked for was not written.
     """
 
     number: int | None
@@ -225,6 +253,9 @@ class SeriesOutput:
     images: np.ndarray = field(repr=False)
     labels: np.ndarray = field(repr=False)
     pixel_spacing_mm: np.ndarray = field(repr=False)
+    nifti_path: Path | None = None
+    dicom_seg_paths: list[Path] = field(default_factory=list)
+    output_notes: list[str] = field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -263,6 +294,10 @@ class SegmentationRun:
         Spacing used for the areas.
     series : list of SeriesOutput
         Each series segmented (one for a folder of one series).
+    nifti_paths, dicom_seg_paths : list of Path
+        The NIfTI volumes and DICOM-SEG objects written (empty when not asked).
+    output_notes : list of str
+        Why an output that was asked for was not written for a series (one note each).
     """
 
     run_dir: Path
@@ -281,6 +316,9 @@ class SegmentationRun:
     pixel_spacing_mm: np.ndarray = field(repr=False)
     volume_note: str = ""
     series: list[SeriesOutput] = field(default_factory=list, repr=False)
+    nifti_paths: list[Path] = field(default_factory=list)
+    dicom_seg_paths: list[Path] = field(default_factory=list)
+    output_notes: list[str] = field(default_factory=list)
 
     def animation_html(self, **kwargs) -> str:
         """The slices with their ROIs as an interactive HTML animation (for a notebook).
@@ -342,6 +380,12 @@ class SegmentationRun:
         lines.append(f"  areas (mm2): {self.areas_csv}")
         if self.volumes_csv:
             lines.append(f"  volumes (mL): {self.volumes_csv}")
+        lines.extend(f"  NIfTI:      {path}" for path in self.nifti_paths)
+        if len(self.dicom_seg_paths) > 3:
+            lines.append(f"  DICOM-SEG:  {len(self.dicom_seg_paths)} files, {self.dicom_seg_paths[0]} ...")
+        else:
+            lines.extend(f"  DICOM-SEG:  {path}" for path in self.dicom_seg_paths)
+        lines.extend(f"  note: {note}" for note in self.output_notes)
         if several:
             lines.extend(f"  {out.title}: {len(out.files)} slice(s), uid {out.series_uid or '(none)'}"
                          for out in self.series)
@@ -414,6 +458,8 @@ def run_segmentation(
     previews: bool = True,
     animation: bool = True,
     include_patient_id: bool = False,
+    nifti: bool = False,
+    dicom_seg: bool = False,
     progress: bool = True,
     segmenter=None,
 ) -> SegmentationRun:
@@ -448,7 +494,14 @@ def run_segmentation(
     previews, animation : bool
         Write the JPG previews / the animated GIF.
     include_patient_id : bool
-        Record the DICOM PatientID in ``run.json`` (off by default).
+        Record the DICOM PatientID in ``run.json`` (off by default); needed for ``dicom_seg``.
+    nifti : bool
+        Also write each series' label maps as a NIfTI volume on the scan's grid
+        (``segmentation.nii.gz``; see the module documentation for cine and uneven series).
+    dicom_seg : bool
+        Also write each series' label maps as a DICOM Segmentation object referencing the
+        segmented images (``segmentation.dcm``); it carries the patient's name and ID as the
+        scan does, so it needs ``include_patient_id=True``, and the highdicom package.
     progress : bool
         Show a progress bar.
     segmenter : Segmenter, optional
@@ -462,7 +515,8 @@ def run_segmentation(
     Raises
     ------
     CtsegSettingsError
-        Settings that disagree with the model (before anything is read or written).
+        Settings that disagree with the model, or ``dicom_seg`` without ``include_patient_id``
+        or without highdicom (before anything is read or written).
     CtsegDataError
         An unusable model file or DICOM folder (any of its series), an unknown ``series_uid``,
         or slices without spacing and no ``fov``; nothing is written then.
@@ -478,6 +532,8 @@ def run_segmentation(
     from ctseg_helpers.segment.ensemble import read_ensemble_settings  # noqa: PLC0415
     from ctseg_helpers.segment.segmenter import Segmenter, mode_for_fit  # noqa: PLC0415
 
+    if dicom_seg:
+        _check_dicom_seg_allowed(include_patient_id)
     model_path = Path(model_path)
     settings = read_ensemble_settings(model_path)
     names = check_settings(settings, labels_list=labels_list, input_shape=input_shape, source=model_path)
@@ -588,6 +644,17 @@ def run_segmentation(
             title = f"{run_dir.name} {out.title}" if several else run_dir.name
             out.animation_gif = save_gif(make_animation(out.images, out.labels, list(names), title=title), gif)
 
+    for out, series in zip(outputs, all_series, strict=True):
+        where = f"{dicom_dir} {out.title}" if several else str(dicom_dir)
+        if nifti:
+            _write_nifti(run_dir / (SERIES_NIFTI.format(number=out.number) if several else NIFTI), out, series,
+                         where)
+        if dicom_seg:
+            _write_dicom_seg(run_dir, out, series, names, model_path, several, where)
+    output_notes = [note for out in outputs for note in out.output_notes]
+    for note in output_notes:
+        logger.warning("%s", note)
+
     first = all_series[0]
     record = {
         "ctseg_version": _version(),
@@ -610,14 +677,22 @@ def run_segmentation(
         "outputs": {"labels": LABELS_SUBDIR, "overlays": OVERLAYS_SUBDIR if previews else None, "areas": AREAS_CSV,
                     "volumes": VOLUMES_CSV if volumes_csv else None,
                     "animation": (([o.animation_gif.name for o in outputs if o.animation_gif] or None) if several
-                                  else (ANIMATION_GIF if outputs[0].animation_gif else None))},
+                                  else (ANIMATION_GIF if outputs[0].animation_gif else None)),
+                    "nifti": (([o.nifti_path.name for o in outputs if o.nifti_path] if several
+                               else (outputs[0].nifti_path.name if outputs[0].nifti_path else None))
+                              if nifti else None),
+                    "dicom_seg": [p.name for o in outputs for p in o.dicom_seg_paths] if dicom_seg else None},
     }
+    if output_notes:
+        record["output_notes"] = output_notes
     if several:
         record["series"] = [
             {"number": o.number, "series_uid": o.series_uid, "series_description": o.series_description,
              "n_slices": len(o.files), "slice_spacing_mm": s.slice_spacing_mm,
              "files": [f.name for f in o.files],
-             "animation": o.animation_gif.name if o.animation_gif else None}
+             "animation": o.animation_gif.name if o.animation_gif else None,
+             "nifti": o.nifti_path.name if o.nifti_path else None,
+             "dicom_seg": [p.name for p in o.dicom_seg_paths]}
             for o, s in zip(outputs, all_series, strict=True)
         ]
     if include_patient_id:
@@ -629,7 +704,8 @@ def run_segmentation(
         else:
             files = outputs[0].files
             record["patient_id"] = read_dicom_file(files[0]).patient_id if files else None
-    written = [p for o in outputs for p in (*o.label_paths, *o.overlay_paths, o.animation_gif)]
+    written = [p for o in outputs
+               for p in (*o.label_paths, *o.overlay_paths, o.animation_gif, o.nifti_path, *o.dicom_seg_paths)]
     written += [areas_csv, volumes_csv]
     record["files"] = sorted(str(Path(p).relative_to(run_dir).as_posix()) for p in written if p is not None)
     record["files"].append(RUN_JSON)
@@ -648,7 +724,71 @@ def run_segmentation(
         labels=_stack([o.labels for o in outputs]),
         pixel_spacing_mm=np.concatenate([o.pixel_spacing_mm for o in outputs]),
         volume_note=volume_note, series=outputs,
+        nifti_paths=[o.nifti_path for o in outputs if o.nifti_path],
+        dicom_seg_paths=[p for o in outputs for p in o.dicom_seg_paths], output_notes=output_notes,
     )
+
+
+def _check_dicom_seg_allowed(include_patient_id: bool) -> None:
+    """DICOM-SEG is written only when identifiers may be, and highdicom is there (before any work)."""
+    if not include_patient_id:
+        raise CtsegSettingsError(
+            "dicom_seg (--dicom-seg): a DICOM-SEG carries the patient's name and ID, copied from the scan so "
+            "that PACS and viewers file it with its study, but include_patient_id is off (outputs carry no "
+            "patient identifiers unless asked); set include_patient_id=True (--include-patient-id) to write "
+            "it, or write NIfTI instead (nifti=True, --nifti), which carries none"
+        )
+    from ctseg_helpers.io.dicom_seg import require_highdicom  # noqa: PLC0415
+
+    require_highdicom()
+
+
+def _write_nifti(path: Path, out: SeriesOutput, series, where: str) -> None:
+    """The series' NIfTI label volume, or a note saying why there is none."""
+    from ctseg_helpers.io.nifti import write_series_nifti  # noqa: PLC0415
+
+    try:
+        out.nifti_path = write_series_nifti(
+            path, out.labels, series.image_positions_mm, series.positions_mm, series.orientation,
+            out.pixel_spacing_mm, slice_thickness_mm=series.slice_thickness_mm,
+            trigger_times_ms=series.trigger_times_ms, source=where,
+        )
+    except CtsegDataError as exc:
+        out.output_notes.append(f"no NIfTI for {exc}")
+
+
+def _write_dicom_seg(run_dir: Path, out: SeriesOutput, series, names: Sequence[str], model_path: Path,
+                     several: bool, where: str) -> None:
+    """The series' DICOM-SEG object(s), one per phase of a cine series, or a note saying why not."""
+    from pydicom.uid import generate_uid  # noqa: PLC0415
+
+    from ctseg_helpers.io.dicom_seg import phase_indices, write_dicom_seg  # noqa: PLC0415
+    from ctseg_helpers.show.colors import label_color  # noqa: PLC0415
+
+    phases = phase_indices(series.positions_mm)
+    seg_uid = generate_uid()
+    description = f"ctseg {out.series_description}" if out.series_description else "ctseg segmentation"
+    for phase, indices in enumerate(phases, start=1):
+        if len(phases) == 1:
+            name = SERIES_DICOM_SEG.format(number=out.number) if several else DICOM_SEG
+        else:
+            name = (SERIES_PHASE_DICOM_SEG.format(number=out.number, phase=phase) if several
+                    else PHASE_DICOM_SEG.format(phase=phase))
+        try:
+            path = write_dicom_seg(
+                run_dir / name, out.labels[indices], [out.files[i] for i in indices], names,
+                sop_instance_uids=[series.sop_instance_uids[i] for i in indices] if series.sop_instance_uids else None,
+                series_instance_uid=seg_uid, instance_number=phase, series_description=description,
+                software_version=_version(), model_name=model_path.name,
+                colors_rgb=[label_color(n) for n in range(1, len(names) + 1)],
+                source=where if len(phases) == 1 else f"{where} phase {phase}",
+            )
+        except CtsegDataError as exc:
+            reason = str(exc)
+            out.output_notes.append(f"no DICOM-SEG for {reason}" if reason.startswith(where)
+                                    else f"no DICOM-SEG for {where}: {reason}")
+            return
+        out.dicom_seg_paths.append(path)
 
 
 def _stack(arrays: list[np.ndarray]):
@@ -673,6 +813,8 @@ def _version() -> str:
 
 
 __all__ = [
+    "DICOM_SEG",
+    "NIFTI",
     "SegmentationRun",
     "SeriesOutput",
     "check_settings",

@@ -98,6 +98,7 @@ from ctseg_helpers.io.datafile import (
     has_nonfinite,
     nonfinite_fill_value,
     nonfinite_stats,
+    slab_thickness,
 )
 from ctseg_helpers.io.written import check_replaceable, forget_written, record_written
 
@@ -479,27 +480,6 @@ def slab_ranges_todo(done: np.ndarray, thickness: int) -> list[tuple[int, int]]:
         out.append((i, j))
         i = j
     return out
-
-
-def slab_thickness(shape, axis: int, bytes_per_voxel: float, max_gb: float, align: int | None = None) -> int:
-    """Slices per slab along ``axis`` so one slab's working arrays stay under ``max_gb``.
-
-    Raises
-    ------
-    CtsegSettingsError
-        If a single slice already needs more than ``max_gb``.
-    """
-    per_slice = math.prod(shape) // shape[axis] * bytes_per_voxel
-    thickness = int(max_gb * _GB // per_slice)
-    if thickness < 1:
-        raise CtsegSettingsError(
-            f"one slice along axis {axis} needs {per_slice / _GB:.3g} GB of working memory, more than the "
-            f"{max_gb:.3g} GB allowed for a slab; raise --max-gb or crop the volume"
-        )
-    thickness = min(thickness, shape[axis])
-    if align and thickness >= align:
-        thickness -= thickness % align
-    return thickness
 
 
 def _settings_record(*, in_path, dataset, in_shape, in_dtype, axes, crop, rotate_deg, combine,

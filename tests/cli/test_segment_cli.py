@@ -206,3 +206,26 @@ def test_fov_argument_must_be_numbers(capsys):
     with pytest.raises(SystemExit):
         main(["areas", "l", "d", "--labels", "x", "--out", "a.csv", "--matrix-size", "1,2,3"])
     assert "'1,2,3': give one number or ROWS,COLS" in capsys.readouterr().err
+
+
+def test_segment_writes_nifti_and_dicom_seg_when_asked(model_file, scan, tmp_path, capsys):
+    import nibabel as nib
+    import pydicom
+
+    assert main(["segment", str(model_file), str(scan), "--out", str(tmp_path / "pred"), "--no-animation",
+                 "--no-previews", "--nifti", "--dicom-seg", "--include-patient-id"]) == 0
+    out = capsys.readouterr().out
+    (run_dir,) = (tmp_path / "pred").iterdir()
+    assert f"NIfTI:      {run_dir / 'segmentation.nii.gz'}" in out
+    assert f"DICOM-SEG:  {run_dir / 'segmentation.dcm'}" in out
+    assert nib.load(run_dir / "segmentation.nii.gz").shape == (36, 36, 2)
+    seg = pydicom.dcmread(run_dir / "segmentation.dcm")
+    assert seg.Modality == "SEG" and [s.SegmentLabel for s in seg.SegmentSequence] == ["soft", "bright"]
+
+
+def test_segment_dicom_seg_without_include_patient_id_exits_2_before_any_work(model_file, scan, tmp_path, capsys):
+    status = main(["segment", str(model_file), str(scan), "--out", str(tmp_path / "pred"), "--dicom-seg"])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err
+    assert "a DICOM-SEG carries the patient's name and ID" in err and "(--include-patient-id)" in err
+    assert not (tmp_path / "pred").exists()

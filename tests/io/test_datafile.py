@@ -132,7 +132,7 @@ def test_slab_ranges_align_with_chunks_and_respect_the_cap(tmp_path):
         # fewer slices than a chunk: no rounding
         assert vol.slab_ranges(0, max_gb=1000 / 1e9) == [(i, min(i + 10, 100)) for i in range(0, 100, 10)]
         assert vol.slab_ranges(1, max_gb=1.0) == [(0, 10)]
-        with pytest.raises(CtsegSettingsError, match="more than the cap of .* GB; raise max_gb"):
+        with pytest.raises(CtsegSettingsError, match="needs .* GB of working memory, more than the .* GB allowed for a slab; raise max_gb"):
             vol.slab_ranges(1, max_gb=100 / 1e9)
 
 

@@ -151,3 +151,164 @@ def test_a_volume_of_nan_is_refused(tmp_path):
     path = save(tmp_path / "empty.nii", np.full((4, 4, 2), np.nan), dtype=np.float32)
     with pytest.raises(CtsegDataError, match="empty.nii: every voxel is NaN or infinite"):
         read_nifti_slices(path)
+
+
+# ------------------------------------------------------------------ writing label maps on the DICOM grid
+
+
+def _oblique_orientation():
+    """Row and column cosines of a plane turned 30 degrees about z, then tilted 20 degrees about x."""
+    a, b = np.radians(30.0), np.radians(20.0)
+    turn = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+    tilt = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(b), -np.sin(b)], [0.0, np.sin(b), np.cos(b)]])
+    rotation = tilt @ turn
+    return tuple(rotation[:, 0]) + tuple(rotation[:, 1])
+
+
+@pytest.fixture()
+def oblique_series(tmp_path):
+    """4 oblique slices of 6 rows x 9 columns, pixels 0.7 x 1.3 mm, 2.5 mm apart; the folder lists them in
+    reverse (IM_0004.dcm is the first slice along the normal), read back with ctseg's reader."""
+    from ctseg_helpers.io.dicom import read_dicom_series
+    from ctseg_helpers.io.dicom_write import write_dicom_series
+
+    images = np.arange(4 * 6 * 9, dtype=np.float64).reshape(4, 6, 9)
+    write_dicom_series(tmp_path / "scan", images, pixel_spacing_mm=(0.7, 1.3), slice_thickness_mm=2.5,
+                       origin_mm=(12.5, -30.0, 44.0), orientation=_oblique_orientation(),
+                       names=["IM_0004", "IM_0003", "IM_0002", "IM_0001"])
+    return read_dicom_series(tmp_path / "scan")
+
+
+def _dicom_world_ras(path, rows, cols):
+    """DICOM's formula (PS3.3 C.7.6.2.1.1) for pixel (row j, column i) of one file, in RAS mm: (rows, cols, 3)."""
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    origin = np.array([float(v) for v in ds.ImagePositionPatient])
+    cosines = np.array([float(v) for v in ds.ImageOrientationPatient])
+    row_spacing, col_spacing = (float(v) for v in ds.PixelSpacing)
+    j, i = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    lps = origin + i[..., None] * col_spacing * cosines[:3] + j[..., None] * row_spacing * cosines[3:]
+    return lps * np.array([-1.0, -1.0, 1.0])
+
+
+def _voxel_world(affine, shape):
+    """World point of every voxel (i, j, k) of a 3D volume: (I, J, K, 3)."""
+    grid = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), axis=-1)
+    return grid @ affine[:3, :3].T + affine[:3, 3]
+
+
+def test_label_nifti_overlays_the_dicom_images_voxel_for_voxel(oblique_series, tmp_path):
+    from ctseg_helpers.io.nifti import dicom_affine, write_series_nifti
+
+    series = oblique_series
+    assert [p.name for p in series.files] == ["IM_0004.dcm", "IM_0003.dcm", "IM_0002.dcm", "IM_0001.dcm"]
+    labels = (np.arange(4 * 6 * 9).reshape(4, 6, 9) * 7 % 5).astype(np.uint8)  # differs at every voxel
+    path = write_series_nifti(tmp_path / "labels.nii.gz", labels, series.image_positions_mm, series.positions_mm,
+                              series.orientation, series.pixel_spacing_mm, slice_thickness_mm=2.5)
+    label_img = nib.load(path)
+    data = np.asanyarray(label_img.dataobj)
+    assert data.dtype == np.uint8 and data.shape == (9, 6, 4)  # (columns, rows, slices)
+    world = _voxel_world(label_img.affine, data.shape)
+    for k, dicom_file in enumerate(series.files):
+        # voxel (i, j, k) is pixel (row j, column i) of the k-th slice: same value, same point in space
+        np.testing.assert_array_equal(data[:, :, k].T, labels[k])
+        np.testing.assert_allclose(world[:, :, k].transpose(1, 0, 2), _dicom_world_ras(dicom_file, 6, 9), atol=1e-3)
+    # both transforms a viewer may use are the scanner one
+    header = label_img.header
+    assert (int(header["qform_code"]), int(header["sform_code"])) == (1, 1)
+    np.testing.assert_allclose(label_img.get_qform(), label_img.affine, atol=1e-4)
+    np.testing.assert_allclose(label_img.get_sform(), label_img.affine, atol=1e-6)
+    assert header.get_xyzt_units() == ("mm", "unknown") and header.get_intent()[0] == "label"
+    np.testing.assert_allclose(header.get_zooms(), (1.3, 0.7, 2.5), atol=1e-4)
+    # the source images written on the same affine lie exactly under the labels
+    image_path = tmp_path / "image.nii.gz"
+    affine = dicom_affine(series.image_positions_mm[0], series.orientation, series.spacing_mm,
+                          (series.image_positions_mm[-1] - series.image_positions_mm[0]) / 3)
+    nib.save(nib.Nifti1Image(series.images.transpose(2, 1, 0), affine), image_path)
+    image_img = nib.load(image_path)
+    np.testing.assert_allclose(image_img.affine, label_img.affine, atol=1e-5)
+    for k, dicom_file in enumerate(series.files):
+        import pydicom
+
+        ds = pydicom.dcmread(dicom_file)
+        stored = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        np.testing.assert_array_equal(image_img.get_fdata()[:, :, k].T, stored)
+
+
+def test_dicom_affine_converts_lps_to_ras_and_runs_its_example():
+    import doctest
+
+    import ctseg_helpers.io.nifti as module
+    from ctseg_helpers.io.nifti import dicom_affine
+
+    assert doctest.testmod(module).failed == 0
+    affine = dicom_affine((1.0, 2.0, 3.0), (0, 1, 0, 0, 0, -1), (2.0, 3.0), (4.0, 0.0, 0.0))  # a sagittal slice
+    # column i runs along +y (anterior -> posterior in LPS), row j along -z; the slices step along x
+    np.testing.assert_allclose(affine @ [1, 1, 1, 1], [-(1 + 4), -(2 + 3), 3 - 2, 1])
+
+
+def test_cine_series_is_one_4d_volume_of_positions_by_phases(tmp_path):
+    from ctseg_helpers.io.nifti import write_series_nifti
+
+    positions = np.repeat([0.0, 6.0], 3)  # 2 positions x 3 phases, 40 ms apart
+    image_positions = np.column_stack([np.zeros(6), np.zeros(6), positions])
+    labels = np.arange(6 * 4 * 5).reshape(6, 4, 5).astype(np.uint8) % 3
+    path = write_series_nifti(tmp_path / "cine.nii.gz", labels, image_positions, positions, (1, 0, 0, 0, 1, 0),
+                              (0.5, 0.5), trigger_times_ms=[0.0, 40.0, 80.0] * 2)
+    img = nib.load(path)
+    data = np.asanyarray(img.dataobj)
+    assert data.shape == (5, 4, 2, 3)
+    for k in range(2):
+        for t in range(3):
+            np.testing.assert_array_equal(data[:, :, k, t].T, labels[3 * k + t])
+    assert img.header.get_xyzt_units() == ("mm", "msec")
+    np.testing.assert_allclose(img.header.get_zooms(), (0.5, 0.5, 6.0, 40.0))
+    np.testing.assert_allclose(img.affine @ [0, 0, 1, 1], [0, 0, 6.0, 1])
+
+
+@pytest.mark.parametrize(("thickness", "step"), [(3.0, 3.0), (None, 0.9)])
+def test_one_slice_steps_along_its_normal_by_the_thickness_or_the_column_spacing(tmp_path, thickness, step):
+    from ctseg_helpers.io.nifti import write_series_nifti
+
+    path = write_series_nifti(tmp_path / "one.nii.gz", np.ones((1, 3, 4), np.uint8), np.array([[5.0, 6.0, 7.0]]),
+                              [7.0], (1, 0, 0, 0, 0, -1), (0.8, 0.9), slice_thickness_mm=thickness)
+    img = nib.load(path)
+    assert img.shape == (4, 3, 1)
+    # row cosines x, column cosines -z: the normal is x cross -z = +y (LPS), i.e. -y in RAS
+    np.testing.assert_allclose(img.affine[:3, 2], [0.0, -step, 0.0])
+    np.testing.assert_allclose(img.affine[:3, 3], [-5.0, -6.0, 7.0])
+
+
+@pytest.mark.parametrize(
+    ("positions", "image_positions", "orientation", "spacing", "message"),
+    [
+        ([0.0, 5.0, 15.0], [[0, 0, 0], [0, 0, 5], [0, 0, 15]], (1, 0, 0, 0, 1, 0), (1.0, 1.0),
+         r"scan 7: the slices are not evenly spaced along one line \(slice 2 of 3 is 2.5 mm off\), so they fit "
+         r"no NIfTI grid; the label PNGs hold every slice"),
+        ([0.0, 0.0, 5.0], [[0, 0, 0], [0, 0, 0], [0, 0, 5]], (1, 0, 0, 0, 1, 0), (1.0, 1.0),
+         r"scan 7: the 2 slice positions hold different numbers of images \(1 to 2\), so they fit no NIfTI grid"),
+        ([np.nan, np.nan, np.nan], [[np.nan] * 3] * 3, None, (1.0, 1.0),
+         "scan 7: slices without ImagePositionPatient/ImageOrientationPatient have no place in space"),
+        ([0.0, 5.0, 10.0], [[0, 0, 0], [0, 0, 5], [0, 0, 10]], (1, 0, 0, 0, 1, 0), [(1.0, 1.0), (1.0, 1.0), (0.5, 0.5)],
+         r"scan 7: the pixel spacing differs between slices \(\[0.5 0.5\] to \[1. 1.\] mm\), so they fit no NIfTI"),
+        ([0.0, 5.0], [[0, 0, 0], [0, 0, 5]], (1, 0, 0, 0, 1, 0), (1.0, 1.0),
+         r"scan 7: 2 slice position\(s\) for label maps of shape \(3, 2, 2\); give one \(M, N\) label map per image"),
+    ],
+)
+def test_series_that_fit_no_grid_are_refused_saying_why(tmp_path, positions, image_positions, orientation, spacing,
+                                                        message):
+    from ctseg_helpers.io.nifti import write_series_nifti
+
+    with pytest.raises(CtsegDataError, match=message):
+        write_series_nifti(tmp_path / "x.nii.gz", np.zeros((3, 2, 2), np.uint8), np.array(image_positions, float),
+                           positions, orientation, spacing, source="scan 7")
+    assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_label_values_beyond_uint8_are_refused(tmp_path):
+    from ctseg_helpers.io.nifti import write_series_nifti
+
+    with pytest.raises(CtsegDataError, match=r"scan: label values 0..300 do not fit uint8 \(0..255\)"):
+        write_series_nifti(tmp_path / "x.nii.gz", np.array([[[0, 300]]]), np.zeros((1, 3)), [0.0],
+                           (1, 0, 0, 0, 1, 0), (1.0, 1.0), source="scan")

@@ -293,16 +293,17 @@ def _fake_case(**series_fields):
 
 def test_cine_series_is_not_a_volume_and_groups_by_position():
     case = _fake_case()
-    assert "cine (2 positions x 2 phases)" in case.volume_reason
+    assert "cine series (2 slice positions x 2 phases)" in case.volume_reason
     assert case.position_groups().tolist() == [0, 0, 1, 1]
     areas = ev.slice_areas(case)
     assert areas["group"].tolist() == [0, 0, 1, 1]
-    with pytest.raises(CtsegDataError, match="do not form a volume: the series is cine"):
+    with pytest.raises(CtsegDataError, match="do not form a volume: the series is a cine series"):
         case.volume_spacing_mm()
-    single = _fake_case(n_positions=1, n_phases=1)
-    assert single.volume_reason == "the series has a single slice position"
-    assert single.position_groups().tolist() == [0, 0, 0, 0]
-    uneven = _fake_case(n_positions=4, n_phases=1)
+    single = _fake_case(positions_mm=np.array([0.0]), n_positions=1, n_phases=1)
+    assert single.volume_reason == "a single slice has no volume"
+    stack = _fake_case(positions_mm=np.array([0.0, 5.0, 10.0, 15.0]), n_positions=4, n_phases=1)
+    assert stack.position_groups().tolist() == [0, 0, 0, 0]
+    uneven = _fake_case(positions_mm=np.array([0.0, 5.0, 10.0, 20.0]), n_positions=4, n_phases=1)
     assert "not equally spaced" in uneven.volume_reason
 
 
@@ -413,7 +414,7 @@ def test_sunnybrook_truth_against_itself_and_a_shifted_copy(sunnybrook, tmp_path
 def test_sunnybrook_cine_scan_is_not_a_volume(sunnybrook):
     case = ev.load_case(sunnybrook / "scans" / "SCD0000101")
     assert not case.is_volume
-    assert case.volume_reason == "the series is cine (12 positions x 20 phases)"
-    assert "not a volume: the series is cine" in case.summary()
+    assert case.volume_reason == "the series is a cine series (12 slice positions x 20 phases), not one 3D stack"
+    assert "not a volume: the series is a cine series" in case.summary()
     groups = case.position_groups()
     assert groups.max() == 11 and np.bincount(groups).tolist() == [20] * 12

@@ -291,7 +291,8 @@ def test_real_sunnybrook_cine_series_is_segmented_with_outputs_named_like_its_fi
     model = make_tiny_model_file(tmp_path / "mr.keras", input_shape=256, num_labels=1, label_names=("LV",),
                                  modality="MR", fit_mode="pad")
     scan = sunnybrook / "scans" / "SCD0000101"
-    run = run_segmentation(model, scan, tmp_path / "predictions", previews=False, animation=False, progress=False)
+    run = run_segmentation(model, scan, tmp_path / "predictions", previews=False, animation=False, progress=False,
+                           nifti=True, dicom_seg=True, include_patient_id=True)
     dicom_names = sorted(p.name for p in scan.iterdir() if p.suffix == ".dcm")
     assert sorted(p.name for p in run.label_paths) == sorted(n.replace(".dcm", ".png") for n in dicom_names)
     assert len(run.areas) == 240 + 2 and run.volumes is None and run.volumes_csv is None
@@ -300,6 +301,16 @@ def test_real_sunnybrook_cine_series_is_segmented_with_outputs_named_like_its_fi
     spacing = run.pixel_spacing_mm[0]
     assert 1.2 < spacing[0] < 1.4
     assert run.areas["LV"].iloc[0] == pytest.approx((run.labels[0] == 1).sum() * spacing[0] * spacing[1])
+    # one 4D NIfTI (positions x phases); no DICOM-SEG, as the anonymised images carry a frame of reference each
+    import nibabel as nib
+
+    img = nib.load(run.nifti_paths[0])
+    assert img.shape == (256, 256, 12, 20)
+    np.testing.assert_array_equal(np.asanyarray(img.dataobj)[:, :, 0, 1].T, run.labels[1])
+    assert run.dicom_seg_paths == [] and run.output_notes == [
+        f"no DICOM-SEG for {scan} phase 1: its 12 images carry 12 different FrameOfReferenceUIDs (an anonymiser may "
+        "have replaced them image by image), but a DICOM-SEG refers to images of one study, series and frame of "
+        "reference; the label PNGs hold every slice"]
 
 
 # ------------------------------------------------------------------ a folder of several series
@@ -464,3 +475,177 @@ def test_labels_list_with_background_first_as_in_the_manual(model_file, dicom_di
     assert run.label_names == tuple(NAMES) and list(run.areas.columns[2:]) == NAMES
     np.testing.assert_allclose(run.areas["bright"].iloc[:3], [16.0, 32.0, 48.0])  # label 2 is 'bright'
     assert "labels_list starts with 'Background', the name of label 0: dropped, so label 1 is 'soft'" in caplog.text
+
+
+# ------------------------------------------------------------------ NIfTI and DICOM-SEG outputs
+
+OBLIQUE = (0.866025, 0.5, 0.0, -0.5, 0.866025, 0.0)  # turned 30 degrees about z
+
+
+def _dicom_point_ras(path, row, col):
+    """DICOM's formula for the centre of pixel (row, col) of a file, in NIfTI's RAS mm."""
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    cosines = np.array([float(v) for v in ds.ImageOrientationPatient])
+    row_spacing, col_spacing = (float(v) for v in ds.PixelSpacing)
+    lps = (np.array([float(v) for v in ds.ImagePositionPatient]) + col * col_spacing * cosines[:3]
+           + row * row_spacing * cosines[3:])
+    return lps * [-1, -1, 1]
+
+
+def _seg_masks(path, series_files):
+    """A DICOM-SEG's label maps per source file, read back with highdicom."""
+    import highdicom as hd
+    import pydicom
+
+    uids = [pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in series_files]
+    seg = hd.seg.segread(path)
+    return seg, seg.get_pixels_by_source_instance(uids, combine_segments=True)
+
+
+@pytest.fixture()
+def oblique_dir(tmp_path):
+    """The phantom as 3 oblique slices, the folder listing them in reverse (IM_0003 lies first along the normal)."""
+    write_dicom_series(tmp_path / "oblique", phantom(), pixel_spacing_mm=(0.5, 0.8), slice_thickness_mm=5.0,
+                       orientation=OBLIQUE, origin_mm=(-20.0, 35.0, 110.0), names=["IM_0003", "IM_0002", "IM_0001"],
+                       patient_id="PAT-12345")
+    return tmp_path / "oblique"
+
+
+def test_nifti_and_dicom_seg_put_the_label_maps_on_the_scan(model_file, oblique_dir, tmp_path):
+    import nibabel as nib
+    import pydicom
+
+    run = run_segmentation(model_file, oblique_dir, tmp_path / "predictions", nifti=True, dicom_seg=True,
+                           include_patient_id=True, previews=False, animation=False, progress=False)
+    assert [p.name for p in run.files] == ["IM_0003.dcm", "IM_0002.dcm", "IM_0001.dcm"]
+    assert run.nifti_paths == [run.run_dir / "segmentation.nii.gz"]
+    assert run.dicom_seg_paths == [run.run_dir / "segmentation.dcm"] and run.output_notes == []
+    # NIfTI: voxel (i, j, k) is pixel (row j, col i) of the k-th slice, at the same point in space
+    img = nib.load(run.nifti_paths[0])
+    data = np.asanyarray(img.dataobj)
+    assert data.shape == (50, 40, 3) and data.dtype == np.uint8
+    for k, (dicom_file, png) in enumerate(zip(run.files, run.label_paths, strict=True)):
+        with Image.open(png) as im:
+            np.testing.assert_array_equal(data[:, :, k].T, np.asarray(im))
+        for row, col in ((0, 0), (39, 0), (0, 49), (17, 23)):
+            np.testing.assert_allclose(img.affine @ [col, row, k, 1], [*_dicom_point_ras(dicom_file, row, col), 1],
+                                       atol=1e-3)
+    # DICOM-SEG: one segment per ROI, the masks equal the label maps, in the scan's study, for its patient
+    seg, masks = _seg_masks(run.dicom_seg_paths[0], run.files)
+    assert [d.SegmentLabel for d in seg.SegmentSequence] == NAMES
+    np.testing.assert_array_equal(masks, run.labels)
+    source = pydicom.dcmread(run.files[0], stop_before_pixels=True)
+    assert (seg.PatientID, seg.StudyInstanceUID) == ("PAT-12345", source.StudyInstanceUID)
+    # recorded and summarised
+    record = json.loads(run.run_json.read_text())
+    assert {"segmentation.nii.gz", "segmentation.dcm"} <= set(record["files"])
+    assert record["outputs"]["nifti"] == "segmentation.nii.gz"
+    assert record["outputs"]["dicom_seg"] == ["segmentation.dcm"]
+    assert f"NIfTI:      {run.nifti_paths[0]}" in run.summary()
+    assert f"DICOM-SEG:  {run.dicom_seg_paths[0]}" in run.summary()
+
+
+def test_dicom_seg_is_refused_before_any_work_unless_identifiers_may_be_written(model_file, dicom_dir, tmp_path):
+    with pytest.raises(CtsegSettingsError, match=r"dicom_seg \(--dicom-seg\): a DICOM-SEG carries the patient's name "
+                                                 r"and ID, copied from the scan .* set include_patient_id=True "
+                                                 r"\(--include-patient-id\) to write it, or write NIfTI instead"):
+        run_segmentation(model_file, dicom_dir, tmp_path / "predictions", dicom_seg=True, progress=False)
+    assert not (tmp_path / "predictions").exists()
+    run = run_segmentation(model_file, dicom_dir, tmp_path / "predictions", nifti=True, previews=False,
+                           animation=False, progress=False)
+    assert run.dicom_seg_paths == [] and json.loads(run.run_json.read_text())["outputs"]["dicom_seg"] is None
+    for path in (run.run_json, *run.nifti_paths):  # NIfTI carries no identifiers
+        assert b"PAT-12345" not in path.read_bytes()
+
+
+def _write_cine(folder, n_positions=2, n_phases=2):
+    """A cine series: the phantom's first slices at n_positions positions 8 mm apart, n_phases phases 40 ms apart."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    series_uid, study_uid = generate_uid(), generate_uid()
+    files = []
+    for phase in range(n_phases):
+        images = phantom()[:n_positions].copy()
+        images[:, 32:36, 40:40 + 2 * (phase + 1)] = 400.0  # a bright block growing with the phase
+        files += write_dicom_series(folder, images, pixel_spacing_mm=(0.5, 0.8), slice_thickness_mm=8.0,
+                                    names=[f"P{phase + 1}_S{k + 1}" for k in range(n_positions)], series_uid=series_uid,
+                                    study_uid=study_uid, series_description="cine")
+    frame = pydicom.dcmread(files[0]).FrameOfReferenceUID
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.FrameOfReferenceUID = frame
+        ds.TriggerTime = 40.0 * (int(path.stem[1]) - 1)
+        ds.save_as(path)
+    return folder
+
+
+def test_a_cine_series_is_one_4d_nifti_and_one_dicom_seg_per_phase(model_file, tmp_path):
+    import nibabel as nib
+    import pydicom
+
+    folder = _write_cine(tmp_path / "cine")
+    run = run_segmentation(model_file, folder, tmp_path / "predictions", nifti=True, dicom_seg=True,
+                           include_patient_id=True, previews=False, animation=False, progress=False)
+    assert [p.name for p in run.files] == ["P1_S1.dcm", "P2_S1.dcm", "P1_S2.dcm", "P2_S2.dcm"]
+    img = nib.load(run.nifti_paths[0])
+    assert img.shape == (50, 40, 2, 2) and img.header.get_zooms()[3] == pytest.approx(40.0)
+    data = np.asanyarray(img.dataobj)
+    for index, (k, t) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        np.testing.assert_array_equal(data[:, :, k, t].T, run.labels[index])
+    assert [p.name for p in run.dicom_seg_paths] == ["segmentation_phase1.dcm", "segmentation_phase2.dcm"]
+    objects = [pydicom.dcmread(p) for p in run.dicom_seg_paths]
+    assert objects[0].SeriesInstanceUID == objects[1].SeriesInstanceUID  # one SEG series
+    assert [int(o.InstanceNumber) for o in objects] == [1, 2]
+    for phase, path in enumerate(run.dicom_seg_paths):
+        files = run.files[phase::2]
+        _, masks = _seg_masks(path, files)
+        np.testing.assert_array_equal(masks, run.labels[phase::2])
+    assert json.loads(run.run_json.read_text())["outputs"]["dicom_seg"] == [
+        "segmentation_phase1.dcm", "segmentation_phase2.dcm"]
+
+
+def test_a_series_on_no_regular_grid_gets_no_nifti_and_one_note_saying_why(model_file, dicom_dir, tmp_path, caplog):
+    import pydicom
+
+    last = sorted(dicom_dir.glob("*.dcm"))[-1]
+    ds = pydicom.dcmread(last)
+    ds.ImagePositionPatient = ["0", "0", "12"]  # positions 0, 5, 12 mm
+    ds.save_as(last)
+    with caplog.at_level(logging.WARNING):
+        run = run_segmentation(model_file, dicom_dir, tmp_path / "predictions", nifti=True, dicom_seg=True,
+                               include_patient_id=True, previews=False, animation=False, progress=False)
+    note = (f"no NIfTI for {dicom_dir}: the slices are not evenly spaced along one line (slice 2 of 3 is 1 mm "
+            "off), so they fit no NIfTI grid; the label PNGs hold every slice")
+    assert run.output_notes == [note] and run.nifti_paths == []
+    assert [r.getMessage() for r in caplog.records if "no NIfTI" in r.getMessage()] == [note]
+    assert not (run.run_dir / "segmentation.nii.gz").exists()
+    record = json.loads(run.run_json.read_text())
+    assert record["output_notes"] == [note] and record["outputs"]["nifti"] is None
+    assert f"note: {note}" in run.summary()
+    _, masks = _seg_masks(run.dicom_seg_paths[0], run.files)  # a DICOM-SEG needs no regular grid
+    np.testing.assert_array_equal(masks, run.labels)
+
+
+def test_each_series_gets_its_own_nifti_and_dicom_seg_and_overwrite_removes_them(model_file, two_series_dir,
+                                                                                   tmp_path):
+    out = tmp_path / "predictions"
+    run = run_segmentation(model_file, two_series_dir, out, run_name="r", overwrite=True, nifti=True, dicom_seg=True,
+                           include_patient_id=True, previews=False, animation=False, progress=False)
+    names = ["segmentation_series1.nii.gz", "segmentation_series2.nii.gz"]
+    assert [p.name for p in run.nifti_paths] == names
+    assert [p.name for p in run.dicom_seg_paths] == ["segmentation_series1.dcm", "segmentation_series2.dcm"]
+    record = json.loads(run.run_json.read_text())
+    written = sorted(p.relative_to(run.run_dir).as_posix() for p in run.run_dir.rglob("*") if p.is_file())
+    assert sorted(record["files"]) == written
+    assert record["outputs"]["nifti"] == names
+    assert [(s["nifti"], s["dicom_seg"]) for s in record["series"]] == [
+        ("segmentation_series1.nii.gz", ["segmentation_series1.dcm"]),
+        ("segmentation_series2.nii.gz", ["segmentation_series2.dcm"])]
+    _, masks = _seg_masks(run.dicom_seg_paths[1], run.series[1].files)
+    np.testing.assert_array_equal(masks, run.series[1].labels)
+    again = run_segmentation(model_file, two_series_dir, out, run_name="r", overwrite=True, previews=False,
+                             animation=False, progress=False)
+    assert not list(again.run_dir.glob("segmentation*"))  # recorded by the first run, so replaced

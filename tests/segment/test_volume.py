@@ -258,7 +258,7 @@ def test_parsers_and_slab_helpers():
         resolve_crop(((0, 1),), (10, 20, 30))
     assert slab_ranges_todo(np.array([1, 0, 0, 0, 1, 0, 0], np.uint8), 2) == [(1, 3), (3, 4), (5, 7)]
     assert slab_thickness((100, 10, 10), 0, 1, 5000 / 1e9, align=16) == 48
-    with pytest.raises(CtsegSettingsError, match="more than the 1e-09 GB allowed for a slab; raise --max-gb or crop"):
+    with pytest.raises(CtsegSettingsError, match="more than the 1e-09 GB allowed for a slab; raise max_gb \(--max-gb\) or crop"):
         slab_thickness((100, 10, 10), 0, 1, 1e-9)
 
 
