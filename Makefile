@@ -8,7 +8,7 @@ export TF_ENABLE_ONEDNN_OPTS ?= 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test test-tools bench lab notebooks clean-venv
+.PHONY: setup demo test test-tools lint bench lab notebooks clean-venv
 
 setup: $(STAMP)
 
@@ -34,8 +34,14 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 demo: setup
 	$(BIN)/ctseg demo
 
-test: setup test-tools
+test: setup test-tools lint
 	$(BIN)/python -m pytest
+
+# ruff (pyproject.toml [tool.ruff]) and the import contracts: the layers of ctseg_helpers import only
+# downwards and no package has an import cycle (pyproject.toml [tool.importlinter]).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # Debian tools some tests use: dciodvfy (dicom3tools) validates the DICOM ctseg writes. Installed
 # when missing and apt-get can (as root); otherwise those tests skip, saying why.

@@ -6,7 +6,7 @@ untrained U-Net (``build_unet``, 4 levels, 16 base filters, 3 classes). Its inpu
 patches (overlap 0.25: 5 x 5 = 25 patches of 128, or 3 x 3 = 9 patches of 256, per slice):
 
 ``ctseg``
-    :func:`ctseg_helpers.segment.run_segmentation`: read the series, normalise, predict the
+    :func:`ctseg_helpers.workflows.run_segmentation`: read the series, normalise, predict the
     patches of several slices per batch, blend overlaps (Gaussian), write one label PNG per
     slice, measure areas, write ``areas.csv`` and ``volumes.csv`` (JPG previews and the GIF
     are switched off here, and timed separately below). Each run loads the model file and
@@ -116,8 +116,9 @@ def main(argv=None) -> int:
     from ctseg_helpers.model.settings import ModelSettings, save_model  # noqa: PLC0415
     from ctseg_helpers.model.unet import build_unet  # noqa: PLC0415
     from ctseg_helpers.prepare.normalize import Normalization, normalize_image  # noqa: PLC0415
-    from ctseg_helpers.segment import Segmenter, run_segmentation  # noqa: PLC0415
+    from ctseg_helpers.segment import Segmenter  # noqa: PLC0415
     from ctseg_helpers.segment.patches import patch_origins  # noqa: PLC0415
+    from ctseg_helpers.workflows import run_segmentation  # noqa: PLC0415
 
     print(f"tensorflow {tf.__version__}, keras {keras.__version__}, TF_ENABLE_ONEDNN_OPTS="
           f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS')}, {os.cpu_count()} CPUs; {args.slices} slices 512x512, "
@@ -179,8 +180,8 @@ def main(argv=None) -> int:
         print(f"  ctseg / raw   = {rate['ctseg'] / rate['raw']:.2f}   (goal >= 0.9)")
         print(f"  loaded / raw  = {rate['loaded'] / rate['raw']:.2f}   (model loaded and traced once, as for raw)")
         print(f"  ctseg / naive = {rate['ctseg'] / rate['naive']:.2f}   (goal >= 5)")
-        print(f"  full run with {len(full.overlay_paths)} JPG previews and the GIF: {args.slices / full_s:.3f} slices/s",
-              flush=True)
+        print(f"  full run with {len(full.overlay_paths)} JPG previews and the GIF: "
+              f"{args.slices / full_s:.3f} slices/s", flush=True)
     return 0
 
 

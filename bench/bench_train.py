@@ -138,12 +138,12 @@ def main() -> int:
     per_file_loader = images_per_second(per_file_alone, 3 * n)
     names = list(feeders)
     # Ratios within each round (same load on the machine), then their median.
-    vs_memory = [a / b for a, b in zip(rates[names[1]], rates[names[0]])]
-    vs_per_file = [a / b for a, b in zip(rates[names[1]], rates[names[2]])]
+    vs_memory = [a / b for a, b in zip(rates[names[1]], rates[names[0]], strict=True)]
+    vs_per_file = [a / b for a, b in zip(rates[names[1]], rates[names[2]], strict=True)]
     median = {name: statistics.median(values) for name, values in rates.items()}
     memory, ours, per_file_rate = (median[name] for name in names)
     report = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{cpu_name()}, {platform.machine()}, no GPU" if not tf.config.list_physical_devices("GPU")
         else "GPU",
         "data": f"{split} ({n} slices), input {args.input_shape}x{args.input_shape}, batch {args.batch_size}",

@@ -42,7 +42,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +112,7 @@ def child_segment(args) -> None:
     floor = rss_mb()
     from ctseg_helpers.prepare.normalize import Normalization
     from ctseg_helpers.segment.segmenter import Segmenter
-    from ctseg_helpers.segment.volume import segment_volume
+    from ctseg_helpers.workflows.volume import segment_volume
 
     if args.model == "unet":
         from ctseg_helpers.model.unet import build_unet
@@ -288,7 +288,7 @@ def main(argv=None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(args.workdir).free / GB
     report = {
-        "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "command": " ".join([Path(sys.executable).name, "bench/bench_volume.py", *(argv or sys.argv[1:])]),
         "free_disk_gb_before": round(free, 1),

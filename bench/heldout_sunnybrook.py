@@ -61,8 +61,8 @@ OLD_AUGMENTATION = AugmentConfig(p_affine=0.5, max_rotation_deg=15.0, scale_rang
                                  p_brightness=0.3, p_contrast=0.3, contrast_range=(0.8, 1.2), p_gamma=0.3,
                                  gamma_range=(0.8, 1.25), p_noise=0.2, noise_std=0.02, p_blur=0.0, p_lowres=0.0,
                                  p_brightness_mult=0.0)
-VARIANTS = ("old", "patch", "patch_aug_rot30", "patch_aug", "patch_aug_pp", "patch_aug_tta", "patch_aug_fp32", *(f"no_{g}" for g in AUGMENTATION_GROUPS),
-            "ensemble")
+VARIANTS = ("old", "patch", "patch_aug_rot30", "patch_aug", "patch_aug_pp", "patch_aug_tta", "patch_aug_fp32",
+            *(f"no_{g}" for g in AUGMENTATION_GROUPS), "ensemble")
 #: Variants that evaluate another variant's models instead of training their own.
 EVALUATED_ONLY = ("patch_aug_pp", "patch_aug_tta")
 
@@ -132,6 +132,11 @@ def train_variant(variant, main_dir, names, out_dir, minutes, seed, pairs_train)
     # Without validation data the model after the last epoch is evaluated.
     last = result.last_checkpoint_path
     return last, result
+
+
+def _mean_sd(values) -> tuple[float, float]:
+    """Mean and standard deviation (NumPy's, ddof=0) of a metric over folds, to 3 decimals."""
+    return round(float(np.mean(values)), 3), round(float(np.std(values)), 3)
 
 
 def markdown_tables(report: dict) -> str:
@@ -233,9 +238,9 @@ def main() -> int:
     summary = {}
     for variant in variants:
         rows = [f["variants"][variant]["metrics"] for f in report["folds"] if variant in f["variants"]]
-        summary[variant] = {name: {metric: (round(float(np.mean([r[name][metric] for r in rows if r[name][metric] is not None])), 3),
-                                            round(float(np.std([r[name][metric] for r in rows if r[name][metric] is not None])), 3))
-                                   for metric in ("dice", "hd95_mm", "area_error_pct")} for name in names} if rows else {}
+        metrics = ("dice", "hd95_mm", "area_error_pct")
+        summary[variant] = {name: {metric: _mean_sd([r[name][metric] for r in rows if r[name][metric] is not None])
+                                   for metric in metrics} for name in names} if rows else {}
     report["summary_mean_sd"] = summary
     (out_root / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

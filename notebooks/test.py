@@ -42,8 +42,8 @@
 # %matplotlib inline
 import logging
 
-from ctseg_helpers.segment import run_segmentation
 from ctseg_helpers.show.folder_picker import pick_folder
+from ctseg_helpers.workflows import run_segmentation
 
 # ctseg's messages (warnings, where files went) are shown; other libraries' only when they warn
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", force=True)

@@ -77,11 +77,13 @@ augment = True  # False turns every augmentation off
 augment_options = {}  # flips/90° rotations are off (they swap left and right); e.g. {"p_flip": 0.5} for unsided ROIs
 
 # Validation, model and run control (defaults suit most data)
-validation_fraction = None  # share of slices (whole patients) kept for validation; None: 0.2 if 3+ patients stay for training
+validation_fraction = None  # share of slices (whole patients) for validation; None: 0.2 if 3+ patients remain to train
 validation_dir = None  # or a folder with dicoms/ and labels/ to validate on instead
 postprocessing = "auto"  # keep the largest region / fill holes per ROI where it helps on validation; or "none"
 loss = "dice_ce"  # "dice_ce", "dice", "focal", "weighted_ce" or "tversky"
-loss_options = {}  # e.g. {"class_weights": [0.1, 1, 2]} (weighted_ce), {"gamma": 2} (focal), {"alpha": 0.3, "beta": 0.7} (tversky)
+# loss_options, e.g. {"class_weights": [0.1, 1, 2]} (weighted_ce), {"gamma": 2} (focal),
+# {"alpha": 0.3, "beta": 0.7} (tversky)
+loss_options = {}
 lr_schedule = "poly"  # "poly", "cosine" or "constant"
 levels = None  # U-Net pooling levels (planned); input_shape must be a multiple of 2**levels
 base_filters = 16  # filters of the first level, doubled at each level
@@ -147,7 +149,9 @@ check_data(f"{main_dir}/train", num_labels)
 # %% [markdown]
 # ### Reading the training data and planning the training
 #
-# The plan is made from your data (pixel spacing, slice and ROI sizes, intensities): slices are normalised for their modality and resampled to the planned spacing, and whole patients are set aside for validation. Any setting you gave above wins over the plan.
+# The plan is made from your data (pixel spacing, slice and ROI sizes, intensities): slices are normalised
+# for their modality and resampled to the planned spacing, and whole patients are set aside for validation.
+# Any setting you gave above wins over the plan.
 
 # %%
 data = prepare_training_data(config)
@@ -171,7 +175,8 @@ show_batch(images, labels, label_names, num_labels);
 # %% [markdown]
 # ## Model Training
 #
-# A status line every `print_checkpoint` epochs; checkpoints every `save_checkpoint` epochs in `model_dir`. Interrupt the kernel to stop with a checkpoint.
+# A status line every `print_checkpoint` epochs; checkpoints every `save_checkpoint` epochs in `model_dir`.
+# Interrupt the kernel to stop with a checkpoint.
 
 # %%
 result = train_model(config, data)
@@ -185,7 +190,8 @@ result = train_model(config, data)
 plot_result(result);
 
 # %% [markdown]
-# Final loss and mean Dice score, validation Dice of the best model, the post-processing chosen on validation, and where the models are (`result.model_path` is what test.ipynb segments with):
+# Final loss and mean Dice score, validation Dice of the best model, the post-processing chosen on validation,
+# and where the models are (`result.model_path` is what test.ipynb segments with):
 
 # %%
 print(result)

@@ -75,9 +75,10 @@ from pathlib import Path
 
 from IPython.display import HTML, display
 
-from ctseg_helpers.measure import evaluate
+from ctseg_helpers.measure.evaluation import evaluate_case, slice_areas
 from ctseg_helpers.show import animation, browser, plots, render3d
 from ctseg_helpers.show.notebook import setup_notebook, table_or_note
+from ctseg_helpers.workflows.evaluate import load_case
 
 setup_notebook()  # ctseg's messages as plain lines, its errors as one line without a traceback
 
@@ -85,7 +86,7 @@ setup_notebook()  # ctseg's messages as plain lines, its errors as one line with
 # ## Load the scan and the label maps
 
 # %%
-case = evaluate.load_case(dicom_dir, prediction_dir, truth_dir, labels_list, series_uid)
+case = load_case(dicom_dir, prediction_dir, truth_dir, labels_list, series_uid)
 print(case.summary())
 
 # %% [markdown]
@@ -153,7 +154,7 @@ else:
 
 # %%
 if case.truth is not None:
-    evaluation = evaluate.evaluate_case(case, tolerance_mm=tolerance_mm)
+    evaluation = evaluate_case(case, tolerance_mm=tolerance_mm)
     display(plots.metric_table(evaluation.summary))
     if evaluation.volume_metrics is not None:
         display(evaluation.volume_metrics)
@@ -185,7 +186,7 @@ else:
 # appearing or vanishing is flagged too, which is expected at the ends of an organ.
 
 # %%
-areas = evaluate.slice_areas(case, jump_rel_threshold, jump_min_fraction)
+areas = slice_areas(case, jump_rel_threshold, jump_min_fraction)
 areas_figure = plots.area_vs_slice_figure(areas, case.label_names)
 display(areas_figure, table_or_note(areas[areas["jump"]], "*No abrupt area change between neighbouring slices.*"))
 

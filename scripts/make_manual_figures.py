@@ -116,7 +116,7 @@ def augmented_batch(out: Path, seed: int) -> Path:
     from ctseg_helpers.show.training import show_batch  # noqa: PLC0415
     from ctseg_helpers.train.loop import TrainConfig, first_batch, prepare_training_data  # noqa: PLC0415
 
-    plt = _plt()
+    _plt()  # the Agg backend, before show_batch draws
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "phantom"
         make_phantom_dataset(data, n_train=16, n_test=1, size=128, seed=seed)
@@ -158,7 +158,8 @@ def demo_figures(out: Path, run: Path) -> list[Path]:
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.6))
     for ax, (title, img) in zip(axes, [("test slice " + stem, np.repeat(_window(image)[..., None], 3, -1)),
                                        ("phantom truth", overlay(_window(image), true_map)),
-                                       ("demo model's segmentation", overlay(_window(image), pred_map))]):
+                                       ("demo model's segmentation", overlay(_window(image), pred_map))],
+                               strict=True):
         ax.imshow(img, interpolation="nearest")
         ax.set_title(title, fontsize=10)
         ax.axis("off")

@@ -32,9 +32,11 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ctseg_helpers.errors import CtsegSettingsError  # noqa: PLC0415
+    from ctseg_helpers.io.label_names import check_label_names  # noqa: PLC0415
     from ctseg_helpers.io.written import check_replaceable, forget_written, record_written  # noqa: PLC0415
-    from ctseg_helpers.measure.area import areas_from_folders, check_label_names, slice_rows  # noqa: PLC0415
-    from ctseg_helpers.segment.outputs import write_table_csv  # noqa: PLC0415
+    from ctseg_helpers.measure.area import slice_rows  # noqa: PLC0415
+    from ctseg_helpers.workflows.areas import areas_from_folders  # noqa: PLC0415
+    from ctseg_helpers.workflows.segment_folder import write_table_csv  # noqa: PLC0415
 
     names = list(check_label_names(args.labels, setting="--labels"))
     out = Path(args.out)

@@ -46,9 +46,9 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Evaluate, write the files and print a short summary; returns 0."""
+    from ctseg_helpers.io.label_names import check_label_names  # noqa: PLC0415
     from ctseg_helpers.io.written import check_outside_inputs  # noqa: PLC0415
-    from ctseg_helpers.measure.area import check_label_names  # noqa: PLC0415
-    from ctseg_helpers.measure.evaluate import evaluate_folders, parse_label_names, write_evaluation  # noqa: PLC0415
+    from ctseg_helpers.workflows.evaluate import evaluate_folders, parse_label_names, write_evaluation  # noqa: PLC0415
 
     # its PNG and CSVs in a folder it reads would be taken for label maps (or DICOM files) next time
     check_outside_inputs(args.out, {"predicted label": args.pred_labels_dir, "manual label": args.truth_labels_dir,

@@ -45,8 +45,9 @@ def register(subparsers) -> None:
                     "stack; with --nifti a NIfTI label volume and with --dicom-seg a DICOM Segmentation "
                     "object per series, for 3D Slicer, ITK-SNAP or a PACS.",
     )
-    parser.add_argument("model", metavar="MODEL", help="trained model (.keras file saved by ctseg), an ensemble file (NAME.ensemble.json "
-                        "written by 'ctseg train --folds') or a folder of fold models")
+    parser.add_argument("model", metavar="MODEL",
+                        help="trained model (.keras file saved by ctseg), an ensemble file (NAME.ensemble.json "
+                             "written by 'ctseg train --folds') or a folder of fold models")
     parser.add_argument("dicom_dir", metavar="DICOM_DIR",
                         help="folder of DICOM files; every series in it is segmented ('ctseg inspect' lists them)")
     parser.add_argument("--out", default="predictions", metavar="DIR",
@@ -60,11 +61,14 @@ def register(subparsers) -> None:
     parser.add_argument("--mode", choices=("tile", "resize"),
                         help="tile: overlapping patches at native resolution; resize: whole slices "
                              "resized to the input (default: as the model was trained)")
-    parser.add_argument("--overlap", type=float, default=0.25, help="patch overlap fraction in tile mode (default 0.25)")
+    parser.add_argument("--overlap", type=float, default=0.25,
+                        help="patch overlap fraction in tile mode (default 0.25)")
     parser.add_argument("--blend", choices=("gaussian", "hann", "average"), default="gaussian",
                         help="weighting of overlapping patches (default gaussian)")
     parser.add_argument("--batch-size", type=int, default=8, help="patches per prediction batch (default 8)")
-    parser.add_argument("--tta", action="store_true", help="test-time augmentation: average over the views the model was trained on (quarter turns or flips; 4x slower)")
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: average over the views the model was trained on "
+                             "(quarter turns or flips; 4x slower)")
     parser.add_argument("--name", metavar="NAME", help="run folder name (default: the DICOM folder's name)")
     parser.add_argument("--overwrite", action="store_true",
                         help="write to --out/NAME (no time stamp), replacing exactly the files an earlier ctseg "
@@ -84,7 +88,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctseg_helpers.segment.outputs import run_segmentation  # noqa: PLC0415
+    from ctseg_helpers.workflows.segment_folder import run_segmentation  # noqa: PLC0415
 
     result = run_segmentation(
         args.model, args.dicom_dir, args.out, labels_list=args.labels, fov=args.fov, matrix_size=args.matrix_size,

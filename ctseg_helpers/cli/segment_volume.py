@@ -37,7 +37,8 @@ def register(subparsers) -> None:
     parser.add_argument("--mode", choices=("tile", "resize"),
                         help="segmenter mode (default: from the model's training fit mode)")
     parser.add_argument("--batch-size", type=int, default=8, help="patches per prediction call (default 8)")
-    parser.add_argument("--tta", action="store_true", help="average over the views the model was trained on (quarter turns or flips; 4x slower)")
+    parser.add_argument("--tta", action="store_true",
+                        help="average over the views the model was trained on (quarter turns or flips; 4x slower)")
     parser.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip",
                         help="compression of the output datasets (default gzip)")
     parser.add_argument("--dask-scheduler", metavar="ADDRESS",
@@ -56,7 +57,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ctseg_helpers.errors import CtsegSettingsError  # noqa: PLC0415
     from ctseg_helpers.model.settings import read_settings  # noqa: PLC0415
-    from ctseg_helpers.segment.volume import file_sha256, parse_axes, parse_crop, segment_volume  # noqa: PLC0415
+    from ctseg_helpers.workflows.volume import file_sha256, parse_axes, parse_crop, segment_volume  # noqa: PLC0415
 
     axes = parse_axes(args.axes)
     crop = parse_crop(args.crop)
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         compression=None if args.compression == "none" else args.compression, check_disk=not args.no_disk_check,
     )
     if args.dask_scheduler:
-        from ctseg_helpers.segment.dask_backend import SegmenterSpec, connect  # noqa: PLC0415
+        from ctseg_helpers.workflows.dask_backend import SegmenterSpec, connect  # noqa: PLC0415
 
         spec = SegmenterSpec(args.model, **options)
         client, cluster = connect(args.dask_scheduler)

@@ -48,7 +48,9 @@ def _json_object(text: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"p_flip\": 0}}', got {text!r} ({exc})") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON object such as '{{\"p_flip\": 0}}', got {text!r} ({exc})"
+        ) from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"p_flip\": 0}}', got {text!r}")
     return value
@@ -71,7 +73,8 @@ def register(subparsers) -> None:
                         help="peak Adam learning rate (default: %(default)s)")
     parser.add_argument("--lr-schedule", choices=("poly", "cosine", "constant"), default="poly",
                         help="learning-rate decay after the warm-up (default: %(default)s)")
-    parser.add_argument("--warmup-epochs", type=int, default=None, help="linear warm-up epochs (default: 5%% of epochs)")
+    parser.add_argument("--warmup-epochs", type=int, default=None,
+                        help="linear warm-up epochs (default: 5%% of epochs)")
     parser.add_argument("--batches-per-epoch", type=_positive_int, default=None,
                         help="patch batches per epoch (default: planned, 50 on a CPU)")
     parser.add_argument("--foreground-fraction", type=float, default=None,
@@ -98,8 +101,10 @@ def register(subparsers) -> None:
                         help='augmentation probabilities/strengths as JSON, e.g. \'{"p_flip": 0, "p_rot90": 0}\' '
                              "for left/right ROIs (names as in train.ipynb's augment_options)")
     parser.add_argument("--levels", type=_positive_int, default=None, help="U-Net pooling levels (default: planned)")
-    parser.add_argument("--base-filters", type=_positive_int, default=16, help="filters of level 1 (default: %(default)s)")
-    parser.add_argument("--filter-multiplier", type=float, default=2.0, help="filter growth per level (default: %(default)s)")
+    parser.add_argument("--base-filters", type=_positive_int, default=16,
+                        help="filters of level 1 (default: %(default)s)")
+    parser.add_argument("--filter-multiplier", type=float, default=2.0,
+                        help="filter growth per level (default: %(default)s)")
     parser.add_argument("--filters", type=_int_list, help="filters per level and bottleneck, e.g. 16,32,64,128,256")
     parser.add_argument("--pool-sizes", type=_int_list, help="pool size per level, e.g. 2,2,2,2")
     parser.add_argument("--kernel-sizes", type=_int_list, help="kernel size per level and bottleneck")
@@ -116,7 +121,9 @@ def register(subparsers) -> None:
     parser.add_argument("--validation-dir", help="folder with dicoms/ and labels/ to validate on instead")
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    parser.add_argument("--overwrite", action="store_true", help="replace a previous run of --name in --out (only files ctseg wrote and nobody changed since)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a previous run of --name in --out (only files ctseg wrote and nobody "
+                             "changed since)")
     parser.add_argument("--max-slices", type=_positive_int, help="read only this many pairs (smoke runs)")
     parser.add_argument("--allow-missing-labels", action="store_true",
                         help="train even when an ROI value 1..num_labels appears in no training label")
@@ -136,7 +143,7 @@ def config_from_args(args):
 
     names = ()
     if args.label_names:
-        from ctseg_helpers.measure.area import check_label_names  # noqa: PLC0415
+        from ctseg_helpers.io.label_names import check_label_names  # noqa: PLC0415
 
         names = check_label_names([n.strip() for n in args.label_names.split(",")], args.num_labels,
                                   setting="--label-names", counted=f"--num-labels is {args.num_labels}")
@@ -153,7 +160,8 @@ def config_from_args(args):
         main_dir=args.data_dir, model_filename=args.name, out_dir=args.out, input_shape=args.input_shape,
         num_labels=args.num_labels, label_names=names, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, print_checkpoint=args.print_checkpoint,
-        save_checkpoint=args.save_checkpoint, augmentation=AugmentConfig.from_dict({**args.augment_options, "enabled": not args.no_augment}),
+        save_checkpoint=args.save_checkpoint,
+        augmentation=AugmentConfig.from_dict({**args.augment_options, "enabled": not args.no_augment}),
         loss=args.loss, levels=args.levels, filters=args.filters, base_filters=args.base_filters,
         filter_multiplier=args.filter_multiplier, pool_sizes=pools if pools is not None else 2,
         kernel_sizes=kernels if kernels is not None else 3, batch_norm=not args.no_batch_norm,

@@ -297,7 +297,7 @@ def check_setup(notebooks_dir: Path) -> dict[str, set[str]]:
     CtsegError
         Naming what is missing and how to get it.
     """
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - the demo may be started with another Python than the package's
         raise CtsegError(f"ctseg needs Python 3.11 or newer, this is {sys.version.split()[0]}; run `make setup`")
     missing = [name for name in _PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
@@ -390,7 +390,8 @@ def area_error(area_csv: Path, truth_split_dir: Path, pred_labels_dir: Path | No
     truth = read_true_areas(truth_split_dir)
     table = pd.read_csv(area_csv, index_col=0)
     table = table[table.index.astype(str).str.startswith("slice number")]
-    file_col = next((c for c in table.columns if str(c).lower() in ("file", "filename", "file_name", "dicom_file")), None)
+    file_col = next((c for c in table.columns
+                     if str(c).lower() in ("file", "filename", "file_name", "dicom_file")), None)
     if file_col is None:
         raise CtsegDataError(f"{area_csv}: no file name column (file); cannot match slices to the phantom")
     missing = [name for name in PHANTOM_LABELS if name not in table.columns]

@@ -151,7 +151,9 @@ class _Dicom(_Source):
             )
         matches = [s for s in scan.series if series_uid in (None, s.series_uid)]
         if not matches:
-            raise CtsegDataError(f"{folder}: no series with uid {series_uid}; run 'ctseg inspect {folder}' to list them")
+            raise CtsegDataError(
+                f"{folder}: no series with uid {series_uid}; run 'ctseg inspect {folder}' to list them"
+            )
         info = matches[0]
         if info.n_phases > 1:
             raise CtsegDataError(
@@ -212,7 +214,9 @@ class _Nifti(_Source):
             index = (slice(None), slice(None), slice(start, stop)) + ((0,) if self.four_d else ())
             data = np.asarray(self.proxy[index])
         except Exception as exc:  # noqa: BLE001 - truncated files raise EOFError, zlib.error, OSError
-            raise CtsegDataError(f"{self.path}: the volume's data cannot be read ({exc}); the file may be truncated") from exc
+            raise CtsegDataError(
+                f"{self.path}: the volume's data cannot be read ({exc}); the file may be truncated"
+            ) from exc
         return np.ascontiguousarray(np.transpose(data, (2, 0, 1))).astype(self.dtype, copy=False)
 
 

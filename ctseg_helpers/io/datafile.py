@@ -256,7 +256,7 @@ class DataFile:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, path: str | Path, dataset: str | None = None, *, mode: str = "r") -> "DataFile":
+    def open(cls, path: str | Path, dataset: str | None = None, *, mode: str = "r") -> DataFile:
         """Open an existing volume.
 
         Parameters
@@ -287,7 +287,7 @@ class DataFile:
         return cls._open_hdf5(path, dataset, mode)
 
     @classmethod
-    def _open_hdf5(cls, path: Path, dataset: str | None, mode: str) -> "DataFile":
+    def _open_hdf5(cls, path: Path, dataset: str | None, mode: str) -> DataFile:
         import h5py  # noqa: PLC0415
 
         if not h5py.is_hdf5(path):
@@ -318,7 +318,7 @@ class DataFile:
             raise
 
     @classmethod
-    def from_h5py(cls, dset, *, _owns_file: bool = False) -> "DataFile":
+    def from_h5py(cls, dset, *, _owns_file: bool = False) -> DataFile:
         """Wrap an open ``h5py.Dataset`` (the caller keeps the file open and closes it).
 
         Raises
@@ -337,7 +337,7 @@ class DataFile:
         )
 
     @classmethod
-    def _open_tiff(cls, folder: Path, writable: bool) -> "DataFile":
+    def _open_tiff(cls, folder: Path, writable: bool) -> DataFile:
         import tifffile  # noqa: PLC0415
 
         files = tiff_series_files(folder)
@@ -350,7 +350,8 @@ class DataFile:
                 if len(tif.pages) != 1 or len(page.shape) != 2:
                     raise CtsegDataError(
                         f"{f}: a TIFF series needs one 2D grey-level image per file; this file holds "
-                        f"{len(tif.pages)} page(s) of shape {page.shape} (convert a multi-page stack with ctseg convert)"
+                        f"{len(tif.pages)} page(s) of shape {page.shape} "
+                        "(convert a multi-page stack with ctseg convert)"
                     )
                 shapes[f] = (tuple(page.shape), np.dtype(page.dtype))
         (s0, d0), (s1, d1) = shapes[files[0]], shapes[files[-1]]
@@ -365,7 +366,7 @@ class DataFile:
     @classmethod
     def create(cls, path: str | Path, shape, dtype, *, dataset: str = "data", chunk_shape=None,
                chunk_mb: float | None = None, compression: str | None = None, overwrite: bool = False,
-               attrs: dict | None = None) -> "DataFile":
+               attrs: dict | None = None) -> DataFile:
         """Create a new, writable volume filled with zeros.
 
         Parameters
@@ -452,7 +453,7 @@ class DataFile:
             self._h5file.close()
         self._closed = True
 
-    def __enter__(self) -> "DataFile":
+    def __enter__(self) -> DataFile:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -492,7 +493,7 @@ class DataFile:
         chunk_mb = n_chunks = stored = None
         if self.chunk_shape:
             chunk_mb = math.prod(self.chunk_shape) * self.dtype.itemsize / _MB
-            n_chunks = math.prod(math.ceil(s / c) for s, c in zip(self.shape, self.chunk_shape))
+            n_chunks = math.prod(math.ceil(s / c) for s, c in zip(self.shape, self.chunk_shape, strict=True))
         if self._h5 is not None and not self._closed:
             stored = self._h5.id.get_storage_size() / _GB
         return {
@@ -628,9 +629,11 @@ class DataFile:
         self._check_open(writing=True)
         data = np.asarray(data)
         if data.ndim != 3 or len(offset) != 3:
-            raise CtsegSettingsError(f"{self.path}: write a 3D block at a (z, y, x) offset, got {data.shape} at {offset}")
-        block = tuple(slice(int(o), int(o) + n) for o, n in zip(offset, data.shape))
-        if any(s.start < 0 or s.stop > n for s, n in zip(block, self.shape)):
+            raise CtsegSettingsError(
+                f"{self.path}: write a 3D block at a (z, y, x) offset, got {data.shape} at {offset}"
+            )
+        block = tuple(slice(int(o), int(o) + n) for o, n in zip(offset, data.shape, strict=True))
+        if any(s.start < 0 or s.stop > n for s, n in zip(block, self.shape, strict=True)):
             raise CtsegSettingsError(
                 f"{self.path}: block of shape {data.shape} at {tuple(offset)} does not fit in volume {self.shape}"
             )
@@ -848,7 +851,7 @@ def create_dataset(group, name: str, shape, dtype, *, chunk_shape=None, chunk_mb
         chunk_shape = estimate_chunk_shape(spatial, np.dtype(f"V{per_voxel}"),
                                            DEFAULT_CHUNK_MB if chunk_mb is None else chunk_mb)
     else:
-        chunk_shape = tuple(min(int(c), s) for c, s in zip(chunk_shape, spatial))
+        chunk_shape = tuple(min(int(c), s) for c, s in zip(chunk_shape, spatial, strict=False))
         if len(chunk_shape) != 3 or min(chunk_shape) < 1:
             raise CtsegSettingsError(f"chunk shape must be three positive sizes, got {chunk_shape}")
     options = {}

@@ -2,7 +2,7 @@
 
 One answer to "do these slices form a 3D stack, and how far apart are they", used by
 :attr:`ctseg_helpers.io.dicom.DicomSeries.slice_spacing_mm` (so by ``ctseg segment`` and
-``ctseg evaluate``) and by :func:`ctseg_helpers.measure.area.areas_from_folders`
+``ctseg evaluate``) and by :func:`ctseg_helpers.workflows.areas.areas_from_folders`
 (``ctseg areas``), so both write the same volumes for the same slices.
 
 Tolerances

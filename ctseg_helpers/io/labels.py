@@ -15,12 +15,14 @@ The module never imports TensorFlow or Keras.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.io.label_names import label_names_hint
 from ctseg_helpers.io.naming import LABEL_SUFFIXES, dicom_stem, label_stem
 
 logger = logging.getLogger(__name__)
@@ -365,6 +367,32 @@ def read_label(path: str | Path, num_labels: int) -> np.ndarray:
     return values.astype(np.uint8)
 
 
+def read_named_label(path: str | Path, label_names: Sequence[str]) -> np.ndarray:
+    """:func:`ctseg_helpers.io.labels.read_label` with one ROI per name.
+
+    Returns
+    -------
+    ndarray of shape (M, N) and dtype uint8
+
+    Raises
+    ------
+    CtsegDataError
+        As ``read_label``; when the file holds label values above the number of names, the
+        message also gives the names, the largest value and an example.
+    """
+    try:
+        return read_label(path, len(label_names))
+    except CtsegDataError as exc:
+        try:
+            values = load_label_values(path)
+        except CtsegDataError:
+            raise exc from None
+        high = int(values.max()) if values.size else 0
+        if high <= len(label_names):
+            raise
+        raise CtsegDataError(f"{exc}; {label_names_hint(label_names, high)}") from exc
+
+
 def read_pair(pair: Pair, num_labels: int):
     """Read a training pair and check that image and label have the same shape.
 
@@ -407,6 +435,7 @@ __all__ = [
     "load_label_values",
     "match_split",
     "read_label",
+    "read_named_label",
     "read_pair",
     "snap_jpeg_values",
 ]

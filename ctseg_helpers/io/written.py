@@ -25,7 +25,7 @@ changed and is refused; an edit that keeps the size within the file system's tim
 
 **Files whose content says so.** A file that ctseg rewrites in place while it runs, and that is
 left unfinished when a run is interrupted (the resumable HDF5 output of
-:func:`~ctseg_helpers.segment.volume.segment_volume`), cannot match a record made before the
+:func:`~ctseg_helpers.workflows.volume.segment_volume`), cannot match a record made before the
 interruption. Callers pass ``own_file``, a test of the file's content, consulted only for a
 file the manifest has no entry for: ``segment_volume`` accepts an HDF5 file carrying its
 settings attribute (``ctseg_volume_settings``) and ``complete = False``, i.e. an unfinished

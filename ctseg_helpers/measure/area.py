@@ -21,8 +21,10 @@ rows are over all slices.
 When the slices form a 3D stack (distinct, equally spaced positions: one rule for all of ctseg,
 :func:`ctseg_helpers.io.geometry.stack_spacing_mm`, re-exported here), ROI volumes are given in
 a separate table in millilitres: sum of the slice areas times the distance between slices
-(Cavalieri's estimator). Label maps pair with DICOM files by stem
-(:mod:`ctseg_helpers.io.naming`).
+(Cavalieri's estimator).
+
+Everything here computes from arrays and tables; the table of label maps already on disk,
+paired with their DICOM files by stem, is :func:`ctseg_helpers.workflows.areas.areas_from_folders`.
 
 ROI names are label 1 first; a list that starts with ``background`` (as the user manual writes
 ``labels_list``) has that name dropped (:func:`check_label_names`, the one rule every part of
@@ -47,7 +49,6 @@ from ctseg_helpers.io.label_names import (  # noqa: F401 - re-exported: measure 
     check_label_names,
     label_names_hint,
 )
-from ctseg_helpers.io.naming import dicom_stem, find_label_files
 
 logger = logging.getLogger(__name__)
 
@@ -196,37 +197,10 @@ def pixel_spacings_mm(
         if np.any(rel > SPACING_TOLERANCE):
             logger.warning(
                 "%s: PixelSpacing %s mm differs from fov/matrix_size = %s mm by up to %.1f%%; using PixelSpacing",
-                source, given[np.argmax(rel.max(axis=1))].round(4).tolist(), fallback.round(4).tolist(), 100 * rel.max(),
+                source, given[np.argmax(rel.max(axis=1))].round(4).tolist(), fallback.round(4).tolist(),
+                100 * rel.max(),
             )
     return spacings
-
-
-def read_named_label(path: str | Path, label_names: Sequence[str]) -> np.ndarray:
-    """:func:`ctseg_helpers.io.labels.read_label` with one ROI per name.
-
-    Returns
-    -------
-    ndarray of shape (M, N) and dtype uint8
-
-    Raises
-    ------
-    CtsegDataError
-        As ``read_label``; when the file holds label values above the number of names, the
-        message also gives the names, the largest value and an example.
-    """
-    from ctseg_helpers.io.labels import load_label_values, read_label  # noqa: PLC0415
-
-    try:
-        return read_label(path, len(label_names))
-    except CtsegDataError as exc:
-        try:
-            values = load_label_values(path)
-        except CtsegDataError:
-            raise exc from None
-        high = int(values.max()) if values.size else 0
-        if high <= len(label_names):
-            raise
-        raise CtsegDataError(f"{exc}; {label_names_hint(label_names, high)}") from exc
 
 
 def area_table(
@@ -359,118 +333,6 @@ def volume_table(table: pd.DataFrame, slice_spacing_mm: float) -> pd.DataFrame:
     return volumes
 
 
-def areas_from_folders(
-    labels_dir: str | Path,
-    dicom_dir: str | Path,
-    label_names: Sequence[str],
-    *,
-    fov=None,
-    matrix_size=None,
-    series_uid: str | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Area table (and volumes, for a 3D stack) from existing label maps and their DICOM files.
-
-    Label maps are matched to DICOM files by name (``IM_0001.dcm`` <-> ``IM_0001.png``), so a
-    manual segmentation and a predicted one (``predictions/<run>/labels``) give comparable
-    tables. Only DICOM headers are read (no pixel data). A folder may hold several series
-    (e.g. a training folder of several patients): rows follow each series' stacking order,
-    largest series first, and when label maps of more than one series are used the table
-    carries each slice's series (its number as ``ctseg inspect`` lists it, SeriesInstanceUID
-    and SeriesDescription; see :func:`area_table`), as the table of a segmentation run of
-    several series does. DICOM files without a label map are left out with a warning.
-
-    Parameters
-    ----------
-    labels_dir, dicom_dir : path
-    label_names : sequence of str
-        ROI names, label 1 first (see :func:`check_label_names`).
-    fov, matrix_size : optional
-        Fallback spacing, see :func:`pixel_spacings_mm`.
-    series_uid : str, optional
-        Use only this series of the folder.
-
-    Returns
-    -------
-    (pandas.DataFrame, pandas.DataFrame or None)
-        The :func:`area_table` and the :func:`volume_table`; volumes of each series whose every
-        slice position is labelled once and equally spaced (for several series one table,
-        :func:`series_volume_table`), None when there is no such series.
-
-    Raises
-    ------
-    CtsegDataError
-        If no label map matches a DICOM file, a label map's size differs from its image, or
-        ``series_uid`` is not in the folder.
-    """
-    from ctseg_helpers.io.dicom import scan_dicom_folder  # noqa: PLC0415
-
-    names = list(check_label_names(label_names))
-    label_files = find_label_files(labels_dir)
-    scan = scan_dicom_folder(dicom_dir)
-    scan.require_images()
-    all_series = [s for s in scan.series if series_uid is None or s.series_uid == series_uid]
-    if not all_series:
-        raise CtsegDataError(
-            f"{dicom_dir}: no series with SeriesInstanceUID {series_uid}; it holds "
-            + ", ".join(s.series_uid for s in scan.series)
-        )
-    maps, files, positions, spacings, used_stems, used_series = [], [], [], [], set(), []
-    tags = []
-    n_dicom = 0
-    for info in all_series:
-        n_dicom += info.n_images
-        hits = [i for i, f in enumerate(info.files) if dicom_stem(f) in label_files]
-        if not hits:
-            continue
-        tag = (scan.series.index(info) + 1, info.series_uid, info.series_description)
-        used_series.append((info, hits, tag))
-        series_spacings = pixel_spacings_mm(info.pixel_spacing_mm[hits], info.shapes[hits[0]], fov=fov,
-                                            matrix_size=matrix_size, source=dicom_dir)
-        for i, spacing in zip(hits, series_spacings, strict=True):
-            stem = dicom_stem(info.files[i])
-            path = label_files[stem]
-            label_map = read_named_label(path, names)
-            if tuple(label_map.shape) != tuple(info.shapes[i]):
-                raise CtsegDataError(
-                    f"{path}: label map is {label_map.shape[0]}x{label_map.shape[1]} but its image "
-                    f"{Path(info.files[i]).name} is {info.shapes[i][0]}x{info.shapes[i][1]}"
-                )
-            spacings.append(spacing)
-            maps.append(label_map)
-            files.append(info.files[i])
-            positions.append(float(info.positions_mm[i]))
-            tags.append(tag)
-            used_stems.add(stem)
-    if not maps:
-        first = scan.series[0].files[0]
-        raise CtsegDataError(
-            f"{labels_dir}: none of its {len(label_files)} label maps is named like a DICOM file in {dicom_dir} "
-            f"(e.g. {dicom_stem(first)}.png for {Path(first).name})"
-        )
-    if n_dicom > len(maps):
-        logger.warning("%s: %d of %d DICOM file(s) have no label map in %s and are left out",
-                       dicom_dir, n_dicom - len(maps), n_dicom, labels_dir)
-    extra = set(label_files) - used_stems
-    if extra:
-        logger.warning("%s: %d label map(s) match no DICOM file, e.g. %s", labels_dir, len(extra), sorted(extra)[0])
-    several = len(used_series) > 1
-    table = area_table(maps, np.array(spacings), names, files=files, positions_mm=positions,
-                       series=tags if several else None)
-    per_series = []
-    for info, hits, tag in used_series:
-        # every slice position of the series labelled once (one cine phase at all positions counts)
-        if len(hits) != info.n_positions:
-            continue
-        rows = slice_rows(table)
-        rows = rows[rows["series"] == tag[0]] if several else rows
-        spacing = stack_spacing_mm(rows["slice_position_mm"].to_numpy(dtype=np.float64))
-        if spacing is not None:
-            per_series.append((tag, volume_table(rows, spacing)))
-    if not several:
-        return table, per_series[0][1] if per_series else None
-    return table, series_volume_table(per_series)
-
-
 def series_volume_table(volumes: Sequence[tuple[tuple[int, str, str], pd.DataFrame]]) -> pd.DataFrame | None:
     """The :func:`volume_table` of several series in one table.
 
@@ -499,12 +361,9 @@ __all__ = [
     "BACKGROUND_NAME",
     "SERIES_COLUMNS",
     "area_table",
-    "areas_from_folders",
     "check_label_names",
     "label_names_hint",
-    "read_named_label",
     "series_volume_table",
-    "find_label_files",
     "pixel_spacings_mm",
     "roi_areas_mm2",
     "slice_rows",

@@ -93,7 +93,7 @@ class ModelSettings:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelSettings":
+    def from_dict(cls, data: dict) -> ModelSettings:
         spacing = data.get("pixel_spacing_mm")
         return cls(
             input_shape=int(data["input_shape"]),
@@ -103,7 +103,8 @@ class ModelSettings:
             fit_mode=data.get("fit_mode", "resize"),
             pixel_spacing_mm=tuple(spacing) if spacing else None,
             extra=dict(data.get("extra") or {}),
-            target_spacing_mm=tuple(float(v) for v in data["target_spacing_mm"]) if data.get("target_spacing_mm") else None,
+            target_spacing_mm=(tuple(float(v) for v in data["target_spacing_mm"])
+                               if data.get("target_spacing_mm") else None),
             postprocessing=dict(data["postprocessing"]) if data.get("postprocessing") else None,
         )
 

@@ -12,8 +12,9 @@ gamma; elastic deformation off), in nnU-Net's order, with strengths adapted to o
 0..1 and without mirroring: a flip would swap sided ROIs, while a rotation keeps them (it turns
 the patient in the image plane, it never mirrors). Rotations by any angle matter on real data:
 the in-plane orientation of a scan depends on how it was planned (one Sunnybrook patient's
-short-axis images are turned by about 90 degrees against the other two). :data:`AUGMENTATION_GROUPS` and :meth:`AugmentConfig.without` switch
-whole groups off, e.g. to measure what each group adds.
+short-axis images are turned by about 90 degrees against the other two).
+:data:`AUGMENTATION_GROUPS` and :meth:`AugmentConfig.without` switch whole groups off, e.g. to
+measure what each group adds.
 
 All transforms are TensorFlow ops driven by a per-example *stateless* seed, so they run in a
 parallel ``Dataset.map`` (no Python, no GIL) and a given seed always gives the same result.
@@ -152,7 +153,9 @@ class AugmentConfig:
         for name in _POSITIVE_RANGES:
             lo, hi = getattr(self, name)
             if not 0.0 < lo <= hi:
-                raise CtsegSettingsError(f"augmentation {name} must be (low, high) with 0 < low <= high, got {(lo, hi)}")
+                raise CtsegSettingsError(
+                    f"augmentation {name} must be (low, high) with 0 < low <= high, got {(lo, hi)}"
+                )
         if self.lowres_range[1] > 1.0:
             raise CtsegSettingsError(f"augmentation lowres_range must not exceed 1 (a zoom factor above 1 would "
                                      f"not lower the resolution), got {tuple(self.lowres_range)}")
@@ -191,7 +194,7 @@ class AugmentConfig:
         """True when at least one transform can happen."""
         return self.enabled and any(getattr(self, name) > 0 for name in _PROBABILITIES)
 
-    def without(self, *groups: str) -> "AugmentConfig":
+    def without(self, *groups: str) -> AugmentConfig:
         """A copy with every probability of the named groups set to 0.
 
         Parameters
@@ -215,7 +218,7 @@ class AugmentConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "AugmentConfig":
+    def from_dict(cls, data: dict) -> AugmentConfig:
         """Build from a dict such as the notebook's ``augment_options``; unknown keys are an error."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
@@ -317,7 +320,8 @@ def augment_pair(image, label, seed, config: AugmentConfig):
         delta = tf.random.stateless_uniform([], seed=seeds[4], minval=-1.0, maxval=1.0) * config.brightness_delta
         image = tf.where(happens(5, config.p_brightness), image + delta, image)
     if config.p_contrast > 0:
-        factor = tf.random.stateless_uniform([], seed=seeds[5], minval=config.contrast_range[0], maxval=config.contrast_range[1])
+        factor = tf.random.stateless_uniform([], seed=seeds[5], minval=config.contrast_range[0],
+                                             maxval=config.contrast_range[1])
         mean = tf.reduce_mean(image)
         image = tf.where(happens(6, config.p_contrast), (image - mean) * factor + mean, image)
     if config.p_lowres > 0:

@@ -65,7 +65,7 @@ class SliceSet:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def subset(self, index) -> "SliceSet":
+    def subset(self, index) -> SliceSet:
         """The slices at ``index`` (array of positions or boolean mask)."""
         index = np.asarray(index)
         return SliceSet(
@@ -212,7 +212,7 @@ def slices_from_arrays(
     groups = np.asarray(list(groups) if groups is not None else names, dtype=object)
     out_images = np.empty((n, input_shape, input_shape), np.float32)
     out_labels = np.empty((n, input_shape, input_shape), np.uint8)
-    for i, (image, label) in enumerate(zip(images, labels)):
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
         image, label = np.asarray(image), np.asarray(label)
         _check_pair(names[i], image, label, num_labels)
         out_images[i] = fit_image(normalize_image(image, norm), input_shape, fit_mode)
@@ -325,7 +325,7 @@ class RawPairs:
         known = [s for s in self.spacings_mm if s is not None]
         return tuple(float(v) for v in np.median(np.array(known), axis=0)) if known else None
 
-    def subset(self, index) -> "RawPairs":
+    def subset(self, index) -> RawPairs:
         index = [int(i) for i in np.arange(len(self))[np.asarray(index)]]
         pick = lambda values: [values[i] for i in index]  # noqa: E731
         return RawPairs(pick(self.images), pick(self.labels), pick(self.spacings_mm), pick(self.groups),

@@ -49,7 +49,7 @@ class Normalization:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Normalization":
+    def from_dict(cls, data: dict) -> Normalization:
         return cls(
             modality=data["modality"],
             hu_window=tuple(float(v) for v in data.get("hu_window", (-1000.0, 1000.0))),
@@ -57,7 +57,7 @@ class Normalization:
         )
 
     @classmethod
-    def for_modality(cls, modality: str | None) -> "Normalization":
+    def for_modality(cls, modality: str | None) -> Normalization:
         """Default normalisation for a DICOM Modality value (``CT`` -> CT, anything else -> MR)."""
         return cls(modality="CT" if (modality or "").upper() == "CT" else "MR")
 

@@ -176,7 +176,8 @@ def fingerprint(images, labels, spacings_mm, *, modality: str = "MR", groups=Non
         modality="CT" if str(modality).upper() == "CT" else "MR",
         spacings_mm=tuple(known) if have_spacing else (),
         shapes_px=tuple(tuple(int(v) for v in np.shape(im)[:2]) for im in images),
-        roi_extent_mm={k: tuple(float(v) for v in np.median(np.asarray(e), axis=0)) for k, e in sorted(extents.items())},
+        roi_extent_mm={k: tuple(float(v) for v in np.median(np.asarray(e), axis=0))
+                       for k, e in sorted(extents.items())},
         roi_area_mm2={k: float(np.median(a)) for k, a in sorted(areas.items())},
         roi_slices=dict(sorted(counts.items())),
         foreground_percentiles=percentiles,
@@ -232,14 +233,14 @@ class TrainingPlan:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainingPlan":
+    def from_dict(cls, data: dict) -> TrainingPlan:
         values = dict(data)
         spacing = values.get("target_spacing_mm")
         values["target_spacing_mm"] = tuple(float(v) for v in spacing) if spacing else None
         values["normalization"] = Normalization.from_dict(values["normalization"])
         return cls(**values)
 
-    def with_overrides(self, **explicit) -> "TrainingPlan":
+    def with_overrides(self, **explicit) -> TrainingPlan:
         """The plan with the user's explicit settings (those not None) in place of the planned ones.
 
         Accepted names: ``target_spacing_mm``, ``patch_size``, ``levels``, ``batch_size``,

@@ -154,7 +154,8 @@ def make_patch_dataset(sampler: PatchSampler, *, augment: AugmentConfig = NO_AUG
     )
 
     def crop(image, label):
-        return image[margin : margin + patch, margin : margin + patch], label[margin : margin + patch, margin : margin + patch]
+        centre = (slice(margin, margin + patch), slice(margin, margin + patch))
+        return image[centre], label[centre]
 
     if augment.active:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)

@@ -1,14 +1,17 @@
-"""Segment new scans: patch/stitch 2D slices with a trained model, write the outputs of a run.
+"""Segment images with a trained model: arrays in, label maps out (no folders, no run files).
 
 - :class:`Segmenter` (``segmenter.py``): patches, predicts and stitches slices of any size;
 - ``patches.py``: where patches go and how overlapping predictions are weighted;
-- :func:`run_segmentation` (``outputs.py``): the whole job for one DICOM folder (label PNGs,
-  JPG previews, animation, area CSV), used by ``test.ipynb``, ``ctseg segment`` and the demo.
+- ``postprocess.py``: the model's post-processing of label maps and how it is chosen;
+- ``ensemble.py``: the ensemble file of several models and their averaged prediction;
+- ``blocks.py``: the array operations of volume segmentation (slices of a 3D block, axes
+  combined, planes rotated).
 
-Importing this package does not import TensorFlow.
+Segmenting a whole DICOM folder into a run folder, and volumes larger than memory, are
+workflows: :mod:`ctseg_helpers.workflows.segment_folder` and
+:mod:`ctseg_helpers.workflows.volume`. Importing this package does not import TensorFlow.
 """
 
-from ctseg_helpers.segment.outputs import SegmentationRun, run_segmentation
 from ctseg_helpers.segment.segmenter import Segmenter
 
-__all__ = ["SegmentationRun", "Segmenter", "run_segmentation"]
+__all__ = ["Segmenter"]

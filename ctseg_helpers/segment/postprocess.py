@@ -117,7 +117,7 @@ def _check_pairs(predictions, truths, num_labels) -> tuple[list[np.ndarray], lis
         )
     if not preds:
         raise CtsegDataError("no validation slices: predictions and truths are empty")
-    for i, (p, t) in enumerate(zip(preds, trues)):
+    for i, (p, t) in enumerate(zip(preds, trues, strict=True)):
         if p.shape != t.shape:
             raise CtsegDataError(
                 f"prediction {i} has shape {p.shape} but its truth has shape {t.shape}; "
@@ -337,7 +337,7 @@ class PostProcessing:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping | None) -> "PostProcessing":
+    def from_dict(cls, data: Mapping | None) -> PostProcessing:
         """Settings written by :meth:`to_dict`; ``None`` or ``{}`` give the identity.
 
         Raises
@@ -389,7 +389,7 @@ def _pooled_dice(preds: Sequence[np.ndarray], truths: Sequence[np.ndarray], num_
     both = np.zeros(num_labels + 1, dtype=np.int64)
     pred_count = np.zeros(num_labels + 1, dtype=np.int64)
     truth_count = np.zeros(num_labels + 1, dtype=np.int64)
-    for p, t in zip(preds, truths):
+    for p, t in zip(preds, truths, strict=True):
         pred_count += np.bincount(p.ravel(), minlength=num_labels + 1)
         truth_count += np.bincount(t.ravel(), minlength=num_labels + 1)
         both += np.bincount(p[p == t].ravel(), minlength=num_labels + 1)

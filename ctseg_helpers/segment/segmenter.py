@@ -148,7 +148,8 @@ class Segmenter:
         postprocessing=None,
     ):
         if not callable(predict_fn):
-            raise CtsegSettingsError(f"predict_fn must be callable (a function or a model), got {type(predict_fn).__name__}")
+            raise CtsegSettingsError(f"predict_fn must be callable (a function or a model), got "
+                                     f"{type(predict_fn).__name__}")
         if int(input_shape) < 1:
             raise CtsegSettingsError(f"input_shape must be a positive number of pixels, got {input_shape}")
         if int(num_classes) < 2:
@@ -190,14 +191,15 @@ class Segmenter:
         )
 
     @classmethod
-    def from_model_file(cls, path: str | Path, **kwargs) -> "Segmenter":
+    def from_model_file(cls, path: str | Path, **kwargs) -> Segmenter:
         """Load a ctseg ``.keras`` model, or an ensemble of them, (Keras safe mode) and wrap it.
 
         ``path`` is a model file, an ensemble file (``*.ensemble.json``, written by
         ``ctseg train --folds K``) or a folder of fold models; an ensemble averages its members'
         probabilities. ``input_shape``, ``num_classes``, ``normalization``, ``target_spacing_mm``
         and ``postprocessing`` come from the stored settings, ``mode`` from the training
-        ``fit_mode``, ``tta_views`` from the stored augmentation (:func:`tta_views_for`), unless given; other keyword arguments are passed to :class:`Segmenter`.
+        ``fit_mode``, ``tta_views`` from the stored augmentation (:func:`tta_views_for`), unless
+        given; other keyword arguments are passed to :class:`Segmenter`.
 
         Raises
         ------

@@ -234,7 +234,7 @@ def slice_browser(images, prediction=None, truth=None, label_names=None, titles=
 
 
 def case_browser(case, opacity: float = 0.45) -> SliceBrowser:
-    """Slice browser of a :class:`ctseg_helpers.measure.evaluate.Case` (scan, prediction, truth)."""
+    """Slice browser of a :class:`ctseg_helpers.measure.evaluation.Case` (scan, prediction, truth)."""
     return SliceBrowser(case.images, case.prediction, case.truth, case.label_names, case.stems,
                         opacity, case.has_truth if case.truth is not None else None)
 

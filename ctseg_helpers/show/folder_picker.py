@@ -152,13 +152,15 @@ class FolderPicker:
         display(self.widget)
 
     def __repr__(self) -> str:
-        return f"FolderPicker(current={str(self.current)!r}, selected={str(self.selected) if self.selected else None!r})"
+        selected = str(self.selected) if self.selected else None
+        return f"FolderPicker(current={str(self.current)!r}, selected={selected!r})"
 
     # -------------------------------------------------------------- internals
 
     def subfolders(self) -> list[str]:
         """Names of the folders inside the folder shown, sorted case-insensitively."""
-        names = [p.name for p in self.current.iterdir() if p.is_dir() and (self.show_hidden or not p.name.startswith("."))]
+        names = [p.name for p in self.current.iterdir()
+                 if p.is_dir() and (self.show_hidden or not p.name.startswith("."))]
         return sorted(names, key=str.lower)
 
     def _refresh(self, message: str | None = None) -> bool:

@@ -109,7 +109,7 @@ def bland_altman_figure(metrics: pd.DataFrame, label_names=None, unit: str = "mm
     ----------
     metrics : DataFrame
         Long-form per-slice metrics with ``roi``, ``truth_area_mm2`` and ``pred_area_mm2``
-        (as :func:`ctseg_helpers.measure.evaluate.evaluate_case` gives).
+        (as :func:`ctseg_helpers.measure.evaluation.evaluate_case` gives).
     label_names : sequence of str, optional
         ROI order; by default the order in ``metrics``.
     unit : str
@@ -318,7 +318,7 @@ def area_vs_slice_figure(areas: pd.DataFrame, label_names=None, unit: str = "mmÂ
     Parameters
     ----------
     areas : DataFrame
-        As :func:`ctseg_helpers.measure.evaluate.slice_areas` returns: ``slice_index``,
+        As :func:`ctseg_helpers.measure.evaluation.slice_areas` returns: ``slice_index``,
         ``group``, ``source``, ``roi``, ``area_mm2``, ``jump``.
     label_names : sequence of str, optional
         ROI order; one panel per ROI.
@@ -374,7 +374,7 @@ def metric_table(summary: pd.DataFrame, metrics=METRIC_NAMES, digits: int = 3) -
     Parameters
     ----------
     summary : DataFrame
-        As :func:`ctseg_helpers.measure.evaluate.summarize_metrics` returns.
+        As :func:`ctseg_helpers.measure.evaluation.summarize_metrics` returns.
     metrics : sequence of str
         Metrics to show, in order; distances get "(mm)" in their column name.
     digits : int

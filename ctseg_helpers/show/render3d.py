@@ -206,7 +206,7 @@ def render_volume(labels, spacing_mm, label_names=None, max_faces: int = 20_000,
 
 
 def render_case(case, source: str = "prediction", max_faces: int = 20_000, separate: bool = True) -> Figure:
-    """3D surfaces of a :class:`ctseg_helpers.measure.evaluate.Case`'s prediction or truth.
+    """3D surfaces of a :class:`ctseg_helpers.measure.evaluation.Case`'s prediction or truth.
 
     Parameters
     ----------

@@ -51,7 +51,8 @@ def show_batch(images, labels, label_names=(), num_labels: int | None = None, ma
             ax.imshow(overlay(images[i], labels[i]), interpolation="nearest")
             values = [int(v) for v in np.unique(labels[i]) if v > 0]
             ax.set_title(f"#{i}  labels {values}", fontsize=9)
-    names = list(label_names) if label_names else [f"label {k}" for k in range(1, (num_labels or int(labels.max(initial=0))) + 1)]
+    n_labels = num_labels or int(labels.max(initial=0))
+    names = list(label_names) if label_names else [f"label {k}" for k in range(1, n_labels + 1)]
     if names:
         fig.legend(handles=legend_handles(names), loc="lower center", ncol=min(len(names), 6), frameon=False)
     fig.suptitle(title or f"First training batch: images {tuple(images.shape)}, labels {tuple(labels.shape)}",
@@ -82,7 +83,7 @@ def plot_history(history, path: str | Path | None = None, title: str | None = No
 
     fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = history["epoch"] if "epoch" in history else np.arange(1, len(history) + 1)
-    for ax, key, label in ((ax_loss, "loss", loss_label), (ax_dice, "mean_dice", "Mean Dice score")):
+    for ax, key in ((ax_loss, "loss"), (ax_dice, "mean_dice")):
         if key in history:
             ax.plot(epochs, history[key], label="training", color="tab:blue")
         if f"val_{key}" in history and history[f"val_{key}"].notna().any():

@@ -233,7 +233,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is None and name in _PLANNED:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if name == "warmup_epochs" else 1):
+            lowest = 0 if name == "warmup_epochs" else 1
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lowest:
                 raise CtsegSettingsError(f"{name} must be a positive whole number, got {value!r}")
         if not self.learning_rate > 0:
             raise CtsegSettingsError(f"learning_rate must be positive, got {self.learning_rate}")
@@ -285,7 +286,7 @@ class TrainConfig:
         """What status lines and plots call the loss (``"Dice+CE loss"``)."""
         return loss_label(self.loss)
 
-    def resolved(self, plan=None) -> "TrainConfig":
+    def resolved(self, plan=None) -> TrainConfig:
         """This configuration with every planned setting (None) filled in.
 
         In patch mode from ``plan`` (a :class:`~ctseg_helpers.prepare.plan.TrainingPlan` already

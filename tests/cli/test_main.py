@@ -48,7 +48,8 @@ def _run_with(monkeypatch, error):
                      "out/scan.h5: Disk quota exceeded; free disk space or choose an output folder on another disk",
                      marks=pytest.mark.skipif(not hasattr(errno, "EDQUOT"), reason="no disk quotas on this system")),
         (PermissionError(errno.EACCES, "Unable to create file (name = 'out/scan.h5', errno = 13)"),
-         "[Errno 13] Unable to create file (name = 'out/scan.h5', errno = 13); choose an output folder you can write to"),
+         "[Errno 13] Unable to create file (name = 'out/scan.h5', errno = 13); "
+         "choose an output folder you can write to"),
         (PermissionError("not allowed"), "not allowed; choose an output folder you can write to"),
     ],
     ids=["EACCES", "EROFS", "ENOSPC", "EDQUOT", "no-filename", "no-errno"],

@@ -6,8 +6,7 @@ import re
 
 import pytest
 
-from ctseg_helpers.cli import main
-from ctseg_helpers.cli import build_parser
+from ctseg_helpers.cli import build_parser, main
 
 
 def _args(sunnybrook, out, *extra):

@@ -117,7 +117,8 @@ def test_run_demo_passes_settings_and_measures_the_area_error(tmp_path, standin_
 @pytest.mark.slow
 def test_a_failing_notebook_names_its_saved_copy(tmp_path, standin_notebooks):
     _notebook(standin_notebooks / "train.ipynb", _PARAMS["train"], "raise RuntimeError('no GPU memory')")
-    with pytest.raises(DemoError, match=r"train.ipynb failed in cell .*RuntimeError: no GPU memory; open .*train.ipynb"):
+    with pytest.raises(DemoError,
+                       match=r"train.ipynb failed in cell .*RuntimeError: no GPU memory; open .*train.ipynb"):
         run_demo(_small(tmp_path, standin_notebooks), progress=False)
     assert (tmp_path / "out" / "notebooks" / "train.ipynb").is_file()
 
@@ -170,7 +171,8 @@ def test_prepare_phantom_never_overwrites_user_data(tmp_path):
     data = tmp_path / "phantom"
     (data / "train" / "dicoms").mkdir(parents=True)
     (data / "train" / "dicoms" / "scan.dcm").write_bytes(b"a user's scan")
-    with pytest.raises(CtsegDataError, match="already holds data that is not a ctseg phantom; the demo never overwrites"):
+    with pytest.raises(CtsegDataError,
+                       match="already holds data that is not a ctseg phantom; the demo never overwrites"):
         prepare_phantom(data, DemoSettings(size=64))
     assert (data / "train" / "dicoms" / "scan.dcm").read_bytes() == b"a user's scan"
 

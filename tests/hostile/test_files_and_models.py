@@ -81,7 +81,8 @@ def _broken(kind, good, tmp_path):
 
 
 SETTINGS_CASES = [
-    ("truncated", r"truncated.keras: is not a complete Keras model file \(truncated or damaged\?.*copy it again or retrain"),
+    ("truncated", r"truncated.keras: is not a complete Keras model file \(truncated or damaged\?.*copy it again or "
+                  r"retrain"),
     ("not_a_zip", r"not_a_zip.keras: not a .keras model file \(not a zip archive.*give a model saved by ctseg"),
     ("no_config", r"no_config.keras: not a .keras model file \(a zip archive without config.json\)"),
     ("settings_not_json", r"settings_not_json.keras: its ctseg settings \(ctseg_settings.json\) are not valid JSON"),
@@ -169,8 +170,9 @@ def test_convert_into_a_read_only_folder_prints_one_line(tmp_path, capsys, monke
 
         def refusing_file(name, mode="r", **kwargs):
             if mode == "w":
-                raise PermissionError(errno.EACCES, f"Unable to synchronously create file (unable to open file: "
-                                                    f"name = '{name}', errno = 13, error message = 'Permission denied')")
+                raise PermissionError(errno.EACCES, "Unable to synchronously create file (unable to open file: "
+                                                    f"name = '{name}', errno = 13, "
+                                                    "error message = 'Permission denied')")
             return real_file(name, mode, **kwargs)
 
         monkeypatch.setattr(h5py, "File", refusing_file)
@@ -181,5 +183,6 @@ def test_convert_into_a_read_only_folder_prints_one_line(tmp_path, capsys, monke
         folder.chmod(0o755)
     err = capsys.readouterr().err.strip()
     assert status == 2
-    assert err == f"error: {out}: Permission denied; choose an output folder you can write to (or make the input readable)"
+    assert err == (f"error: {out}: Permission denied; choose an output folder you can write to "
+                   "(or make the input readable)")
     assert not out.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import h5py
@@ -48,7 +49,7 @@ def test_chunk_estimate_spreads_a_short_axis_budget_over_the_others():
 def test_chunk_estimate_never_exceeds_volume_or_target():
     for shape, dtype, mb in [((3, 5, 7), "int16", 1.0), ((300, 20, 4000), "float64", 0.5), ((1, 1, 1), "uint8", 8)]:
         chunk = estimate_chunk_shape(shape, dtype, mb)
-        assert all(1 <= c <= s for c, s in zip(chunk, shape))
+        assert all(1 <= c <= s for c, s in zip(chunk, shape, strict=True))
         assert math.prod(chunk) * np.dtype(dtype).itemsize <= max(mb * 2**20, np.dtype(dtype).itemsize)
     assert estimate_chunk_shape((3, 5, 7), "int16", 1.0) == (3, 5, 7)
 
@@ -86,7 +87,7 @@ def test_slab_round_trip_along_every_axis(target, axis):
     with DataFile.create(path, SHAPE, vol.dtype, **options) as out:
         ranges = out.slab_ranges(axis, max_gb=3 * out.slice_nbytes(axis) / 1e9)
         assert ranges[0][0] == 0 and ranges[-1][1] == SHAPE[axis]
-        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
         for start, stop in ranges:
             index = [slice(None)] * 3
             index[axis] = slice(start, stop)
@@ -132,7 +133,8 @@ def test_slab_ranges_align_with_chunks_and_respect_the_cap(tmp_path):
         # fewer slices than a chunk: no rounding
         assert vol.slab_ranges(0, max_gb=1000 / 1e9) == [(i, min(i + 10, 100)) for i in range(0, 100, 10)]
         assert vol.slab_ranges(1, max_gb=1.0) == [(0, 10)]
-        with pytest.raises(CtsegSettingsError, match="needs .* GB of working memory, more than the .* GB allowed for a slab; raise max_gb"):
+        with pytest.raises(CtsegSettingsError, match="needs .* GB of working memory, more than the .* GB allowed for a "
+                                                     "slab; raise max_gb"):
             vol.slab_ranges(1, max_gb=100 / 1e9)
 
 

@@ -17,6 +17,7 @@ from ctseg_helpers.io.labels import (
     load_label_values,
     match_split,
     read_label,
+    read_named_label,
     read_pair,
 )
 
@@ -241,3 +242,20 @@ def test_grey_rgb_jpeg_label_tolerates_colour_noise(tmp_path):
     assert labels.shape == big.shape and labels.dtype == np.uint8
     assert set(np.unique(labels).tolist()) <= {0, 1, 2}
     assert np.mean(labels == big) > 0.95
+
+
+def test_a_label_file_with_more_values_than_names_gets_the_names_in_its_message(tmp_path):
+    np.save(tmp_path / "IM_1.npy", np.array([[0, 1], [2, 3]], np.uint8))
+    with pytest.raises(CtsegDataError, match=r"IM_1.npy: label values 3 are outside 0..2 .*; 2 ROI name\(s\) \['a', "
+                                             r"'b'\] given for label values up to 3: give one name per ROI"):
+        read_named_label(tmp_path / "IM_1.npy", ["a", "b"])
+    assert read_named_label(tmp_path / "IM_1.npy", ["a", "b", "c"]).max() == 3
+    # other problems keep their own message
+    np.save(tmp_path / "negative.npy", np.array([[0, -1]], np.int16))
+    with pytest.raises(CtsegDataError, match="negative.npy: label values -1 are outside 0..2") as info:
+        read_named_label(tmp_path / "negative.npy", ["a", "b"])
+    assert "ROI name(s)" not in str(info.value)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(CtsegDataError, match="broken.png: cannot read the label image") as info:
+        read_named_label(tmp_path / "broken.png", ["a", "b"])
+    assert "ROI name(s)" not in str(info.value)

@@ -86,9 +86,9 @@ def test_find_label_files_errors(tmp_path):
 
 def test_the_old_places_use_these_rules():
     from ctseg_helpers.io import labels
-    from ctseg_helpers.measure import area
-    from ctseg_helpers.segment import outputs
+    from ctseg_helpers.workflows import areas
+    from ctseg_helpers.workflows import segment_folder as outputs
 
     assert labels.LABEL_SUFFIXES is LABEL_SUFFIXES
-    assert area.find_label_files is find_label_files
+    assert areas.find_label_files is find_label_files
     assert outputs.output_stem is dicom_stem and outputs.output_stems is output_stems

@@ -10,12 +10,9 @@ from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
 from ctseg_helpers.measure.area import (
     AREA_INDEX_NAME,
     area_table,
-    areas_from_folders,
     check_label_names,
-    find_label_files,
     pixel_spacings_mm,
     roi_areas_mm2,
-    slice_rows,
     stack_spacing_mm,
     volume_table,
 )
@@ -47,7 +44,8 @@ def test_empty_and_boolean_masks():
 @pytest.mark.parametrize(
     ("labels", "spacing", "num", "error", "message"),
     [
-        (np.zeros((2, 5, 5), int), (1, 1), 1, CtsegDataError, r"a label map must be 2D \(M, N\), got shape \(2, 5, 5\)"),
+        (np.zeros((2, 5, 5), int), (1, 1), 1, CtsegDataError,
+         r"a label map must be 2D \(M, N\), got shape \(2, 5, 5\)"),
         (np.zeros((5, 5), float), (1, 1), 1, CtsegDataError, "a label map must hold integers, got dtype float64"),
         (square(value=3), (1, 1), 2, CtsegDataError, "label map holds values 0..3 but num_labels=2 allows only 0..2"),
         (np.full((3, 3), -1), (1, 1), 2, CtsegDataError, "label map holds values -1..-1"),
@@ -81,7 +79,8 @@ def test_disagreeing_fov_warns_and_pixel_spacing_wins(caplog):
     with caplog.at_level(logging.WARNING):
         spacings = pixel_spacings_mm([[1.3, 1.3]], (256, 256), fov=320, matrix_size=256, source="scan_dir")
     np.testing.assert_array_equal(spacings, [[1.3, 1.3]])
-    assert "scan_dir: PixelSpacing [1.3, 1.3] mm differs from fov/matrix_size = [1.25, 1.25] mm by up to 3.8%; using PixelSpacing" in caplog.text
+    assert ("scan_dir: PixelSpacing [1.3, 1.3] mm differs from fov/matrix_size = [1.25, 1.25] mm by up to 3.8%; "
+            "using PixelSpacing") in caplog.text
 
 
 def test_fov_within_1_percent_does_not_warn(caplog):
@@ -91,7 +90,8 @@ def test_fov_within_1_percent_does_not_warn(caplog):
 
 
 def test_missing_spacing_without_fov_says_what_to_set():
-    with pytest.raises(CtsegDataError, match=r"scan_dir: 1 of 2 slice\(s\) have no PixelSpacing; give the field of view with fov \(mm\) and matrix_size"):
+    with pytest.raises(CtsegDataError, match=r"scan_dir: 1 of 2 slice\(s\) have no PixelSpacing; give the field of "
+                                             r"view with fov \(mm\) and matrix_size"):
         pixel_spacings_mm([[1.0, 1.0], [np.nan, np.nan]], (64, 64), source="scan_dir")
 
 
@@ -206,7 +206,8 @@ def test_area_table_with_background_first_names_label_1_correctly():
     ("names", "num_labels", "message"),
     [
         (["a", "b", "c"], 2, r"labels_list has 3 name\(s\) \['a', 'b', 'c'\] but there are 2 ROI\(s\); give one name "
-                             r"per ROI, label 1 first, e.g. \['ROI 1', 'ROI 2'\] \(or \['background', 'ROI 1', 'ROI 2'\]\)"),
+                             r"per ROI, label 1 first, e.g. \['ROI 1', 'ROI 2'\] "
+                             r"\(or \['background', 'ROI 1', 'ROI 2'\]\)"),
         (["background", "a", "b", "c"], 2, r"labels_list has 4 name\(s\) \['background', 'a', 'b', 'c'\] but there "
                                            r"are 2 ROI\(s\)"),
         (["background", "a"], 2, r"labels_list \['background', 'a'\] names label 1 'background', but the background is "
@@ -230,25 +231,6 @@ def test_the_count_message_can_say_where_the_count_comes_from():
         check_label_names(["a"], 2, setting="--label-names", counted="--num-labels is 2", example=["x", "y"])
 
 
-def test_a_label_file_with_more_values_than_names_gets_the_names_in_its_message(tmp_path):
-    from ctseg_helpers.measure.area import read_named_label
-
-    np.save(tmp_path / "IM_1.npy", np.array([[0, 1], [2, 3]], np.uint8))
-    with pytest.raises(CtsegDataError, match=r"IM_1.npy: label values 3 are outside 0..2 .*; 2 ROI name\(s\) \['a', "
-                                             r"'b'\] given for label values up to 3: give one name per ROI"):
-        read_named_label(tmp_path / "IM_1.npy", ["a", "b"])
-    assert read_named_label(tmp_path / "IM_1.npy", ["a", "b", "c"]).max() == 3
-    # other problems keep their own message
-    np.save(tmp_path / "negative.npy", np.array([[0, -1]], np.int16))
-    with pytest.raises(CtsegDataError, match="negative.npy: label values -1 are outside 0..2") as info:
-        read_named_label(tmp_path / "negative.npy", ["a", "b"])
-    assert "ROI name(s)" not in str(info.value)
-    (tmp_path / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(CtsegDataError, match="broken.png: cannot read the label image") as info:
-        read_named_label(tmp_path / "broken.png", ["a", "b"])
-    assert "ROI name(s)" not in str(info.value)
-
-
 def test_area_table_of_several_series_names_each_slices_series():
     series = [(1, "1.2.3", "T1 axial"), (1, "1.2.3", "T1 axial"), (2, "4.5.6", "")]
     table = area_table(three_slices(), (0.5, 0.5), ["LV", "myocardium"], files=["a.dcm", "b.dcm", "c.dcm"],
@@ -266,7 +248,8 @@ def test_area_table_of_several_series_names_each_slices_series():
 
 
 def test_mismatched_lengths_are_refused():
-    with pytest.raises(CtsegSettingsError, match=r"pixel_spacing_mm must be \(row, col\) or one pair per slice \(3, 2\); got shape \(2, 2\)"):
+    with pytest.raises(CtsegSettingsError, match=r"pixel_spacing_mm must be \(row, col\) or one pair per slice \(3, "
+                                                 r"2\); got shape \(2, 2\)"):
         area_table(three_slices(), [[1, 1], [1, 1]], ["LV", "myo"])
     with pytest.raises(CtsegSettingsError, match="3 label maps but 2 file names and 3 positions"):
         area_table(three_slices(), (1, 1), ["LV", "myo"], files=["a", "b"])
@@ -282,122 +265,3 @@ def test_volume_is_the_sum_of_areas_times_slice_spacing_in_ml():
     assert (volumes["slice_spacing_mm"] == 8.0).all()
     with pytest.raises(CtsegSettingsError, match="slice_spacing_mm must be a positive distance in mm, got 0"):
         volume_table(table, 0)
-
-
-# ------------------------------------------------------------------ from label files and DICOM
-
-
-@pytest.fixture()
-def labelled_series(tmp_path):
-    from PIL import Image
-
-    from ctseg_helpers.io.dicom_write import write_dicom_series
-
-    images = np.full((3, 40, 40), -1000.0)
-    write_dicom_series(tmp_path / "dicoms", images, pixel_spacing_mm=(0.5, 0.5), slice_thickness_mm=8.0,
-                       names=["IM_1", "IM_2", "IM_3"])
-    (tmp_path / "labels").mkdir()
-    for name, lab in zip(["IM_1", "IM_2", "IM_3"], three_slices(), strict=True):
-        Image.fromarray(lab).save(tmp_path / "labels" / f"{name}.png")
-    return tmp_path
-
-
-def test_areas_from_folders_matches_labels_to_dicom_by_name(labelled_series):
-    table, volumes = areas_from_folders(labelled_series / "labels", labelled_series / "dicoms", ["LV", "myocardium"])
-    assert list(table["file"].iloc[:3]) == ["IM_1.dcm", "IM_2.dcm", "IM_3.dcm"]
-    np.testing.assert_array_equal(table["LV"].iloc[:3], [25.0, 9.0, 0.0])
-    np.testing.assert_allclose(table["slice_position_mm"].iloc[:3], [0.0, 8.0, 16.0])
-    assert volumes.loc["LV", "volume_ml"] == pytest.approx(34 * 8 / 1000)
-
-
-def test_areas_from_folders_uses_fov_when_pixel_spacing_is_absent(labelled_series):
-    import pydicom
-
-    for path in sorted((labelled_series / "dicoms").glob("*.dcm")):
-        ds = pydicom.dcmread(path)
-        del ds.PixelSpacing
-        ds.save_as(path)
-    with pytest.raises(CtsegDataError, match=r"3 of 3 slice\(s\) have no PixelSpacing"):
-        areas_from_folders(labelled_series / "labels", labelled_series / "dicoms", ["LV", "myocardium"])
-    table, _ = areas_from_folders(labelled_series / "labels", labelled_series / "dicoms", ["LV", "myocardium"],
-                                  fov=40.0, matrix_size=40)
-    np.testing.assert_array_equal(table["LV"].iloc[:3], [100.0, 36.0, 0.0])
-
-
-def test_areas_from_folders_leaves_out_unlabelled_slices_with_a_warning(labelled_series, caplog):
-    (labelled_series / "labels" / "IM_2.png").unlink()
-    (labelled_series / "labels" / "other.png").write_bytes((labelled_series / "labels" / "IM_1.png").read_bytes())
-    with caplog.at_level(logging.WARNING):
-        table, volumes = areas_from_folders(labelled_series / "labels", labelled_series / "dicoms", ["LV", "myo"])
-    assert list(table["file"].iloc[:2]) == ["IM_1.dcm", "IM_3.dcm"]
-    assert volumes is None  # the middle position is unlabelled: no volume from slices 16 mm apart
-    assert "1 of 3 DICOM file(s) have no label map" in caplog.text
-    assert "1 label map(s) match no DICOM file, e.g. other" in caplog.text
-
-
-def test_areas_from_folders_of_two_series_name_the_series_and_give_each_its_volumes(labelled_series):
-    from PIL import Image
-
-    from ctseg_helpers.io.dicom_write import write_dicom_series
-
-    # a second, smaller series (2 slices 4 mm apart) in the same folder: series 2 as 'ctseg inspect' lists it
-    write_dicom_series(labelled_series / "dicoms", np.full((2, 40, 40), -1000.0), pixel_spacing_mm=(1.0, 1.0),
-                       slice_thickness_mm=4.0, names=["B_1", "B_2"], series_description="second scan")
-    for name in ("B_1", "B_2"):
-        Image.fromarray(square(5)).save(labelled_series / "labels" / f"{name}.png")
-    table, volumes = areas_from_folders(labelled_series / "labels", labelled_series / "dicoms",
-                                        ["background", "LV", "myocardium"])
-    rows = slice_rows(table)
-    assert list(rows["series"]) == [1, 1, 1, 2, 2]
-    assert list(rows["series_description"]) == ["ctseg series"] * 3 + ["second scan"] * 2
-    assert list(rows["file"]) == ["IM_1.dcm", "IM_2.dcm", "IM_3.dcm", "B_1.dcm", "B_2.dcm"]
-    np.testing.assert_array_equal(rows["LV"], [25.0, 9.0, 0.0, 25.0, 25.0])
-    assert list(volumes.columns[:3]) == ["series", "series_uid", "series_description"]
-    by_series = volumes.reset_index().set_index(["series", "roi"])["volume_ml"]
-    assert by_series[(1, "LV")] == pytest.approx(34 * 8 / 1000)
-    assert by_series[(2, "LV")] == pytest.approx(50 * 4 / 1000)
-    assert by_series[(2, "myocardium")] == 0.0
-
-
-def test_areas_from_folders_errors(labelled_series, tmp_path):
-    with pytest.raises(CtsegDataError, match="nope: no such label folder; check the path"):
-        areas_from_folders(tmp_path / "nope", labelled_series / "dicoms", ["LV", "myo"])
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(CtsegDataError, match="empty: no label files .* in the folder; select the folder that holds"):
-        find_label_files(empty)
-    other = tmp_path / "other"
-    other.mkdir()
-    np.save(other / "unrelated.npy", np.zeros((40, 40), np.uint8))
-    with pytest.raises(CtsegDataError, match=r"none of its 1 label maps is named like a DICOM file in .*dicoms \(e.g. IM_1.png for IM_1.dcm\)"):
-        areas_from_folders(other, labelled_series / "dicoms", ["LV", "myo"])
-    np.save(other / "IM_1.npy", np.zeros((30, 40), np.uint8))
-    with pytest.raises(CtsegDataError, match="IM_1.npy: label map is 30x40 but its image IM_1.dcm is 40x40"):
-        areas_from_folders(other, labelled_series / "dicoms", ["LV", "myo"])
-    with pytest.raises(CtsegDataError, match="dicoms: no series with SeriesInstanceUID 1.2.3; it holds "):
-        areas_from_folders(labelled_series / "labels", labelled_series / "dicoms", ["LV", "myo"], series_uid="1.2.3")
-    np.save(labelled_series / "labels" / "IM_1.npy", np.zeros((40, 40), np.uint8))
-    with pytest.raises(CtsegDataError, match=r"two label files for slice 'IM_1' \(IM_1.npy and IM_1.png\); keep one"):
-        find_label_files(labelled_series / "labels")
-
-
-def test_areas_on_real_sunnybrook_labels_match_pixel_counts(sunnybrook):
-    from ctseg_helpers.io.dicom import read_dicom_file
-    from ctseg_helpers.io.labels import read_label
-
-    split = sunnybrook / "lv_myo" / "train"
-    table, volumes = areas_from_folders(split / "labels", split / "dicoms", ["LV blood pool", "LV myocardium"])
-    assert table["file"].iloc[:28].str.startswith("SCD0000").all()
-    assert len(table) == 28 + 2
-    # three patients' series: each row names its series, and each series (every position labelled once) has
-    # its own volumes
-    assert list(table.columns[:3]) == ["series", "series_uid", "series_description"]
-    assert slice_rows(table)["series"].nunique() == 3 and volumes["series"].nunique() == 3
-    blood_pool = volumes.loc["LV blood pool", "volume_ml"]
-    assert len(blood_pool) == 3 and (blood_pool.between(50, 500)).all()  # a left ventricle holds some 100 mL
-    first = split / "dicoms" / table["file"].iloc[0]
-    spacing = read_dicom_file(first).pixel_spacing_mm
-    label = read_label(split / "labels" / (first.stem + ".png"), 2)
-    assert table["LV blood pool"].iloc[0] == pytest.approx((label == 1).sum() * spacing[0] * spacing[1])
-    # a left-ventricle blood pool cross-section is some cm², not mm² or m²
-    assert 100 < table.loc["mean", "LV blood pool"] < 5000

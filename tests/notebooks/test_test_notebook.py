@@ -28,12 +28,13 @@ def test_notebook_structure(notebook_path):
     assert headings == SECTIONS
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
-    names = {t.id for node in ast.walk(ast.parse(tagged[0].source)) if isinstance(node, ast.Assign) for t in node.targets}
+    names = {t.id for node in ast.walk(ast.parse(tagged[0].source)) if isinstance(node, ast.Assign)
+             for t in node.targets}
     assert PARAMETERS <= names
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert not cell.get("outputs") and cell.get("execution_count") is None
-            tree = ast.parse("\n".join(l for l in cell.source.splitlines() if not l.startswith("%")))
+            tree = ast.parse("\n".join(line for line in cell.source.splitlines() if not line.startswith("%")))
             assert not any(isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Global)) for n in ast.walk(tree))
 
 

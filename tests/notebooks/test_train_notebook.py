@@ -9,7 +9,6 @@ import nbformat
 import pytest
 
 
-
 def _notebook_path(repo_root):
     return repo_root / "notebooks" / "train.ipynb"
 

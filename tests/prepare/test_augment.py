@@ -288,7 +288,8 @@ def test_only_a_new_transform_is_active(name):
 def test_defaults_follow_nnunet_2d():
     config = AugmentConfig()
     assert (config.p_flip, config.p_rot90) == (0.0, 0.0)  # sided ROIs
-    assert (config.p_affine, config.max_rotation_deg, config.scale_range) == (0.3, 180.0, (0.7, 1.4))  # any angle, as nnU-Net for square 2D patches
+    # any angle, as nnU-Net for square 2D patches
+    assert (config.p_affine, config.max_rotation_deg, config.scale_range) == (0.3, 180.0, (0.7, 1.4))
     assert config.p_elastic == 0.0
     assert (config.p_noise, config.noise_std) == (0.1, 0.03)
     assert (config.p_blur, config.blur_sigma_range) == (0.2, (0.5, 1.0))
@@ -317,7 +318,7 @@ def test_default_augmentation_runs_in_a_tf_data_map_like_eager():
             lambda s, cfg=cfg: augment_pair(tf.constant(image), tf.constant(label), s, cfg),
             num_parallel_calls=2, deterministic=True,
         )
-        for seed, (g_image, g_label) in zip(seeds, ds):
+        for seed, (g_image, g_label) in zip(seeds, ds, strict=True):
             assert g_image.shape == image.shape and g_label.shape == label.shape
             e_image, e_label = _run(image, label, seed, cfg)
             np.testing.assert_allclose(g_image.numpy(), e_image, atol=1e-5)
@@ -372,7 +373,8 @@ def test_context_factor_covers_rotation_and_zoom_out():
     # A pure 90-degree-or-more rotation needs sqrt(2) (the square's diagonal)...
     assert AugmentConfig(max_rotation_deg=90.0, scale_range=(1.0, 1.0)).context_factor == pytest.approx(2 ** 0.5)
     # ...a rotation of at most 30 degrees cos 30 + sin 30...
-    assert AugmentConfig(max_rotation_deg=30.0, scale_range=(1.0, 1.4)).context_factor == pytest.approx(1.3660, abs=1e-4)
+    config = AugmentConfig(max_rotation_deg=30.0, scale_range=(1.0, 1.4))
+    assert config.context_factor == pytest.approx(1.3660, abs=1e-4)
     # ...a zoom-out to 0.8 another 1 / 0.8, capped at twice the patch.
     assert AugmentConfig(max_rotation_deg=0.0, scale_range=(0.8, 1.0)).context_factor == pytest.approx(1.25)
     assert AugmentConfig().context_factor == 2.0

@@ -28,7 +28,7 @@ def write_split(split_dir, images, labels, *, modality="CT", patient_id="P1", pr
     write_dicom_series(split_dir / "dicoms", np.asarray(images, np.float32), modality=modality, names=names,
                        patient_id=patient_id, rescale_intercept=-1024.0 if modality == "CT" else 0.0)
     (split_dir / "labels").mkdir(parents=True, exist_ok=True)
-    for name, label in zip(names, labels):
+    for name, label in zip(names, labels, strict=True):
         Image.fromarray(np.asarray(label, np.uint8)).save(split_dir / "labels" / f"{name}.png")
     return names
 
@@ -128,7 +128,7 @@ def test_series_of_one_study_without_patient_id_form_one_group(tmp_path):
         for name in names:
             Image.fromarray(np.zeros((16, 16), np.uint8)).save(split / "labels" / f"{name}.png")
     slices = load_slices(split, 16, 1, progress=False)
-    assert dict(zip(slices.names, slices.groups.tolist())) == {
+    assert dict(zip(slices.names, slices.groups.tolist(), strict=True)) == {
         "lax0": "1.2.3", "lax1": "1.2.3", "other0": "1.2.4", "other1": "1.2.4",
         "sax0": "1.2.3", "sax1": "1.2.3"}
 

@@ -162,10 +162,10 @@ def test_the_same_seed_gives_the_same_patches():
         return draws(PatchSampler(*corner_stack(), patch_size=16, margin=2, batch_size=3, seed=seed), 30)
 
     first, again, other = run(7), run(7), run(8)
-    for (a_image, a_label), (b_image, b_label) in zip(first, again):
+    for (a_image, a_label), (b_image, b_label) in zip(first, again, strict=True):
         np.testing.assert_array_equal(a_image, b_image)
         np.testing.assert_array_equal(a_label, b_label)
-    assert any(not np.array_equal(a[0], b[0]) for a, b in zip(first, other))
+    assert any(not np.array_equal(a[0], b[0]) for a, b in zip(first, other, strict=True))
 
 
 # --- errors --------------------------------------------------------------------------------------

@@ -184,7 +184,8 @@ def test_predict_fn_must_be_callable():
 
 def test_bad_images_are_refused():
     seg = Segmenter(identity, input_shape=16, num_classes=2)
-    with pytest.raises(CtsegDataError, match=r"images must be one slice \(M, N\) or a stack \(K, M, N\); got shape \(2, 3, 4, 5\)"):
+    with pytest.raises(CtsegDataError, match=r"images must be one slice \(M, N\) or a stack \(K, M, N\); got shape "
+                                             r"\(2, 3, 4, 5\)"):
         seg.segment(np.zeros((2, 3, 4, 5)))
     with pytest.raises(CtsegDataError, match="images must hold real numbers, got dtype <U1"):
         seg.segment(np.array([["a"]]))
@@ -229,9 +230,11 @@ def test_from_model_file_takes_settings_from_the_model(tiny_model_file):
 
 
 def test_from_model_file_refuses_a_different_input_shape(tiny_model_file):
-    with pytest.raises(CtsegSettingsError, match="input_shape=64 was given but the model was trained with input_shape=32"):
+    with pytest.raises(CtsegSettingsError, match="input_shape=64 was given but the model was trained with "
+                                                 "input_shape=32"):
         Segmenter.from_model_file(tiny_model_file, input_shape=64)
-    with pytest.raises(CtsegSettingsError, match="num_classes=2 was given but the model was trained with num_classes=3"):
+    with pytest.raises(CtsegSettingsError,
+                       match="num_classes=2 was given but the model was trained with num_classes=3"):
         Segmenter.from_model_file(tiny_model_file, num_classes=2)
 
 
@@ -239,10 +242,12 @@ def test_a_model_whose_shape_disagrees_with_its_settings_is_refused(tmp_path):
     from tests.segment.tiny_model import make_tiny_model_file
 
     path = make_tiny_model_file(tmp_path / "lying.keras", stored_num_labels=3)
-    with pytest.raises(CtsegSettingsError, match=r"the network outputs 3 channels, but its settings say 3 label\(s\), i.e. 4 channels"):
+    with pytest.raises(CtsegSettingsError, match=r"the network outputs 3 channels, but its settings say 3 label\(s\), "
+                                                 r"i.e. 4 channels"):
         Segmenter.from_model_file(path)
     path = make_tiny_model_file(tmp_path / "lying_input.keras", stored_input_shape=48)
-    with pytest.raises(CtsegSettingsError, match=r"the network takes inputs of shape \(None, 32, 32, 1\), but its settings say input_shape=48"):
+    with pytest.raises(CtsegSettingsError, match=r"the network takes inputs of shape \(None, 32, 32, 1\), but its "
+                                                 r"settings say input_shape=48"):
         Segmenter.from_model_file(path)
 
 

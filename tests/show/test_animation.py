@@ -82,7 +82,8 @@ def test_to_html_shrinks_a_large_animation_under_the_limit_and_says_so(caplog):
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"labels": np.zeros((4, 40, 61), np.uint8)}, CtsegDataError, r"images \(4, 40, 60\) and labels \(4, 40, 61\) must be the same \(K, M, N\) stack"),
+        ({"labels": np.zeros((4, 40, 61), np.uint8)}, CtsegDataError, r"images \(4, 40, 60\) and labels \(4, 40, 61\) "
+                                                                      r"must be the same \(K, M, N\) stack"),
         ({"interval_ms": 0}, CtsegSettingsError, "interval_ms must be a positive number of milliseconds, got 0"),
         ({"alpha": 1.5}, CtsegSettingsError, "alpha must be within 0..1, got 1.5"),
     ],

@@ -79,8 +79,9 @@ def test_widgets_follow_controls():
 
 
 def test_small_images_are_enlarged_for_display():
-    from PIL import Image  # noqa: PLC0415
     import io  # noqa: PLC0415
+
+    from PIL import Image  # noqa: PLC0415
 
     images, pred, _ = _stack()
     b = browser.SliceBrowser(images, pred)

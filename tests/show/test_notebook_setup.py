@@ -43,7 +43,8 @@ def test_a_ctseg_error_is_one_line_in_ipython(restore_package_logger, capsys):
         shell.set_custom_exc((), None)
     out = capsys.readouterr().out
     ctseg_part, other_part = out.split("ZeroDivisionError", 1)[0].split("\n", 1)[0], out
-    assert ctseg_part == "\x1b[1;31mCtsegSettingsError: trained_model already holds a run named unet; set resume=True\x1b[0m"
+    assert ctseg_part == ("\x1b[1;31mCtsegSettingsError: trained_model already holds a run named unet; "
+                          "set resume=True\x1b[0m")
     assert out.count("CtsegSettingsError") == 1 and "Traceback" not in out.split("-----", 1)[0]
     assert "ZeroDivisionError" in other_part  # other exceptions keep their traceback
 

@@ -8,7 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from ctseg_helpers.errors import CtsegDataError
-from ctseg_helpers.measure.evaluate import area_jumps, summarize_metrics
+from ctseg_helpers.measure.evaluation import area_jumps, summarize_metrics
 from ctseg_helpers.measure.metrics import METRIC_NAMES
 from ctseg_helpers.show import plots
 

@@ -29,7 +29,8 @@ from ctseg_helpers.train.loop import (
 
 STATUS = re.compile(
     r"^Completed epochs: \d+/\d+ \| Dice\+CE loss: \d+\.\d{3} \| Mean dice score: (\d+\.\d{3}|nan) \| "
-    r"Time elapsed: \d+ hrs \d+ mins \d+ secs( \| Val Dice\+CE loss: \d+\.\d{3})?( \| Val mean dice score: (\d+\.\d{3}|nan))?$"
+    r"Time elapsed: \d+ hrs \d+ mins \d+ secs( \| Val Dice\+CE loss: \d+\.\d{3})?( \| Val mean dice score: "
+    r"(\d+\.\d{3}|nan))?$"
 )
 
 

@@ -31,11 +31,11 @@ from ctseg_helpers.model.settings import read_settings, update_settings
 from ctseg_helpers.prepare.augment import AugmentConfig
 from ctseg_helpers.prepare.dataset import read_pairs
 from ctseg_helpers.segment.ensemble import ENSEMBLE_SUFFIX
-from ctseg_helpers.segment.outputs import run_segmentation
 from ctseg_helpers.segment.postprocess import PostProcessing
 from ctseg_helpers.segment.segmenter import Segmenter
 from ctseg_helpers.train import loop
 from ctseg_helpers.train.loop import TrainConfig, fold_groups, learning_rate_at, prepare_training_data, train_model
+from ctseg_helpers.workflows.segment_folder import run_segmentation
 
 #: Pixel spacing of each patient's slices: two spacings, median 1.25 mm (the mean is 1.17 mm).
 MIXED_MM = ((1.25, 1.25), (1.25, 1.25), (1.0, 1.0))
@@ -429,7 +429,7 @@ def test_num_labels_above_the_values_present_is_refused_on_real_data(sunnybrook,
     with pytest.raises(CtsegDataError, match=r"lv_myo/train: label value\(s\) 3 appear in no training label"):
         prepare_training_data(config, progress=False)
     data = prepare_training_data(replace(config, allow_missing_labels=True), progress=False)
-    assert len(data.train) + len(data.val) == 4
+    assert len(data.train) == 4 and data.val is None  # one patient: all of it trains
 
 
 def test_a_rerun_with_the_same_settings_is_refused_before_any_data_is_read(tmp_path, monkeypatch):

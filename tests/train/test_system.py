@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from ctseg_helpers.train.system import SystemInfo, configure_precision, cpu_name, parse_nvidia_smi, system_info
 from ctseg_helpers.tf_setup import configure_tensorflow
+from ctseg_helpers.train.system import SystemInfo, configure_precision, cpu_name, parse_nvidia_smi, system_info
 
 tf = configure_tensorflow()
 HAS_GPU = bool(tf.config.list_physical_devices("GPU"))

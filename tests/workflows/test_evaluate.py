@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,8 @@ from PIL import Image
 
 from ctseg_helpers.errors import CtsegDataError
 from ctseg_helpers.io.dicom_write import write_dicom_series
-from ctseg_helpers.measure import evaluate as ev
+from ctseg_helpers.measure import evaluation
+from ctseg_helpers.workflows import evaluate as ev
 
 SPACING = (0.8, 0.6)  # row, col in mm
 THICKNESS = 2.5
@@ -143,7 +143,7 @@ def test_several_series_in_one_folder(tmp_path):
     dicom_dir = tmp_path / "dicoms"
     cases = ev.load_cases(dicom_dir, tmp_path / "pred", tmp_path / "truth", "body,bone")
     assert len(cases) == 2
-    result = ev.evaluate_cases(cases)
+    result = evaluation.evaluate_cases(cases)
     assert result.metrics["series_uid"].nunique() == 2
     assert len(result.metrics) == 16 and len(result.volume_metrics) == 4
     with pytest.raises(CtsegDataError, match="holds 2 series"):
@@ -248,22 +248,10 @@ def test_write_evaluation_files_and_no_silent_overwrite(scan, tmp_path):
 # ------------------------------------------------------------------ areas along the stack
 
 
-def test_area_jumps_exact():
-    assert ev.area_jumps([100.0, 105.0, 20.0, 100.0]).tolist() == [False, False, True, True]
-    assert ev.area_jumps([0.0, 0.0, 50.0, 60.0, 0.0]).tolist() == [False, False, True, False, True]
-    # a few pixels' change in a tiny ROI stays below min_fraction of the largest area
-    assert not ev.area_jumps([1000.0, 900.0, 2.0, 5.0, 2.0]).tolist()[3:].count(True)
-    assert ev.area_jumps([7.0]).tolist() == [False]
-    with pytest.raises(CtsegDataError, match="rel_threshold must be > 0"):
-        ev.area_jumps([1.0, 2.0], rel_threshold=0)
-    with pytest.raises(CtsegDataError, match="min_fraction must be >= 0"):
-        ev.area_jumps([1.0, 2.0], min_fraction=-1)
-
-
 def test_slice_areas_flags_the_missed_slice(scan):
     dicom_dir, pred_dir, truth_dir = scan
     case = ev.load_case(dicom_dir, pred_dir, truth_dir, "body,bone")
-    areas = ev.slice_areas(case)
+    areas = evaluation.slice_areas(case)
     assert len(areas) == 2 * 2 * 4
     pred_bone = areas[(areas["source"] == "prediction") & (areas["roi"] == "bone")]
     np.testing.assert_allclose(pred_bone["area_mm2"], [0, 16 * PIXEL_MM2, 0, 0])
@@ -271,50 +259,10 @@ def test_slice_areas_flags_the_missed_slice(scan):
     truth_body = areas[(areas["source"] == "truth") & (areas["roi"] == "body")]
     assert not truth_body["jump"].any()
     only_pred = ev.load_case(dicom_dir, pred_dir, None, "body,bone")
-    assert set(ev.slice_areas(only_pred)["source"]) == {"prediction"}
+    assert set(evaluation.slice_areas(only_pred)["source"]) == {"prediction"}
     no_labels = ev.load_case(dicom_dir, None, None, "body,bone")
     with pytest.raises(CtsegDataError, match="areas need label maps"):
-        ev.slice_areas(no_labels)
-
-
-def _fake_case(**series_fields):
-    defaults = dict(
-        images=np.zeros((4, 2, 2), np.float32), files=[Path(f"/scan/s{i}.dcm") for i in range(4)],
-        positions_mm=np.array([0.0, 0.0, 5.0, 5.0]), pixel_spacing_mm=np.ones((4, 2)),
-        n_positions=2, n_phases=2, is_volume=False, slice_spacing_mm=None, series_uid="1.2.3", modality="MR",
-    )
-    defaults.update(series_fields)
-    series = SimpleNamespace(**defaults)
-    labels = np.zeros((4, 2, 2), np.uint8)
-    labels[:, 0, 0] = 1
-    return ev.Case(series=series, stems=[f"s{i}" for i in range(4)], label_names=("roi",),
-                   prediction=labels, truth=None, has_prediction=np.ones(4, bool), has_truth=np.zeros(4, bool))
-
-
-def test_cine_series_is_not_a_volume_and_groups_by_position():
-    case = _fake_case()
-    assert "cine series (2 slice positions x 2 phases)" in case.volume_reason
-    assert case.position_groups().tolist() == [0, 0, 1, 1]
-    areas = ev.slice_areas(case)
-    assert areas["group"].tolist() == [0, 0, 1, 1]
-    with pytest.raises(CtsegDataError, match="do not form a volume: the series is a cine series"):
-        case.volume_spacing_mm()
-    single = _fake_case(positions_mm=np.array([0.0]), n_positions=1, n_phases=1)
-    assert single.volume_reason == "a single slice has no volume"
-    stack = _fake_case(positions_mm=np.array([0.0, 5.0, 10.0, 15.0]), n_positions=4, n_phases=1)
-    assert stack.position_groups().tolist() == [0, 0, 0, 0]
-    uneven = _fake_case(positions_mm=np.array([0.0, 5.0, 10.0, 20.0]), n_positions=4, n_phases=1)
-    assert "not equally spaced" in uneven.volume_reason
-
-
-def test_spacing_errors():
-    case = _fake_case(pixel_spacing_mm=np.full((4, 2), np.nan))
-    with pytest.raises(CtsegDataError, match="s0.dcm: no PixelSpacing"):
-        case.slice_spacing_mm(0)
-    mixed = _fake_case(is_volume=True, slice_spacing_mm=5.0,
-                       pixel_spacing_mm=np.array([[1, 1], [1, 1], [2, 2], [1, 1]], float))
-    with pytest.raises(CtsegDataError, match="different pixel spacings"):
-        mixed.volume_spacing_mm()
+        evaluation.slice_areas(no_labels)
 
 
 # ------------------------------------------------------------------ error messages
@@ -369,13 +317,13 @@ def test_evaluation_errors(scan, tmp_path):
     dicom_dir, pred_dir, truth_dir = scan
     case = ev.load_case(dicom_dir, pred_dir, None, "body,bone")
     with pytest.raises(CtsegDataError, match="needs both predicted and manual label maps"):
-        ev.evaluate_case(case)
+        evaluation.evaluate_case(case)
     with pytest.raises(CtsegDataError, match="nothing to evaluate"):
-        ev.evaluate_cases([])
+        evaluation.evaluate_cases([])
     one = ev.load_case(dicom_dir, pred_dir, truth_dir, "body,bone")
     renamed = ev.load_case(dicom_dir, pred_dir, truth_dir, "a,b")
     with pytest.raises(CtsegDataError, match="must use the same ROI names"):
-        ev.evaluate_cases([one, renamed])
+        evaluation.evaluate_cases([one, renamed])
     for name in NAMES[1:]:
         (truth_dir / f"{name}.npy").unlink()
     (pred_dir / f"{NAMES[0]}.png").unlink()

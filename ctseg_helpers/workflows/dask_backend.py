@@ -1,6 +1,6 @@
-"""Run the volume passes of :func:`~ctseg_helpers.segment.volume.segment_volume` on Dask.
+"""Run the volume passes of :func:`~ctseg_helpers.workflows.volume.segment_volume` on Dask.
 
-The same per-chunk function, :func:`~ctseg_helpers.segment.volume.segment_block`, is mapped
+The same per-chunk function, :func:`~ctseg_helpers.segment.blocks.segment_block`, is mapped
 over a ``dask.array`` view of the volume with :func:`dask.array.map_overlap`: each block is a
 slab of slices along the pass axis, optionally split within the slice plane
 (``plane_chunks``) with ``halo_px`` pixels of context taken from the neighbouring blocks by
@@ -29,12 +29,14 @@ loads the model once (:class:`SegmenterSpec`). Only this process writes the outp
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from ctseg_helpers.errors import CtsegSettingsError
+from ctseg_helpers.segment.blocks import argmax_uint8, segment_block
 
 logger = logging.getLogger(__name__)
 
@@ -92,14 +94,10 @@ def _resolve(segmenter):
 
 
 def _block_labels(block, *, segmenter, axis, max_slices=None):
-    from ctseg_helpers.segment.volume import segment_block  # noqa: PLC0415
-
     return segment_block(block, _resolve(segmenter), axis, max_slices=max_slices)
 
 
 def _block_proba(block, *, segmenter, axis, max_slices=None):
-    from ctseg_helpers.segment.volume import segment_block  # noqa: PLC0415
-
     return segment_block(block, _resolve(segmenter), axis, proba=True, max_slices=max_slices)
 
 
@@ -127,7 +125,7 @@ class HDF5BlockReader:
         index = index if isinstance(index, tuple) else (index,)
         index = index + (slice(None),) * (3 - len(index))
         shifted = []
-        for (start, _), n, s in zip(self.bounds, self.shape, index):
+        for (start, _), n, s in zip(self.bounds, self.shape, index, strict=False):
             if not isinstance(s, slice):
                 raise TypeError(f"HDF5BlockReader takes slices only, got {s!r}")
             a, b, step = s.indices(n)
@@ -251,7 +249,7 @@ def run_pass(client, segmenter, work, axis: int, todo, write, *, proba: bool, ha
     reader = HDF5BlockReader(work.datafile.path, work.datafile.dataset, work.bounds)
     # Blocks along the axis: the unfinished slabs, with the finished stretches between them.
     edges = sorted({0, work.shape[axis], *(s for s, _ in todo), *(e for _, e in todo)})
-    sizes = tuple(b - a for a, b in zip(edges[:-1], edges[1:]))
+    sizes = tuple(b - a for a, b in itertools.pairwise(edges))
     labels = label_array(reader, segmenter, axis, axis_chunks=sizes, plane_chunks=plane_chunks,
                          halo_px=halo_px, proba=proba, max_slices=max_slices)
     wanted = {edges.index(s) for s, _ in todo}
@@ -305,8 +303,6 @@ def _write_slab(parts, starts, axis, start, stop, shape, proba, write):
                     index[a] = slice(starts[a][idx[a]], starts[a][idx[a]] + part.shape[a])
             value[tuple(index)] = part
     if proba:
-        from ctseg_helpers.segment.volume import argmax_uint8  # noqa: PLC0415
-
         write(start, stop, argmax_uint8(value), value)
     else:
         write(start, stop, value, None)

@@ -8,10 +8,11 @@ import pytest
 
 from ctseg_helpers.errors import CtsegSettingsError
 from ctseg_helpers.io.datafile import DataFile
-from ctseg_helpers.segment.dask_backend import HDF5BlockReader, SegmenterSpec, connect, label_array, run_pass
 from ctseg_helpers.segment.segmenter import Segmenter
-from ctseg_helpers.segment.volume import segment_volume
-from tests.segment.test_volume import THRESHOLD, left_half_fn, threshold_fn
+from ctseg_helpers.workflows.dask_backend import HDF5BlockReader, SegmenterSpec, connect, label_array, run_pass
+from ctseg_helpers.workflows.volume import segment_volume
+from tests.segment.test_blocks import THRESHOLD, threshold_fn
+from tests.workflows.test_volume import left_half_fn
 
 distributed = pytest.importorskip("distributed")
 
@@ -43,7 +44,7 @@ def labels(path):
         return f["labels"][:]
 
 
-CAP = 60e3 / 1e9  # several slabs per axis (see tests/segment/test_volume.py)
+CAP = 60e3 / 1e9  # several slabs per axis (see tests/workflows/test_volume.py)
 
 
 @pytest.mark.parametrize("kwargs", [

@@ -11,8 +11,8 @@ from PIL import Image
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
 from ctseg_helpers.io.dicom_write import write_dicom_series
-from ctseg_helpers.segment import run_segmentation
-from ctseg_helpers.segment.outputs import (
+from ctseg_helpers.workflows import run_segmentation
+from ctseg_helpers.workflows.segment_folder import (
     make_run_dir,
     output_stem,
     output_stems,
@@ -185,7 +185,8 @@ def test_a_loaded_segmenter_can_be_reused_for_many_folders(model_file, dicom_dir
     assert runs[0].labels.tolist() == runs[1].labels.tolist()
     assert json.loads(runs[0].run_json.read_text())["segmenter"]["blend"] == "average"
     other = Segmenter(lambda b: np.concatenate([b, 1 - b], -1), input_shape=32, num_classes=2)
-    with pytest.raises(CtsegSettingsError, match="the segmenter given takes input_shape=32 with 2 classes but .*tiny.keras has input_shape=32 with 3"):
+    with pytest.raises(CtsegSettingsError, match="the segmenter given takes input_shape=32 with 2 classes but "
+                                                 ".*tiny.keras has input_shape=32 with 3"):
         run_segmentation(model_file, dicom_dir, tmp_path / "out", segmenter=other, progress=False)
 
 
@@ -198,8 +199,10 @@ def test_patient_id_is_recorded_only_when_asked(model_file, dicom_dir, tmp_path)
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"input_shape": 64}, "input_shape=64 in your settings but the model was trained with input_shape=32; set input_shape = 32"),
-        ({"labels_list": ["only_one"]}, r"labels_list has 1 name\(s\) \['only_one'\] but the model was trained with 2 label\(s\) \['soft', 'bright'\]"),
+        ({"input_shape": 64}, "input_shape=64 in your settings but the model was trained with input_shape=32; set "
+                              "input_shape = 32"),
+        ({"labels_list": ["only_one"]}, r"labels_list has 1 name\(s\) \['only_one'\] but the model was trained with 2 "
+                                        r"label\(s\) \['soft', 'bright'\]"),
         ({"labels_list": "soft"}, "labels_list must be a list of names, e.g. \\['soft'\\], got the string 'soft'"),
         ({"labels_list": ["x", "x"]}, "labels_list has repeated names"),
     ],
@@ -211,12 +214,14 @@ def test_settings_that_disagree_with_the_model_fail_before_any_work(model_file, 
 
 
 def test_a_missing_folder_or_model_is_reported(model_file, tmp_path):
-    with pytest.raises(CtsegDataError, match="nowhere: DICOM folder not found; pick the folder that holds the scan's .dcm files"):
+    with pytest.raises(CtsegDataError, match="nowhere: DICOM folder not found; pick the folder that holds the scan's "
+                                             ".dcm files"):
         run_segmentation(model_file, tmp_path / "nowhere", tmp_path / "out")
     with pytest.raises(CtsegDataError, match="missing.keras: model file not found"):
         run_segmentation(tmp_path / "missing.keras", tmp_path, tmp_path / "out")
     (tmp_path / "a_file").write_text("")
-    with pytest.raises(CtsegSettingsError, match="a_file: output folder is a file; choose a folder for the predictions"):
+    with pytest.raises(CtsegSettingsError,
+                       match="a_file: output folder is a file; choose a folder for the predictions"):
         run_segmentation(model_file, tmp_path, tmp_path / "a_file")
 
 
@@ -227,7 +232,8 @@ def test_fov_and_matrix_size_are_used_without_pixel_spacing(model_file, dicom_di
         ds = pydicom.dcmread(path)
         del ds.PixelSpacing
         ds.save_as(path)
-    with pytest.raises(CtsegDataError, match=r"3 of 3 slice\(s\) have no PixelSpacing; give the field of view with fov"):
+    with pytest.raises(CtsegDataError,
+                       match=r"3 of 3 slice\(s\) have no PixelSpacing; give the field of view with fov"):
         run_segmentation(model_file, dicom_dir, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
     run = run_segmentation(model_file, dicom_dir, tmp_path / "out", fov=(20.0, 50.0), matrix_size=(40, 50),
@@ -240,8 +246,8 @@ def test_fov_and_matrix_size_are_used_without_pixel_spacing(model_file, dicom_di
 
 @pytest.mark.parametrize(
     ("name", "stem"),
-    [("IM_0001.dcm", "IM_0001"), ("scan.DCM", "scan"), ("IM0001", "IM0001"), ("1.2.840.113619.2.1", "1.2.840.113619.2.1"),
-     ("a.b.ima", "a.b"), ("x.dicom", "x")],
+    [("IM_0001.dcm", "IM_0001"), ("scan.DCM", "scan"), ("IM0001", "IM0001"),
+     ("1.2.840.113619.2.1", "1.2.840.113619.2.1"), ("a.b.ima", "a.b"), ("x.dicom", "x")],
 )
 def test_outputs_are_named_like_the_dicom_file(name, stem):
     assert output_stem(f"/some/folder/{name}") == stem
@@ -264,7 +270,8 @@ def test_make_run_dir_never_reuses_a_folder(tmp_path):
     with pytest.raises(CtsegSettingsError, match="file: output folder is a file"):
         make_run_dir(tmp_path / "file", "x")
     (tmp_path / "taken").write_text("")
-    with pytest.raises(CtsegSettingsError, match="taken: exists and is not a folder; remove it or choose another output folder"):
+    with pytest.raises(CtsegSettingsError, match="taken: exists and is not a folder; remove it or choose another "
+                                                 "output folder"):
         make_run_dir(tmp_path, "taken", overwrite=True)
 
 
@@ -456,9 +463,10 @@ def test_a_series_without_pixel_spacing_is_named_and_nothing_is_written(model_fi
     [
         (["background", "soft"], r"labels_list \['background', 'soft'\] names label 1 'background', but the "
                                  r"background is label 0 and not an ROI"),
-        (["background", "a", "b", "c"], r"labels_list has 4 name\(s\) \['background', 'a', 'b', 'c'\] but the model was "
-                                        r"trained with 2 label\(s\) \['soft', 'bright'\]; give one name per ROI, label "
-                                        r"1 first, e.g. \['soft', 'bright'\] \(or \['background', 'soft', 'bright'\]\)"),
+        (["background", "a", "b", "c"], r"labels_list has 4 name\(s\) \['background', 'a', 'b', 'c'\] but the model "
+                                        r"was trained with 2 label\(s\) \['soft', 'bright'\]; give one name per ROI, "
+                                        r"label 1 first, e.g. \['soft', 'bright'\] "
+                                        r"\(or \['background', 'soft', 'bright'\]\)"),
     ],
 )
 def test_names_that_do_not_fit_the_model_are_refused_with_counts_and_an_example(model_file, dicom_dir, tmp_path,

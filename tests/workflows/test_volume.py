@@ -8,34 +8,20 @@ import h5py
 import numpy as np
 import pytest
 
-import ctseg_helpers.segment.volume as volume_mod
+import ctseg_helpers.workflows.volume as volume_mod
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
 from ctseg_helpers.io.datafile import DataFile
 from ctseg_helpers.io.written import written_by_ctseg
 from ctseg_helpers.segment.segmenter import Segmenter
-from ctseg_helpers.segment.volume import (
-    argmax_uint8,
-    combine_labels,
+from ctseg_helpers.workflows.volume import (
     parse_axes,
     parse_crop,
-    quantise_proba,
     resolve_crop,
-    rotate_planes,
-    rotated_plane_shape,
-    segment_block,
     segment_volume,
-    segmenter_slices,
     slab_ranges_todo,
     slab_thickness,
 )
-
-THRESHOLD = 50
-
-
-def threshold_fn(batch):
-    """Class 1 where the raw value exceeds THRESHOLD: the same answer along any axis."""
-    p = (batch[..., 0] > THRESHOLD).astype(np.float32)
-    return np.stack([1 - p, p], axis=-1)
+from tests.segment.test_blocks import THRESHOLD, make_segmenter, threshold_fn
 
 
 def left_half_fn(batch):
@@ -57,10 +43,6 @@ class FailingFn:
         if self.fail_on is not None and self.calls == self.fail_on:
             raise RuntimeError("injected failure")
         return self.fn(batch)
-
-
-def make_segmenter(fn, size=16):
-    return Segmenter(fn, input_shape=size, num_classes=2, mode="tile", batch_size=4)
 
 
 @pytest.fixture
@@ -109,27 +91,6 @@ def test_slabs_follow_the_memory_cap(random_volume, tmp_path):
     cap = 2 * 10 * 24 * 28 * per_voxel / 1e9  # half of it holds 10 slices along axis 0
     result = segment_volume(make_segmenter(threshold_fn), path, tmp_path / "o.h5", max_gb=cap, progress=False)
     assert result.slabs_done == 3  # 10 rounded down to the chunk side 8: 0-8, 8-16, 16-20
-
-
-def test_the_segmenter_gets_a_bounded_number_of_slices():
-    class Recorder:
-        num_classes = 2
-        input_shape = 16
-        sizes = []
-
-        def segment(self, images):
-            self.sizes.append(len(images))
-            return np.zeros(images.shape, np.uint8)
-
-    seg = Recorder()
-    per_slice = 24 * 28 * (20 + 4 * 2)
-    assert segmenter_slices(seg, (24, 28), 3.5 * per_slice / 1e9) == 3
-    assert segmenter_slices(seg, (8, 8), 3 * 16 * 16 * 28 / 1e9) == 3  # small planes count as one patch
-    assert segmenter_slices(seg, (24, 28), 3.5 * per_slice / 1e9, proba=True) == 2  # 36 bytes per pixel
-    segment_block(np.zeros((7, 24, 28)), seg, 0, max_slices=3)
-    assert seg.sizes == [3, 3, 1]
-    with pytest.raises(CtsegSettingsError, match="segmenting one 24 x 28 slice needs about .* raise --max-gb"):
-        segmenter_slices(seg, (24, 28), per_slice / 2 / 1e9)
 
 
 def test_three_axis_vote_is_the_majority(cube, tmp_path):
@@ -190,56 +151,7 @@ def test_oblique_rotation_nearly_matches(tmp_path):
     assert (labels != truth).mean() < 0.01  # only boundary voxels move by resampling
 
 
-def test_rotate_planes_round_trip():
-    labels = np.random.default_rng(1).integers(0, 3, (2, 7, 10)).astype(np.uint8)
-    big = rotated_plane_shape((7, 10), 90)
-    assert big == (10, 7)
-    turned = rotate_planes(labels, 90, big, order=0)
-    np.testing.assert_array_equal(turned, np.rot90(labels, k=-1, axes=(1, 2)))
-    np.testing.assert_array_equal(rotate_planes(turned, -90, (7, 10), order=0), labels)
-    assert rotated_plane_shape((10, 10), 45) == (15, 15)
-
-
 # ------------------------------------------------------------------ pure helpers
-def test_combine_labels_hand_built():
-    a = np.array([1, 1, 2, 0], np.uint8)
-    b = np.array([1, 2, 0, 1], np.uint8)
-    pa = np.array([[0, 255, 0], [0, 200, 55], [0, 50, 205], [128, 127, 0]], np.uint8)
-    pb = np.array([[0, 255, 0], [0, 10, 245], [240, 0, 15], [127, 128, 0]], np.uint8)
-    # voxel 3: tied votes and tied sums (255 each) -> lowest class
-    np.testing.assert_array_equal(combine_labels([a, b], [pa, pb], "vote"), [1, 2, 0, 0])
-    np.testing.assert_array_equal(combine_labels([a, b], [pa, pb], "mean"), [1, 2, 0, 0])
-    c = np.array([2, 2, 2, 2], np.uint8)
-    pc = np.zeros((4, 3), np.uint8)
-    pc[:, 2] = 255
-    # three axes: a majority wins whatever the probabilities
-    np.testing.assert_array_equal(combine_labels([a, b, c], [pa, pb, pc], "vote"), [1, 2, 2, 0])
-
-
-def test_combine_labels_errors():
-    a = np.zeros(3, np.uint8)
-    with pytest.raises(CtsegSettingsError, match="combine must be 'vote' or 'mean', got 'max'"):
-        combine_labels([a], [np.zeros((3, 2), np.uint8)], "max")
-    with pytest.raises(CtsegSettingsError, match="one label and one probability array per axis"):
-        combine_labels([a, a], [np.zeros((3, 2), np.uint8)], "vote")
-
-
-def test_argmax_uint8_matches_numpy():
-    proba = np.random.default_rng(2).random((19, 5, 6, 4)).astype(np.float32)
-    labels = argmax_uint8(proba, step=4)
-    assert labels.dtype == np.uint8
-    np.testing.assert_array_equal(labels, np.argmax(proba, axis=-1))
-
-
-def test_quantise_and_segment_block():
-    np.testing.assert_array_equal(quantise_proba(np.array([0.0, 0.5, 1.0, 1.2])), [0, 128, 255, 255])
-    block = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4) * 5
-    seg = make_segmenter(threshold_fn, 4)
-    for axis in (0, 1, 2):
-        np.testing.assert_array_equal(segment_block(block, seg, axis), block > THRESHOLD)
-        assert segment_block(block, seg, axis, proba=True).shape == (2, 3, 4, 2)
-
-
 def test_parsers_and_slab_helpers():
     assert parse_axes("2, 0") == (2, 0)
     assert parse_axes([1]) == (1,)
@@ -258,7 +170,8 @@ def test_parsers_and_slab_helpers():
         resolve_crop(((0, 1),), (10, 20, 30))
     assert slab_ranges_todo(np.array([1, 0, 0, 0, 1, 0, 0], np.uint8), 2) == [(1, 3), (3, 4), (5, 7)]
     assert slab_thickness((100, 10, 10), 0, 1, 5000 / 1e9, align=16) == 48
-    with pytest.raises(CtsegSettingsError, match="more than the 1e-09 GB allowed for a slab; raise max_gb \(--max-gb\) or crop"):
+    with pytest.raises(CtsegSettingsError, match=r"more than the 1e-09 GB allowed for a slab; raise max_gb "
+                                                 r"\(--max-gb\) or crop"):
         slab_thickness((100, 10, 10), 0, 1, 1e-9)
 
 

@@ -56,6 +56,7 @@ import pandas as pd
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
 from ctseg_helpers.io.geometry import no_volume_reason
+from ctseg_helpers.io.label_names import check_label_names
 from ctseg_helpers.io.naming import dicom_stem as output_stem  # re-exported: a slice's outputs are named so
 from ctseg_helpers.io.naming import output_stems
 
@@ -110,7 +111,9 @@ def make_run_dir(out_dir: str | Path, name: str, *, overwrite: bool = False, now
     if overwrite:
         run_dir = out_dir / base
         if run_dir.exists() and not run_dir.is_dir():
-            raise CtsegSettingsError(f"{run_dir}: exists and is not a folder; remove it or choose another output folder")
+            raise CtsegSettingsError(
+                f"{run_dir}: exists and is not a folder; remove it or choose another output folder"
+            )
         _remove_previous_outputs(run_dir)
     else:
         stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
@@ -406,7 +409,7 @@ def check_settings(
     model_settings : ModelSettings
     labels_list : sequence of str, optional
         ROI names, label 1 first; a first name ``background`` followed by one name per ROI is
-        dropped (:func:`ctseg_helpers.measure.area.check_label_names`). Default: the names
+        dropped (:func:`ctseg_helpers.io.label_names.check_label_names`). Default: the names
         stored with the model, else ``ROI 1``, ``ROI 2``, ...
     input_shape : int, optional
         The input size the user expects; must equal the model's.
@@ -422,8 +425,6 @@ def check_settings(
             f"{source}: input_shape={input_shape} in your settings but the model was trained with "
             f"input_shape={model_settings.input_shape}; set input_shape = {model_settings.input_shape}"
         )
-    from ctseg_helpers.measure.area import check_label_names  # noqa: PLC0415
-
     stored = tuple(model_settings.label_names)
     if labels_list is None:
         names = stored or tuple(f"ROI {i + 1}" for i in range(model_settings.num_labels))

@@ -1,11 +1,9 @@
-"""Evaluate a folder of predicted label maps against manual ones, slice by slice and per volume.
+"""Evaluate predicted label maps against manual ones, slice by slice and per volume, from arrays.
 
-Layout
-------
-A scan is a folder of DICOM files (one series); predicted and manual label maps live in other
-folders, one file per DICOM slice with the same file stem (``<stem>.dcm`` <-> ``<stem>.png``),
-as PNG or NPY (also TIFF/JPEG; see :mod:`ctseg_helpers.io.labels`). A segmentation run writes its
-predictions to ``<run folder>/labels/<dicom stem>.png``.
+A :class:`Case` is one scan (a DICOM series as read) with its predicted and/or manual label
+maps stacked in the series' order; :func:`evaluate_cases` measures them. Reading the folders
+(label maps paired with DICOM files by stem) and writing the results are the workflow
+:mod:`ctseg_helpers.workflows.evaluate`; nothing here opens a file.
 
 Pixel spacing comes from each slice's DICOM header, so distances are in mm and areas in mm².
 When the slices form a volume (equally spaced positions, no cine phases; see
@@ -31,14 +29,14 @@ import pandas as pd
 
 from ctseg_helpers.errors import CtsegDataError
 from ctseg_helpers.io.geometry import no_volume_reason, position_groups
-from ctseg_helpers.io.naming import dicom_stem, find_label_files
 from ctseg_helpers.measure.agreement import agreement_summary
 from ctseg_helpers.measure.area import roi_areas_mm2
 from ctseg_helpers.measure.metrics import METRIC_NAMES, roi_metrics
 
 logger = logging.getLogger(__name__)
 
-#: File names :func:`write_evaluation` writes into its output folder.
+#: The file each table and figure of an evaluation is saved as (:meth:`Evaluation.tables`,
+#: :func:`ctseg_helpers.workflows.evaluate.write_evaluation`).
 OUTPUT_FILES = {
     "metrics": "metrics.csv",
     "summary": "summary.csv",
@@ -46,26 +44,6 @@ OUTPUT_FILES = {
     "volume_metrics": "volume_metrics.csv",
     "bland_altman": "bland_altman.png",
 }
-
-# --------------------------------------------------------------------------- finding files
-
-
-def parse_label_names(labels: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...] | None:
-    """ROI names from ``"a,b"`` or a list; None stays None (names are then inferred).
-
-    Raises
-    ------
-    CtsegDataError
-        If a name is empty or repeated.
-    """
-    if labels is None:
-        return None
-    names = [n.strip() for n in labels.split(",")] if isinstance(labels, str) else [str(n).strip() for n in labels]
-    if not names or any(not n for n in names):
-        raise CtsegDataError(f"ROI names must not be empty, got {labels!r}; give them as 'name1,name2'")
-    if len(set(names)) != len(names):
-        raise CtsegDataError(f"ROI names must be distinct, got {labels!r}")
-    return tuple(names)
 
 
 # --------------------------------------------------------------------------- one scan
@@ -193,174 +171,6 @@ class Case:
         for number, (start, stop) in enumerate(position_groups(s.positions_mm)):
             groups[start:stop] = number
         return groups
-
-
-def _infer_num_labels(folders: list[dict[str, Path]]) -> int:
-    from ctseg_helpers.io.labels import load_label_values  # noqa: PLC0415
-
-    top = 0
-    for files in folders:
-        for path in files.values():
-            values = load_label_values(path)
-            top = max(top, int(values.max()) if values.size else 0)
-    return max(top, 1)
-
-
-def _stack_labels(files: dict[str, Path], stems: list[str], shape, names: tuple[str, ...], what: str):
-    from ctseg_helpers.measure.area import read_named_label  # noqa: PLC0415
-
-    stack = np.zeros((len(stems), *shape), dtype=np.uint8)
-    present = np.zeros(len(stems), dtype=bool)
-    for index, stem in enumerate(stems):
-        path = files.get(stem)
-        if path is None:
-            continue
-        labels = read_named_label(path, names)
-        if labels.shape != tuple(shape):
-            raise CtsegDataError(
-                f"{path}: {what} label map is {labels.shape[0]}x{labels.shape[1]} but its DICOM slice is "
-                f"{shape[0]}x{shape[1]}; label maps must have the size of their slice"
-            )
-        stack[index] = labels
-        present[index] = True
-    return stack, present
-
-
-def _label_folders(prediction_dir, truth_dir) -> dict[str, dict[str, Path]]:
-    folders = {}
-    for what, folder in (("predicted", prediction_dir), ("manual", truth_dir)):
-        if folder is not None:
-            folders[what] = find_label_files(folder)
-    return folders
-
-
-def _names(label_names, folders) -> tuple[str, ...]:
-    from ctseg_helpers.measure.area import check_label_names  # noqa: PLC0415
-
-    names = parse_label_names(label_names)
-    if names is not None:
-        names = check_label_names(names)
-    else:
-        num_labels = _infer_num_labels(list(folders.values())) if folders else 1
-        names = tuple(f"ROI {i}" for i in range(1, num_labels + 1))
-    return names
-
-
-def _check_matches(folders, stems: set[str], dicom_dir) -> list[Path]:
-    """Raise when a label folder matches no DICOM stem; return the unmatched label files."""
-    for what, files in folders.items():
-        if not stems & set(files):
-            folder = next(iter(files.values())).parent
-            raise CtsegDataError(
-                f"{folder}: none of the {what} label files is named like a DICOM file of {dicom_dir} "
-                f"(e.g. {sorted(stems)[0]}.png); label maps must have the same file stem as their "
-                "DICOM slice"
-            )
-    unmatched = [p for files in folders.values() for s, p in files.items() if s not in stems]
-    if unmatched:
-        logger.warning(
-            "%d label file(s) match no DICOM file of %s and are left out: %s",
-            len(unmatched), dicom_dir, ", ".join(p.name for p in unmatched[:10]),
-        )
-    return unmatched
-
-
-def _build_case(series, folders, names, unmatched) -> Case:
-    stems = [dicom_stem(p) for p in series.files]
-    shape = series.images.shape[1:]
-    prediction = truth = None
-    has_prediction = has_truth = np.zeros(len(stems), dtype=bool)
-    if "predicted" in folders:
-        prediction, has_prediction = _stack_labels(folders["predicted"], stems, shape, names, "predicted")
-    if "manual" in folders:
-        truth, has_truth = _stack_labels(folders["manual"], stems, shape, names, "manual")
-    truth_files = {stem: folders["manual"][stem] for stem in stems if stem in folders.get("manual", {})}
-    return Case(
-        series=series, stems=stems, label_names=names, prediction=prediction, truth=truth,
-        has_prediction=has_prediction, has_truth=has_truth, unmatched=unmatched, truth_files=truth_files,
-    )
-
-
-def load_case(
-    dicom_dir: str | Path,
-    prediction_dir: str | Path | None = None,
-    truth_dir: str | Path | None = None,
-    label_names=None,
-    series_uid: str | None = None,
-) -> Case:
-    """Read a scan (one series) and the label maps that belong to its slices.
-
-    Parameters
-    ----------
-    dicom_dir : path-like
-        Folder holding the DICOM series.
-    prediction_dir, truth_dir : path-like or None
-        Folders of predicted and manual label maps named like the DICOM files; either may be
-        None. Slices without a file are allowed (see ``Case.has_truth``); label files without a
-        DICOM slice are left out with a warning.
-    label_names : str ("a,b"), sequence of str or None
-        ROI names, label 1 first; a first name ``background`` is dropped
-        (:func:`ctseg_helpers.measure.area.check_label_names`). None: as many ROIs as the
-        largest label value found, named ``ROI 1``, ``ROI 2`` ...
-    series_uid : str, optional
-        Series to read when the folder holds several.
-
-    Returns
-    -------
-    Case
-
-    Raises
-    ------
-    CtsegDataError
-        As :func:`ctseg_helpers.io.dicom.read_dicom_series` (several series and no
-        ``series_uid`` included) and :func:`ctseg_helpers.io.labels.read_label`; if a label
-        folder is missing or empty, a label map's size differs from its slice, or no label file
-        matches a DICOM file.
-    """
-    from ctseg_helpers.io.dicom import read_dicom_series  # noqa: PLC0415
-
-    series = read_dicom_series(dicom_dir, series_uid)
-    folders = _label_folders(prediction_dir, truth_dir)
-    names = _names(label_names, folders)
-    unmatched = _check_matches(folders, {dicom_stem(p) for p in series.files}, dicom_dir)
-    return _build_case(series, folders, names, unmatched)
-
-
-def load_cases(
-    dicom_dir: str | Path,
-    prediction_dir: str | Path | None = None,
-    truth_dir: str | Path | None = None,
-    label_names=None,
-) -> list[Case]:
-    """Like :func:`load_case`, for every series of the folder that has label maps.
-
-    A test folder often holds slices of several patients (one series each); each series becomes
-    one :class:`Case`, so volumes and spacings are never mixed. Series without any label file are
-    skipped (logged).
-
-    Raises
-    ------
-    CtsegDataError
-        As :func:`load_case`.
-    """
-    from ctseg_helpers.io.dicom import read_dicom_series, scan_dicom_folder  # noqa: PLC0415
-
-    scan = scan_dicom_folder(dicom_dir)
-    folders = _label_folders(prediction_dir, truth_dir)
-    names = _names(label_names, folders)
-    all_stems = {dicom_stem(p) for info in scan.series for p in info.files}
-    if not all_stems:
-        raise CtsegDataError(f"{dicom_dir}: no DICOM images in the folder; select the folder of the scan")
-    unmatched = _check_matches(folders, all_stems, dicom_dir)
-    labelled = set().union(*(set(files) for files in folders.values())) if folders else all_stems
-    cases = []
-    for info in scan.series:
-        if not {dicom_stem(p) for p in info.files} & labelled:
-            logger.info("series %s (%d images) has no label maps; skipped", info.series_uid, info.n_images)
-            continue
-        series = read_dicom_series(dicom_dir, info.series_uid)
-        cases.append(_build_case(series, folders, names, unmatched))
-    return cases
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -726,92 +536,14 @@ def slice_areas(case: Case, rel_threshold: float = 0.5, min_fraction: float = 0.
     return pd.concat(frames, ignore_index=True)
 
 
-# --------------------------------------------------------------------------- whole folders
-
-
-def evaluate_folders(
-    prediction_dir: str | Path,
-    truth_dir: str | Path,
-    dicom_dir: str | Path,
-    label_names=None,
-    tolerance_mm: float = 2.0,
-    progress: bool = False,
-) -> Evaluation:
-    """:func:`load_cases` then :func:`evaluate_cases`: what ``ctseg evaluate`` runs.
-
-    Every series of ``dicom_dir`` with label maps is evaluated (a test folder may hold several
-    patients); slices are paired by file stem across the three folders.
-
-    Raises
-    ------
-    CtsegDataError
-        As :func:`load_cases` and :func:`evaluate_cases`.
-    """
-    cases = load_cases(dicom_dir, prediction_dir, truth_dir, label_names)
-    return evaluate_cases(cases, tolerance_mm=tolerance_mm, progress=progress)
-
-
-def write_evaluation(evaluation: Evaluation, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
-    """Write the evaluation's tables and its Bland–Altman figure into a folder.
-
-    Files: ``metrics.csv``, ``summary.csv``, ``agreement.csv`` (when any ROI has 2 or more
-    slices), ``volume_metrics.csv`` (when the slices form a volume) and ``bland_altman.png``.
-
-    Parameters
-    ----------
-    evaluation : Evaluation
-    out_dir : path-like
-        Created if needed.
-    overwrite : bool
-        Replace the files of an earlier evaluation that ctseg wrote and nobody changed since
-        (see :mod:`ctseg_helpers.io.written`); such a file this evaluation does not write
-        (e.g. ``volume_metrics.csv``) is removed, so the folder holds one evaluation. Files
-        ctseg did not write, or changed, are never replaced or removed. By default existing
-        files are never replaced.
-
-    Returns
-    -------
-    list of Path
-        The files written (recorded as written by ctseg).
-
-    Raises
-    ------
-    CtsegDataError
-        If one of the files exists and ``overwrite`` is False, or with ``overwrite`` one of
-        them was not written by ctseg or was changed since (nothing is written then), or
-        ``out_dir`` is a file.
-    """
-    from ctseg_helpers.io.written import forget_written, written_by_ctseg  # noqa: PLC0415
-    from ctseg_helpers.show.plots import bland_altman_figure, save_outputs  # noqa: PLC0415
-
-    figure = bland_altman_figure(evaluation.metrics, label_names=evaluation.label_names)
-    written = save_outputs(out_dir, figures={OUTPUT_FILES["bland_altman"]: figure},
-                           tables=evaluation.tables(), overwrite=overwrite)
-    if overwrite:
-        stale = [Path(out_dir) / name for name in OUTPUT_FILES.values()
-                 if Path(out_dir) / name not in written and written_by_ctseg(Path(out_dir) / name)]
-        for path in stale:
-            path.unlink()
-            logger.info("%s: removed, a file of the earlier evaluation that this one does not write", path)
-        forget_written(*stale)
-    logger.info("evaluation written to %s", out_dir)
-    return written
-
-
 __all__ = [
     "OUTPUT_FILES",
     "Case",
     "Evaluation",
-    "find_label_files",
-    "parse_label_names",
-    "load_case",
-    "load_cases",
     "evaluate_case",
     "evaluate_cases",
-    "evaluate_folders",
     "summarize_metrics",
     "area_agreement",
     "area_jumps",
     "slice_areas",
-    "write_evaluation",
 ]
