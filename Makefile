@@ -57,8 +57,18 @@ test-tools:
 bench: setup
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
+# JupyterLab saves the widgets' state (progress bars, folder chooser, slice browser) with each notebook,
+# so that they show again when it is reopened instead of "Error displaying widget: model not found".
+# jupyter/lab-overrides.json goes into overrides.d/ of this environment's JupyterLab settings, where
+# packages put their defaults: a user's own settings/overrides.json is left alone and wins over it.
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.d/ctseg.json
+
+$(LAB_SETTINGS): jupyter/lab-overrides.json
+	@mkdir -p $(@D)
+	cp $< $@
+
 # The kernels draw inline: the Agg backend exported above (for tests and the demo) is not passed on.
-lab: setup
+lab: setup $(LAB_SETTINGS)
 	env -u MPLBACKEND $(BIN)/jupyter lab notebooks/
 
 # Write each notebooks/<name>.ipynb from its paired percent script notebooks/<name>.py.

@@ -82,7 +82,7 @@ mode = None           # None: as the model was trained ("tile" or "resize")
 overlap = 0.25
 blend = "gaussian"
 batch_size = 8
-tta = False           # test-time flips averaged (4x slower; only for models trained with flips)
+tta = False           # average over the views the model was trained on (quarter turns or flips; 4x slower)
 # Write to output_dir/<run_name> and replace an earlier run's outputs there (else: a new folder)
 overwrite = False
 run_name = None       # None: the DICOM folder's name

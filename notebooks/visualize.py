@@ -55,6 +55,7 @@ series_uid = None
 # Display
 opacity = 0.45                # ROI colour opacity, 0..1
 animation_interval_ms = 200   # time per frame of the animation
+animation_max_frames = 100    # most slices the notebook's animation shows (animation.gif has them all)
 histogram_bins = 100
 n_grid_samples = 12           # slices in the sample grid
 surface_source = "prediction" # 3D surfaces of "prediction" or "truth"
@@ -101,13 +102,15 @@ browser.case_browser(case, opacity=opacity)
 # %% [markdown]
 # ## Animated rendering
 #
-# All slices with the predicted ROIs; saved as `animation.gif` in `output_dir`.
+# The slices with the predicted ROIs. `animation.gif` in `output_dir` has every slice at full size; the
+# notebook shows a lighter copy (at most `animation_max_frames` slices, one in n of a longer stack, 400
+# pixels wide), so that the notebook stays small when it is saved. The line under it says what it shows.
 
 # %%
 anim = animation.make_animation(case.images, case.prediction, case.label_names,
                                interval_ms=animation_interval_ms, alpha=opacity)
 animation_path = animation.save_gif(anim, Path(output_dir) / "animation.gif", overwrite=overwrite)
-HTML(animation.to_html(anim))
+HTML(animation.to_html(anim, gif_path=animation_path, max_frames=animation_max_frames))
 
 # %% [markdown]
 # ## Intensity histogram

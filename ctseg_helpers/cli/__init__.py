@@ -3,7 +3,9 @@
 Each subcommand lives in its own module ``ctseg_helpers.cli.<module>`` with two functions:
 
 ``register(subparsers)``
-    adds its ``argparse`` parser and calls ``parser.set_defaults(func=run)``;
+    adds its ``argparse`` parser, run by ``run`` (:func:`~ctseg_helpers.cli.options.add_command`),
+    and its options: those several subcommands share, and those of a settings dataclass, come
+    from :mod:`ctseg_helpers.cli.options`;
 ``run(args) -> int``
     does the work and returns the exit status.
 

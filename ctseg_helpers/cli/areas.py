@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ctseg_helpers.cli.segment import _names, add_spacing_arguments
+from ctseg_helpers.cli.options import add_command, add_labels, add_overwrite, add_spacing_arguments
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "areas",
+    parser = add_command(
+        subparsers, "areas", run,
         help="ROI areas (mm2) per slice from existing label maps, e.g. a manual segmentation",
         description="Match the label maps in LABELS_DIR to the DICOM files in DICOM_DIR by name "
                     "(IM_0001.png <-> IM_0001.dcm) and write the same area table as 'ctseg segment': "
@@ -19,15 +19,12 @@ def register(subparsers) -> None:
     )
     parser.add_argument("labels_dir", metavar="LABELS_DIR", help="folder of label maps (PNG, TIFF, NPY; values 0..N)")
     parser.add_argument("dicom_dir", metavar="DICOM_DIR", help="folder of the DICOM files the labels belong to")
-    parser.add_argument("--labels", type=_names, required=True, metavar="NAME,NAME,...",
-                        help="ROI names, label 1 first (a first name 'background' is dropped)")
+    add_labels(parser, "ROI names, label 1 first (a first name 'background' is dropped)", required=True)
     parser.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
     parser.add_argument("--series-uid", metavar="UID", help="use only this series of DICOM_DIR")
     add_spacing_arguments(parser)
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace FILE.csv and FILE_volumes.csv written by an earlier ctseg run (never a file "
-                             "ctseg did not write, or one changed since)")
-    parser.set_defaults(func=run)
+    add_overwrite(parser, "replace FILE.csv and FILE_volumes.csv written by an earlier ctseg run (never a file "
+                          "ctseg did not write, or one changed since)")
 
 
 def run(args: argparse.Namespace) -> int:

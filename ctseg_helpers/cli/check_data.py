@@ -6,10 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
+from ctseg_helpers.cli.options import add_command
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "check-data",
+    parser = add_command(
+        subparsers, "check-data", run,
         help="check training images and labels (pairs, label values, sizes)",
         description="Read every image/label pair of the training folder and report pairs, label "
                     "values, labels never seen, out-of-range values, missing partners and size "
@@ -20,7 +22,6 @@ def register(subparsers) -> None:
     parser.add_argument("--num-labels", type=int, required=True, metavar="K",
                         help="number of ROIs: label values 1..K, 0 is background")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from ctseg_helpers.cli.options import add_command, add_compression, add_overwrite, compression
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "convert",
+    parser = add_command(
+        subparsers, "convert", run,
         help="convert a TIFF series, DICOM folder or NIfTI file to a chunked HDF5 volume",
         description="Copy a volume slab by slab (never whole) into a chunked, optionally compressed "
                     "HDF5 dataset that 'ctseg segment-volume' and DataFile read along any axis. "
@@ -20,16 +22,13 @@ def register(subparsers) -> None:
     chunks.add_argument("--chunk-mb", type=float, metavar="X",
                         help="target chunk size in MiB, near-cubic chunks (default 1)")
     chunks.add_argument("--chunk-shape", metavar="Z,Y,X", help="explicit chunk shape, e.g. 64,128,128")
-    parser.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip",
-                        help="HDF5 compression (default gzip; lzf is faster, none fastest)")
+    add_compression(parser, "HDF5 compression (default gzip; lzf is faster, none fastest)")
     parser.add_argument("--dataset", default="data", help="dataset name in OUT.h5 (default: data)")
     parser.add_argument("--series-uid", help="DICOM series to convert when the folder holds several")
     parser.add_argument("--max-gb", type=float, default=0.5, metavar="X",
                         help="memory for the slices copied at a time, in GB (default 0.5)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace OUT.h5 written by an earlier ctseg run (never a file ctseg did not write, "
-                             "or one changed since)")
-    parser.set_defaults(func=run)
+    add_overwrite(parser, "replace OUT.h5 written by an earlier ctseg run (never a file ctseg did not write, or "
+                          "one changed since)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     chunk_shape = parse_chunk_shape(args.chunk_shape) if args.chunk_shape else None
     result = convert_to_hdf5(
         args.src, args.out, dataset=args.dataset, chunk_shape=chunk_shape, chunk_mb=args.chunk_mb,
-        compression=None if args.compression == "none" else args.compression, overwrite=args.overwrite,
+        compression=compression(args), overwrite=args.overwrite,
         series_uid=args.series_uid, max_gb=args.max_gb,
     )
     spacing = ("" if result.spacing_mm is None

@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from ctseg_helpers.cli.options import add_command
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "demo",
+    parser = add_command(
+        subparsers, "demo", run,
         help="train, segment and measure on a synthetic CT phantom (about 10 min on 2 CPU cores)",
         description=(
             "Write a synthetic lumbar CT phantom (real DICOM, six labelled ROIs, exact areas) into "
@@ -45,7 +47,6 @@ def register(subparsers) -> None:
     parser.add_argument("--notebooks", type=Path, default=None,
                         help="folder holding train/test/visualize.ipynb (default: notebooks/ in the checkout)")
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
-    parser.set_defaults(func=run)
 
 
 def run(args) -> int:

@@ -11,13 +11,15 @@ import argparse
 import logging
 from pathlib import Path
 
+from ctseg_helpers.cli.options import add_command, add_overwrite
+
 logger = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
     """Add the ``evaluate`` subcommand."""
-    parser = subparsers.add_parser(
-        "evaluate",
+    parser = add_command(
+        subparsers, "evaluate", run,
         help="metrics of predicted vs manual label maps (Dice, HD95, ...), area agreement",
         description=(
             "Compare predicted label maps with manual ones. Label files (PNG/NPY) are paired by file "
@@ -38,10 +40,8 @@ def register(subparsers) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--tolerance-mm", type=float, default=2.0,
                         help="tolerance of the surface Dice in mm")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace the files an earlier ctseg evaluation wrote in DIR (never a file ctseg "
-                             "did not write, or one changed since)")
-    parser.set_defaults(func=run)
+    add_overwrite(parser, "replace the files an earlier ctseg evaluation wrote in DIR (never a file ctseg did not "
+                          "write, or one changed since)")
 
 
 def run(args) -> int:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from ctseg_helpers.cli.options import add_command
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "inspect",
+    parser = add_command(
+        subparsers, "inspect", run,
         help="list the DICOM series in a folder and how ctseg orders them",
         description="List the DICOM series in a folder (headers only): size, pixel spacing, "
                     "positions along the slice normal, files in stacking order, and the files "
@@ -17,7 +19,6 @@ def register(subparsers) -> None:
     parser.add_argument("folder", metavar="DIR", help="folder holding DICOM files")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object {\"folder\", \"series\": [...], \"skipped\": [...]}")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,38 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-
-def _names(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",")]
-    if not all(names):
-        raise argparse.ArgumentTypeError(f"empty name in {text!r}: give names separated by commas, e.g. LV,myocardium")
-    return names
-
-
-def _pair(kind):
-    def parse(text: str):
-        try:
-            values = [kind(v) for v in text.lower().replace("x", ",").split(",")]
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{text!r}: give one number or ROWS,COLS") from exc
-        if len(values) not in (1, 2):
-            raise argparse.ArgumentTypeError(f"{text!r}: give one number or ROWS,COLS")
-        return values[0] if len(values) == 1 else tuple(values)
-
-    return parse
-
-
-def add_spacing_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--fov`` and ``--matrix-size``, the fallback when DICOM files have no PixelSpacing."""
-    parser.add_argument("--fov", type=_pair(float), metavar="MM",
-                        help="field of view in mm (or ROWS,COLS), used when a file has no PixelSpacing")
-    parser.add_argument("--matrix-size", type=_pair(int), metavar="PX",
-                        help="image size in pixels that --fov spans (default: the image size)")
+from ctseg_helpers.cli.options import (
+    add_command,
+    add_labels,
+    add_model,
+    add_overwrite,
+    add_settings_options,
+    add_spacing_arguments,
+    settings_from_args,
+)
+from ctseg_helpers.segment.segmenter import SegmentSettings
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "segment",
+    parser = add_command(
+        subparsers, "segment", run,
         help="segment the DICOM series of a folder with a trained model; write label maps, previews and areas",
         description="Segment every slice of every DICOM series in DICOM_DIR (each series its own stack; "
                     "--series-uid picks one) with a ctseg model and write, in a new folder under --out: "
@@ -45,34 +28,21 @@ def register(subparsers) -> None:
                     "stack; with --nifti a NIfTI label volume and with --dicom-seg a DICOM Segmentation "
                     "object per series, for 3D Slicer, ITK-SNAP or a PACS.",
     )
-    parser.add_argument("model", metavar="MODEL",
-                        help="trained model (.keras file saved by ctseg), an ensemble file (NAME.ensemble.json "
-                             "written by 'ctseg train --folds') or a folder of fold models")
+    add_model(parser, "trained model (.keras file saved by ctseg), an ensemble file (NAME.ensemble.json written "
+                      "by 'ctseg train --folds') or a folder of fold models")
     parser.add_argument("dicom_dir", metavar="DICOM_DIR",
                         help="folder of DICOM files; every series in it is segmented ('ctseg inspect' lists them)")
     parser.add_argument("--out", default="predictions", metavar="DIR",
                         help="parent folder of the run folders (default: predictions)")
-    parser.add_argument("--labels", type=_names, metavar="NAME,NAME,...",
-                        help="ROI names, label 1 first; a first name 'background' is dropped (default: the "
-                             "names stored with the model)")
+    add_labels(parser, "ROI names, label 1 first; a first name 'background' is dropped (default: the names "
+                       "stored with the model)")
     parser.add_argument("--series-uid", metavar="UID",
                         help="segment only this series of DICOM_DIR (default: every series)")
     add_spacing_arguments(parser)
-    parser.add_argument("--mode", choices=("tile", "resize"),
-                        help="tile: overlapping patches at native resolution; resize: whole slices "
-                             "resized to the input (default: as the model was trained)")
-    parser.add_argument("--overlap", type=float, default=0.25,
-                        help="patch overlap fraction in tile mode (default 0.25)")
-    parser.add_argument("--blend", choices=("gaussian", "hann", "average"), default="gaussian",
-                        help="weighting of overlapping patches (default gaussian)")
-    parser.add_argument("--batch-size", type=int, default=8, help="patches per prediction batch (default 8)")
-    parser.add_argument("--tta", action="store_true",
-                        help="test-time augmentation: average over the views the model was trained on "
-                             "(quarter turns or flips; 4x slower)")
+    add_settings_options(parser, SegmentSettings)
     parser.add_argument("--name", metavar="NAME", help="run folder name (default: the DICOM folder's name)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="write to --out/NAME (no time stamp), replacing exactly the files an earlier ctseg "
-                             "run recorded in its run.json there (a folder ctseg never wrote is refused)")
+    add_overwrite(parser, "write to --out/NAME (no time stamp), replacing exactly the files an earlier ctseg run "
+                          "recorded in its run.json there (a folder ctseg never wrote is refused)")
     parser.add_argument("--no-previews", action="store_true", help="do not write the JPG previews")
     parser.add_argument("--no-animation", action="store_true", help="do not write the animated GIF")
     parser.add_argument("--include-patient-id", action="store_true",
@@ -84,7 +54,6 @@ def register(subparsers) -> None:
                         help="also write each series' label maps as a DICOM Segmentation object referencing the "
                              "images (segmentation.dcm; one per phase of a cine series); it carries the patient's "
                              "name and ID as the scan does, so it needs --include-patient-id")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,10 +61,9 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_segmentation(
         args.model, args.dicom_dir, args.out, labels_list=args.labels, fov=args.fov, matrix_size=args.matrix_size,
-        series_uid=args.series_uid, mode=args.mode, overlap=args.overlap, blend=args.blend,
-        batch_size=args.batch_size, tta=args.tta, overwrite=args.overwrite, run_name=args.name,
-        previews=not args.no_previews, animation=not args.no_animation,
-        include_patient_id=args.include_patient_id, nifti=args.nifti, dicom_seg=args.dicom_seg, progress=True,
+        series_uid=args.series_uid, overwrite=args.overwrite, run_name=args.name, previews=not args.no_previews,
+        animation=not args.no_animation, include_patient_id=args.include_patient_id, nifti=args.nifti,
+        dicom_seg=args.dicom_seg, progress=True, **settings_from_args(SegmentSettings, args),
     )
     print(result.summary())
     several = len(result.series) > 1

@@ -5,10 +5,24 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ctseg_helpers.cli.options import (
+    add_command,
+    add_compression,
+    add_model,
+    add_overwrite,
+    add_settings_options,
+    compression,
+    settings_from_args,
+)
+from ctseg_helpers.segment.segmenter import SegmentSettings
+
+#: The segmenter settings this command leaves at their defaults.
+_NOT_OFFERED = ("overlap", "blend")
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "segment-volume",
+    parser = add_command(
+        subparsers, "segment-volume", run,
         help="segment a 3D HDF5 volume slab by slab along one or several axes (resumable)",
         description="Segment the 2D slices of a volume along each requested axis, a slab of slices "
                     "at a time under a memory cap, and write uint8 labels to OUT.h5 (dataset "
@@ -19,7 +33,7 @@ def register(subparsers) -> None:
                     "--overwrite replaces only an OUT.h5 that ctseg wrote (never a file ctseg did not "
                     "write, or a finished one changed since).",
     )
-    parser.add_argument("model", metavar="MODEL", help="trained ctseg model (.keras)")
+    add_model(parser, "trained ctseg model (.keras)")
     parser.add_argument("input", metavar="IN.h5", help="volume to segment (HDF5, see 'ctseg convert')")
     parser.add_argument("out", metavar="OUT.h5", help="HDF5 file for the labels")
     parser.add_argument("--dataset", help="input dataset when IN.h5 holds several 3D datasets")
@@ -34,13 +48,8 @@ def register(subparsers) -> None:
                         help="rotate about the Z axis by A degrees before slicing (default 0)")
     parser.add_argument("--combine", choices=("vote", "mean"), default="vote",
                         help="how several axes are combined (default vote)")
-    parser.add_argument("--mode", choices=("tile", "resize"),
-                        help="segmenter mode (default: from the model's training fit mode)")
-    parser.add_argument("--batch-size", type=int, default=8, help="patches per prediction call (default 8)")
-    parser.add_argument("--tta", action="store_true",
-                        help="average over the views the model was trained on (quarter turns or flips; 4x slower)")
-    parser.add_argument("--compression", choices=("gzip", "lzf", "none"), default="gzip",
-                        help="compression of the output datasets (default gzip)")
+    add_settings_options(parser, SegmentSettings, exclude=_NOT_OFFERED)
+    add_compression(parser, "compression of the output datasets (default gzip)")
     parser.add_argument("--dask-scheduler", metavar="ADDRESS",
                         help="run on Dask: 'local' or 'local:N' (a LocalCluster of N processes) or a "
                              "scheduler address such as tcp://host:8786 (workers must see MODEL and IN.h5)")
@@ -49,9 +58,7 @@ def register(subparsers) -> None:
     parser.add_argument("--dask-halo", type=int, default=0, metavar="PX",
                         help="with --dask-plane-chunk: context pixels around each block (default 0)")
     parser.add_argument("--no-disk-check", action="store_true", help="skip the free disk space check")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an OUT.h5 that ctseg wrote instead of resuming it")
-    parser.set_defaults(func=run)
+    add_overwrite(parser, "replace an OUT.h5 that ctseg wrote instead of resuming it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,13 +71,11 @@ def run(args: argparse.Namespace) -> int:
     read_settings(args.model)  # a clear error for a missing or foreign model before any work
     if args.dask_plane_chunk is not None and args.dask_scheduler is None:
         raise CtsegSettingsError("--dask-plane-chunk applies to Dask runs only; add --dask-scheduler")
-    options = {"batch_size": args.batch_size, "tta": args.tta}
-    if args.mode:
-        options["mode"] = args.mode
+    options = settings_from_args(SegmentSettings, args, exclude=_NOT_OFFERED)
     common = dict(
         dataset=args.dataset, axes=axes, max_gb=args.max_gb, crop=crop, rotate_deg=args.rotate_deg,
         combine=args.combine, overwrite=args.overwrite, model_id=file_sha256(args.model),
-        compression=None if args.compression == "none" else args.compression, check_disk=not args.no_disk_check,
+        compression=compression(args), check_disk=not args.no_disk_check,
     )
     if args.dask_scheduler:
         from ctseg_helpers.workflows.dask_backend import SegmenterSpec, connect  # noqa: PLC0415

@@ -21,6 +21,11 @@ Everything a run produces is in one new folder (default ``predictions/demo_<time
     area_error.csv                                       measured vs known areas per ROI
     demo_summary.json                                    settings, timings and the area error
 
+The executed notebooks keep the state of their widgets (progress bars, the folder chooser, the
+slice browser) in their metadata, so they show as they were when opened in JupyterLab later
+(without it JupyterLab shows "Error displaying widget: model not found" in their place); a
+widget output without a saved state is reduced to the text the kernel sent with it.
+
 The demo never replaces a file: ``out_dir`` must be new or empty and may not be (or be inside)
 the phantom folder it reads. The tables it writes itself are recorded as ctseg's own
 (:mod:`ctseg_helpers.io.written`), as training records the models and ``run.json`` lists the
@@ -67,6 +72,10 @@ REQUIRED_PARAMETERS = {
 _LATERAL_SAFE_AUGMENTATION = {"p_flip": 0.0, "p_rot90": 0.0}
 
 _PACKAGES = ("tensorflow", "keras", "papermill", "ipykernel", "nbformat", "pydicom", "matplotlib")
+
+#: MIME type of a widget in a notebook's outputs, and of the widgets' saved state in its metadata.
+WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
 
 
 class DemoError(CtsegError):
@@ -455,16 +464,47 @@ def _execute(notebooks_dir: Path, step: str, nb_out: Path, accepted: set[str], w
     level = pm_logger.level
     pm_logger.setLevel(max(level, logging.WARNING))  # its INFO lines repeat what the demo logs
     try:
+        # store_widget_state (nbclient's default, set here so that it stays on): the widgets' state
+        # goes into the saved notebook's metadata, and JupyterLab can draw them when it is opened
         papermill.execute_notebook(
             str(notebooks_dir / f"{step}.ipynb"), str(target), parameters=params,
             cwd=str(notebooks_dir), kernel_name="python3", progress_bar=progress, log_output=False,
+            store_widget_state=True,
         )
     except PapermillExecutionError as exc:
         raise DemoError(f"{step}.ipynb failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}; "
                         f"open {target} to see the cell and its output") from exc
     finally:
         pm_logger.setLevel(level)
+        if target.is_file():
+            _keep_widgets_displayable(target)
     return target
+
+
+def _keep_widgets_displayable(path: Path) -> int:
+    """Reduce each widget output whose state the notebook lacks to the text sent with it.
+
+    JupyterLab draws a widget output from the state saved in the notebook's metadata; without
+    it the output reads "Error displaying widget: model not found". Such an output keeps its
+    other representations (the kernel sends a ``text/plain`` one with every widget, e.g. a
+    progress bar's text). Returns the number of outputs changed; the file is rewritten only then.
+    """
+    import nbformat  # noqa: PLC0415
+
+    nb = nbformat.read(path, as_version=4)
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE_MIME, {}).get("state", {})
+    changed = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW_MIME)
+            if view is not None and view.get("model_id") and view["model_id"] not in state:
+                del output["data"][WIDGET_VIEW_MIME]
+                output["data"].setdefault("text/plain", "(a widget, shown only while the notebook ran)")
+                changed += 1
+    if changed:
+        logger.debug("%s: %d widget output(s) without saved state, kept as text", path, changed)
+        nbformat.write(nb, path)
+    return changed
 
 
 def _one(folder: Path, name: str, step: str, nb_out: Path) -> Path:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -281,7 +283,7 @@ def convert_to_hdf5(src: str | Path, out_path: str | Path, *, dataset: str = "da
     from ctseg_helpers.io.written import (  # noqa: PLC0415
         check_replaceable,
         forget_written,
-        record_written,
+        rename_recorded,
     )
 
     src, out_path = Path(src), Path(out_path)
@@ -299,10 +301,19 @@ def convert_to_hdf5(src: str | Path, out_path: str | Path, *, dataset: str = "da
         if chunk_shape is None and chunk_mb is None:
             chunk_mb = 1.0
         per_slice = math.prod(source.shape[1:]) * source.dtype.itemsize
-        if replacing:
-            forget_written(out_path)
-        out = DataFile.create(out_path, source.shape, source.dtype, dataset=dataset, chunk_shape=chunk_shape,
-                              chunk_mb=chunk_mb, compression=compression, overwrite=replacing, attrs=attrs)
+        # Written beside the output under a hidden name and renamed when complete: a run killed
+        # half-way leaves OUT.h5 as it was (or absent), never a damaged file in its place.
+        for stale in out_path.parent.glob(f".*.{out_path.name}"):  # left by a killed conversion
+            if re.fullmatch(rf"\.\d+\.{re.escape(out_path.name)}", stale.name):
+                stale.unlink()
+        partial = out_path.with_name(f".{os.getpid()}.{out_path.name}")
+        try:
+            out = DataFile.create(partial, source.shape, source.dtype, dataset=dataset, chunk_shape=chunk_shape,
+                                  chunk_mb=chunk_mb, compression=compression, overwrite=True, attrs=attrs)
+        except OSError as exc:  # name the file the user asked for, not the hidden partial one
+            if exc.errno is None:
+                raise
+            raise type(exc)(exc.errno, exc.strerror or str(exc), str(out_path)) from None
         try:
             step = max(1, int(max_gb * _GB // per_slice))
             if out.chunk_shape and step >= out.chunk_shape[0]:
@@ -316,10 +327,13 @@ def convert_to_hdf5(src: str | Path, out_path: str | Path, *, dataset: str = "da
                                    dtype=str(out.dtype), chunk_shape=out.chunk_shape, spacing_mm=source.spacing_mm)
         except BaseException:
             out.close()
-            out_path.unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
             raise
         out.close()
-        record_written(out_path)
+        if replacing:
+            forget_written(out_path)
+            out_path.unlink()
+        rename_recorded(partial, out_path)
     finally:
         source.close()
     logger.info("wrote %s: %s %s, chunks %s", out_path, result.shape, result.dtype, result.chunk_shape)

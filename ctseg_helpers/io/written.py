@@ -16,6 +16,9 @@ How ctseg knows its own files
 
 :func:`check_replaceable` accepts a file for replacing only when its entry matches its size
 and modification time now (a regular file; a link or a folder at that path never matches).
+A file written beside its place and renamed there is recorded just before the rename
+(:func:`rename_recorded`), so that a run killed at any moment leaves none of its files in
+place unrecorded.
 The manifest is replaced atomically (written beside it, then renamed), its name starts with a
 dot so label-folder readers skip it, and it travels with its folder (``cp -a``, ``rsync -a``
 keep size and times). Limits, all on the safe side: a file copied without its times, or whose
@@ -132,6 +135,52 @@ def record_written(*paths: str | Path) -> None:
         _write_manifest(folder, manifest)
 
 
+def rename_recorded(tmp: str | Path, path: str | Path) -> Path:
+    """Rename a file ctseg has just finished writing into place, recorded from the moment it is there.
+
+    ``record_written`` after a rename leaves a moment in which the file is in place but not yet
+    recorded: a run killed then (``kill -9``, a power cut) leaves a file that counts as not
+    written by ctseg, which a rerun with ``overwrite`` refuses. Here the record comes first,
+    with ``tmp``'s size and modification time, which the rename keeps; a run killed before the
+    rename leaves ``tmp`` beside a missing ``path`` (its entry vouches for nothing there).
+
+    Parameters
+    ----------
+    tmp : path
+        The finished file, in the folder of ``path``.
+    path : path
+        Where it goes; must not exist (delete the file it replaces first).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``tmp`` is not a regular file.
+    FileExistsError
+        If ``path`` exists (a caller's mistake, as the next one).
+    ValueError
+        If ``tmp`` is in another folder.
+    """
+    tmp, path = Path(tmp).absolute(), Path(path).absolute()
+    if tmp.parent != path.parent:
+        raise ValueError(f"{tmp}: must be in the folder of {path} to be renamed into place")
+    if os.path.lexists(path):
+        raise FileExistsError(f"{path}: exists; delete the file it replaces before renaming {tmp.name} into place")
+    fingerprint = _fingerprint(tmp)
+    if fingerprint is None:
+        raise FileNotFoundError(f"{tmp}: no such file to rename into place")
+    manifest = _read_manifest(path.parent)
+    manifest[path.name] = fingerprint
+    manifest.pop(tmp.name, None)
+    _write_manifest(path.parent, manifest)
+    os.replace(tmp, path)
+    return path
+
+
 def forget_written(*paths: str | Path) -> None:
     """Remove files from their folders' manifests (after ctseg deleted them)."""
     for folder, files in _by_folder(paths).items():
@@ -246,5 +295,6 @@ __all__ = [
     "check_replaceable",
     "forget_written",
     "record_written",
+    "rename_recorded",
     "written_by_ctseg",
 ]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,14 @@ import numpy as np
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
 from ctseg_helpers.prepare.normalize import Normalization, normalize_image
 from ctseg_helpers.prepare.resample import resize_image
-from ctseg_helpers.segment.patches import blend_weights, check_blend, check_overlap, pad_to_patch, patch_origins
+from ctseg_helpers.segment.patches import (
+    BLEND_MODES,
+    blend_weights,
+    check_blend,
+    check_overlap,
+    pad_to_patch,
+    patch_origins,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +65,42 @@ def mode_for_fit(fit_mode: str) -> str:
     """Segmentation mode for a model's training ``fit_mode`` ('resize' -> 'resize', 'pad' -> 'tile')."""
     return "resize" if fit_mode == "resize" else "tile"
 
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    """The settings a user chooses when segmenting with a trained model, and their defaults.
+
+    The one home of these defaults: :class:`Segmenter`, ``run_segmentation``, the options of
+    ``ctseg segment`` and ``ctseg segment-volume`` (each field's metadata spells its option,
+    see :mod:`ctseg_helpers.cli.options`) take them from here, and the parameters cell of
+    ``notebooks/test.py`` is tested to hold the same values. :class:`Segmenter` checks them.
+
+    Attributes
+    ----------
+    mode : {"tile", "resize"} or None
+        See the module docstring; None: as the model was trained (:func:`mode_for_fit`).
+    overlap : float in [0, 1)
+        Least overlap between neighbouring patches in tile mode, as a fraction of the input.
+    blend : {"gaussian", "hann", "average"}
+        Weight map for blending overlapping patch probabilities in tile mode.
+    batch_size : int
+        Patches (tile) or slices (resize) per prediction call.
+    tta : bool
+        Test-time augmentation over the views the model was trained on (:func:`tta_views_for`).
+    """
+
+    mode: str | None = field(default=None, metadata={"cli": {
+        "choices": MODES, "help": "tile: overlapping patches at native resolution; resize: whole slices resized to "
+                                  "the input (default: as the model was trained)"}})
+    overlap: float = field(default=0.25, metadata={"cli": {
+        "type": "float", "help": "patch overlap fraction in tile mode (default %(default)s)"}})
+    blend: str = field(default="gaussian", metadata={"cli": {
+        "choices": BLEND_MODES, "help": "weighting of overlapping patches (default %(default)s)"}})
+    batch_size: int = field(default=8, metadata={"cli": {
+        "type": "int", "help": "patches per prediction batch (default %(default)s)"}})
+    tta: bool = field(default=False, metadata={"cli": {
+        "help": "test-time augmentation: average over the views the model was trained on (quarter turns or "
+                "flips; 4x slower)"}})
 
 
 #: Test-time views: name -> (quarter turns, mirrored left-right) of each view, the original first.
@@ -138,10 +182,10 @@ class Segmenter:
         input_shape: int,
         num_classes: int,
         mode: str = "tile",
-        overlap: float = 0.25,
-        blend: str = "gaussian",
-        batch_size: int = 8,
-        tta: bool = False,
+        overlap: float = SegmentSettings.overlap,
+        blend: str = SegmentSettings.blend,
+        batch_size: int = SegmentSettings.batch_size,
+        tta: bool = SegmentSettings.tta,
         tta_views: str = "flips",
         normalization: Normalization | None = None,
         target_spacing_mm=None,

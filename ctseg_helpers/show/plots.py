@@ -26,19 +26,69 @@ logger = logging.getLogger(__name__)
 
 
 def save_figure(figure: Figure, path: str | Path, overwrite: bool = False, dpi: int = 150) -> Path:
-    """Save a figure (PNG, PDF or SVG by extension), never replacing a file unless asked.
+    """Save a figure (PNG, PDF or SVG by extension), never replacing a user's file.
+
+    The figure is drawn into a hidden file beside ``path`` and renamed into place, recorded as
+    ctseg's just before (:func:`ctseg_helpers.io.written.rename_recorded`): an interrupted save
+    never leaves half a file, nor a file of its own that a later ``overwrite`` would refuse.
+
+    Parameters
+    ----------
+    figure : Figure
+    path : path-like
+        The file to write, ending in a format matplotlib writes (``.png``, ``.pdf``, ``.svg``
+        ...); its folder is created if needed.
+    overwrite : bool
+        Replace a file that ctseg saved there and nobody changed since (recorded by
+        :mod:`ctseg_helpers.io.written`); any other existing file is never replaced.
+    dpi : int
+
+    Returns
+    -------
+    Path
+        The file written, recorded as written by ctseg.
 
     Raises
     ------
     CtsegDataError
-        If the file exists and ``overwrite`` is False.
+        If the file name has no image format matplotlib writes; if the file exists and
+        ``overwrite`` is False, or with ``overwrite`` it exists and ctseg did not write it or it
+        was changed since.
     """
+    from ctseg_helpers.io.written import check_replaceable  # noqa: PLC0415
+
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise CtsegDataError(f"{path}: exists already; choose another file name or allow overwriting")
+    fmt = _figure_format(figure, path)
+    check_replaceable(path, overwrite, what_to_do="choose another file name or allow overwriting (overwrite=True)",
+                      instead="choose another file name", error_type=CtsegDataError)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path
+    return _save_in_place(path, lambda tmp: figure.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight"))
+
+
+def _save_in_place(path: Path, write) -> Path:
+    """Write ``path`` through ``write(tmp)`` into a hidden file beside it, then rename it into place,
+    recorded as ctseg's; a file already there (checked replaceable by the caller) is replaced."""
+    from ctseg_helpers.io.written import forget_written, rename_recorded  # noqa: PLC0415
+
+    tmp = path.with_name(f".{os.getpid()}.{path.name}")
+    try:
+        write(tmp)
+        if os.path.lexists(path):
+            path.unlink()
+            forget_written(path)
+        return rename_recorded(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _figure_format(figure: Figure, path: Path) -> str:
+    """The image format of ``path``'s extension, refused when matplotlib cannot write it."""
+    formats = figure.canvas.get_supported_filetypes()
+    fmt = path.suffix[1:].lower()
+    if fmt not in formats:
+        raise CtsegDataError(f"{path}: a figure is saved as one of {', '.join('.' + f for f in sorted(formats))}; "
+                             "end the file name with one of them")
+    return fmt
 
 
 def save_outputs(out_dir: str | Path, figures: dict | None = None, tables: dict | None = None,
@@ -67,10 +117,11 @@ def save_outputs(out_dir: str | Path, figures: dict | None = None, tables: dict 
     Raises
     ------
     CtsegDataError
-        If ``out_dir`` is a file, a file exists and ``overwrite`` is False, or with
-        ``overwrite`` a file exists that ctseg did not write or that was changed since.
+        If ``out_dir`` is a file, a figure's name has no image format matplotlib writes, a file
+        exists and ``overwrite`` is False, or with ``overwrite`` a file exists that ctseg did not
+        write or that was changed since.
     """
-    from ctseg_helpers.io.written import check_replaceable, record_written  # noqa: PLC0415
+    from ctseg_helpers.io.written import check_replaceable  # noqa: PLC0415
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -85,12 +136,12 @@ def save_outputs(out_dir: str | Path, figures: dict | None = None, tables: dict 
         )
     for path in existing:
         check_replaceable(path, overwrite, instead="choose another output folder", error_type=CtsegDataError)
+    for name, figure in figures.items():
+        _figure_format(figure, out_dir / name)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [save_figure(fig, out_dir / name, overwrite=True, dpi=dpi) for name, fig in figures.items()]
     for name, table in tables.items():
-        table.to_csv(out_dir / name, index=False)
-        written.append(out_dir / name)
-    record_written(*written)
+        written.append(_save_in_place(out_dir / name, lambda tmp, table=table: table.to_csv(tmp, index=False)))
     logger.info("saved %d file(s) in %s", len(written), out_dir)
     return written
 

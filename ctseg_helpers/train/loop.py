@@ -47,7 +47,7 @@ import numpy as np
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
 from ctseg_helpers.io.label_names import check_label_names
 from ctseg_helpers.io.written import check_outside_inputs, check_replaceable, forget_written, record_written
-from ctseg_helpers.model.loss_names import check_loss_options, dice_column, loss_label
+from ctseg_helpers.model.loss_names import LOSS_NAMES, check_loss_options, dice_column, loss_label
 from ctseg_helpers.prepare.augment import AugmentConfig
 from ctseg_helpers.prepare.dataset import (
     FIT_MODES,
@@ -66,13 +66,25 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 TRAIN_FIT_MODES = ("patch",) + FIT_MODES
 #: Learning-rate schedules.
 LR_SCHEDULES = ("poly", "cosine", "constant")
+#: What ``postprocessing="auto"`` / ``"none"`` do: choose it on the validation slices, or none.
+POSTPROCESSING_MODES = ("auto", "none")
 #: Settings a plan (or the classic defaults) fills in when left None.
 _PLANNED = ("input_shape", "batch_size", "levels", "batches_per_epoch", "warmup_epochs")
+
+
+def _cli(help: str, **spelling) -> dict:
+    """Field metadata: how ``ctseg train`` offers the setting (keys: :mod:`ctseg_helpers.cli.options`)."""
+    return {"cli": {"help": help, **spelling}}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Every setting of a training run.
+
+    Each field's metadata says how ``ctseg train`` offers it (option, help text, converter; see
+    :mod:`ctseg_helpers.cli.options`), with the field's default as the option's default, and
+    the parameters cell of ``notebooks/train.py`` is tested to have the same defaults: a new
+    setting is one field here (and its line in the notebook).
 
     Attributes
     ----------
@@ -172,49 +184,97 @@ class TrainConfig:
         so a mistake is reported before any data is read.
     """
 
-    main_dir: str | Path
-    model_filename: str = "unet"
-    out_dir: str | Path = "trained_model"
-    input_shape: int | None = None
-    num_labels: int = 1
-    label_names: tuple[str, ...] = ()
-    epochs: int = 100
-    batch_size: int | None = None
-    learning_rate: float = 1e-3
-    print_checkpoint: int = 10
-    save_checkpoint: int = 50
-    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
-    loss: str = "dice_ce"
-    levels: int | None = None
-    filters: tuple[int, ...] | None = None
-    base_filters: int = 16
-    filter_multiplier: float = 2.0
-    pool_sizes: int | tuple[int, ...] = 2
-    kernel_sizes: int | tuple[int, ...] = 3
-    batch_norm: bool = True
-    dropout: float | tuple[float, ...] = 0.0
-    activation: str = "relu"
-    fit_mode: str = "patch"
-    validation_fraction: float | None = None
-    validation_dir: str | Path | None = None
-    seed: int = 0
-    resume: bool = False
-    overwrite: bool = False
-    max_slices: int | None = None
-    max_minutes: float | None = None
-    mixed_precision: bool | str = "auto"
+    main_dir: str | Path = field(metadata=_cli("folder holding train/dicoms and train/labels",
+                                               flags="data_dir", metavar="DATA_DIR"))
+    out_dir: str | Path = field(default="trained_model", metadata=_cli("output folder (default: %(default)s)",
+                                                                      flags="--out"))
+    model_filename: str = field(default="unet", metadata=_cli("model file name stem (default: %(default)s)",
+                                                              flags="--name"))
+    epochs: int = field(default=100, metadata=_cli("total epochs (default: %(default)s)", type="positive_int"))
+    input_shape: int | None = field(default=None, metadata=_cli(
+        "side of the square network input (training patch) in pixels (default: planned)", type="positive_int"))
+    num_labels: int = field(default=1, metadata=_cli("number of ROIs, background excluded", type="positive_int",
+                                                     required=True))
+    label_names: tuple[str, ...] = field(default=(), metadata=_cli(
+        "ROI names separated by commas, label 1 first (a first name 'background' followed by one name per ROI "
+        "is dropped)", type="comma_separated"))
+    batch_size: int | None = field(default=None, metadata=_cli("(default: planned)", type="positive_int"))
+    learning_rate: float = field(default=1e-3, metadata=_cli("peak Adam learning rate (default: %(default)s)",
+                                                             type="float"))
+    lr_schedule: str = field(default="poly", metadata=_cli(
+        "learning-rate decay after the warm-up (default: %(default)s)", choices=LR_SCHEDULES))
+    warmup_epochs: int | None = field(default=None, metadata=_cli("linear warm-up epochs (default: 5%% of epochs)",
+                                                                  type="int"))
+    batches_per_epoch: int | None = field(default=None, metadata=_cli(
+        "patch batches per epoch (default: planned, 50 on a CPU)", type="positive_int"))
+    foreground_fraction: float | None = field(default=None, metadata=_cli(
+        "share of each batch centred on an ROI pixel (default: planned, 1/3)", type="float"))
+    target_spacing_mm: tuple[float, float] | None = field(default=None, metadata=_cli(
+        "pixel spacing to train at, mm (default: planned, the median of the slices)", flags="--target-spacing",
+        type="spacing_mm", metavar="MM[,MM]"))
+    postprocessing: str = field(default="auto", metadata=_cli(
+        "choose largest-region / hole filling per ROI on the validation slices (default: auto)",
+        choices=POSTPROCESSING_MODES))
+    folds: int = field(default=1, metadata=_cli(
+        "train K models on patient-wise folds and an ensemble of them (default: 1)", type="positive_int"))
+    print_checkpoint: int = field(default=10, metadata=_cli(
+        "print a status line every N epochs (default: %(default)s)", type="positive_int"))
+    save_checkpoint: int = field(default=50, metadata=_cli(
+        "save a checkpoint every N epochs (default: %(default)s)", type="positive_int"))
+    loss: str = field(default="dice_ce", metadata=_cli("(default: %(default)s)", choices=LOSS_NAMES))
+    loss_options: dict = field(default_factory=dict, metadata={"cli": (
+        {"help": "loss options as JSON, e.g. '{\"gamma\": 1.5}' (focal), '{\"alpha\": 0.3, \"beta\": 0.7}' "
+                 "(tversky), '{\"dice_weight\": 1, \"ce_weight\": 1}' (dice_ce)", "type": "json_object"},
+        {"help": "per-class weights (background first) for weighted_ce, focal or dice_ce", "key": "class_weights",
+         "flags": "--class-weights", "type": "float_list", "metavar": "W0,W1,..."},
+    )})
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig, metadata={"cli": (
+        {"help": "turn all augmentation off", "key": "enabled", "negate": True, "flags": "--no-augment"},
+        {"help": "augmentation probabilities/strengths as JSON, e.g. '{\"p_flip\": 0, \"p_rot90\": 0}' for "
+                 "left/right ROIs (names as in train.ipynb's augment_options)", "flags": "--augment-options",
+         "type": "json_object"},
+    )})
+    levels: int | None = field(default=None, metadata=_cli("U-Net pooling levels (default: planned)",
+                                                           type="positive_int"))
+    base_filters: int = field(default=16, metadata=_cli("filters of level 1 (default: %(default)s)",
+                                                        type="positive_int"))
+    filter_multiplier: float = field(default=2.0, metadata=_cli("filter growth per level (default: %(default)s)",
+                                                                type="float"))
+    filters: tuple[int, ...] | None = field(default=None, metadata=_cli(
+        "filters per level and bottleneck, e.g. 16,32,64,128,256", type="int_list"))
+    pool_sizes: int | tuple[int, ...] = field(default=2, metadata=_cli("pool size per level, e.g. 2,2,2,2",
+                                                                       type="per_level_int"))
+    kernel_sizes: int | tuple[int, ...] = field(default=3, metadata=_cli("kernel size per level and bottleneck",
+                                                                         type="per_level_int"))
+    dropout: float | tuple[float, ...] = field(default=0.0, metadata=_cli(
+        "dropout rate, one value or one per level and bottleneck", type="per_level_float"))
+    batch_norm: bool = field(default=True, metadata=_cli("leave out batch normalisation"))
+    instance_norm: bool = field(default=False, metadata=_cli("instance normalisation in place of batch norm"))
+    activation: str = field(default="relu", metadata=_cli("(default: %(default)s)"))
+    fit_mode: str = field(default="patch", metadata=_cli(
+        "patch: random patches at the planned spacing; resize/pad: whole slices fitted to the input "
+        "(default: %(default)s)", choices=TRAIN_FIT_MODES))
+    validation_fraction: float | None = field(default=None, metadata=_cli(
+        "share of slices, as whole patients/series, for validation (default: 0.2 when at least 3 "
+        "patients/series stay for training, else none: train on all)", type="float"))
+    validation_dir: str | Path | None = field(default=None, metadata=_cli(
+        "folder with dicoms/ and labels/ to validate on instead"))
+    seed: int = field(default=0, metadata=_cli("(default: %(default)s)", type="int"))
+    resume: bool = field(default=False, metadata=_cli("continue from the newest checkpoint in --out"))
+    overwrite: bool = field(default=False, metadata=_cli(
+        "replace a previous run of --name in --out (only files ctseg wrote and nobody changed since)"))
+    max_slices: int | None = field(default=None, metadata=_cli("read only this many pairs (smoke runs)",
+                                                               type="positive_int"))
+    allow_missing_labels: bool = field(default=False, metadata=_cli(
+        "train even when an ROI value 1..num_labels appears in no training label"))
+    max_minutes: float | None = field(default=None, metadata=_cli(
+        "stop with a checkpoint after this much training time", type="float"))
+    mixed_precision: bool | str = field(default="auto", metadata=_cli(
+        "reduced precision: float16 on a GPU, bfloat16 on a CPU with AMX; auto uses it where it pays "
+        "(default: auto)", values={"auto": "auto", "on": True, "off": False}))
+    devices: str = field(default="auto", metadata=_cli(
+        "auto (all GPUs when several), cpu, gpu, or cpu:N (N logical CPU devices, for tests)"))
     normalization: Normalization | None = None
-    lr_schedule: str = "poly"
-    warmup_epochs: int | None = None
-    batches_per_epoch: int | None = None
-    foreground_fraction: float | None = None
-    target_spacing_mm: tuple[float, float] | None = None
-    postprocessing: str = "auto"
-    loss_options: dict = field(default_factory=dict)
-    instance_norm: bool = False
-    folds: int = 1
-    devices: str = "auto"
-    allow_missing_labels: bool = False
 
     def __post_init__(self):
         for name in ("label_names", "filters", "pool_sizes", "kernel_sizes", "dropout", "target_spacing_mm"):
@@ -250,7 +310,7 @@ class TrainConfig:
             raise CtsegSettingsError(f"fit_mode must be one of {TRAIN_FIT_MODES}, got {self.fit_mode!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise CtsegSettingsError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.postprocessing not in ("auto", "none"):
+        if self.postprocessing not in POSTPROCESSING_MODES:
             raise CtsegSettingsError(f"postprocessing must be 'auto' or 'none', got {self.postprocessing!r}")
         if self.foreground_fraction is not None and not 0.0 <= self.foreground_fraction <= 1.0:
             raise CtsegSettingsError(f"foreground_fraction must be within 0..1, got {self.foreground_fraction}")

@@ -34,11 +34,14 @@ patient's name and ID, copied from the scan so that PACS and viewers file it wit
 it is written only together with ``include_patient_id=True``.
 
 Existing runs are never touched: each run gets a new folder. With ``overwrite=True`` the run
-goes to ``out_dir/<folder name>/`` and replaces the files an earlier run wrote there (other
-files in that folder are left alone). Outputs carry no patient name or ID from the DICOM
-headers unless asked (``include_patient_id``: the PatientID in ``run.json``, and the DICOM-SEG
-objects); they are named after the DICOM folder and files,
-so pass ``run_name`` when the folder's name itself identifies the patient.
+goes to ``out_dir/<folder name>/`` and replaces the files an earlier run wrote there, finished
+or interrupted, when nobody changed them since (each file is recorded as it is written, see
+:mod:`ctseg_helpers.io.written` and :func:`previous_outputs`); a file there that ctseg did not
+write or that was changed since (a label map corrected by hand) stops the run, naming it, before
+anything is deleted. Other files in that folder are left alone. Outputs carry no patient name or
+ID from the DICOM headers unless asked (``include_patient_id``: the PatientID in ``run.json``,
+and the DICOM-SEG objects); they are named after the DICOM folder and files, so pass
+``run_name`` when the folder's name itself identifies the patient.
 """
 
 from __future__ import annotations
@@ -46,9 +49,11 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +64,7 @@ from ctseg_helpers.io.geometry import no_volume_reason
 from ctseg_helpers.io.label_names import check_label_names
 from ctseg_helpers.io.naming import dicom_stem as output_stem  # re-exported: a slice's outputs are named so
 from ctseg_helpers.io.naming import output_stems
+from ctseg_helpers.segment.segmenter import SegmentSettings
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +91,8 @@ def _safe_name(text: str) -> str:
     return name or "series"
 
 
-def make_run_dir(out_dir: str | Path, name: str, *, overwrite: bool = False, now: _dt.datetime | None = None) -> Path:
+def make_run_dir(out_dir: str | Path, name: str, *, overwrite: bool = False, now: _dt.datetime | None = None,
+                 outputs: Sequence[str] = ()) -> Path:
     """Create the folder of one run.
 
     Parameters
@@ -96,13 +103,17 @@ def make_run_dir(out_dir: str | Path, name: str, *, overwrite: bool = False, now
         Run name, usually the DICOM folder's name; unsafe characters become ``_``.
     overwrite : bool
         False: a new folder ``<name>_<YYYYmmdd-HHMMSS>`` (``-2``, ``-3`` ... appended if that
-        exists). True: the folder ``<name>``, reused; the outputs of an earlier run in it are
-        removed, nothing else.
+        exists). True: the folder ``<name>``, reused; the outputs an earlier run wrote in it
+        (finished or interrupted) are removed, nothing else (see :func:`previous_outputs`).
+    outputs : sequence of str
+        With ``overwrite``: the files the new run will write, relative to the run folder
+        (``labels/IM_0001.png``); one that exists must be an earlier run's output too.
 
     Raises
     ------
     CtsegSettingsError
-        If ``out_dir`` (or the run folder) exists and is not a folder.
+        If ``out_dir`` (or the run folder) exists and is not a folder; with ``overwrite``, as
+        :func:`previous_outputs` (then nothing is deleted).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -114,7 +125,7 @@ def make_run_dir(out_dir: str | Path, name: str, *, overwrite: bool = False, now
             raise CtsegSettingsError(
                 f"{run_dir}: exists and is not a folder; remove it or choose another output folder"
             )
-        _remove_previous_outputs(run_dir)
+        _remove_files(run_dir, previous_outputs(run_dir, outputs))
     else:
         stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
         run_dir = out_dir / f"{base}_{stamp}"
@@ -126,43 +137,179 @@ def make_run_dir(out_dir: str | Path, name: str, *, overwrite: bool = False, now
     return run_dir
 
 
-def _remove_previous_outputs(run_dir: Path) -> None:
-    """Delete exactly the files an earlier ctseg run recorded in ``run_dir/run.json``.
+#: What a run writes in its folder (glob patterns): where ``overwrite`` looks for the recorded
+#: outputs of an interrupted run, which has no ``run.json`` listing them.
+_RUN_OUTPUT_PATTERNS = (
+    f"{LABELS_SUBDIR}/*.png", f"{OVERLAYS_SUBDIR}/*.jpg", AREAS_CSV, VOLUMES_CSV, RUN_JSON, "animation*.gif",
+    "segmentation*.nii.gz", "segmentation*.dcm",
+)
 
-    Anything else in the folder stays. A non-empty folder without such a record (a folder
-    ctseg never wrote, or one written by a ctseg that did not record its files) is refused, so
-    ``overwrite`` can never delete a user's own files.
+
+def previous_outputs(run_dir: str | Path, outputs: Sequence[str] = ()) -> list[str]:
+    """The files an earlier run wrote in ``run_dir``, which ``overwrite`` replaces; refuse any other.
+
+    A run records every file as soon as it is written (:func:`ctseg_helpers.io.written.record_written`,
+    ``.ctseg-written.json`` in the run folder, ``labels/`` and ``overlays/``), so the outputs of a
+    run that was interrupted (``kill -9``, a power cut) are known as well as those of a finished
+    one, which also lists them in ``run.json`` (``files``). Such a file is replaced only when it is
+    unchanged since; so is a file of ``outputs`` (what the new run will write) that exists. A run
+    writes each file under a hidden name ``.<process id>.<name>`` first; such partial files of an
+    interrupted run are removed too, and so are unfinished copies of the records
+    (``.ctseg-written.json.<process id>.tmp``).
+
+    A run folder written by a ctseg that did not record its files (no ``.ctseg-written.json``):
+    the files listed in its ``run.json`` count as unchanged when they are not newer than
+    ``run.json`` (written last); a label map corrected by hand afterwards is newer, and refused.
+    Other files in the folder are left alone.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder (missing, or holding no file: nothing to replace).
+    outputs : sequence of str
+        Files the new run will write, relative to ``run_dir`` (``labels/IM_0001.png``).
+
+    Returns
+    -------
+    list of str
+        Paths relative to ``run_dir`` of the files to delete, ``run.json`` last.
+
+    Raises
+    ------
+    CtsegSettingsError
+        Naming the first file that may not be replaced (not written by ctseg, or changed since),
+        or naming the folder when it holds files but no record of a ctseg run.
     """
-    if not run_dir.is_dir() or not any(run_dir.iterdir()):
-        return
-    files = _recorded_files(run_dir)
-    root = run_dir.resolve()
-    removed = 0
-    for relative in files:
-        path = (run_dir / relative).resolve()
-        if root not in path.parents:  # a record naming files outside its own folder is ignored
-            continue
-        if path.is_file():
-            path.unlink()
-            removed += 1
+    from ctseg_helpers.io.written import (  # noqa: PLC0415
+        MANIFEST_NAME,
+        NEVER_REPLACED,
+        check_replaceable,
+        written_by_ctseg,
+    )
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    partial_files = sorted({  # left by a run killed while writing them: removed without asking
+        path.relative_to(run_dir).as_posix() for pattern in _RUN_OUTPUT_PATTERNS
+        for path in run_dir.glob(str(Path(pattern).with_name(".*")))
+        if path.is_file() and not path.is_symlink() and _is_partial(path.name, Path(pattern).name)})
+    if not any((p.is_file() or p.is_symlink()) and p.relative_to(run_dir).as_posix() not in partial_files
+               for p in run_dir.rglob("*")):
+        return partial_files
+    listed, record_mtime_ns = _recorded_files(run_dir)
+    manifests = [run_dir / sub / MANIFEST_NAME for sub in ("", LABELS_SUBDIR, OVERLAYS_SUBDIR)]
+    if record_mtime_ns is None and not any(m.is_file() for m in manifests):
+        raise CtsegSettingsError(
+            f"{run_dir}: holds files that no ctseg run recorded (no {RUN_JSON} listing what it wrote); overwrite "
+            "replaces only the files of an earlier ctseg run, so nothing was changed. Choose another run name "
+            "or output folder, or move those files away"
+        )
+    recorded = sorted(path.relative_to(run_dir).as_posix() for pattern in _RUN_OUTPUT_PATTERNS
+                      for path in run_dir.glob(pattern) if written_by_ctseg(path))
+    # a run folder of a ctseg that did not record its files: its run.json is the only record
+    old_record = record_mtime_ns is not None and not manifests[0].exists()
+    replace = []
+    for relative in dict.fromkeys([*listed, *recorded, *outputs]):
+        path = run_dir / relative
+        if Path(relative).is_absolute() or ".." in Path(relative).parts or not (path.is_symlink() or path.exists()):
+            continue  # a record cannot reach outside its folder (a link in it is not ctseg's: refused below)
+        old_file = old_record and relative in listed and not written_by_ctseg(path)
+        if old_file and relative != RUN_JSON and path.is_file() and not path.is_symlink():
+            if path.stat().st_mtime_ns > record_mtime_ns:
+                raise CtsegSettingsError(
+                    f"{path}: changed since ctseg wrote it (newer than the earlier run's {RUN_JSON}); "
+                    f"{NEVER_REPLACED}: move it away or choose another run name or output folder"
+                )
+        elif not (old_file and relative == RUN_JSON):  # ctseg's own and unchanged, or refused naming it
+            check_replaceable(path, True, instead="choose another run name or output folder")
+        replace.append(relative)
+    return sorted(dict.fromkeys([*replace, *partial_files]), key=lambda relative: (relative == RUN_JSON, relative))
+
+
+def _is_partial(name: str, pattern: str) -> bool:
+    """True for an unfinished file of a run: an output (``pattern``) or a record of what it wrote."""
+    from ctseg_helpers.io.written import MANIFEST_NAME  # noqa: PLC0415
+
+    match = _PARTIAL.match(name)
+    if match:
+        return Path(match["name"]).match(pattern)
+    return re.fullmatch(rf"{re.escape(MANIFEST_NAME)}\.\d+\.tmp", name) is not None
+
+
+def _remove_files(run_dir: Path, relatives: Sequence[str]) -> None:
+    """Delete the files :func:`previous_outputs` found (``run.json`` last) and forget their records."""
+    from ctseg_helpers.io.written import forget_written  # noqa: PLC0415
+
+    removed = []
+    for relative in relatives:
+        path = run_dir / relative
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    forget_written(*removed)
     if removed:
-        logger.info("%s: replaced %d file(s) of an earlier run (overwrite=True)", run_dir, removed)
+        logger.info("%s: replaced %d file(s) of an earlier run (overwrite=True)", run_dir, len(removed))
 
 
-def _recorded_files(run_dir: Path) -> list[str]:
+def _recorded_files(run_dir: Path) -> tuple[list[str], int | None]:
+    """The files listed in ``run_dir/run.json`` and its modification time; ``([], None)`` without one."""
     record_path = run_dir / RUN_JSON
     try:
         record = json.loads(record_path.read_text())
         files = record["files"]
         if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
             raise TypeError("files is not a list of names")
+        return files, record_path.stat().st_mtime_ns
     except (OSError, ValueError, KeyError, TypeError):
-        raise CtsegSettingsError(
-            f"{run_dir}: holds files that no ctseg run recorded (no {RUN_JSON} listing what it wrote); overwrite "
-            "replaces only the files of an earlier ctseg run, so nothing was changed. Choose another run name "
-            "or output folder, or move those files away"
-        ) from None
-    return files
+        return [], None
+
+
+def _partial_name(name: str) -> str:
+    """Name of a file a run is writing: ``.<process id>.<name>`` (hidden, same extension)."""
+    return f".{os.getpid()}.{name}"
+
+
+_PARTIAL = re.compile(r"^\.\d+\.(?P<name>.+)$")
+
+
+def _write_recorded(path: Path, write) -> Path:
+    """Write one file of a run through ``write(partial_path)``, then put it in place, recorded as ctseg's.
+
+    The file is written under :func:`_partial_name` beside ``path`` and renamed into place,
+    recorded just before (:func:`ctseg_helpers.io.written.rename_recorded`): a run killed at any
+    moment leaves each of its files whole and recorded, or a partial file that the next
+    ``overwrite`` removes. Whatever ``write`` raises propagates, with the partial file removed.
+    """
+    from ctseg_helpers.io.written import rename_recorded  # noqa: PLC0415
+
+    unfinished = path.with_name(_partial_name(path.name))
+    try:
+        write(unfinished)
+        return rename_recorded(unfinished, path)
+    finally:
+        unfinished.unlink(missing_ok=True)
+
+
+def _planned_outputs(stems: Sequence[str], outputs: Sequence[SeriesOutput], all_series, *, previews: bool,
+                     animation: bool, nifti: bool, dicom_seg: bool) -> list[str]:
+    """The files a run may write, relative to its folder (for overwrite's check before anything is deleted)."""
+    several = len(outputs) > 1
+    planned = [f"{LABELS_SUBDIR}/{stem}.png" for stem in stems]
+    planned += [f"{OVERLAYS_SUBDIR}/{stem}.jpg" for stem in stems] if previews else []
+    planned += [AREAS_CSV, VOLUMES_CSV, RUN_JSON]
+    for out, series in zip(outputs, all_series, strict=True):
+        if animation:
+            planned.append(SERIES_ANIMATION_GIF.format(number=out.number) if several else ANIMATION_GIF)
+        if nifti:
+            planned.append(SERIES_NIFTI.format(number=out.number) if several else NIFTI)
+        if dicom_seg:
+            from ctseg_helpers.io.dicom_seg import phase_indices  # noqa: PLC0415
+
+            n_phases = len(phase_indices(series.positions_mm))
+            planned.append(SERIES_DICOM_SEG.format(number=out.number) if several else DICOM_SEG)
+            planned += [SERIES_PHASE_DICOM_SEG.format(number=out.number, phase=p) if several
+                        else PHASE_DICOM_SEG.format(phase=p) for p in range(1, n_phases + 1)]
+    return planned
 
 
 def write_label_png(path: str | Path, labels: np.ndarray) -> Path:
@@ -449,11 +596,11 @@ def run_segmentation(
     *,
     input_shape: int | None = None,
     series_uid: str | None = None,
-    mode: str | None = None,
-    overlap: float = 0.25,
-    blend: str = "gaussian",
-    batch_size: int = 8,
-    tta: bool = False,
+    mode: str | None = SegmentSettings.mode,
+    overlap: float = SegmentSettings.overlap,
+    blend: str = SegmentSettings.blend,
+    batch_size: int = SegmentSettings.batch_size,
+    tta: bool = SegmentSettings.tta,
     overwrite: bool = False,
     run_name: str | None = None,
     previews: bool = True,
@@ -485,8 +632,9 @@ def run_segmentation(
     series_uid : str, optional
         Segment only this series of the folder (its outputs are those of a folder of one series).
     mode, overlap, blend, batch_size, tta
-        See :class:`~ctseg_helpers.segment.segmenter.Segmenter`; ``mode`` defaults to the
-        model's training fit.
+        See :class:`~ctseg_helpers.segment.segmenter.Segmenter`; the defaults are those of
+        :class:`~ctseg_helpers.segment.segmenter.SegmentSettings` (``mode``: the model's
+        training fit).
     overwrite : bool
         Write to ``out_dir/<name>`` replacing an earlier run's outputs there, instead of a new
         time-stamped folder.
@@ -556,6 +704,8 @@ def run_segmentation(
             f"{out_dir}: the output folder is inside the DICOM folder {dicom_dir} being segmented; predictions "
             "are never written into a folder the run reads: choose an output folder outside it"
         )
+    if overwrite:  # before any work: an earlier run's file that may not be replaced stops the run
+        previous_outputs(out_dir / _safe_name(name))
 
     # every series of the folder, each its own stack, unless series_uid picks one
     infos = None
@@ -584,7 +734,8 @@ def run_segmentation(
             images=images, labels=None, pixel_spacing_mm=spacings,
         ))
     all_files = [f for out in outputs for f in out.files]
-    all_stems = iter(output_stems(all_files))  # unique over all series
+    stem_list = output_stems(all_files)  # unique over all series
+    all_stems = iter(stem_list)
 
     if segmenter is None:
         segmenter = Segmenter.from_model_file(
@@ -602,15 +753,19 @@ def run_segmentation(
             logger.info("segmenting %s (%d slice(s))", out.title, len(out.files))
         out.labels = segmenter.segment(out.images, pixel_spacing_mm=out.pixel_spacing_mm, progress=progress)
 
-    run_dir = make_run_dir(out_dir, name, overwrite=overwrite)
+    planned = _planned_outputs(stem_list, outputs, all_series, previews=previews, animation=animation,
+                               nifti=nifti, dicom_seg=dicom_seg)
+    run_dir = make_run_dir(out_dir, name, overwrite=overwrite, outputs=planned)
     if previews:
         (run_dir / OVERLAYS_SUBDIR).mkdir(exist_ok=True)
-    for out in outputs:
+    for out in outputs:  # every file is recorded once written: an interrupted run's files are known as ctseg's
         stems = [next(all_stems) for _ in out.files]
-        out.label_paths = [write_label_png(run_dir / LABELS_SUBDIR / f"{stem}.png", lab)
+        out.label_paths = [_write_recorded(run_dir / LABELS_SUBDIR / f"{stem}.png",
+                                           partial(write_label_png, labels=lab))
                            for stem, lab in zip(stems, out.labels, strict=True)]
         if previews:
-            out.overlay_paths = [write_overlay_jpg(run_dir / OVERLAYS_SUBDIR / f"{stem}.jpg", image, lab)
+            out.overlay_paths = [_write_recorded(run_dir / OVERLAYS_SUBDIR / f"{stem}.jpg",
+                                                 partial(write_overlay_jpg, image=image, labels=lab))
                                  for stem, image, lab in zip(stems, out.images, out.labels, strict=True)]
 
     areas = area_table(
@@ -619,7 +774,7 @@ def run_segmentation(
         positions_mm=np.concatenate([np.asarray(s.positions_mm, dtype=np.float64) for s in all_series]),
         series=[(o.number, o.series_uid, o.series_description) for o in outputs for _ in o.files] if several else None,
     )
-    areas_csv = write_table_csv(areas, run_dir / AREAS_CSV)
+    areas_csv = _write_recorded(run_dir / AREAS_CSV, partial(write_table_csv, areas))
     rows = slice_rows(areas)
     for out, series in zip(outputs, all_series, strict=True):
         spacing = series.slice_spacing_mm
@@ -633,7 +788,8 @@ def run_segmentation(
         volume_note = "; ".join(f"{o.title}: {o.volume_note}" for o in outputs if o.volume_note)
     else:
         volumes, volume_note = outputs[0].volumes, outputs[0].volume_note
-    volumes_csv = write_table_csv(volumes, run_dir / VOLUMES_CSV) if volumes is not None else None
+    volumes_csv = (_write_recorded(run_dir / VOLUMES_CSV, partial(write_table_csv, volumes)) if volumes is not None
+                   else None)
 
     if animation:
         from ctseg_helpers.show.animation import make_animation, save_gif  # noqa: PLC0415
@@ -643,7 +799,8 @@ def run_segmentation(
                 continue
             gif = run_dir / (SERIES_ANIMATION_GIF.format(number=out.number) if several else ANIMATION_GIF)
             title = f"{run_dir.name} {out.title}" if several else run_dir.name
-            out.animation_gif = save_gif(make_animation(out.images, out.labels, list(names), title=title), gif)
+            anim = make_animation(out.images, out.labels, list(names), title=title)
+            out.animation_gif = _write_recorded(gif, partial(save_gif, anim))
 
     for out, series in zip(outputs, all_series, strict=True):
         where = f"{dicom_dir} {out.title}" if several else str(dicom_dir)
@@ -711,9 +868,8 @@ def run_segmentation(
     record["files"] = sorted(str(Path(p).relative_to(run_dir).as_posix()) for p in written if p is not None)
     record["files"].append(RUN_JSON)
     run_json = run_dir / RUN_JSON
-    tmp = run_dir / (RUN_JSON + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=_json_default))
-    tmp.replace(run_json)  # atomic: a record is either the old one or the whole new one
+    text = json.dumps(record, indent=2, default=_json_default)
+    _write_recorded(run_json, lambda path: path.write_text(text))  # a record is whole, or not there
     logger.info("segmentation of %s written to %s", dicom_dir, run_dir)
     return SegmentationRun(
         run_dir=run_dir, files=[f for o in outputs for f in o.files],
@@ -749,11 +905,11 @@ def _write_nifti(path: Path, out: SeriesOutput, series, where: str) -> None:
     from ctseg_helpers.io.nifti import write_series_nifti  # noqa: PLC0415
 
     try:
-        out.nifti_path = write_series_nifti(
-            path, out.labels, series.image_positions_mm, series.positions_mm, series.orientation,
-            out.pixel_spacing_mm, slice_thickness_mm=series.slice_thickness_mm,
-            trigger_times_ms=series.trigger_times_ms, source=where,
-        )
+        out.nifti_path = _write_recorded(path, partial(
+            write_series_nifti, labels=out.labels, image_positions_mm=series.image_positions_mm,
+            positions_mm=series.positions_mm, orientation=series.orientation, pixel_spacing_mm=out.pixel_spacing_mm,
+            slice_thickness_mm=series.slice_thickness_mm, trigger_times_ms=series.trigger_times_ms, source=where,
+        ))
     except CtsegDataError as exc:
         out.output_notes.append(f"no NIfTI for {exc}")
 
@@ -776,14 +932,15 @@ def _write_dicom_seg(run_dir: Path, out: SeriesOutput, series, names: Sequence[s
             name = (SERIES_PHASE_DICOM_SEG.format(number=out.number, phase=phase) if several
                     else PHASE_DICOM_SEG.format(phase=phase))
         try:
-            path = write_dicom_seg(
-                run_dir / name, out.labels[indices], [out.files[i] for i in indices], names,
+            path = _write_recorded(run_dir / name, partial(
+                write_dicom_seg, labels=out.labels[indices], source_files=[out.files[i] for i in indices],
+                label_names=names,
                 sop_instance_uids=[series.sop_instance_uids[i] for i in indices] if series.sop_instance_uids else None,
                 series_instance_uid=seg_uid, instance_number=phase, series_description=description,
                 software_version=_version(), model_name=model_path.name,
                 colors_rgb=[label_color(n) for n in range(1, len(names) + 1)],
                 source=where if len(phases) == 1 else f"{where} phase {phase}",
-            )
+            ))
         except CtsegDataError as exc:
             reason = str(exc)
             out.output_notes.append(f"no DICOM-SEG for {reason}" if reason.startswith(where)
@@ -822,6 +979,7 @@ __all__ = [
     "make_run_dir",
     "output_stem",
     "output_stems",
+    "previous_outputs",
     "run_segmentation",
     "write_label_png",
     "write_overlay_jpg",

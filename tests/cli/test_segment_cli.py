@@ -37,7 +37,7 @@ def test_segment_writes_a_run_and_prints_where(model_file, scan, tmp_path, capsy
     assert "segmenting" in out.err  # progress bar
     areas = pd.read_csv(run_dirs[0] / "areas.csv", index_col=0)
     assert list(areas.columns) == ["file", "slice_position_mm", "A", "B"]
-    assert sorted(p.name for p in (run_dirs[0] / "labels").iterdir()) == ["slice_0001.png", "slice_0002.png"]
+    assert sorted(p.name for p in (run_dirs[0] / "labels").glob("[!.]*")) == ["slice_0001.png", "slice_0002.png"]
     assert not (run_dirs[0] / "animation.gif").exists()
 
 
@@ -64,7 +64,7 @@ def test_segment_segments_every_series_of_the_folder_and_says_how_many(model_fil
     areas = pd.read_csv(run_dir / "areas.csv", index_col=0)
     assert list(areas["series"].iloc[:3]) == [1, 1, 2]
     assert list(areas["series_description"].iloc[:3]) == ["ctseg series", "ctseg series", "second"]
-    assert sorted(p.name for p in run_dir.iterdir()) == [
+    assert sorted(p.name for p in run_dir.glob("[!.]*")) == [
         "animation_series1.gif", "animation_series2.gif", "areas.csv", "labels", "run.json", "volumes.csv"]
     # the same table from the label maps with 'ctseg areas'
     assert main(["areas", str(run_dir / "labels"), str(two_series), "--labels", "background,soft,bright",
@@ -84,7 +84,7 @@ def test_segment_series_uid_picks_one(model_file, two_series, tmp_path, capsys):
     (run_dir,) = (tmp_path / "pred").iterdir()
     assert f"1 slice(s) segmented -> {run_dir}" in out and "segmented 2 series" not in out
     assert "mean area per slice (mm2): soft 50.0, bright 0.0" in out
-    assert sorted(p.name for p in (run_dir / "labels").iterdir()) == ["other_0001.png"]
+    assert sorted(p.name for p in (run_dir / "labels").glob("[!.]*")) == ["other_0001.png"]
 
 
 def test_segment_labels_may_start_with_background(model_file, scan, tmp_path, capsys):

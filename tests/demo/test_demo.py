@@ -321,3 +321,47 @@ def test_setup_check_needs_a_jupyter_kernel(monkeypatch, standin_notebooks):
     monkeypatch.setattr(KernelSpecManager, "get_kernel_spec", no_kernel)
     with pytest.raises(CtsegError, match="no 'python3' Jupyter kernel found"):
         check_setup(standin_notebooks)
+
+
+def test_executed_notebooks_keep_the_state_of_their_widgets(tmp_path):
+    from ctseg_helpers.demo.run import WIDGET_STATE_MIME, WIDGET_VIEW_MIME, _execute
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    _notebook(folder / "widgets.ipynb", "steps = 1\n",
+              "import ipywidgets\nfrom IPython.display import display\nfrom tqdm.auto import tqdm\n"
+              "display(ipywidgets.IntProgress(value=3, max=5))\n"
+              "for _ in tqdm(range(steps), desc='steps'):\n    pass\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    executed = nbformat.read(_execute(folder, "widgets", out, {"steps"}, {"steps": 3}, progress=False), as_version=4)
+    state = executed.metadata["widgets"][WIDGET_STATE_MIME]["state"]
+    shown = [output.data[WIDGET_VIEW_MIME]["model_id"] for cell in executed.cells for output in cell.get("outputs", [])
+             if WIDGET_VIEW_MIME in output.get("data", {})]
+    assert len(shown) == 2 and all(model_id in state for model_id in shown)
+    assert {state[model_id]["model_name"] for model_id in shown} == {"IntProgressModel", "HBoxModel"}  # tqdm: HBox
+    bar = next(state[m]["state"] for m in state if state[m]["model_name"] == "FloatProgressModel")
+    assert bar["value"] == bar["max"] == 3
+
+
+def test_a_widget_output_without_saved_state_keeps_its_text(tmp_path):
+    from ctseg_helpers.demo.run import WIDGET_STATE_MIME, WIDGET_VIEW_MIME, _keep_widgets_displayable
+
+    def view(model_id, text):
+        return nbformat.v4.new_output("display_data", data={
+            WIDGET_VIEW_MIME: {"model_id": model_id, "version_major": 2, "version_minor": 0}, "text/plain": text})
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("bars")]
+    nb.cells[0].outputs = [view("closed", "steps: 100%|##########| 3/3"), view("kept", "IntProgress(value=3, max=5)"),
+                           view("", "hidden on purpose")]
+    nb.metadata["widgets"] = {WIDGET_STATE_MIME: {"version_major": 2, "version_minor": 0, "state": {
+        "kept": {"model_name": "IntProgressModel", "model_module": "@jupyter-widgets/controls",
+                 "model_module_version": "2.0.0", "state": {"value": 3, "max": 5}}}}}
+    path = tmp_path / "executed.ipynb"
+    nbformat.write(nb, path)
+    assert _keep_widgets_displayable(path) == 1
+    closed, kept, hidden = nbformat.read(path, as_version=4).cells[0].outputs
+    assert dict(closed.data) == {"text/plain": "steps: 100%|##########| 3/3"}
+    assert kept.data[WIDGET_VIEW_MIME]["model_id"] == "kept" and hidden.data[WIDGET_VIEW_MIME]["model_id"] == ""
+    assert _keep_widgets_displayable(path) == 0

@@ -15,6 +15,7 @@ from ctseg_helpers.io.written import (
     check_replaceable,
     forget_written,
     record_written,
+    rename_recorded,
     written_by_ctseg,
 )
 
@@ -149,3 +150,32 @@ def test_an_output_folder_in_a_folder_the_command_reads_is_refused(tmp_path):
         check_outside_inputs(labels / "out", {"manual label": None, "DICOM": tmp_path}, error_type=CtsegDataError)
     check_outside_inputs(tmp_path / "out", {"manual label": labels, "DICOM": None})
     check_outside_inputs(tmp_path, {"manual label": labels})  # a folder holding the input is fine
+
+
+def test_a_file_renamed_into_place_is_recorded_before_it_is_there(tmp_path):
+    tmp = tmp_path / ".123.areas.csv"
+    tmp.write_text("ctseg's table\n")
+    record_written(tmp)  # a writer that records what it writes: the entry moves with the file
+    assert rename_recorded(tmp, tmp_path / "areas.csv") == tmp_path / "areas.csv"
+    assert written_by_ctseg(tmp_path / "areas.csv") and not tmp.exists()
+    manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    assert list(manifest["files"]) == ["areas.csv"]
+    # killed after the record, before the rename: the entry vouches for nothing in place
+    tmp.write_text("another table\n")
+    (tmp_path / "areas.csv").unlink()
+    manifest["files"]["areas.csv"] = {"size": tmp.stat().st_size, "mtime_ns": tmp.stat().st_mtime_ns}
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    assert check_replaceable(tmp_path / "areas.csv", True) is False
+
+
+def test_renaming_into_place_refuses_callers_mistakes(tmp_path):
+    (tmp_path / "sub").mkdir()
+    _written(tmp_path / "there.csv")
+    with pytest.raises(FileNotFoundError, match=r"\.tmp: no such file to rename into place"):
+        rename_recorded(tmp_path / ".tmp", tmp_path / "new.csv")
+    (tmp_path / ".tmp").write_text("x")
+    with pytest.raises(FileExistsError, match="there.csv: exists; delete the file it replaces before renaming .tmp"):
+        rename_recorded(tmp_path / ".tmp", tmp_path / "there.csv")
+    with pytest.raises(ValueError, match="must be in the folder of"):
+        rename_recorded(tmp_path / ".tmp", tmp_path / "sub" / "new.csv")
+    assert (tmp_path / ".tmp").read_text() == "x" and not (tmp_path / "sub" / "new.csv").exists()

@@ -68,7 +68,7 @@ def test_notebook_runs_end_to_end_with_papermill(notebook_path, small_case, tmp_
     assert (run_dir / "animation.gif").is_file() and len(list((run_dir / "overlays").glob("*.jpg"))) == 3
     executed = nbformat.read(out_nb, as_version=4)
     outputs = json.dumps([c.get("outputs", []) for c in executed.cells])
-    assert "data:image/png;base64" in outputs          # the embedded animation
+    assert "data:image/webp;base64" in outputs or "data:image/gif;base64" in outputs  # the embedded animation
     assert "slice number 1" in outputs and "text/html" in outputs  # the area table
     assert "volume_ml" in outputs
     # no folder chooser when dicom_dir is set

@@ -45,7 +45,7 @@ def _scan(root: Path) -> dict:
             Image.fromarray(labels).save(root / folder / f"{name}.png")
     return {"dicom_dir": str(dicom_dir), "prediction_dir": str(root / "pred"),
             "truth_dir": str(root / "truth"), "labels_list": LABELS, "output_dir": str(root / "out"),
-            "n_grid_samples": 4, "histogram_bins": 30, "animation_interval_ms": 100}
+            "n_grid_samples": 4, "histogram_bins": 30, "animation_interval_ms": 100, "animation_max_frames": 3}
 
 
 def _run(tmp_path, parameters) -> nbformat.NotebookNode:
@@ -57,6 +57,11 @@ def _run(tmp_path, parameters) -> nbformat.NotebookNode:
 
 def _text(nb) -> str:
     return json.dumps([cell.get("outputs", []) for cell in nb.cells])
+
+
+def _outputs(nb, mime: str) -> list:
+    return [output["data"][mime] for cell in nb.cells for output in cell.get("outputs", [])
+            if mime in output.get("data", {})]
 
 
 def test_notebook_is_committed_clean_and_matches_its_generator():
@@ -79,6 +84,15 @@ def test_visualize_with_truth_on_a_volume(tmp_path):
     text = _text(nb)
     assert "a volume: 5 slices 3 mm apart" in text
     assert "application/vnd.jupyter.widget-view+json" in text  # the slice browser
+    # The slice browser and the progress bars show again when the saved notebook is opened.
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    shown = [view["model_id"] for view in _outputs(nb, "application/vnd.jupyter.widget-view+json")]
+    assert shown and all(model_id in state for model_id in shown)
+    # The animation: one small image, no reference outside the notebook, the GIF named.
+    (preview,) = [html for html in map("".join, _outputs(nb, "text/html")) if "data:image/webp;base64" in html]
+    assert "3 of 5 slices shown (one in 2) at 400 × " in preview
+    assert str(Path(parameters["output_dir"]) / "animation.gif") in preview
+    assert not any(reference in preview for reference in ("http://", "https://", "//cdn", "<script"))
     out = Path(parameters["output_dir"])
     for name in ("animation.gif", "histogram.png", "sample_grid.png", "surfaces_3d.png", "bland_altman.png",
                  "area_vs_slice.png", "slice_areas.csv", "metrics.csv", "summary.csv", "agreement.csv",

@@ -6,7 +6,7 @@ import pytest
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
 from ctseg_helpers.prepare.normalize import Normalization
 from ctseg_helpers.segment.patches import BLEND_MODES
-from ctseg_helpers.segment.segmenter import Segmenter
+from ctseg_helpers.segment.segmenter import Segmenter, SegmentSettings
 
 
 def identity(batch):
@@ -175,6 +175,17 @@ def test_bad_settings_are_refused(kwargs, message):
     settings = {"input_shape": 16, "num_classes": 2} | kwargs
     with pytest.raises(CtsegSettingsError, match=message):
         Segmenter(identity, **settings)
+
+
+def test_the_defaults_are_those_of_segment_settings():
+    seg = Segmenter(identity, input_shape=16, num_classes=2)
+    defaults = SegmentSettings()
+    assert (seg.overlap, seg.blend, seg.batch_size, seg.tta) == (0.25, "gaussian", 8, False)
+    assert (seg.overlap, seg.blend, seg.batch_size, seg.tta) == (defaults.overlap, defaults.blend,
+                                                                 defaults.batch_size, defaults.tta)
+    assert defaults.mode is None and seg.mode == "tile"  # None: as the model was trained (from_model_file)
+    with pytest.raises(AttributeError):  # frozen: one set of defaults for everyone
+        defaults.overlap = 0.5
 
 
 def test_predict_fn_must_be_callable():

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
 from ctseg_helpers.errors import CtsegDataError
+from ctseg_helpers.io.written import MANIFEST_NAME, written_by_ctseg
 from ctseg_helpers.measure.evaluation import area_jumps, summarize_metrics
 from ctseg_helpers.measure.metrics import METRIC_NAMES
 from ctseg_helpers.show import plots
@@ -49,10 +53,58 @@ def test_bland_altman_needs_area_columns():
 def test_save_figure_never_overwrites(tmp_path):
     fig = plots.bland_altman_figure(_metrics())
     path = plots.save_figure(fig, tmp_path / "sub" / "ba.png")
-    assert path.stat().st_size > 1000
-    with pytest.raises(CtsegDataError, match="ba.png: exists already"):
+    assert path.stat().st_size > 1000 and written_by_ctseg(path)
+    with pytest.raises(CtsegDataError, match=r"ba.png exists already; choose another file name or allow "
+                                             r"overwriting \(overwrite=True\)"):
         plots.save_figure(fig, path)
-    plots.save_figure(fig, path, overwrite=True)
+    plots.save_figure(fig, path, overwrite=True)  # ctseg's own, unchanged: replaced
+    assert written_by_ctseg(path)
+    assert sorted(p.name for p in path.parent.iterdir()) == [MANIFEST_NAME, "ba.png"]  # nothing half-written left
+
+
+def test_a_save_that_fails_half_way_leaves_the_earlier_file_whole(tmp_path, monkeypatch):
+    fig = plots.bland_altman_figure(_metrics())
+    path = plots.save_figure(fig, tmp_path / "ba.png")
+    before = path.read_bytes()
+
+    def disk_full(target, **kwargs):
+        Path(target).write_bytes(b"half a figure")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fig, "savefig", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        plots.save_figure(fig, path, overwrite=True)
+    assert path.read_bytes() == before and written_by_ctseg(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST_NAME, "ba.png"]
+
+
+def test_save_figure_with_overwrite_never_replaces_a_users_or_a_changed_file(tmp_path):
+    fig = plots.bland_altman_figure(_metrics())
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"my own figure")
+    with pytest.raises(CtsegDataError, match="mine.png: not written by ctseg; ctseg never replaces such files, even "
+                                             r"with --overwrite \(overwrite=True\): move it away or choose another "
+                                             "file name"):
+        plots.save_figure(fig, mine, overwrite=True)
+    assert mine.read_bytes() == b"my own figure"
+    saved = plots.save_figure(fig, tmp_path / "ba.svg")
+    with saved.open("a") as f:
+        f.write("<!-- annotated by hand -->")
+    edited = saved.read_bytes()
+    with pytest.raises(CtsegDataError, match="ba.svg: changed since ctseg wrote it"):
+        plots.save_figure(fig, saved, overwrite=True)
+    assert saved.read_bytes() == edited
+
+
+def test_save_figure_needs_a_format_matplotlib_writes(tmp_path):
+    fig = plots.bland_altman_figure(_metrics())
+    for name in ("ba.docx", "ba"):
+        with pytest.raises(CtsegDataError, match=rf"{name}: a figure is saved as one of .*\.pdf.*\.png.*; end the "
+                                                 "file name with one of them"):
+            plots.save_figure(fig, tmp_path / name)
+    with pytest.raises(CtsegDataError, match="ba.docx: a figure is saved as one of"):
+        plots.save_outputs(tmp_path / "out", figures={"ok.png": fig, "ba.docx": fig}, tables={"t.csv": _metrics()})
+    assert list(tmp_path.iterdir()) == []  # refused before anything is written
 
 
 def test_intensity_histogram_ct_axis_and_roi_curves():
@@ -146,6 +198,8 @@ def test_save_outputs_all_or_nothing(tmp_path):
     assert (tmp_path / "out2" / "t.csv").read_text() == "mine" and not (tmp_path / "out2" / "ba.png").exists()
     plots.save_outputs(tmp_path / "out", tables={"t.csv": pd.DataFrame({"a": [3]})}, overwrite=True)
     assert pd.read_csv(tmp_path / "out" / "t.csv")["a"].tolist() == [3]
+    assert all(written_by_ctseg(p) for p in written)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MANIFEST_NAME, "ba.png", "t.csv"]
     (tmp_path / "file").write_text("x")
     with pytest.raises(CtsegDataError, match="is a file, not a folder"):
         plots.save_outputs(tmp_path / "file", tables={"t.csv": table})

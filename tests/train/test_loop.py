@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -90,11 +90,24 @@ def test_status_line_has_the_manuals_form():
         ({"dropout": [0.1, 0.2]}, r"dropout gives 2 values but the U-Net needs 3 \(one per level\)"),
         ({"filters": (4, 8, 16, 32)}, r"filters gives 4 values but the U-Net needs 3"),
         ({"augmentation": {"p_flop": 1}}, "unknown augmentation setting"),
+        ({"lr_schedule": "step"}, r"lr_schedule must be one of \('poly', 'cosine', 'constant'\), got 'step'"),
+        ({"postprocessing": "always"}, "postprocessing must be 'auto' or 'none', got 'always'"),
+        ({"foreground_fraction": 1.5}, "foreground_fraction must be within 0..1, got 1.5"),
+        ({"target_spacing_mm": (1.0,)}, r"must be two positive numbers \(row, col\) in mm, got \(1.0,\)"),
+        ({"target_spacing_mm": (1.0, 0.0)}, "target_spacing_mm must be two positive numbers"),
+        ({"mixed_precision": "on"}, "mixed_precision must be True, False or 'auto', got 'on'"),
+        ({"folds": 3, "validation_dir": "val"}, "folds and validation_dir exclude each other"),
     ],
 )
 def test_bad_settings_are_refused(tmp_path, kwargs, match):
     with pytest.raises(CtsegSettingsError, match=match):
         _config(tmp_path, **kwargs)
+
+
+def test_every_setting_but_the_normalization_is_an_option_of_ctseg_train():
+    """A new setting is one field: its metadata makes it an option (ctseg_helpers.cli.options)."""
+    offline = [f.name for f in fields(TrainConfig) if "cli" not in f.metadata]
+    assert offline == ["normalization"]  # an object; the modality chooses it
 
 
 def test_lists_become_tuples_and_dicts_become_augment_settings(tmp_path):

@@ -3,6 +3,8 @@
 import datetime as dt
 import json
 import logging
+import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,6 +13,7 @@ from PIL import Image
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
 from ctseg_helpers.io.dicom_write import write_dicom_series
+from ctseg_helpers.io.written import MANIFEST_NAME, record_written, written_by_ctseg
 from ctseg_helpers.workflows import run_segmentation
 from ctseg_helpers.workflows.segment_folder import (
     make_run_dir,
@@ -87,7 +90,7 @@ def test_run_segmentation_writes_labels_previews_animation_and_exact_areas(model
     assert "PAT-12345" not in run.run_json.read_text() and "patient_id" not in record
     assert "PAT-12345" not in run.areas_csv.read_text()
     assert "scan_01" in run.summary() and "areas (mm2)" in run.summary()
-    assert "data:image/png;base64" in run.animation_html()
+    assert re.search(r"data:image/(webp|gif|png);base64", run.animation_html())
 
 
 def test_each_run_gets_its_own_folder_and_overwrite_replaces_only_its_outputs(model_file, dicom_dir, tmp_path):
@@ -106,27 +109,127 @@ def test_each_run_gets_its_own_folder_and_overwrite_replaces_only_its_outputs(mo
     assert (fixed.run_dir / "my_notes.txt").read_text() == "keep me"
     # a file ctseg did not write is never deleted, even among its label maps
     assert sorted(p.name for p in (fixed.run_dir / "labels").iterdir()) == [
-        "IM_0001.png", "IM_0002.png", "IM_0003.png", "OLD_SLICE.png"]
+        MANIFEST_NAME, "IM_0001.png", "IM_0002.png", "IM_0003.png", "OLD_SLICE.png"]
     assert first.labels.tolist() == again.labels.tolist()
     record = json.loads(again.run_json.read_text())
-    written = sorted(str(p.relative_to(again.run_dir).as_posix()) for p in again.run_dir.rglob("*")
-                     if p.is_file() and p.name not in ("my_notes.txt", "OLD_SLICE.png"))
+    written = _files(again.run_dir, exclude=("my_notes.txt", "OLD_SLICE.png"))
     assert sorted(record["files"]) == written  # the record lists exactly what the run wrote
+    assert all(written_by_ctseg(again.run_dir / name) for name in written)  # each recorded as ctseg's
     assert {"labels/IM_0001.png", "overlays/IM_0003.jpg", "areas.csv", "run.json"} <= set(record["files"])
 
 
 def test_overwrite_deletes_exactly_what_the_earlier_run_recorded(model_file, dicom_dir, tmp_path):
     out = tmp_path / "predictions"
     run = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
+    # an earlier run of another series left other label maps: recorded as ctseg's, so they go
+    other = run.run_dir / "labels" / "OTHER_SERIES.png"
+    other.write_bytes(b"ctseg wrote this")
+    record_written(other)
+    again = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False,
+                             progress=False)
+    assert not other.exists()
+    assert sorted(json.loads(again.run_json.read_text())["files"]) == _files(again.run_dir)
+
+
+def _old_run_folder(run):
+    """Make a run folder look written by a ctseg that recorded its files in run.json only."""
+    for manifest in run.run_dir.rglob(MANIFEST_NAME):
+        manifest.unlink()
+    stamp = run.run_json.stat().st_mtime_ns
+    for name in json.loads(run.run_json.read_text())["files"]:
+        os.utime(run.run_dir / name, ns=(stamp - 10**9, stamp - 10**9))
+
+
+def test_overwrite_of_an_old_run_folder_trusts_its_run_json_for_files_not_newer(model_file, dicom_dir, tmp_path):
+    out = tmp_path / "predictions"
+    run = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
     record = json.loads(run.run_json.read_text())
-    # an earlier run of another series left other label maps: they are in its record, so they go
-    (run.run_dir / "labels" / "OTHER_SERIES.png").write_bytes(b"ctseg wrote this")
+    (run.run_dir / "labels" / "OTHER_SERIES.png").write_bytes(b"an earlier run wrote this")
     (tmp_path / "outside.txt").write_text("not in the run folder")
-    record["files"] += ["labels/OTHER_SERIES.png", "../../outside.txt"]
+    record["files"] += ["labels/OTHER_SERIES.png", "../../outside.txt", str(tmp_path / "outside.txt")]
     run.run_json.write_text(json.dumps(record))
-    run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
+    _old_run_folder(run)
+    again = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False,
+                             progress=False)
     assert not (run.run_dir / "labels" / "OTHER_SERIES.png").exists()
     assert (tmp_path / "outside.txt").read_text() == "not in the run folder"  # a record cannot reach outside
+    assert sorted(json.loads(again.run_json.read_text())["files"]) == _files(again.run_dir)
+
+
+def test_overwrite_of_an_old_run_folder_refuses_a_label_map_corrected_after_it(model_file, dicom_dir, tmp_path):
+    out = tmp_path / "predictions"
+    run = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
+    _old_run_folder(run)
+    corrected = run.run_dir / "labels" / "IM_0002.png"
+    write_label_png(corrected, np.ones((40, 50), np.uint8))  # newer than run.json
+    before = {p: p.read_bytes() for p in run.run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(CtsegSettingsError, match=r"labels/IM_0002.png: changed since ctseg wrote it \(newer than "
+                                                 r"the earlier run's run.json\); ctseg never replaces such files"):
+        run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
+    assert {p: p.read_bytes() for p in run.run_dir.rglob("*") if p.is_file()} == before  # nothing deleted
+
+
+def test_overwrite_refuses_a_label_map_corrected_by_hand_before_anything_is_deleted(model_file, dicom_dir,
+                                                                                     tmp_path):
+    out = tmp_path / "predictions"
+    run = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
+    corrected = run.run_dir / "labels" / "IM_0002.png"
+    write_label_png(corrected, np.ones((40, 50), np.uint8))
+    before = {p: p.read_bytes() for p in run.run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(CtsegSettingsError, match=r"labels/IM_0002.png: changed since ctseg wrote it; ctseg never "
+                                                 r"replaces such files, even with --overwrite \(overwrite=True\): "
+                                                 "move it away or choose another run name or output folder"):
+        run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
+    assert {p: p.read_bytes() for p in run.run_dir.rglob("*") if p.is_file()} == before
+    # moved away: the run replaces the rest
+    corrected.rename(tmp_path / "IM_0002_corrected.png")
+    again = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False,
+                             progress=False)
+    assert (again.run_dir / "labels" / "IM_0002.png").is_file()
+
+
+def test_overwrite_refuses_a_users_file_where_the_run_would_write(model_file, dicom_dir, tmp_path):
+    out = tmp_path / "predictions"
+    run = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, previews=False,
+                           animation=False, progress=False)
+    mine = run.run_dir / "overlays" / "IM_0003.jpg"  # no previews in that run: the user's own file
+    mine.parent.mkdir()
+    mine.write_bytes(b"my own picture")
+    with pytest.raises(CtsegSettingsError, match=r"overlays/IM_0003.jpg: not written by ctseg; ctseg never replaces"):
+        run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
+    assert mine.read_bytes() == b"my own picture" and run.run_json.is_file()
+    mine.unlink()
+    (run.run_dir / "animation.gif").symlink_to(tmp_path / "elsewhere.gif")
+    with pytest.raises(CtsegSettingsError, match=r"animation.gif: not written by ctseg"):
+        run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, progress=False)
+    assert not (tmp_path / "elsewhere.gif").exists()
+
+
+def test_overwrite_replaces_the_files_of_an_interrupted_run(model_file, dicom_dir, tmp_path):
+    # a run killed while writing: label maps recorded, no run.json yet
+    out = tmp_path / "predictions"
+    run = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
+    for name in ("run.json", "areas.csv", "volumes.csv", "labels/IM_0003.png", "overlays/IM_0003.jpg"):
+        (run.run_dir / name).unlink()
+    (run.run_dir / "overlays" / ".999.IM_0003.jpg").write_bytes(b"\xff\xd8")  # the file it was writing
+    (run.run_dir / "labels" / f"{MANIFEST_NAME}.999.tmp").write_text("{")  # its record, half updated
+    again = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False,
+                             progress=False)
+    assert sorted(json.loads(again.run_json.read_text())["files"]) == _files(again.run_dir)  # no partial file left
+    # a label map of the interrupted run corrected by hand: refused, naming it
+    (again.run_dir / "run.json").unlink()
+    write_label_png(again.run_dir / "labels" / "IM_0001.png", np.ones((40, 50), np.uint8))
+    with pytest.raises(CtsegSettingsError, match="IM_0001.png: changed since ctseg wrote it"):
+        run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
+    assert (again.run_dir / "areas.csv").is_file()
+    # a run folder holding only the first file half-written is simply reused
+    for path in sorted(again.run_dir.rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    (again.run_dir / "labels").mkdir(parents=True)
+    (again.run_dir / "labels" / ".999.IM_0001.png").write_bytes(b"\x89PNG")
+    last = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
+    assert _files(last.run_dir) == sorted(json.loads(last.run_json.read_text())["files"])
+    assert not list(last.run_dir.rglob(".9*"))
 
 
 def test_overwrite_into_a_folder_ctseg_never_wrote_is_refused_and_changes_nothing(model_file, dicom_dir, tmp_path):
@@ -353,7 +456,7 @@ def test_every_series_of_a_folder_is_segmented_as_its_own_stack(model_file, two_
     assert [(s.number, s.series_uid, s.series_description, len(s.files)) for s in run.series] == [
         (1, first_uid, "ctseg series", 3), (2, second_uid, "second", 2)]
     # label maps of both series, named like their DICOM files, each on its own grid
-    assert sorted(p.name for p in (run.run_dir / "labels").iterdir()) == [
+    assert sorted(p.name for p in (run.run_dir / "labels").glob("[!.]*")) == [
         "B_0001.png", "B_0002.png", "IM_0001.png", "IM_0002.png", "IM_0003.png"]
     second = run.series[1]
     assert second.labels.shape == (2, 30, 44)
@@ -361,7 +464,7 @@ def test_every_series_of_a_folder_is_segmented_as_its_own_stack(model_file, two_
     assert [int((second.labels[k] == 2).sum()) for k in range(2)] == [0, 25]
     with Image.open(run.run_dir / "labels" / "B_0002.png") as im:
         np.testing.assert_array_equal(np.asarray(im), second.labels[1])
-    assert sorted(p.name for p in (run.run_dir / "overlays").iterdir()) == [
+    assert sorted(p.name for p in (run.run_dir / "overlays").glob("[!.]*")) == [
         "B_0001.jpg", "B_0002.jpg", "IM_0001.jpg", "IM_0002.jpg", "IM_0003.jpg"]
     # one area table: each row names its series; mean and std over all slices
     areas = pd.read_csv(run.areas_csv, index_col=0, keep_default_na=False, na_values=[""])
@@ -388,7 +491,7 @@ def test_every_series_of_a_folder_is_segmented_as_its_own_stack(model_file, two_
             assert gif.n_frames == frames
     # run.json lists every file the run wrote, and nothing else; and what each series was
     record = json.loads(run.run_json.read_text())
-    written = sorted(p.relative_to(run.run_dir).as_posix() for p in run.run_dir.rglob("*") if p.is_file())
+    written = _files(run.run_dir)
     assert sorted(record["files"]) == written
     assert {"animation_series2.gif", "labels/B_0001.png", "overlays/IM_0003.jpg", "volumes.csv"} <= set(written)
     assert record["series_uid"] is None and record["n_slices"] == 5
@@ -420,6 +523,12 @@ def test_series_uid_picks_one_series_with_the_outputs_of_a_folder_of_one(model_f
         run_segmentation(model_file, two_series_dir, tmp_path, series_uid="9.9", progress=False)
 
 
+def _files(run_dir, exclude=()):
+    """The files of a run folder, relative, without ctseg's records of what it wrote."""
+    return sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")
+                  if p.is_file() and p.name != MANIFEST_NAME and p.name not in exclude)
+
+
 def test_overwrite_after_a_run_of_several_series_removes_all_its_files(model_file, two_series_dir, tmp_path):
     out = tmp_path / "predictions"
     first = run_segmentation(model_file, two_series_dir, out, run_name="r", overwrite=True, previews=False,
@@ -427,7 +536,7 @@ def test_overwrite_after_a_run_of_several_series_removes_all_its_files(model_fil
     assert (first.run_dir / "animation_series2.gif").is_file()
     again = run_segmentation(model_file, two_series_dir, out, run_name="r", overwrite=True, previews=False,
                              series_uid="1.2.826.0.1.2", progress=False)
-    assert sorted(p.relative_to(again.run_dir).as_posix() for p in again.run_dir.rglob("*") if p.is_file()) == [
+    assert _files(again.run_dir) == [
         "animation.gif", "areas.csv", "labels/B_0001.png", "labels/B_0002.png", "run.json", "volumes.csv"]
 
 
@@ -646,8 +755,8 @@ def test_each_series_gets_its_own_nifti_and_dicom_seg_and_overwrite_removes_them
     assert [p.name for p in run.nifti_paths] == names
     assert [p.name for p in run.dicom_seg_paths] == ["segmentation_series1.dcm", "segmentation_series2.dcm"]
     record = json.loads(run.run_json.read_text())
-    written = sorted(p.relative_to(run.run_dir).as_posix() for p in run.run_dir.rglob("*") if p.is_file())
-    assert sorted(record["files"]) == written
+    assert sorted(record["files"]) == _files(run.run_dir)
+    assert all(written_by_ctseg(run.run_dir / name) for name in record["files"])
     assert record["outputs"]["nifti"] == names
     assert [(s["nifti"], s["dicom_seg"]) for s in record["series"]] == [
         ("segmentation_series1.nii.gz", ["segmentation_series1.dcm"]),
