@@ -1361,9 +1361,11 @@ def _make_monitor_class():
             self.rows.append(row)
             tmp = self.files["history"].with_suffix(".csv.tmp")
             pd.DataFrame(self.rows).to_csv(tmp, index=False)
+            # The last state before the history: a run killed in between (even in its first
+            # epoch) always has a state to resume from; a hard kill loses at most one epoch.
+            self._save(self.files["last"], done, overwrite=True)
             tmp.replace(self.files["history"])
             record_written(self.files["history"])
-            self._save(self.files["last"], done, overwrite=True)  # a hard kill loses at most one epoch
             value = logs.get(self.monitor_key, math.nan)
             if self.monitor_key == "last":
                 _copy_atomically(self.files["last"], self.files["best"])

@@ -4,8 +4,8 @@ The property checked for each input is the one ``ctseg inspect`` and ``ctseg seg
 :func:`scan_dicom_folder` and :func:`read_dicom_series` either succeed, with images of shape
 (K, Rows, Columns), dtype float32 and only finite values, or raise a :class:`CtsegError`,
 never any other exception. Inputs are the DICOM test files pydicom ships (those installed
-with it; nothing is downloaded) and a valid generated series with one header value or the
-pixel data spoilt.
+with it; nothing is downloaded), a valid generated series with one header value or the
+pixel data spoilt, and (hypothesis) random combinations of spoilt and random header values.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import numpy as np
 import pydicom
 import pydicom.data
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.filebase import DicomBytesIO
@@ -248,16 +250,32 @@ def test_every_slice_spoilt_reads_or_is_refused(tmp_path, name):
             read_dicom_series(tmp_path)
 
 
-@pytest.mark.parametrize("seed", range(20), ids=lambda seed: f"seed-{seed}")
-def test_random_combinations_of_spoilt_values(tmp_path, seed):
-    # Stands in for a property-based test (hypothesis is not installed): three mutations at a
-    # time, drawn with a fixed seed so a failure can be replayed.
-    rng = np.random.default_rng(seed)
-    names = rng.choice(list(MUTATIONS), size=3, replace=False)
-    changes = {k: v for name in names for k, v in MUTATIONS[name].items()}
-    paths = valid_series(tmp_path, n=2)
-    spoil(paths[int(rng.integers(2))], **changes)
-    check_reads_or_refuses(tmp_path)
+#: Header values a property test draws from: the spoilt ones above and random ones per element.
+_RANDOM_TEXT = st.text(alphabet="0123456789.-+eE\\ abcnaif", max_size=12)
+_RANDOM_VALUES = {
+    "Rows": st.integers(0, 70000), "Columns": st.integers(0, 70000),
+    "BitsAllocated": st.integers(0, 70), "BitsStored": st.integers(0, 70), "HighBit": st.integers(0, 70),
+    "PixelRepresentation": st.integers(0, 3), "SamplesPerPixel": st.integers(0, 4),
+    "PhotometricInterpretation": st.sampled_from(["MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR", "", "X"]),
+    "PixelSpacing": _RANDOM_TEXT, "RescaleSlope": _RANDOM_TEXT, "RescaleIntercept": _RANDOM_TEXT,
+    "ImagePositionPatient": _RANDOM_TEXT, "ImageOrientationPatient": _RANDOM_TEXT, "NumberOfFrames": _RANDOM_TEXT,
+}
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(spoilt=st.lists(st.sampled_from(sorted(MUTATIONS)), min_size=1, max_size=4, unique=True),
+       drawn=st.dictionaries(st.sampled_from(sorted(_RANDOM_VALUES)), st.none(), max_size=3).flatmap(
+           lambda keys: st.fixed_dictionaries({k: _RANDOM_VALUES[k] for k in keys})),
+       which=st.integers(0, 1))
+def test_any_mutated_header_reads_or_is_refused(tmp_path_factory, spoilt, drawn, which):
+    """Property: whatever a few header elements of one slice hold, reading ends in images or a CtsegError."""
+    folder = tmp_path_factory.mktemp("mutated")
+    paths = valid_series(folder, n=2)
+    changes = {k: v for name in spoilt for k, v in MUTATIONS[name].items()}
+    changes.update(drawn)
+    spoil(paths[which], **changes)
+    check_reads_or_refuses(folder)
+
 
 
 @pytest.mark.parametrize("values", [np.full(SHAPE, np.nan), np.full(SHAPE, np.inf)], ids=["nan", "inf"])
