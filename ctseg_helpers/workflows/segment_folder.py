@@ -349,6 +349,9 @@ def write_overlay_jpg(
 def write_table_csv(table: pd.DataFrame, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write an area or volume table as CSV (index included, 4 decimals).
 
+    The table is written beside ``path`` under a hidden name and renamed over it, so a run
+    stopped half-way never leaves a truncated table (or half of an earlier one).
+
     Raises
     ------
     CtsegSettingsError
@@ -358,7 +361,12 @@ def write_table_csv(table: pd.DataFrame, path: str | Path, *, overwrite: bool = 
     if path.exists() and not overwrite:
         raise CtsegSettingsError(f"{path} exists already; choose another file name or allow overwriting")
     path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, float_format="%.4f")
+    tmp = path.with_name(f".{os.getpid()}.{path.name}.tmp")
+    try:
+        table.to_csv(tmp, float_format="%.4f")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
