@@ -123,9 +123,11 @@ print(run.summary())
 # %% [markdown]
 # ### Animated rendering
 #
-# Every slice with its ROIs coloured (the same colours in every ctseg figure); use the controls to
-# play, pause or step through the slices. The same animation is saved as `animation.gif` in the run
-# folder; with several series, one animation per series (`animation_series<number>.gif`).
+# Every slice with its ROIs coloured (the same colours in every ctseg figure), played as a light
+# preview (at most 100 slices, 400 px wide, so the saved notebook stays small; the caption says how
+# many are shown). Every slice at full size is in `animation.gif` in the run folder; with several
+# series, one animation per series (`animation_series<number>.gif`). To step through slices one by
+# one, use the slice browser in `visualize.ipynb`.
 
 # %%
 run.show_animation()

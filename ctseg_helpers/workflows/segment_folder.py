@@ -479,7 +479,7 @@ class SegmentationRun:
     output_notes: list[str] = field(default_factory=list)
 
     def animation_html(self, **kwargs) -> str:
-        """The slices with their ROIs as an interactive HTML animation (for a notebook).
+        """The slices with their ROIs as a compact animated preview (for a notebook), naming the GIF.
 
         With several series: one animation per series, each under a heading naming it.
         """
@@ -489,14 +489,15 @@ class SegmentationRun:
 
         if len(self.series) <= 1:
             anim = make_animation(self.images, self.labels, list(self.label_names), title=self.run_dir.name, **kwargs)
-            return to_html(anim)
+            return to_html(anim, gif_path=self.animation_gif)
         parts = []
         for out in self.series:
             if not out.files:
                 continue
             anim = make_animation(out.images, out.labels, list(self.label_names),
                                   title=f"{self.run_dir.name} {out.title}", **kwargs)
-            parts.append(f"<h4>{escape(out.title)}: {len(out.files)} slice(s)</h4>\n{to_html(anim)}")
+            parts.append(f"<h4>{escape(out.title)}: {len(out.files)} slice(s)</h4>\n"
+                         f"{to_html(anim, gif_path=out.animation_gif)}")
         return "\n".join(parts)
 
     def show_animation(self, **kwargs):
