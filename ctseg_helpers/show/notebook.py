@@ -98,6 +98,27 @@ def table_or_note(table, note: str):
     return Markdown(note)
 
 
+def table_view(table, decimals: int = 1):
+    """A table as a notebook should show it: numbers to ``decimals`` places, empty cells blank.
+
+    Areas in mm² measured on pixels of about a millimetre are not meaningful to six decimals,
+    and the mean and standard deviation rows of an area table have no file or slice position,
+    which pandas would show as ``NaN``. The table itself (and the CSV written from it) is not
+    changed.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+    decimals : int
+        Places after the decimal point for floating-point columns.
+
+    Returns
+    -------
+    pandas.io.formats.style.Styler
+    """
+    return table.style.format(precision=decimals, na_rep="")
+
+
 def _one_line_error(shell, etype, value, tb, tb_offset=None):
     """IPython custom exception handler: the error as one red line, no traceback.
 

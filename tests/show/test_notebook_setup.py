@@ -62,3 +62,17 @@ def test_an_empty_table_is_replaced_by_its_note():
     assert table_or_note(table, "no jumps") is table
     note = table_or_note(table.iloc[:0], "*No abrupt area change.*")
     assert note.data == "*No abrupt area change.*"
+
+
+def test_a_table_is_shown_rounded_with_blank_empty_cells():
+    import numpy as np
+    import pandas as pd
+
+    from ctseg_helpers.show.notebook import table_view
+
+    table = pd.DataFrame({"file": ["a.dcm", np.nan], "slice_position_mm": [12.345678, np.nan],
+                          "muscle": [1234.56789, 1234.56789]}, index=["0", "mean"])
+    html = table_view(table).to_html()
+    assert "1234.6" in html and "1234.56789" not in html and "12.3" in html
+    assert "nan" not in html.lower()
+    assert table.loc["0", "muscle"] == 1234.56789  # the table itself is unchanged
