@@ -978,12 +978,12 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
     policy_before = keras.mixed_precision.global_policy().name
     policy = configure_precision(config.mixed_precision)
     try:
-        return _train(config, resolved, data, strategy, policy, files=run_files(out_dir, name))
+        return _train(config, resolved, data, strategy, policy, files=run_files(out_dir, name), progress=progress)
     finally:  # models built after training (e.g. by a caller) get the caller's policy again
         keras.mixed_precision.set_global_policy(policy_before)
 
 
-def _train(config, resolved, data, strategy, policy, files) -> TrainResult:
+def _train(config, resolved, data, strategy, policy, files, progress=False) -> TrainResult:
     from ctseg_helpers.tf_setup import configure_tensorflow  # noqa: PLC0415
 
     tf = configure_tensorflow()
@@ -1079,7 +1079,7 @@ def _train(config, resolved, data, strategy, policy, files) -> TrainResult:
     }
     monitor = _make_monitor_class()(config, resolved, data, files, extra, rows, elapsed_before, monitor_key, sign,
                                     min(sign * v for v in previous_best) if previous_best else math.inf,
-                                    initial_epoch, steps)
+                                    initial_epoch, steps, progress=progress)
     interrupted = False
     if initial_epoch < config.epochs:
         print(f"Training {name}: {data.describe()}; {model.count_params():,} parameters; "
@@ -1262,8 +1262,10 @@ def _make_monitor_class():
         """Learning-rate schedule, validation Dice, status lines, history CSV, best model and checkpoints."""
 
         def __init__(self, config, resolved, data, files, extra, rows, elapsed_before, monitor_key, sign, best,
-                     initial_epoch, steps):
+                     initial_epoch, steps, progress=False):
             super().__init__()
+            self.show_progress = progress
+            self._bar = None
             self.config, self.resolved, self.data, self.files, self.extra = config, resolved, data, files, extra
             self.rows = list(rows)
             self.elapsed_before = elapsed_before
@@ -1299,6 +1301,20 @@ def _make_monitor_class():
 
         def on_epoch_begin(self, epoch, logs=None):
             self._epoch = epoch
+            if self.show_progress:  # a bar per epoch, as Keras' own, so a long first epoch is not silent
+                from tqdm.auto import tqdm  # noqa: PLC0415
+
+                self._bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="batch",
+                                 leave=False)
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self._bar is not None:
+                self._bar.update(1)
+
+        def _close_bar(self):
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
 
         def on_train_batch_begin(self, batch, logs=None):
             warmup = self.resolved.warmup_epochs / self.config.epochs
@@ -1343,6 +1359,7 @@ def _make_monitor_class():
             return out
 
         def on_epoch_end(self, epoch, logs=None):
+            self._close_bar()
             import pandas as pd  # noqa: PLC0415
 
             logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -1388,6 +1405,7 @@ def _make_monitor_class():
                       "was reached (resume=True continues)", flush=True)
 
         def save_interrupt_checkpoint(self, model):
+            self._close_bar()
             self.set_model(model)
             path = checkpoint_path(self.files["best"].parent, self.config.model_filename, self.completed)
             if self.completed == 0:

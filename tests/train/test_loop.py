@@ -391,3 +391,12 @@ def test_history_figure_is_saved_with_both_curves(tmp_path):
     no_val = plot_history(history[["epoch", "loss", "mean_dice"]])
     assert [line.get_label() for line in no_val.axes[0].lines] == ["training"]
     plt.close(no_val)
+
+
+def test_each_epoch_shows_a_progress_bar_over_its_batches(tmp_path, capsys):
+    data = TrainingData(_synthetic(8))
+    train_model(_config(tmp_path, epochs=2, batch_size=4, save_checkpoint=10), data, progress=True)
+    err = capsys.readouterr().err
+    assert "epoch 1/2: " in err and "epoch 2/2: " in err and "batch" in err
+    train_model(_config(tmp_path / "quiet", epochs=1, save_checkpoint=10), data, progress=False)
+    assert "epoch 1/1" not in capsys.readouterr().err
