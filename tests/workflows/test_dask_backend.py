@@ -108,7 +108,10 @@ def test_dask_resume_after_an_injected_failure(volume, tmp_path, client):
         segment_volume(seg(fail_on_marker), path, out, axes=(2,), max_gb=CAP, progress=False, dask_client=client)
     with h5py.File(out, "r") as f:
         flags = f["progress/axis2"][:]
-    assert 0 < flags.sum() and flags[25] == 0
+    # How many blocks finish before the failing one depends on how the cluster schedules them
+    # (all of them on a quiet machine, none when the failing block runs first): never the slice
+    # that failed, and whatever was marked done is skipped on resume.
+    assert flags[25] == 0
     result = segment_volume(seg(threshold_fn), path, out, axes=(2,), max_gb=CAP, progress=False, dask_client=client)
     assert result.slices_skipped == flags.sum()
     np.testing.assert_array_equal(labels(out), vol > THRESHOLD)
