@@ -253,7 +253,7 @@ def test_every_slice_spoilt_reads_or_is_refused(tmp_path, name):
 #: Header values a property test draws from: the spoilt ones above and random ones per element.
 _RANDOM_TEXT = st.text(alphabet="0123456789.-+eE\\ abcnaif", max_size=12)
 _RANDOM_VALUES = {
-    "Rows": st.integers(0, 70000), "Columns": st.integers(0, 70000),
+    "Rows": st.integers(0, 65535), "Columns": st.integers(0, 65535),  # US elements: 16 bits
     "BitsAllocated": st.integers(0, 70), "BitsStored": st.integers(0, 70), "HighBit": st.integers(0, 70),
     "PixelRepresentation": st.integers(0, 3), "SamplesPerPixel": st.integers(0, 4),
     "PhotometricInterpretation": st.sampled_from(["MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR", "", "X"]),
@@ -262,7 +262,9 @@ _RANDOM_VALUES = {
 }
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# derandomize: the same examples on every run, so CI never fails on a draw no one can replay
+@settings(max_examples=100, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(spoilt=st.lists(st.sampled_from(sorted(MUTATIONS)), min_size=1, max_size=4, unique=True),
        drawn=st.dictionaries(st.sampled_from(sorted(_RANDOM_VALUES)), st.none(), max_size=3).flatmap(
            lambda keys: st.fixed_dictionaries({k: _RANDOM_VALUES[k] for k in keys})),
