@@ -41,6 +41,7 @@ test: setup test-tools lint
 # downwards and no package has an import cycle (pyproject.toml [tool.importlinter]).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
 # Debian tools some tests use: dciodvfy (dicom3tools) validates the DICOM ctseg writes. Installed

@@ -59,15 +59,21 @@ def main() -> None:
             return compute_metrics(pred, truth, spacing)
 
         def medpy(pred=pred, truth=truth, spacing=spacing):
-            return (binary.dc(pred, truth), binary.hd(pred, truth, spacing),
-                    binary.hd95(pred, truth, spacing), binary.assd(pred, truth, spacing))
+            return (
+                binary.dc(pred, truth),
+                binary.hd(pred, truth, spacing),
+                binary.hd95(pred, truth, spacing),
+                binary.assd(pred, truth, spacing),
+            )
 
         mine, theirs = ours(), medpy()
         assert np.allclose([mine["dice"], mine["hd"], mine["hd95"], mine["assd"]], theirs), name
         t_medpy = _median_time(medpy, repeats)
         t_ours = _median_time(ours, repeats)
-        print(f"{name}: MedPy {t_medpy * 1000:.1f} ms, ctseg {t_ours * 1000:.1f} ms (all 11 metrics), "
-              f"ratio {t_medpy / t_ours:.1f}x")
+        print(
+            f"{name}: MedPy {t_medpy * 1000:.1f} ms, ctseg {t_ours * 1000:.1f} ms (all 11 metrics), "
+            f"ratio {t_medpy / t_ours:.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -89,8 +89,15 @@ def naive_loop(model, files, input_size: int, out_dir: Path, hu_window=(-1000.0,
         labels = np.argmax(proba, axis=-1).astype(np.uint8)
         plt.imsave(out_dir / (Path(path).stem + ".png"), labels, cmap="gray", vmin=0, vmax=255)
         spacing = [float(v) for v in ds.PixelSpacing]
-        rows.append({"file": Path(path).name, **{f"label {v}": float((labels == v).sum()) * spacing[0] * spacing[1]
-                                                 for v in range(1, proba.shape[-1])}})
+        rows.append(
+            {
+                "file": Path(path).name,
+                **{
+                    f"label {v}": float((labels == v).sum()) * spacing[0] * spacing[1]
+                    for v in range(1, proba.shape[-1])
+                },
+            }
+        )
     table = pd.DataFrame(rows)
     table.to_csv(out_dir / "areas.csv")
     return table
@@ -99,11 +106,18 @@ def naive_loop(model, files, input_size: int, out_dir: Path, hu_window=(-1000.0,
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=32, help="slices of the series (default 32)")
-    parser.add_argument("--naive-slices", type=int, default=8,
-                        help="slices the naive loop runs on (default 8; it has no per-run fixed cost, so its "
-                             "slices/s do not depend on the series length)")
-    parser.add_argument("--inputs", default="128,256",
-                        help="network input sizes (patch sides) to measure, comma-separated (default 128,256)")
+    parser.add_argument(
+        "--naive-slices",
+        type=int,
+        default=8,
+        help="slices the naive loop runs on (default 8; it has no per-run fixed cost, so its "
+        "slices/s do not depend on the series length)",
+    )
+    parser.add_argument(
+        "--inputs",
+        default="128,256",
+        help="network input sizes (patch sides) to measure, comma-separated (default 128,256)",
+    )
     parser.add_argument("--base-filters", type=int, default=16, help="U-Net filters of the first level (default 16)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -120,9 +134,11 @@ def main(argv=None) -> int:
     from ctseg_helpers.segment.patches import patch_origins  # noqa: PLC0415
     from ctseg_helpers.workflows import run_segmentation  # noqa: PLC0415
 
-    print(f"tensorflow {tf.__version__}, keras {keras.__version__}, TF_ENABLE_ONEDNN_OPTS="
-          f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS')}, {os.cpu_count()} CPUs; {args.slices} slices 512x512, "
-          f"overlap 0.25, batch {args.batch_size}, median of {args.repeats}")
+    print(
+        f"tensorflow {tf.__version__}, keras {keras.__version__}, TF_ENABLE_ONEDNN_OPTS="
+        f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS')}, {os.cpu_count()} CPUs; {args.slices} slices 512x512, "
+        f"overlap 0.25, batch {args.batch_size}, median of {args.repeats}"
+    )
     for size in (int(v) for v in args.inputs.split(",")):
         keras.utils.set_random_seed(0)
         with tempfile.TemporaryDirectory(prefix="ctseg-bench-") as tmp:
@@ -131,23 +147,44 @@ def main(argv=None) -> int:
             files = write_dicom_series(tmp / "series", images, pixel_spacing_mm=(0.7, 0.7), slice_thickness_mm=2.5)
             norm = Normalization("CT", (-1000.0, 1000.0))
             model = build_unet(size, 2, levels=4, base_filters=args.base_filters)
-            model_path = save_model(model, tmp / "bench.keras",
-                                    ModelSettings(input_shape=size, num_labels=2, label_names=("body", "bone"),
-                                                  normalization=norm, fit_mode="pad"))
+            model_path = save_model(
+                model,
+                tmp / "bench.keras",
+                ModelSettings(
+                    input_shape=size, num_labels=2, label_names=("body", "bone"), normalization=norm, fit_mode="pad"
+                ),
+            )
             origins = patch_origins(images.shape[1:], size, 0.25)
             normalised = normalize_image(images, norm)
-            patches = np.stack([normalised[k, r : r + size, c : c + size] for k in range(len(images))
-                                for r, c in origins])[..., None]
+            patches = np.stack(
+                [normalised[k, r : r + size, c : c + size] for k in range(len(images)) for r, c in origins]
+            )[..., None]
 
             def run_ctseg(i, model_path=model_path, tmp=tmp):
-                return run_segmentation(model_path, tmp / "series", tmp / "pred", previews=False, animation=False,
-                                        run_name=f"bench{i}", batch_size=args.batch_size, progress=False)
+                return run_segmentation(
+                    model_path,
+                    tmp / "series",
+                    tmp / "pred",
+                    previews=False,
+                    animation=False,
+                    run_name=f"bench{i}",
+                    batch_size=args.batch_size,
+                    progress=False,
+                )
 
             loaded = Segmenter.from_model_file(model_path, batch_size=args.batch_size)
 
             def run_loaded(i, model_path=model_path, tmp=tmp, loaded=loaded):
-                return run_segmentation(model_path, tmp / "series", tmp / "pred", previews=False, animation=False,
-                                        run_name=f"loaded{i}", segmenter=loaded, progress=False)
+                return run_segmentation(
+                    model_path,
+                    tmp / "series",
+                    tmp / "pred",
+                    previews=False,
+                    animation=False,
+                    run_name=f"loaded{i}",
+                    segmenter=loaded,
+                    progress=False,
+                )
 
             def run_raw(i, model=model, patches=patches):
                 return model.predict(patches, batch_size=args.batch_size, verbose=0)
@@ -167,12 +204,17 @@ def main(argv=None) -> int:
                     fn(repeat)
                     times[name].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            full = run_segmentation(model_path, tmp / "series", tmp / "pred", run_name="full",
-                                    batch_size=args.batch_size, progress=False)
+            full = run_segmentation(
+                model_path, tmp / "series", tmp / "pred", run_name="full", batch_size=args.batch_size, progress=False
+            )
             full_s = time.perf_counter() - t0
 
-        counts = {"ctseg": args.slices, "loaded": args.slices, "raw": args.slices,
-                  "naive": min(args.naive_slices, args.slices)}
+        counts = {
+            "ctseg": args.slices,
+            "loaded": args.slices,
+            "raw": args.slices,
+            "naive": min(args.naive_slices, args.slices),
+        }
         rate = {name: counts[name] / statistics.median(t) for name, t in times.items()}
         print(f"U-Net input {size} ({len(origins)} patches/slice, {model.count_params()} parameters):")
         for name in methods:
@@ -180,8 +222,10 @@ def main(argv=None) -> int:
         print(f"  ctseg / raw   = {rate['ctseg'] / rate['raw']:.2f}   (goal >= 0.9)")
         print(f"  loaded / raw  = {rate['loaded'] / rate['raw']:.2f}   (model loaded and traced once, as for raw)")
         print(f"  ctseg / naive = {rate['ctseg'] / rate['naive']:.2f}   (goal >= 5)")
-        print(f"  full run with {len(full.overlay_paths)} JPG previews and the GIF: "
-              f"{args.slices / full_s:.3f} slices/s", flush=True)
+        print(
+            f"  full run with {len(full.overlay_paths)} JPG previews and the GIF: {args.slices / full_s:.3f} slices/s",
+            flush=True,
+        )
     return 0
 
 

@@ -100,18 +100,21 @@ def main() -> int:
     n = len(slices)
     keras.utils.set_random_seed(0)
     model = build_unet(args.input_shape, 2)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("dice_ce"), metrics=default_metrics(2),
-                  jit_compile=False)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("dice_ce"), metrics=default_metrics(2), jit_compile=False
+    )
     x, y = slices.images[..., None], slices.labels
     pipeline = make_dataset(slices.images, slices.labels, args.batch_size, augment=AugmentConfig(), seed=0)
     per_file = PerFileDataset(pairs, args.batch_size, args.input_shape, 2)
 
     feeders = {
-        "in-memory, no augmentation": lambda: model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs,
-                                                        shuffle=True, verbose=0),
+        "in-memory, no augmentation": lambda: model.fit(
+            x, y, batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=0
+        ),
         "ctseg pipeline, augmentation": lambda: model.fit(pipeline, epochs=args.epochs, verbose=0, shuffle=False),
-        "per-file PyDataset, no augmentation": lambda: model.fit(per_file, epochs=args.epochs, verbose=0,
-                                                                 shuffle=False),
+        "per-file PyDataset, no augmentation": lambda: model.fit(
+            per_file, epochs=args.epochs, verbose=0, shuffle=False
+        ),
     }
     # Warm-up of each feeder: tracing, oneDNN kernel selection, file cache.
     model.fit(x, y, batch_size=args.batch_size, epochs=1, verbose=0)
@@ -144,7 +147,8 @@ def main() -> int:
     memory, ours, per_file_rate = (median[name] for name in names)
     report = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{cpu_name()}, {platform.machine()}, no GPU" if not tf.config.list_physical_devices("GPU")
+        "machine": f"{cpu_name()}, {platform.machine()}, no GPU"
+        if not tf.config.list_physical_devices("GPU")
         else "GPU",
         "data": f"{split} ({n} slices), input {args.input_shape}x{args.input_shape}, batch {args.batch_size}",
         "model_parameters": model.count_params(),
@@ -154,14 +158,20 @@ def main() -> int:
         "median_images_per_s": {name: round(v, 2) for name, v in median.items()},
         "ratio_pipeline_vs_in_memory_per_round": [round(v, 3) for v in vs_memory],
         "ratio_pipeline_vs_per_file_per_round": [round(v, 3) for v in vs_per_file],
-        "loader_alone_images_per_s": {"ctseg pipeline, augmentation": round(alone, 1),
-                                      "per-file PyDataset, no augmentation": round(per_file_loader, 1)},
+        "loader_alone_images_per_s": {
+            "ctseg pipeline, augmentation": round(alone, 1),
+            "per-file PyDataset, no augmentation": round(per_file_loader, 1),
+        },
     }
     print(json.dumps(report, indent=2))
-    print(f"ctseg pipeline with augmentation / in-memory without: median {statistics.median(vs_memory):.2f} "
-          f"(goal >= 0.9); ratio of medians {ours / memory:.2f}")
-    print(f"ctseg pipeline with augmentation / per-file PyDataset: median {statistics.median(vs_per_file):.2f} "
-          f"(goal >= 1.5); ratio of medians {ours / per_file_rate:.2f}")
+    print(
+        f"ctseg pipeline with augmentation / in-memory without: median {statistics.median(vs_memory):.2f} "
+        f"(goal >= 0.9); ratio of medians {ours / memory:.2f}"
+    )
+    print(
+        f"ctseg pipeline with augmentation / per-file PyDataset: median {statistics.median(vs_per_file):.2f} "
+        f"(goal >= 1.5); ratio of medians {ours / per_file_rate:.2f}"
+    )
     return 0
 
 

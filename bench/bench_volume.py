@@ -121,27 +121,48 @@ def child_segment(args) -> None:
         model = build_unet(256, 1, levels=3, base_filters=8)
         predict_fn = keras_predict_fn(model, 256, 2)
     else:
+
         def predict_fn(batch):
             p = (batch[..., 0] > 0.5).astype(np.float32)
             return np.stack([1.0 - p, p], axis=-1)
 
-    segmenter = Segmenter(predict_fn, input_shape=256, num_classes=2, mode="tile", batch_size=16,
-                          normalization=Normalization("CT"))
+    segmenter = Segmenter(
+        predict_fn, input_shape=256, num_classes=2, mode="tile", batch_size=16, normalization=Normalization("CT")
+    )
     floor_loaded = rss_mb()
     t0 = time.perf_counter()
-    result = segment_volume(segmenter, args.input, args.output, axes=tuple(args.axes), max_gb=args.max_gb,
-                            compression="lzf", overwrite=True, progress=False)
+    result = segment_volume(
+        segmenter,
+        args.input,
+        args.output,
+        axes=tuple(args.axes),
+        max_gb=args.max_gb,
+        compression="lzf",
+        overwrite=True,
+        progress=False,
+    )
     seconds = time.perf_counter() - t0
-    print(json.dumps({
-        "peak_rss_mb": round(peak_rss_mb(), 1), "rss_after_imports_mb": round(floor, 1),
-        "rss_before_run_mb": round(floor_loaded, 1), "seconds": round(seconds, 1),
-        "slabs": result.slabs_done,
-    }))
+    print(
+        json.dumps(
+            {
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+                "rss_after_imports_mb": round(floor, 1),
+                "rss_before_run_mb": round(floor_loaded, 1),
+                "seconds": round(seconds, 1),
+                "slabs": result.slabs_done,
+            }
+        )
+    )
 
 
 def run_child(argv: list[str], timeout: float) -> dict:
-    proc = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    proc = subprocess.run(
+        [sys.executable, __file__, *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"child {argv} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -166,14 +187,22 @@ def bench_memory(args, workdir: Path) -> list[dict]:
                 shape = f.shape
             made = 0.0
         max_gb = args.unet_max_gb if model == "unet" else args.max_gb
-        row = run_child(["_segment", str(src), str(out), "--max-gb", str(max_gb), "--model", model,
-                         "--axes", *map(str, args.axes)], timeout=args.segment_timeout)
-        row.update({
-            "size_gb": round(np.prod(shape) * 4 / GB, 2), "shape": list(shape), "model": model,
-            "max_gb": max_gb, "axes": args.axes, "input_on_disk_gb": round(src.stat().st_size / GB, 3),
-            "create_seconds": round(made, 1),
-            "mvoxel_per_s": round(np.prod(shape) * len(args.axes) / row["seconds"] / 1e6, 2),
-        })
+        row = run_child(
+            ["_segment", str(src), str(out), "--max-gb", str(max_gb), "--model", model, "--axes", *map(str, args.axes)],
+            timeout=args.segment_timeout,
+        )
+        row.update(
+            {
+                "size_gb": round(np.prod(shape) * 4 / GB, 2),
+                "shape": list(shape),
+                "model": model,
+                "max_gb": max_gb,
+                "axes": args.axes,
+                "input_on_disk_gb": round(src.stat().st_size / GB, 3),
+                "create_seconds": round(made, 1),
+                "mvoxel_per_s": round(np.prod(shape) * len(args.axes) / row["seconds"] / 1e6, 2),
+            }
+        )
         print(json.dumps(row), file=sys.stderr, flush=True)
         rows.append(row)
         out.unlink(missing_ok=True)
@@ -224,8 +253,14 @@ def bench_streaming(args, workdir: Path) -> dict:
 
     with DataFile.open(chunked) as f:
         chunks = f.chunk_shape
-    report = {"shape": list(shape), "size_gb": round(np.prod(shape) * 4 / GB, 2), "chunk_shape": list(chunks),
-              "slab_gb": args.slab_gb, "time_limit_s": args.time_limit, "rows": []}
+    report = {
+        "shape": list(shape),
+        "size_gb": round(np.prod(shape) * 4 / GB, 2),
+        "chunk_shape": list(chunks),
+        "slab_gb": args.slab_gb,
+        "time_limit_s": args.time_limit,
+        "rows": [],
+    }
     for state in ("cold", "warm"):
         for name, path in (("chunked", chunked), ("contiguous", contiguous)):
             # each repeat measures the sequential baseline and the three axes back to back, so a
@@ -246,11 +281,17 @@ def bench_streaming(args, workdir: Path) -> dict:
             seq = float(np.median(seqs))
             for axis in (0, 1, 2):
                 ratio = float(np.median(rates[axis]))
-                row = {"cache": state, "layout": name, "axis": axis, "repeats": args.repeats,
-                       "slab_gb_per_s": round(ratio * seq / GB, 3), "sequential_gb_per_s": round(seq / GB, 3),
-                       "ratio_vs_sequential": round(ratio, 3),
-                       "ratio_min_max": [round(min(rates[axis]), 3), round(max(rates[axis]), 3)],
-                       "finished_within_limit": finished[axis]}
+                row = {
+                    "cache": state,
+                    "layout": name,
+                    "axis": axis,
+                    "repeats": args.repeats,
+                    "slab_gb_per_s": round(ratio * seq / GB, 3),
+                    "sequential_gb_per_s": round(seq / GB, 3),
+                    "ratio_vs_sequential": round(ratio, 3),
+                    "ratio_min_max": [round(min(rates[axis]), 3), round(max(rates[axis]), 3)],
+                    "finished_within_limit": finished[axis],
+                }
                 print(json.dumps(row), file=sys.stderr, flush=True)
                 report["rows"].append(row)
     if not args.keep:

@@ -57,12 +57,33 @@ from ctseg_helpers.train.system import cpu_name  # noqa: E402
 
 LABEL_NAMES = {"lv_myo": ("LV blood pool", "LV myocardium"), "lv_cavity": ("LV blood pool",)}
 #: The augmentation defaults before this recipe (flips and quarter turns were already off).
-OLD_AUGMENTATION = AugmentConfig(p_affine=0.5, max_rotation_deg=15.0, scale_range=(0.9, 1.1), p_elastic=0.2,
-                                 p_brightness=0.3, p_contrast=0.3, contrast_range=(0.8, 1.2), p_gamma=0.3,
-                                 gamma_range=(0.8, 1.25), p_noise=0.2, noise_std=0.02, p_blur=0.0, p_lowres=0.0,
-                                 p_brightness_mult=0.0)
-VARIANTS = ("old", "patch", "patch_aug_rot30", "patch_aug", "patch_aug_pp", "patch_aug_tta", "patch_aug_fp32",
-            *(f"no_{g}" for g in AUGMENTATION_GROUPS), "ensemble")
+OLD_AUGMENTATION = AugmentConfig(
+    p_affine=0.5,
+    max_rotation_deg=15.0,
+    scale_range=(0.9, 1.1),
+    p_elastic=0.2,
+    p_brightness=0.3,
+    p_contrast=0.3,
+    contrast_range=(0.8, 1.2),
+    p_gamma=0.3,
+    gamma_range=(0.8, 1.25),
+    p_noise=0.2,
+    noise_std=0.02,
+    p_blur=0.0,
+    p_lowres=0.0,
+    p_brightness_mult=0.0,
+)
+VARIANTS = (
+    "old",
+    "patch",
+    "patch_aug_rot30",
+    "patch_aug",
+    "patch_aug_pp",
+    "patch_aug_tta",
+    "patch_aug_fp32",
+    *(f"no_{g}" for g in AUGMENTATION_GROUPS),
+    "ensemble",
+)
 #: Variants that evaluate another variant's models instead of training their own.
 EVALUATED_ONLY = ("patch_aug_pp", "patch_aug_tta")
 
@@ -70,8 +91,10 @@ EVALUATED_ONLY = ("patch_aug_pp", "patch_aug_tta")
 def evaluate(segmenter, pairs, names) -> dict:
     """Dice (pooled), mean per-slice HD95 (mm) and mean absolute area error (%) per ROI."""
     out = {}
-    predictions = [segmenter.segment(image, pixel_spacing_mm=spacing)
-                   for image, spacing in zip(pairs.images, pairs.spacings_mm, strict=True)]
+    predictions = [
+        segmenter.segment(image, pixel_spacing_mm=spacing)
+        for image, spacing in zip(pairs.images, pairs.spacings_mm, strict=True)
+    ]
     for k, name in enumerate(names, start=1):
         pred = np.concatenate([(p == k).ravel() for p in predictions])[None]
         truth = np.concatenate([(t == k).ravel() for t in pairs.labels])[None]
@@ -84,34 +107,69 @@ def evaluate(segmenter, pairs, names) -> dict:
             else:
                 distances.append(hd95(p == k, t == k, spacing))
             errors.append(abs(float((p == k).sum()) - float((t == k).sum())) / float((t == k).sum()) * 100)
-        out[name] = {"dice": round(float(dice(pred, truth)), 4),
-                     "hd95_mm": round(float(np.mean(distances)), 2) if distances else None,
-                     "slices_missed": missed,
-                     "area_error_pct": round(float(np.mean(errors)), 2)}
+        out[name] = {
+            "dice": round(float(dice(pred, truth)), 4),
+            "hd95_mm": round(float(np.mean(distances)), 2) if distances else None,
+            "slices_missed": missed,
+            "area_error_pct": round(float(np.mean(errors)), 2),
+        }
     return out
 
 
 def train_variant(variant, main_dir, names, out_dir, minutes, seed, pairs_train) -> Path:
-    common = dict(main_dir=main_dir, out_dir=out_dir, num_labels=len(names), label_names=names, epochs=1000,
-                  max_minutes=minutes, print_checkpoint=20, save_checkpoint=100000, seed=seed)
+    common = dict(
+        main_dir=main_dir,
+        out_dir=out_dir,
+        num_labels=len(names),
+        label_names=names,
+        epochs=1000,
+        max_minutes=minutes,
+        print_checkpoint=20,
+        save_checkpoint=100000,
+        seed=seed,
+    )
     if variant == "old":
-        config = TrainConfig(**common, model_filename=variant, fit_mode="resize", input_shape=256,
-                             augmentation=OLD_AUGMENTATION, lr_schedule="constant", validation_fraction=0.0,
-                             postprocessing="none", mixed_precision=False)
+        config = TrainConfig(
+            **common,
+            model_filename=variant,
+            fit_mode="resize",
+            input_shape=256,
+            augmentation=OLD_AUGMENTATION,
+            lr_schedule="constant",
+            validation_fraction=0.0,
+            postprocessing="none",
+            mixed_precision=False,
+        )
     elif variant == "patch":
-        config = TrainConfig(**common, model_filename=variant, augmentation=OLD_AUGMENTATION,
-                             validation_fraction=0.0, postprocessing="none")
+        config = TrainConfig(
+            **common,
+            model_filename=variant,
+            augmentation=OLD_AUGMENTATION,
+            validation_fraction=0.0,
+            postprocessing="none",
+        )
     elif variant == "patch_aug":  # the defaults: with two training patients, no validation split
         config = TrainConfig(**common, model_filename=variant)
     elif variant == "patch_aug_rot30":  # the defaults with rotations up to 30 degrees (until 2026-12-01)
-        config = TrainConfig(**common, model_filename=variant, validation_fraction=0.0, postprocessing="none",
-                             augmentation=AugmentConfig(max_rotation_deg=30.0))
+        config = TrainConfig(
+            **common,
+            model_filename=variant,
+            validation_fraction=0.0,
+            postprocessing="none",
+            augmentation=AugmentConfig(max_rotation_deg=30.0),
+        )
     elif variant == "patch_aug_fp32":  # the same in float32: does bfloat16 (on AMX CPUs) keep the accuracy?
-        config = TrainConfig(**common, model_filename=variant, validation_fraction=0.0, postprocessing="none",
-                             mixed_precision=False)
+        config = TrainConfig(
+            **common, model_filename=variant, validation_fraction=0.0, postprocessing="none", mixed_precision=False
+        )
     elif variant.startswith("no_"):
-        config = TrainConfig(**common, model_filename=variant, validation_fraction=0.0, postprocessing="none",
-                             augmentation=AugmentConfig().without(variant[3:]))
+        config = TrainConfig(
+            **common,
+            model_filename=variant,
+            validation_fraction=0.0,
+            postprocessing="none",
+            augmentation=AugmentConfig().without(variant[3:]),
+        )
     else:  # ensemble
         config = TrainConfig(**common, model_filename=variant, folds=2)
         config = dataclasses.replace(config, max_minutes=minutes * 2)  # each fold gets `minutes`
@@ -125,8 +183,15 @@ def train_variant(variant, main_dir, names, out_dir, minutes, seed, pairs_train)
         from ctseg_helpers.prepare.dataset import slices_from_arrays  # noqa: PLC0415
 
         norm = pairs_train.default_normalization()
-        slices = slices_from_arrays(pairs_train.images, pairs_train.labels, 256, len(names), groups=pairs_train.groups,
-                                    names=pairs_train.names, normalization=norm)
+        slices = slices_from_arrays(
+            pairs_train.images,
+            pairs_train.labels,
+            256,
+            len(names),
+            groups=pairs_train.groups,
+            names=pairs_train.names,
+            normalization=norm,
+        )
         data = TrainingData(slices, None)
     result = train_model(config, data, progress=False)
     # Without validation data the model after the last epoch is evaluated.
@@ -145,12 +210,17 @@ def markdown_tables(report: dict) -> str:
     names = LABEL_NAMES[report["folder"]]
     lines = []
     for name in names:
-        lines += [f"**{name}**", "", "| variant | " + " | ".join(f["held_out"] for f in report["folds"])
-                  + " | mean +- SD |", "| --- |" + " --- |" * (len(report["folds"]) + 1)]
+        lines += [
+            f"**{name}**",
+            "",
+            "| variant | " + " | ".join(f["held_out"] for f in report["folds"]) + " | mean +- SD |",
+            "| --- |" + " --- |" * (len(report["folds"]) + 1),
+        ]
         for metric, label in (("dice", "Dice"), ("hd95_mm", "HD95 mm"), ("area_error_pct", "area error %")):
             for variant in variants:
-                values = [f["variants"].get(variant, {}).get("metrics", {}).get(name, {}).get(metric)
-                          for f in report["folds"]]
+                values = [
+                    f["variants"].get(variant, {}).get("metrics", {}).get(name, {}).get(metric) for f in report["folds"]
+                ]
                 cells = ["-" if v is None else f"{v:.3g}" for v in values]
                 known = [v for v in values if v is not None]
                 summary = f"{np.mean(known):.3g} +- {np.std(known):.2g}" if known else "-"
@@ -179,10 +249,16 @@ def main() -> int:
     out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="ctseg_cv_"))
     pairs = read_pairs(main_dir / "train", len(names), progress=False)
     patients = sorted(set(pairs.groups))
-    report = {"date": datetime.datetime.now().isoformat(timespec="minutes"), "cpu": cpu_name(),
-              "machine": platform.machine(), "folder": args.folder, "minutes_per_model": args.minutes,
-              "command": " ".join(sys.argv), "folds": []}
-    for held_out in ([args.held_out] if args.held_out else patients):
+    report = {
+        "date": datetime.datetime.now().isoformat(timespec="minutes"),
+        "cpu": cpu_name(),
+        "machine": platform.machine(),
+        "folder": args.folder,
+        "minutes_per_model": args.minutes,
+        "command": " ".join(sys.argv),
+        "folds": [],
+    }
+    for held_out in [args.held_out] if args.held_out else patients:
         is_test = np.array([g == held_out for g in pairs.groups])
         train_pairs, test_pairs = pairs.subset(~is_test), pairs.subset(is_test)
         fold_dir = out_root / held_out
@@ -195,8 +271,13 @@ def main() -> int:
                 link = train_dir / sub / f"{name}{suffix}"
                 if not link.exists():
                     link.symlink_to(main_dir / "train" / sub / f"{name}{suffix}")
-        fold = {"held_out": held_out, "train_patients": sorted(set(train_pairs.groups)),
-                "n_train_slices": len(train_pairs), "n_test_slices": len(test_pairs), "variants": {}}
+        fold = {
+            "held_out": held_out,
+            "train_patients": sorted(set(train_pairs.groups)),
+            "n_train_slices": len(train_pairs),
+            "n_test_slices": len(test_pairs),
+            "variants": {},
+        }
         for variant in [v for v in VARIANTS if v in variants and v not in EVALUATED_ONLY]:
             print(f"== {held_out}: {variant}", flush=True)
             done_file = fold_dir / variant / "result.json"
@@ -205,17 +286,20 @@ def main() -> int:
                 print(f"(reused {done_file})", flush=True)
             else:
                 started = time.perf_counter()
-                model_path, result = train_variant(variant, fold_dir / "data", names, fold_dir / variant,
-                                                   args.minutes, args.seed, train_pairs)
+                model_path, result = train_variant(
+                    variant, fold_dir / "data", names, fold_dir / variant, args.minutes, args.seed, train_pairs
+                )
                 minutes = (time.perf_counter() - started) / 60
                 segmenter = Segmenter.from_model_file(model_path)
                 if variant != "ensemble":
                     segmenter.postprocessing = None
-                fold["variants"][variant] = {"train_minutes": round(minutes, 1), "epochs": result.epochs_completed,
-                                             "metrics": evaluate(segmenter, test_pairs, names),
-                                             "postprocessing": segmenter.postprocessing.to_dict()
-                                             if segmenter.postprocessing else None,
-                                             "model": str(model_path)}
+                fold["variants"][variant] = {
+                    "train_minutes": round(minutes, 1),
+                    "epochs": result.epochs_completed,
+                    "metrics": evaluate(segmenter, test_pairs, names),
+                    "postprocessing": segmenter.postprocessing.to_dict() if segmenter.postprocessing else None,
+                    "model": str(model_path),
+                }
                 if variant == "ensemble":
                     fold["variants"][variant]["inner_fold_dice"] = result.validation_dice
                 done_file.write_text(json.dumps(fold["variants"][variant], indent=2))
@@ -224,14 +308,18 @@ def main() -> int:
             segmenter = Segmenter.from_model_file(fold["variants"]["patch_aug"]["model"])
             chosen = fold["variants"]["ensemble"]["postprocessing"]
             segmenter.postprocessing = PostProcessing.from_dict(chosen)
-            fold["variants"]["patch_aug_pp"] = {"metrics": evaluate(segmenter, test_pairs, names),
-                                                "postprocessing": chosen}
+            fold["variants"]["patch_aug_pp"] = {
+                "metrics": evaluate(segmenter, test_pairs, names),
+                "postprocessing": chosen,
+            }
             print(json.dumps(fold["variants"]["patch_aug_pp"]), flush=True)
         if "patch_aug_tta" in variants and "patch_aug" in fold["variants"]:
             segmenter = Segmenter.from_model_file(fold["variants"]["patch_aug"]["model"], tta=True)
             segmenter.postprocessing = None
-            fold["variants"]["patch_aug_tta"] = {"metrics": evaluate(segmenter, test_pairs, names),
-                                                 "tta_views": segmenter.tta_views}
+            fold["variants"]["patch_aug_tta"] = {
+                "metrics": evaluate(segmenter, test_pairs, names),
+                "tta_views": segmenter.tta_views,
+            }
             print(json.dumps(fold["variants"]["patch_aug_tta"]), flush=True)
         report["folds"].append(fold)
         (out_root / "report.json").write_text(json.dumps(report, indent=2))
@@ -239,8 +327,17 @@ def main() -> int:
     for variant in variants:
         rows = [f["variants"][variant]["metrics"] for f in report["folds"] if variant in f["variants"]]
         metrics = ("dice", "hd95_mm", "area_error_pct")
-        summary[variant] = {name: {metric: _mean_sd([r[name][metric] for r in rows if r[name][metric] is not None])
-                                   for metric in metrics} for name in names} if rows else {}
+        summary[variant] = (
+            {
+                name: {
+                    metric: _mean_sd([r[name][metric] for r in rows if r[name][metric] is not None])
+                    for metric in metrics
+                }
+                for name in names
+            }
+            if rows
+            else {}
+        )
     report["summary_mean_sd"] = summary
     (out_root / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

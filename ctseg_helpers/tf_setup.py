@@ -53,7 +53,8 @@ def configure_tensorflow():
 #: blocks although nothing is wrong. Any other line is passed on.
 _IMPORT_NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|I\d{4} [\d:. ]+\d+ port\.cc:\d+\] oneDNN custom operations are on\..*)$")
+    r"|I\d{4} [\d:. ]+\d+ port\.cc:\d+\] oneDNN custom operations are on\..*)$"
+)
 
 
 @contextlib.contextmanager
@@ -74,8 +75,11 @@ def _native_stderr_filtered():
             os.dup2(saved, fd)
             os.close(saved)
             caught.seek(0)
-            kept = [line for line in caught.read().decode("utf-8", "replace").splitlines()
-                    if line.strip() and not _IMPORT_NOISE.match(line)]
+            kept = [
+                line
+                for line in caught.read().decode("utf-8", "replace").splitlines()
+                if line.strip() and not _IMPORT_NOISE.match(line)
+            ]
             if kept:
                 sys.stderr.write("\n".join(kept) + "\n")
                 sys.stderr.flush()

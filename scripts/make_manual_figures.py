@@ -50,8 +50,9 @@ def phantom_examples(out: Path, seed: int) -> Path:
         slices, info = phantom_series(8, size=256, seed=seed + patient)
         s = slices[[0, 4, 7][col]]
         axes[0, col].imshow(_window(s.hu), cmap="gray", interpolation="nearest")
-        axes[0, col].set_title(f"patient {patient + 1}: CT, W400/L40, {info['pixel_spacing_mm']:.2f} mm pixels",
-                               fontsize=9)
+        axes[0, col].set_title(
+            f"patient {patient + 1}: CT, W400/L40, {info['pixel_spacing_mm']:.2f} mm pixels", fontsize=9
+        )
         axes[1, col].imshow(overlay(_window(s.hu), s.labels), interpolation="nearest")
         areas = s.areas_mm2()
         axes[1, col].set_title("labels: " + ", ".join(f"{a / 100:.1f}" for a in areas) + " cm²", fontsize=9)
@@ -95,10 +96,18 @@ def hu_histograms(out: Path, seed: int) -> Path:
     fig, ax = plt.subplots(figsize=(9, 4.2))
     bins = np.arange(-300, 1200, 10)
     for value, name in enumerate(PHANTOM_LABELS, start=1):
-        ax.hist(hu[labels == value], bins=bins, histtype="step", lw=1.6, color=label_color(value),
-                label=name, density=True)
-    ax.hist(hu[labels == 0], bins=bins, histtype="stepfilled", color="0.85", label="background (in window)",
-            density=True, zorder=0)
+        ax.hist(
+            hu[labels == value], bins=bins, histtype="step", lw=1.6, color=label_color(value), label=name, density=True
+        )
+    ax.hist(
+        hu[labels == 0],
+        bins=bins,
+        histtype="stepfilled",
+        color="0.85",
+        label="background (in window)",
+        density=True,
+        zorder=0,
+    )
     ax.axvspan(-1000, 1000, color="none")
     ax.set_xlabel("Hounsfield units")
     ax.set_ylabel("share of pixels (density)")
@@ -120,12 +129,23 @@ def augmented_batch(out: Path, seed: int) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "phantom"
         make_phantom_dataset(data, n_train=16, n_test=1, size=128, seed=seed)
-        config = TrainConfig(main_dir=data, out_dir=Path(tmp) / "model", input_shape=128,
-                             num_labels=len(PHANTOM_LABELS), label_names=PHANTOM_LABELS, batch_size=8,
-                             seed=seed, augmentation=AugmentConfig(**_LATERAL_SAFE_AUGMENTATION))
+        config = TrainConfig(
+            main_dir=data,
+            out_dir=Path(tmp) / "model",
+            input_shape=128,
+            num_labels=len(PHANTOM_LABELS),
+            label_names=PHANTOM_LABELS,
+            batch_size=8,
+            seed=seed,
+            augmentation=AugmentConfig(**_LATERAL_SAFE_AUGMENTATION),
+        )
         images, labels = first_batch(config, prepare_training_data(config, progress=False))
-    fig = show_batch(images, labels, PHANTOM_LABELS, title=(
-        f"First augmented training batch: images {images.shape} float32 in 0..1, labels {labels.shape} uint8"))
+    fig = show_batch(
+        images,
+        labels,
+        PHANTOM_LABELS,
+        title=(f"First augmented training batch: images {images.shape} float32 in 0..1, labels {labels.shape} uint8"),
+    )
     return _save(fig, out / "augmented_batch.png")
 
 
@@ -156,10 +176,15 @@ def demo_figures(out: Path, run: Path) -> list[Path]:
     true_map = np.asarray(Image.open(data / "test" / "labels" / f"{stem}.png"))
     pred_map = np.asarray(Image.open(pred_dir / f"{stem}.png"))
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.6))
-    for ax, (title, img) in zip(axes, [("test slice " + stem, np.repeat(_window(image)[..., None], 3, -1)),
-                                       ("phantom truth", overlay(_window(image), true_map)),
-                                       ("demo model's segmentation", overlay(_window(image), pred_map))],
-                               strict=True):
+    for ax, (title, img) in zip(
+        axes,
+        [
+            ("test slice " + stem, np.repeat(_window(image)[..., None], 3, -1)),
+            ("phantom truth", overlay(_window(image), true_map)),
+            ("demo model's segmentation", overlay(_window(image), pred_map)),
+        ],
+        strict=True,
+    ):
         ax.imshow(img, interpolation="nearest")
         ax.set_title(title, fontsize=10)
         ax.axis("off")
@@ -174,8 +199,15 @@ def demo_figures(out: Path, run: Path) -> list[Path]:
         t = truth.loc[measured.index, name].astype(float) / 100
         m = measured[name].astype(float) / 100
         ax.scatter(t, m, s=18, color=label_color(value), label=name)
-    values = np.concatenate([truth.loc[measured.index, list(PHANTOM_LABELS)].to_numpy(float).ravel(),
-                             measured[list(PHANTOM_LABELS)].to_numpy(float).ravel()]) / 100
+    values = (
+        np.concatenate(
+            [
+                truth.loc[measured.index, list(PHANTOM_LABELS)].to_numpy(float).ravel(),
+                measured[list(PHANTOM_LABELS)].to_numpy(float).ravel(),
+            ]
+        )
+        / 100
+    )
     values = values[values > 0]
     lim = [values.min() / 1.5, values.max() * 1.5]
     ax.plot(lim, lim, color="0.4", lw=1, ls="--", label="identity")
@@ -203,15 +235,18 @@ def _save(fig, path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "figures", help="figure folder")
-    parser.add_argument("--demo-run", type=Path, default=None,
-                        help="a folder written by `ctseg demo` (adds training and segmentation figures)")
+    parser.add_argument(
+        "--demo-run",
+        type=Path,
+        default=None,
+        help="a folder written by `ctseg demo` (adds training and segmentation figures)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-batch", action="store_true", help="skip the augmented batch (needs TensorFlow)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.demo_run is not None and not (args.demo_run / "demo_summary.json").is_file():
-        print(f"error: {args.demo_run} is not a folder written by `ctseg demo` (no demo_summary.json)",
-              file=sys.stderr)
+        print(f"error: {args.demo_run} is not a folder written by `ctseg demo` (no demo_summary.json)", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     phantom_examples(args.out, args.seed)

@@ -10,8 +10,11 @@ import pytest
 
 import ctseg_helpers
 
-MODULES = sorted(info.name for info in pkgutil.walk_packages(ctseg_helpers.__path__, "ctseg_helpers.")
-                 if not info.name.endswith("__main__"))
+MODULES = sorted(
+    info.name
+    for info in pkgutil.walk_packages(ctseg_helpers.__path__, "ctseg_helpers.")
+    if not info.name.endswith("__main__")
+)
 
 #: Modules whose pure helpers must keep a runnable example (the docs point readers to them).
 MUST_HAVE_EXAMPLES = {

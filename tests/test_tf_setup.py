@@ -18,7 +18,8 @@ with _native_stderr_filtered():
 
 
 def test_only_the_known_import_noise_is_dropped(repo_root):
-    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd=repo_root,
-                          check=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd=repo_root, check=True, timeout=60
+    )
     assert done.stderr == "E0000 something real went wrong\n"
     assert done.stdout == "stdout untouched\n"

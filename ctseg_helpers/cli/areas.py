@@ -10,12 +10,14 @@ from ctseg_helpers.cli.options import add_command, add_labels, add_overwrite, ad
 
 def register(subparsers) -> None:
     parser = add_command(
-        subparsers, "areas", run,
+        subparsers,
+        "areas",
+        run,
         help="ROI areas (mm2) per slice from existing label maps, e.g. a manual segmentation",
         description="Match the label maps in LABELS_DIR to the DICOM files in DICOM_DIR by name "
-                    "(IM_0001.png <-> IM_0001.dcm) and write the same area table as 'ctseg segment': "
-                    "one row per slice, one column per ROI in mm2, then mean and std rows. When the "
-                    "labelled slices form a 3D stack, ROI volumes (mL) go to FILE_volumes.csv.",
+        "(IM_0001.png <-> IM_0001.dcm) and write the same area table as 'ctseg segment': "
+        "one row per slice, one column per ROI in mm2, then mean and std rows. When the "
+        "labelled slices form a 3D stack, ROI volumes (mL) go to FILE_volumes.csv.",
     )
     parser.add_argument("labels_dir", metavar="LABELS_DIR", help="folder of label maps (PNG, TIFF, NPY; values 0..N)")
     parser.add_argument("dicom_dir", metavar="DICOM_DIR", help="folder of the DICOM files the labels belong to")
@@ -23,8 +25,11 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
     parser.add_argument("--series-uid", metavar="UID", help="use only this series of DICOM_DIR")
     add_spacing_arguments(parser)
-    add_overwrite(parser, "replace FILE.csv and FILE_volumes.csv written by an earlier ctseg run (never a file "
-                          "ctseg did not write, or one changed since)")
+    add_overwrite(
+        parser,
+        "replace FILE.csv and FILE_volumes.csv written by an earlier ctseg run (never a file "
+        "ctseg did not write, or one changed since)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,11 +46,16 @@ def run(args: argparse.Namespace) -> int:
         raise CtsegSettingsError(f"{out}: the area table is written as CSV; use a file name ending in .csv")
     volumes_path = out.with_name(out.stem + "_volumes.csv")
     # both files, before any work: --overwrite replaces only what an earlier ctseg run wrote
-    replacing = [path for path in (out, volumes_path)
-                 if check_replaceable(path, args.overwrite, what_to_do="choose another --out or pass --overwrite",
-                                     instead="choose another --out")]
-    table, volumes = areas_from_folders(args.labels_dir, args.dicom_dir, names, fov=args.fov,
-                                        matrix_size=args.matrix_size, series_uid=args.series_uid)
+    replacing = [
+        path
+        for path in (out, volumes_path)
+        if check_replaceable(
+            path, args.overwrite, what_to_do="choose another --out or pass --overwrite", instead="choose another --out"
+        )
+    ]
+    table, volumes = areas_from_folders(
+        args.labels_dir, args.dicom_dir, names, fov=args.fov, matrix_size=args.matrix_size, series_uid=args.series_uid
+    )
     write_table_csv(table, out, overwrite=out in replacing)
     record_written(out)
     rows = slice_rows(table)
@@ -63,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         if "series" in volumes.columns:
             print(f"volumes (mL) of {volumes['series'].nunique()} series -> {volumes_path}")
         else:
-            print(f"volumes (mL) -> {volumes_path}: "
-                  + ", ".join(f"{name} {v:.2f}" for name, v in volumes["volume_ml"].items()))
+            print(
+                f"volumes (mL) -> {volumes_path}: "
+                + ", ".join(f"{name} {v:.2f}" for name, v in volumes["volume_ml"].items())
+            )
     return 0

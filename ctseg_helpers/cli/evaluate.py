@@ -19,7 +19,9 @@ logger = logging.getLogger(__name__)
 def register(subparsers) -> None:
     """Add the ``evaluate`` subcommand."""
     parser = add_command(
-        subparsers, "evaluate", run,
+        subparsers,
+        "evaluate",
+        run,
         help="metrics of predicted vs manual label maps (Dice, HD95, ...), area agreement",
         description=(
             "Compare predicted label maps with manual ones. Label files (PNG/NPY) are paired by file "
@@ -28,20 +30,34 @@ def register(subparsers) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("pred_labels_dir", type=Path, metavar="PRED_LABELS_DIR",
-                        help="folder of predicted label maps, e.g. predictions/<run>/labels")
-    parser.add_argument("truth_labels_dir", type=Path, metavar="TRUTH_LABELS_DIR",
-                        help="folder of manual label maps")
-    parser.add_argument("--dicoms", type=Path, required=True, metavar="DICOM_DIR",
-                        help="folder of the DICOM series the labels belong to (pixel spacing)")
-    parser.add_argument("--labels", default=None, metavar="NAMES",
-                        help="ROI names, label 1 first, comma separated; a first name 'background' is dropped "
-                             "(default: ROI 1, ROI 2, ...)")
+    parser.add_argument(
+        "pred_labels_dir",
+        type=Path,
+        metavar="PRED_LABELS_DIR",
+        help="folder of predicted label maps, e.g. predictions/<run>/labels",
+    )
+    parser.add_argument("truth_labels_dir", type=Path, metavar="TRUTH_LABELS_DIR", help="folder of manual label maps")
+    parser.add_argument(
+        "--dicoms",
+        type=Path,
+        required=True,
+        metavar="DICOM_DIR",
+        help="folder of the DICOM series the labels belong to (pixel spacing)",
+    )
+    parser.add_argument(
+        "--labels",
+        default=None,
+        metavar="NAMES",
+        help="ROI names, label 1 first, comma separated; a first name 'background' is dropped "
+        "(default: ROI 1, ROI 2, ...)",
+    )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--tolerance-mm", type=float, default=2.0,
-                        help="tolerance of the surface Dice in mm")
-    add_overwrite(parser, "replace the files an earlier ctseg evaluation wrote in DIR (never a file ctseg did not "
-                          "write, or one changed since)")
+    parser.add_argument("--tolerance-mm", type=float, default=2.0, help="tolerance of the surface Dice in mm")
+    add_overwrite(
+        parser,
+        "replace the files an earlier ctseg evaluation wrote in DIR (never a file ctseg did not "
+        "write, or one changed since)",
+    )
 
 
 def run(args) -> int:
@@ -51,35 +67,47 @@ def run(args) -> int:
     from ctseg_helpers.workflows.evaluate import evaluate_folders, parse_label_names, write_evaluation  # noqa: PLC0415
 
     # its PNG and CSVs in a folder it reads would be taken for label maps (or DICOM files) next time
-    check_outside_inputs(args.out, {"predicted label": args.pred_labels_dir, "manual label": args.truth_labels_dir,
-                                    "DICOM": args.dicoms})
+    check_outside_inputs(
+        args.out, {"predicted label": args.pred_labels_dir, "manual label": args.truth_labels_dir, "DICOM": args.dicoms}
+    )
     names = parse_label_names(args.labels)
     if names is not None:
         names = check_label_names(names, setting="--labels")
     evaluation = evaluate_folders(
-        args.pred_labels_dir, args.truth_labels_dir, args.dicoms,
-        label_names=names, tolerance_mm=args.tolerance_mm, progress=True,
+        args.pred_labels_dir,
+        args.truth_labels_dir,
+        args.dicoms,
+        label_names=names,
+        tolerance_mm=args.tolerance_mm,
+        progress=True,
     )
     written = write_evaluation(evaluation, args.out, overwrite=args.overwrite)
     n_slices = len(evaluation.metrics.drop_duplicates(["series_uid", "file"]))
     n_series = evaluation.metrics["series_uid"].nunique()
     skipped = f"; {len(evaluation.skipped)} series left out (see the warning above)" if evaluation.skipped else ""
-    print(f"evaluated {n_slices} slice(s), {len(evaluation.label_names)} ROI(s)"
-          + (f", {n_series} series" if n_series > 1 else "") + skipped)
+    print(
+        f"evaluated {n_slices} slice(s), {len(evaluation.label_names)} ROI(s)"
+        + (f", {n_series} series" if n_series > 1 else "")
+        + skipped
+    )
     summary = evaluation.summary.set_index(["roi", "metric"])
     for roi in evaluation.label_names:
         if (roi, "dice") not in summary.index:
             continue
         dice = summary.loc[(roi, "dice")]
         hd95 = summary.loc[(roi, "hd95")]
-        print(f"  {roi}: Dice {dice['mean']:.3f} ± {dice['std']:.3f} (median {dice['median']:.3f}, "
-              f"n={int(dice['n'])}), HD95 {hd95['mean']:.2f} mm (median {hd95['median']:.2f} mm)")
+        print(
+            f"  {roi}: Dice {dice['mean']:.3f} ± {dice['std']:.3f} (median {dice['median']:.3f}, "
+            f"n={int(dice['n'])}), HD95 {hd95['mean']:.2f} mm (median {hd95['median']:.2f} mm)"
+        )
     if evaluation.volume_metrics is not None:
         for _, row in evaluation.volume_metrics.iterrows():
             series = f"series ...{str(row['series_uid'])[-12:]}"
-            print(f"  {row['roi']} (volume of {series}): Dice {row['dice']:.3f}, HD95 {row['hd95']:.2f} mm, "
-                  f"volume {row['pred_volume_mm3'] / 1000:.2f} ml predicted vs "
-                  f"{row['truth_volume_mm3'] / 1000:.2f} ml manual")
+            print(
+                f"  {row['roi']} (volume of {series}): Dice {row['dice']:.3f}, HD95 {row['hd95']:.2f} mm, "
+                f"volume {row['pred_volume_mm3'] / 1000:.2f} ml predicted vs "
+                f"{row['truth_volume_mm3'] / 1000:.2f} ml manual"
+            )
     for path in written:
         print(f"wrote {path}")
     return 0

@@ -10,15 +10,18 @@ from ctseg_helpers.cli.options import add_command
 
 def register(subparsers) -> None:
     parser = add_command(
-        subparsers, "inspect", run,
+        subparsers,
+        "inspect",
+        run,
         help="list the DICOM series in a folder and how ctseg orders them",
         description="List the DICOM series in a folder (headers only): size, pixel spacing, "
-                    "positions along the slice normal, files in stacking order, and the files "
-                    "that are skipped with the reason.",
+        "positions along the slice normal, files in stacking order, and the files "
+        "that are skipped with the reason.",
     )
     parser.add_argument("folder", metavar="DIR", help="folder holding DICOM files")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object {\"folder\", \"series\": [...], \"skipped\": [...]}")
+    parser.add_argument(
+        "--json", action="store_true", help='print one JSON object {"folder", "series": [...], "skipped": [...]}'
+    )
 
 
 def run(args: argparse.Namespace) -> int:

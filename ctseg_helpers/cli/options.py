@@ -201,8 +201,17 @@ def _options(settings: type, exclude: Iterable[str]) -> list[_Option]:
                     default = {}
                 if default is not dataclasses.MISSING and not spec.get("required"):
                     arguments["default"] = default
-            found.append(_Option(field.name, flags, long[0].lstrip("-").replace("-", "_"), arguments, negate,
-                                 spec.get("values"), spec.get("key")))
+            found.append(
+                _Option(
+                    field.name,
+                    flags,
+                    long[0].lstrip("-").replace("-", "_"),
+                    arguments,
+                    negate,
+                    spec.get("values"),
+                    spec.get("key"),
+                )
+            )
     return found
 
 
@@ -248,8 +257,9 @@ def settings_from_args(settings: type, args: argparse.Namespace, *, exclude: Ite
 # ------------------------------------------------------------------------------ common options
 
 
-def add_command(subparsers, name: str, run: Callable[[argparse.Namespace], int], **parser_options
-                ) -> argparse.ArgumentParser:
+def add_command(
+    subparsers, name: str, run: Callable[[argparse.Namespace], int], **parser_options
+) -> argparse.ArgumentParser:
     """Add the subcommand ``name``, run by ``run(args) -> exit status``; returns its parser.
 
     ``parser_options`` (``help``, ``description``, ``formatter_class`` ...) go to
@@ -272,10 +282,18 @@ def add_labels(parser: argparse.ArgumentParser, help: str, *, required: bool = F
 
 def add_spacing_arguments(parser: argparse.ArgumentParser) -> None:
     """``--fov`` and ``--matrix-size``, the fallback when DICOM files have no PixelSpacing."""
-    parser.add_argument("--fov", type=number_or_pair(float), metavar="MM",
-                        help="field of view in mm (or ROWS,COLS), used when a file has no PixelSpacing")
-    parser.add_argument("--matrix-size", type=number_or_pair(int), metavar="PX",
-                        help="image size in pixels that --fov spans (default: the image size)")
+    parser.add_argument(
+        "--fov",
+        type=number_or_pair(float),
+        metavar="MM",
+        help="field of view in mm (or ROWS,COLS), used when a file has no PixelSpacing",
+    )
+    parser.add_argument(
+        "--matrix-size",
+        type=number_or_pair(int),
+        metavar="PX",
+        help="image size in pixels that --fov spans (default: the image size)",
+    )
 
 
 def add_overwrite(parser: argparse.ArgumentParser, help: str) -> None:

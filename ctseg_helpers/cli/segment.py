@@ -18,52 +18,88 @@ from ctseg_helpers.segment.segmenter import SegmentSettings
 
 def register(subparsers) -> None:
     parser = add_command(
-        subparsers, "segment", run,
+        subparsers,
+        "segment",
+        run,
         help="segment the DICOM series of a folder with a trained model; write label maps, previews and areas",
         description="Segment every slice of every DICOM series in DICOM_DIR (each series its own stack; "
-                    "--series-uid picks one) with a ctseg model and write, in a new folder under --out: "
-                    "label maps (PNG, values 0..N, named like the DICOM files), JPG previews, an animated "
-                    "GIF per series, areas.csv (ROI area per slice in mm2 with mean and std; with several "
-                    "series, each slice's series first) and volumes.csv (mL) for series that form a 3D "
-                    "stack; with --nifti a NIfTI label volume and with --dicom-seg a DICOM Segmentation "
-                    "object per series, for 3D Slicer, ITK-SNAP or a PACS.",
+        "--series-uid picks one) with a ctseg model and write, in a new folder under --out: "
+        "label maps (PNG, values 0..N, named like the DICOM files), JPG previews, an animated "
+        "GIF per series, areas.csv (ROI area per slice in mm2 with mean and std; with several "
+        "series, each slice's series first) and volumes.csv (mL) for series that form a 3D "
+        "stack; with --nifti a NIfTI label volume and with --dicom-seg a DICOM Segmentation "
+        "object per series, for 3D Slicer, ITK-SNAP or a PACS.",
     )
-    add_model(parser, "trained model (.keras file saved by ctseg), an ensemble file (NAME.ensemble.json written "
-                      "by 'ctseg train --folds') or a folder of fold models")
-    parser.add_argument("dicom_dir", metavar="DICOM_DIR",
-                        help="folder of DICOM files; every series in it is segmented ('ctseg inspect' lists them)")
-    parser.add_argument("--out", default="predictions", metavar="DIR",
-                        help="parent folder of the run folders (default: predictions)")
-    add_labels(parser, "ROI names, label 1 first; a first name 'background' is dropped (default: the names "
-                       "stored with the model)")
-    parser.add_argument("--series-uid", metavar="UID",
-                        help="segment only this series of DICOM_DIR (default: every series)")
+    add_model(
+        parser,
+        "trained model (.keras file saved by ctseg), an ensemble file (NAME.ensemble.json written "
+        "by 'ctseg train --folds') or a folder of fold models",
+    )
+    parser.add_argument(
+        "dicom_dir",
+        metavar="DICOM_DIR",
+        help="folder of DICOM files; every series in it is segmented ('ctseg inspect' lists them)",
+    )
+    parser.add_argument(
+        "--out", default="predictions", metavar="DIR", help="parent folder of the run folders (default: predictions)"
+    )
+    add_labels(
+        parser,
+        "ROI names, label 1 first; a first name 'background' is dropped (default: the names stored with the model)",
+    )
+    parser.add_argument(
+        "--series-uid", metavar="UID", help="segment only this series of DICOM_DIR (default: every series)"
+    )
     add_spacing_arguments(parser)
     add_settings_options(parser, SegmentSettings)
     parser.add_argument("--name", metavar="NAME", help="run folder name (default: the DICOM folder's name)")
-    add_overwrite(parser, "write to --out/NAME (no time stamp), replacing exactly the files an earlier ctseg run "
-                          "recorded in its run.json there (a folder ctseg never wrote is refused)")
+    add_overwrite(
+        parser,
+        "write to --out/NAME (no time stamp), replacing exactly the files an earlier ctseg run "
+        "recorded in its run.json there (a folder ctseg never wrote is refused)",
+    )
     parser.add_argument("--no-previews", action="store_true", help="do not write the JPG previews")
     parser.add_argument("--no-animation", action="store_true", help="do not write the animated GIF")
-    parser.add_argument("--include-patient-id", action="store_true",
-                        help="record the DICOM PatientID in run.json (left out by default); needed for --dicom-seg")
-    parser.add_argument("--nifti", action="store_true",
-                        help="also write each series' label maps as a NIfTI volume on the scan's grid "
-                             "(segmentation.nii.gz; a cine series as one 4D volume)")
-    parser.add_argument("--dicom-seg", action="store_true",
-                        help="also write each series' label maps as a DICOM Segmentation object referencing the "
-                             "images (segmentation.dcm; one per phase of a cine series); it carries the patient's "
-                             "name and ID as the scan does, so it needs --include-patient-id")
+    parser.add_argument(
+        "--include-patient-id",
+        action="store_true",
+        help="record the DICOM PatientID in run.json (left out by default); needed for --dicom-seg",
+    )
+    parser.add_argument(
+        "--nifti",
+        action="store_true",
+        help="also write each series' label maps as a NIfTI volume on the scan's grid "
+        "(segmentation.nii.gz; a cine series as one 4D volume)",
+    )
+    parser.add_argument(
+        "--dicom-seg",
+        action="store_true",
+        help="also write each series' label maps as a DICOM Segmentation object referencing the "
+        "images (segmentation.dcm; one per phase of a cine series); it carries the patient's "
+        "name and ID as the scan does, so it needs --include-patient-id",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ctseg_helpers.workflows.segment_folder import run_segmentation  # noqa: PLC0415
 
     result = run_segmentation(
-        args.model, args.dicom_dir, args.out, labels_list=args.labels, fov=args.fov, matrix_size=args.matrix_size,
-        series_uid=args.series_uid, overwrite=args.overwrite, run_name=args.name, previews=not args.no_previews,
-        animation=not args.no_animation, include_patient_id=args.include_patient_id, nifti=args.nifti,
-        dicom_seg=args.dicom_seg, progress=True, **settings_from_args(SegmentSettings, args),
+        args.model,
+        args.dicom_dir,
+        args.out,
+        labels_list=args.labels,
+        fov=args.fov,
+        matrix_size=args.matrix_size,
+        series_uid=args.series_uid,
+        overwrite=args.overwrite,
+        run_name=args.name,
+        previews=not args.no_previews,
+        animation=not args.no_animation,
+        include_patient_id=args.include_patient_id,
+        nifti=args.nifti,
+        dicom_seg=args.dicom_seg,
+        progress=True,
+        **settings_from_args(SegmentSettings, args),
     )
     print(result.summary())
     several = len(result.series) > 1
@@ -75,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     for out in result.series:
         if out.volumes is not None:
             which = f", {out.title}" if several else ""
-            print(f"volume (mL){which}: "
-                  + ", ".join(f"{name} {v:.2f}" for name, v in out.volumes["volume_ml"].items()))
+            print(
+                f"volume (mL){which}: " + ", ".join(f"{name} {v:.2f}" for name, v in out.volumes["volume_ml"].items())
+            )
     return 0

@@ -24,8 +24,14 @@ continues from the newest checkpoint.
 
 
 def register(subparsers) -> None:
-    parser = add_command(subparsers, "train", run, help="train a U-Net on labelled slices",
-                         description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = add_command(
+        subparsers,
+        "train",
+        run,
+        help="train a U-Net on labelled slices",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_settings_options(parser, TrainConfig)
 
 
@@ -35,8 +41,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if values.get("label_names"):  # checked here too, so that messages name the options
         from ctseg_helpers.io.label_names import check_label_names  # noqa: PLC0415
 
-        values["label_names"] = check_label_names(values["label_names"], args.num_labels, setting="--label-names",
-                                                  counted=f"--num-labels is {args.num_labels}")
+        values["label_names"] = check_label_names(
+            values["label_names"],
+            args.num_labels,
+            setting="--label-names",
+            counted=f"--num-labels is {args.num_labels}",
+        )
     return TrainConfig(**values)
 
 

@@ -131,8 +131,9 @@ def _patient(rng: np.random.Generator) -> dict:
     }
 
 
-def _ellipse(u: np.ndarray, v: np.ndarray, cx: float, cy: float, rx: float, ry: float,
-             angle_deg: float = 0.0) -> np.ndarray:
+def _ellipse(
+    u: np.ndarray, v: np.ndarray, cx: float, cy: float, rx: float, ry: float, angle_deg: float = 0.0
+) -> np.ndarray:
     """Boolean mask of a (rotated) ellipse evaluated at body coordinates (u, v) in mm."""
     t = math.radians(angle_deg)
     du, dv = u - cx, v - cy
@@ -145,8 +146,7 @@ def _superellipse(u, v, a, b, p):
     return np.abs(u / a) ** p + np.abs(v / b) ** p <= 1.0
 
 
-def _slice(rng: np.random.Generator, pat: dict, level: float, size: int,
-           spacing_mm: float) -> PhantomSlice:
+def _slice(rng: np.random.Generator, pat: dict, level: float, size: int, spacing_mm: float) -> PhantomSlice:
     """Draw one slice; ``level`` runs from 0 (upper lumbar) to 1 (lower lumbar)."""
     jit = lambda s: 1.0 + rng.uniform(-s, s)  # noqa: E731 - tiny local helper
     half = (size - 1) / 2.0
@@ -201,7 +201,7 @@ def _slice(rng: np.random.Generator, pat: dict, level: float, size: int,
     es_l = _ellipse(u, v, es_cx, es_cy, es_rx, es_ry, 8.0) & inner
     ql_cx = es_cx + es_rx * 0.8 + 10.0
     ql_cy = es_cy - es_ry * 0.6
-    ql = (_ellipse(u, v, -ql_cx, ql_cy, 14.0, 9.0, 30.0) | _ellipse(u, v, ql_cx, ql_cy, 14.0, 9.0, -30.0))
+    ql = _ellipse(u, v, -ql_cx, ql_cy, 14.0, 9.0, 30.0) | _ellipse(u, v, ql_cx, ql_cy, 14.0, 9.0, -30.0)
 
     # Organs in the visceral cavity.
     aorta = _ellipse(u, v, 8.0, vb_cy - vb_ry - 12.0, 10.0 * jit(0.1), 10.0 * jit(0.1))
@@ -210,8 +210,9 @@ def _slice(rng: np.random.Generator, pat: dict, level: float, size: int,
     kidneys = np.zeros_like(body)
     if kidney_r > 0.15:
         kx, ky = ps_cx + ps_rx + 28.0, ps_cy - 4.0
-        kidneys = (_ellipse(u, v, -kx, ky, 26.0 * kidney_r + 4, 18.0 * kidney_r + 3, 40.0)
-                   | _ellipse(u, v, kx, ky, 26.0 * kidney_r + 4, 18.0 * kidney_r + 3, -40.0))
+        kidneys = _ellipse(u, v, -kx, ky, 26.0 * kidney_r + 4, 18.0 * kidney_r + 3, 40.0) | _ellipse(
+            u, v, kx, ky, 26.0 * kidney_r + 4, 18.0 * kidney_r + 3, -40.0
+        )
 
     hu = np.full((size, size), -1000.0)
     # CT table below the patient.
@@ -414,12 +415,20 @@ def make_phantom_dataset(
         table["spacing"] += [(spacing, spacing)] * n
         table["files"] += paths
         table["positions"] += [origin[2] + k * _SLICE_THICKNESS_MM for k in range(n)]
-        info["series"].append({"split": split, "prefix": prefix, "n_slices": n,
-                               "pixel_spacing_mm": spacing, "files": [p.name for p in paths]})
+        info["series"].append(
+            {
+                "split": split,
+                "prefix": prefix,
+                "n_slices": n,
+                "pixel_spacing_mm": spacing,
+                "files": [p.name for p in paths],
+            }
+        )
         logger.info("phantom: wrote %d %s slices of %s (%.4f mm pixels)", n, split, prefix, spacing)
     for split, t in tables.items():
-        area_table(t["labels"], np.array(t["spacing"]), PHANTOM_LABELS, files=t["files"],
-                   positions_mm=t["positions"]).to_csv(out_dir / split / TRUE_AREAS)
+        area_table(
+            t["labels"], np.array(t["spacing"]), PHANTOM_LABELS, files=t["files"], positions_mm=t["positions"]
+        ).to_csv(out_dir / split / TRUE_AREAS)
     (out_dir / PHANTOM_INFO).write_text(json.dumps(info, indent=2))
     return info
 

@@ -199,8 +199,9 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True) -> 
 
     accepted = check_setup(notebooks_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise CtsegDataError(f"{out_dir} exists and is not empty; the demo writes into a new folder: "
-                             "choose another --out")
+        raise CtsegDataError(
+            f"{out_dir} exists and is not empty; the demo writes into a new folder: choose another --out"
+        )
     check_outside_inputs(out_dir, {"phantom data (--data-dir)": data_dir}, error_type=CtsegDataError)
 
     t0 = time.perf_counter()
@@ -216,46 +217,62 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True) -> 
     labels = list(PHANTOM_LABELS)
 
     t0 = time.perf_counter()
-    _execute(notebooks_dir, "train", nb_out, accepted["train"], {
-        "main_dir": str(data_dir),
-        "model_filename": "demo",
-        "model_dir": str(model_dir),
-        "input_shape": settings.size,
-        "num_labels": len(labels),
-        "label_names": labels,
-        "epochs": settings.epochs,
-        "batch_size": settings.batch_size,
-        "batches_per_epoch": settings.batches_per_epoch,
-        "learning_rate": settings.learning_rate,
-        "print_checkpoint": max(1, settings.epochs // 10),
-        "save_checkpoint": settings.epochs,
-        "augment": True,
-        # Flips and 90-degree turns would swap the patient's right and left: the phantom labels
-        # right and left muscles separately, so only orientation-preserving changes are used.
-        "augment_options": dict(_LATERAL_SAFE_AUGMENTATION),
-        "max_minutes": settings.max_train_minutes,
-        "resume": False,
-        "overwrite": False,
-        "seed": settings.seed,
-    }, progress)
+    _execute(
+        notebooks_dir,
+        "train",
+        nb_out,
+        accepted["train"],
+        {
+            "main_dir": str(data_dir),
+            "model_filename": "demo",
+            "model_dir": str(model_dir),
+            "input_shape": settings.size,
+            "num_labels": len(labels),
+            "label_names": labels,
+            "epochs": settings.epochs,
+            "batch_size": settings.batch_size,
+            "batches_per_epoch": settings.batches_per_epoch,
+            "learning_rate": settings.learning_rate,
+            "print_checkpoint": max(1, settings.epochs // 10),
+            "save_checkpoint": settings.epochs,
+            "augment": True,
+            # Flips and 90-degree turns would swap the patient's right and left: the phantom labels
+            # right and left muscles separately, so only orientation-preserving changes are used.
+            "augment_options": dict(_LATERAL_SAFE_AUGMENTATION),
+            "max_minutes": settings.max_train_minutes,
+            "resume": False,
+            "overwrite": False,
+            "seed": settings.seed,
+        },
+        progress,
+    )
     timings["train.ipynb"] = time.perf_counter() - t0
     model_path = model_dir / "demo_best.keras"
     if not model_path.is_file():
-        raise DemoError(f"train.ipynb finished but wrote no {model_path.name} in {model_dir}; "
-                        f"open {nb_out / 'train.ipynb'} to see what it did")
+        raise DemoError(
+            f"train.ipynb finished but wrote no {model_path.name} in {model_dir}; "
+            f"open {nb_out / 'train.ipynb'} to see what it did"
+        )
 
     fov_mm, matrix = _fov_and_matrix(data_dir)
     t0 = time.perf_counter()
-    _execute(notebooks_dir, "test", nb_out, accepted["test"], {
-        "labels_list": labels,
-        "model_filename": str(model_path),
-        "input_shape": settings.size,
-        "fov": fov_mm,
-        "matrix_size": matrix,
-        "dicom_dir": str(data_dir / "test" / "dicoms"),
-        "output_dir": str(seg_dir),
-        "run_name": "phantom_test",
-    }, progress)
+    _execute(
+        notebooks_dir,
+        "test",
+        nb_out,
+        accepted["test"],
+        {
+            "labels_list": labels,
+            "model_filename": str(model_path),
+            "input_shape": settings.size,
+            "fov": fov_mm,
+            "matrix_size": matrix,
+            "dicom_dir": str(data_dir / "test" / "dicoms"),
+            "output_dir": str(seg_dir),
+            "run_name": "phantom_test",
+        },
+        progress,
+    )
     timings["test.ipynb"] = time.perf_counter() - t0
     area_csv = _one(seg_dir, "areas.csv", "test.ipynb", nb_out)
     run_dir = area_csv.parent
@@ -263,13 +280,20 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True) -> 
     pred_labels = run_dir / "labels"
 
     t0 = time.perf_counter()
-    _execute(notebooks_dir, "visualize", nb_out, accepted["visualize"], {
-        "dicom_dir": str(data_dir / "test" / "dicoms"),
-        "prediction_dir": str(pred_labels),
-        "truth_dir": str(data_dir / "test" / "labels"),
-        "labels_list": labels,
-        "output_dir": str(vis_dir),
-    }, progress)
+    _execute(
+        notebooks_dir,
+        "visualize",
+        nb_out,
+        accepted["visualize"],
+        {
+            "dicom_dir": str(data_dir / "test" / "dicoms"),
+            "prediction_dir": str(pred_labels),
+            "truth_dir": str(data_dir / "test" / "labels"),
+            "labels_list": labels,
+            "output_dir": str(vis_dir),
+        },
+        progress,
+    )
     timings["visualize.ipynb"] = time.perf_counter() - t0
 
     error = area_error(area_csv, data_dir / "test", pred_labels)
@@ -277,19 +301,32 @@ def run_demo(settings: DemoSettings | None = None, *, progress: bool = True) -> 
     error.to_csv(error_csv, float_format="%.4g")
     record_written(error_csv)
     timings["total"] = time.perf_counter() - started
-    (out_dir / "demo_summary.json").write_text(json.dumps({
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()},
-        "data_dir": str(data_dir),
-        "phantom_created": created,
-        "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "area_error": json.loads(error.to_json(orient="index")),
-    }, indent=2))
+    (out_dir / "demo_summary.json").write_text(
+        json.dumps(
+            {
+                "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()},
+                "data_dir": str(data_dir),
+                "phantom_created": created,
+                "timings_s": {k: round(v, 1) for k, v in timings.items()},
+                "area_error": json.loads(error.to_json(orient="index")),
+            },
+            indent=2,
+        )
+    )
     record_written(out_dir / "demo_summary.json")
     return DemoResult(
-        out_dir=out_dir, data_dir=data_dir, model_path=model_path, segmentation_dir=run_dir,
-        visualize_dir=vis_dir, notebooks={k: nb_out / f"{k}.ipynb" for k in REQUIRED_PARAMETERS},
-        area_csv=area_csv, animation=animation, area_error_csv=error_csv, area_error=error,
-        phantom_created=created, timings_s=timings,
+        out_dir=out_dir,
+        data_dir=data_dir,
+        model_path=model_path,
+        segmentation_dir=run_dir,
+        visualize_dir=vis_dir,
+        notebooks={k: nb_out / f"{k}.ipynb" for k in REQUIRED_PARAMETERS},
+        area_csv=area_csv,
+        animation=animation,
+        area_error_csv=error_csv,
+        area_error=error,
+        phantom_created=created,
+        timings_s=timings,
     )
 
 
@@ -310,28 +347,35 @@ def check_setup(notebooks_dir: Path) -> dict[str, set[str]]:
         raise CtsegError(f"ctseg needs Python 3.11 or newer, this is {sys.version.split()[0]}; run `make setup`")
     missing = [name for name in _PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
-        raise CtsegError(f"packages missing from this environment: {', '.join(missing)}; "
-                         "run `make setup` (or `pip install -r requirements.txt`)")
+        raise CtsegError(
+            f"packages missing from this environment: {', '.join(missing)}; "
+            "run `make setup` (or `pip install -r requirements.txt`)"
+        )
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel  # noqa: PLC0415
 
     try:
         KernelSpecManager().get_kernel_spec("python3")
     except NoSuchKernel as exc:
-        raise CtsegError("no 'python3' Jupyter kernel found; run `make setup` or "
-                         "`python -m ipykernel install --sys-prefix`") from exc
+        raise CtsegError(
+            "no 'python3' Jupyter kernel found; run `make setup` or `python -m ipykernel install --sys-prefix`"
+        ) from exc
     import papermill  # noqa: PLC0415
 
     accepted = {}
     for step, required in REQUIRED_PARAMETERS.items():
         path = notebooks_dir / f"{step}.ipynb"
         if not path.is_file():
-            raise CtsegError(f"{path} not found; the demo runs the notebooks of a ctseg checkout: "
-                             "run it from a clone of the repository (or pass --notebooks DIR)")
+            raise CtsegError(
+                f"{path} not found; the demo runs the notebooks of a ctseg checkout: "
+                "run it from a clone of the repository (or pass --notebooks DIR)"
+            )
         names = set(papermill.inspect_notebook(str(path)))
         lacking = [name for name in required if name not in names]
         if lacking:
-            raise CtsegError(f"{path}: its 'parameters' cell lacks {', '.join(lacking)}, which the demo "
-                             "sets; restore the notebook from the repository (git checkout notebooks/)")
+            raise CtsegError(
+                f"{path}: its 'parameters' cell lacks {', '.join(lacking)}, which the demo "
+                "sets; restore the notebook from the repository (git checkout notebooks/)"
+            )
         accepted[step] = names
     return accepted
 
@@ -363,12 +407,17 @@ def prepare_phantom(data_dir: Path, settings: DemoSettings) -> bool:
                 f"{data_dir} holds a phantom of {info.get('size')} x {info.get('size')} pixels, not "
                 f"{settings.size}; pass --size {info.get('size')} or another --data-dir"
             )
-        logger.info("demo: using the phantom already in %s (%s training, %s test slices)",
-                    data_dir, info.get("n_train"), info.get("n_test"))
+        logger.info(
+            "demo: using the phantom already in %s (%s training, %s test slices)",
+            data_dir,
+            info.get("n_train"),
+            info.get("n_test"),
+        )
         return False
     logger.info("demo: writing the phantom into %s", data_dir)
-    make_phantom_dataset(data_dir, n_train=settings.n_train, n_test=settings.n_test,
-                         size=settings.size, seed=settings.seed)
+    make_phantom_dataset(
+        data_dir, n_train=settings.n_train, n_test=settings.n_test, size=settings.size, seed=settings.seed
+    )
     return True
 
 
@@ -399,14 +448,16 @@ def area_error(area_csv: Path, truth_split_dir: Path, pred_labels_dir: Path | No
     truth = read_true_areas(truth_split_dir)
     table = pd.read_csv(area_csv, index_col=0)
     table = table[table.index.astype(str).str.startswith("slice number")]
-    file_col = next((c for c in table.columns
-                     if str(c).lower() in ("file", "filename", "file_name", "dicom_file")), None)
+    file_col = next(
+        (c for c in table.columns if str(c).lower() in ("file", "filename", "file_name", "dicom_file")), None
+    )
     if file_col is None:
         raise CtsegDataError(f"{area_csv}: no file name column (file); cannot match slices to the phantom")
     missing = [name for name in PHANTOM_LABELS if name not in table.columns]
     if missing:
-        raise CtsegDataError(f"{area_csv}: no column for {', '.join(missing)}; "
-                             "the demo expects one column per phantom ROI")
+        raise CtsegDataError(
+            f"{area_csv}: no column for {', '.join(missing)}; the demo expects one column per phantom ROI"
+        )
     files = table[file_col].map(lambda f: Path(str(f)).name if has_dicom_suffix(str(f)) else f"{Path(str(f)).name}.dcm")
     unknown = sorted(set(files) - set(truth.index))
     if unknown:
@@ -449,8 +500,7 @@ def _fov_and_matrix(data_dir: Path) -> tuple[float, int]:
     return float(test["pixel_spacing_mm"] * info["size"]), int(info["size"])
 
 
-def _execute(notebooks_dir: Path, step: str, nb_out: Path, accepted: set[str], wanted: dict,
-             progress: bool) -> Path:
+def _execute(notebooks_dir: Path, step: str, nb_out: Path, accepted: set[str], wanted: dict, progress: bool) -> Path:
     import papermill  # noqa: PLC0415
     from papermill.exceptions import PapermillExecutionError  # noqa: PLC0415
 
@@ -467,13 +517,20 @@ def _execute(notebooks_dir: Path, step: str, nb_out: Path, accepted: set[str], w
         # store_widget_state (nbclient's default, set here so that it stays on): the widgets' state
         # goes into the saved notebook's metadata, and JupyterLab can draw them when it is opened
         papermill.execute_notebook(
-            str(notebooks_dir / f"{step}.ipynb"), str(target), parameters=params,
-            cwd=str(notebooks_dir), kernel_name="python3", progress_bar=progress, log_output=False,
+            str(notebooks_dir / f"{step}.ipynb"),
+            str(target),
+            parameters=params,
+            cwd=str(notebooks_dir),
+            kernel_name="python3",
+            progress_bar=progress,
+            log_output=False,
             store_widget_state=True,
         )
     except PapermillExecutionError as exc:
-        raise DemoError(f"{step}.ipynb failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}; "
-                        f"open {target} to see the cell and its output") from exc
+        raise DemoError(
+            f"{step}.ipynb failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}; "
+            f"open {target} to see the cell and its output"
+        ) from exc
     finally:
         pm_logger.setLevel(level)
         if target.is_file():
@@ -510,8 +567,7 @@ def _keep_widgets_displayable(path: Path) -> int:
 def _one(folder: Path, name: str, step: str, nb_out: Path) -> Path:
     found = sorted(folder.rglob(name))
     if not found:
-        raise DemoError(f"{step} finished but wrote no {name} under {folder}; "
-                        f"open {nb_out / step} to see what it did")
+        raise DemoError(f"{step} finished but wrote no {name} under {folder}; open {nb_out / step} to see what it did")
     return found[-1]
 
 
@@ -531,10 +587,10 @@ def format_summary(result: DemoResult) -> str:
         "  executed notebooks (open in JupyterLab to see their outputs):",
         *[f"    {path}" for path in result.notebooks.values()],
         "",
-        "Measured area vs the phantom's exact area on the test slices "
-        f"(saved in {result.area_error_csv}):",
-        err.to_string(formatters={c: (lambda v: f"{v:.3f}") if c == "dice" else (lambda v: f"{v:.1f}")
-                                  for c in err.columns}),
+        f"Measured area vs the phantom's exact area on the test slices (saved in {result.area_error_csv}):",
+        err.to_string(
+            formatters={c: (lambda v: f"{v:.3f}") if c == "dice" else (lambda v: f"{v:.1f}") for c in err.columns}
+        ),
         "",
         f"Mean absolute area error over the six ROIs: {err.loc['all ROIs', 'mean_abs_error_pct']:.1f} %",
     ]

@@ -146,8 +146,9 @@ class _Dicom(_Source):
         scan = scan_dicom_folder(folder)
         scan.require_images()
         if series_uid is None and len(scan.series) > 1:
-            listing = "; ".join(f"{s.series_uid} ({s.series_description or 'no description'}, "
-                                f"{s.n_images} images)" for s in scan.series)
+            listing = "; ".join(
+                f"{s.series_uid} ({s.series_description or 'no description'}, {s.n_images} images)" for s in scan.series
+            )
             raise CtsegDataError(
                 f"{folder}: the folder holds {len(scan.series)} series; name one with --series-uid: {listing}"
             )
@@ -239,9 +240,19 @@ def _open_source(src: Path, series_uid: str | None) -> _Source:
     )
 
 
-def convert_to_hdf5(src: str | Path, out_path: str | Path, *, dataset: str = "data", chunk_shape=None,
-                    chunk_mb: float | None = None, compression: str | None = "gzip", overwrite: bool = False,
-                    series_uid: str | None = None, max_gb: float = 0.5, progress: bool = True) -> ConvertResult:
+def convert_to_hdf5(
+    src: str | Path,
+    out_path: str | Path,
+    *,
+    dataset: str = "data",
+    chunk_shape=None,
+    chunk_mb: float | None = None,
+    compression: str | None = "gzip",
+    overwrite: bool = False,
+    series_uid: str | None = None,
+    max_gb: float = 0.5,
+    progress: bool = True,
+) -> ConvertResult:
     """Copy a TIFF series/stack, DICOM folder or NIfTI file into a chunked HDF5 volume.
 
     Parameters
@@ -289,8 +300,7 @@ def convert_to_hdf5(src: str | Path, out_path: str | Path, *, dataset: str = "da
     src, out_path = Path(src), Path(out_path)
     if out_path.suffix.lower() not in HDF5_SUFFIXES:
         raise CtsegDataError(f"{out_path}: the output must be an HDF5 file name ending in .h5 or .hdf5")
-    replacing = check_replaceable(out_path, overwrite, instead="choose another output name",
-                                  error_type=CtsegDataError)
+    replacing = check_replaceable(out_path, overwrite, instead="choose another output name", error_type=CtsegDataError)
     source = _open_source(src, series_uid)
     try:
         attrs = {"source": str(src.resolve()), "source_kind": source.kind}
@@ -308,8 +318,17 @@ def convert_to_hdf5(src: str | Path, out_path: str | Path, *, dataset: str = "da
                 stale.unlink()
         partial = out_path.with_name(f".{os.getpid()}.{out_path.name}")
         try:
-            out = DataFile.create(partial, source.shape, source.dtype, dataset=dataset, chunk_shape=chunk_shape,
-                                  chunk_mb=chunk_mb, compression=compression, overwrite=True, attrs=attrs)
+            out = DataFile.create(
+                partial,
+                source.shape,
+                source.dtype,
+                dataset=dataset,
+                chunk_shape=chunk_shape,
+                chunk_mb=chunk_mb,
+                compression=compression,
+                overwrite=True,
+                attrs=attrs,
+            )
         except OSError as exc:  # name the file the user asked for, not the hidden partial one
             if exc.errno is None:
                 raise
@@ -323,8 +342,15 @@ def convert_to_hdf5(src: str | Path, out_path: str | Path, *, dataset: str = "da
                     stop = min(start + step, source.shape[0])
                     out.write_slab(0, start, source.read(start, stop))
                     bar.update(stop - start)
-            result = ConvertResult(out_path=out_path, dataset=dataset, source_kind=source.kind, shape=out.shape,
-                                   dtype=str(out.dtype), chunk_shape=out.chunk_shape, spacing_mm=source.spacing_mm)
+            result = ConvertResult(
+                out_path=out_path,
+                dataset=dataset,
+                source_kind=source.kind,
+                shape=out.shape,
+                dtype=str(out.dtype),
+                chunk_shape=out.chunk_shape,
+                spacing_mm=source.spacing_mm,
+            )
         except BaseException:
             out.close()
             partial.unlink(missing_ok=True)

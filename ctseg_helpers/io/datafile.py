@@ -116,9 +116,7 @@ def parse_chunk_shape(text: str) -> tuple[int, int, int]:
     except ValueError:
         values = ()
     if len(values) != 3 or min(values) < 1:
-        raise CtsegSettingsError(
-            f"chunk shape must be three positive integers 'z,y,x' (e.g. 64,128,128), got {text!r}"
-        )
+        raise CtsegSettingsError(f"chunk shape must be three positive integers 'z,y,x' (e.g. 64,128,128), got {text!r}")
     return values
 
 
@@ -170,8 +168,15 @@ def tiff_series_files(folder: str | Path) -> list[Path]:
     )
 
 
-def slab_thickness(shape, axis: int, bytes_per_voxel: float, max_gb: float, align: int | None = None,
-                   *, source: str | Path | None = None) -> int:
+def slab_thickness(
+    shape,
+    axis: int,
+    bytes_per_voxel: float,
+    max_gb: float,
+    align: int | None = None,
+    *,
+    source: str | Path | None = None,
+) -> int:
     """Slices per slab along ``axis`` so one slab's arrays stay under ``max_gb``.
 
     The one rule for slab sizes: :meth:`DataFile.slab_ranges` (reading) and the volume
@@ -238,8 +243,22 @@ class DataFile:
     writable : bool
     """
 
-    def __init__(self, *, path, dataset, shape, dtype, chunk_shape, compression, writable, backend,
-                 h5file=None, h5dataset=None, tiff_files=None, owns_file=True):
+    def __init__(
+        self,
+        *,
+        path,
+        dataset,
+        shape,
+        dtype,
+        chunk_shape,
+        compression,
+        writable,
+        backend,
+        h5file=None,
+        h5dataset=None,
+        tiff_files=None,
+        owns_file=True,
+    ):
         self.path = Path(path)
         self.dataset = dataset
         self.shape = tuple(int(s) for s in shape)
@@ -299,8 +318,7 @@ class DataFile:
             if dataset is None:
                 found = []
                 h5file.visititems(
-                    lambda name, obj: found.append(name)
-                    if isinstance(obj, h5py.Dataset) and obj.ndim == 3 else None
+                    lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) and obj.ndim == 3 else None
                 )
                 if len(found) != 1:
                     what = "no 3D dataset" if not found else f"several 3D datasets ({', '.join(found)})"
@@ -309,9 +327,7 @@ class DataFile:
             if dataset not in h5file or not isinstance(h5file[dataset], h5py.Dataset):
                 names = []
                 h5file.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-                raise CtsegDataError(
-                    f"{path}: no dataset {dataset!r}; the file holds: {', '.join(names) or 'nothing'}"
-                )
+                raise CtsegDataError(f"{path}: no dataset {dataset!r}; the file holds: {', '.join(names) or 'nothing'}")
             return cls.from_h5py(h5file[dataset], _owns_file=True)
         except BaseException:
             h5file.close()
@@ -331,9 +347,17 @@ class DataFile:
                 f"{dset.file.filename}: dataset {dset.name!r} has shape {dset.shape}; a 3D volume is needed"
             )
         return cls(
-            path=dset.file.filename, dataset=dset.name.lstrip("/"), shape=dset.shape, dtype=dset.dtype,
-            chunk_shape=dset.chunks, compression=dset.compression, writable=dset.file.mode == "r+",
-            backend="hdf5", h5file=dset.file, h5dataset=dset, owns_file=_owns_file,
+            path=dset.file.filename,
+            dataset=dset.name.lstrip("/"),
+            shape=dset.shape,
+            dtype=dset.dtype,
+            chunk_shape=dset.chunks,
+            compression=dset.compression,
+            writable=dset.file.mode == "r+",
+            backend="hdf5",
+            h5file=dset.file,
+            h5dataset=dset,
+            owns_file=_owns_file,
         )
 
     @classmethod
@@ -360,13 +384,32 @@ class DataFile:
                 f"{folder}: slices differ in size or type ({files[0].name}: {s0} {d0}, "
                 f"{files[-1].name}: {s1} {d1}); all files of a series must match"
             )
-        return cls(path=folder, dataset=None, shape=(len(files), *s0), dtype=d0, chunk_shape=None,
-                   compression=None, writable=writable, backend="tiff", tiff_files=files)
+        return cls(
+            path=folder,
+            dataset=None,
+            shape=(len(files), *s0),
+            dtype=d0,
+            chunk_shape=None,
+            compression=None,
+            writable=writable,
+            backend="tiff",
+            tiff_files=files,
+        )
 
     @classmethod
-    def create(cls, path: str | Path, shape, dtype, *, dataset: str = "data", chunk_shape=None,
-               chunk_mb: float | None = None, compression: str | None = None, overwrite: bool = False,
-               attrs: dict | None = None) -> DataFile:
+    def create(
+        cls,
+        path: str | Path,
+        shape,
+        dtype,
+        *,
+        dataset: str = "data",
+        chunk_shape=None,
+        chunk_mb: float | None = None,
+        compression: str | None = None,
+        overwrite: bool = False,
+        attrs: dict | None = None,
+    ) -> DataFile:
         """Create a new, writable volume filled with zeros.
 
         Parameters
@@ -410,8 +453,9 @@ class DataFile:
             path.parent.mkdir(parents=True, exist_ok=True)
             h5file = _open_h5_file(path, "w")
             try:
-                dset = create_dataset(h5file, dataset, shape, dtype, chunk_shape=chunk_shape,
-                                      chunk_mb=chunk_mb, compression=compression)
+                dset = create_dataset(
+                    h5file, dataset, shape, dtype, chunk_shape=chunk_shape, chunk_mb=chunk_mb, compression=compression
+                )
                 for key, value in (attrs or {}).items():
                     dset.attrs[key] = value
                 return cls.from_h5py(dset, _owns_file=True)
@@ -440,8 +484,17 @@ class DataFile:
                 mm = tifffile.memmap(f, shape=shape[1:], dtype=dtype, photometric="minisblack")
                 mm.flush()
                 del mm
-            return cls(path=path, dataset=None, shape=shape, dtype=dtype, chunk_shape=None,
-                       compression=None, writable=True, backend="tiff", tiff_files=files)
+            return cls(
+                path=path,
+                dataset=None,
+                shape=shape,
+                dtype=dtype,
+                chunk_shape=None,
+                compression=None,
+                writable=True,
+                backend="tiff",
+                tiff_files=files,
+            )
         raise CtsegSettingsError(
             f"{path}: give an .h5/.hdf5 file name for HDF5, or a folder name without suffix for a TIFF series"
         )
@@ -497,10 +550,17 @@ class DataFile:
         if self._h5 is not None and not self._closed:
             stored = self._h5.id.get_storage_size() / _GB
         return {
-            "backend": self.backend, "path": str(self.path), "dataset": self.dataset,
-            "shape": self.shape, "dtype": str(self.dtype), "size_gb": self.nbytes / _GB,
-            "chunk_shape": self.chunk_shape, "chunk_mb": chunk_mb, "n_chunks": n_chunks,
-            "compression": self.compression, "stored_gb": stored,
+            "backend": self.backend,
+            "path": str(self.path),
+            "dataset": self.dataset,
+            "shape": self.shape,
+            "dtype": str(self.dtype),
+            "size_gb": self.nbytes / _GB,
+            "chunk_shape": self.chunk_shape,
+            "chunk_mb": chunk_mb,
+            "n_chunks": n_chunks,
+            "compression": self.compression,
+            "stored_gb": stored,
         }
 
     # ------------------------------------------------------------------ slabs
@@ -527,8 +587,14 @@ class DataFile:
             If one slice along ``axis`` is already larger than ``max_gb``.
         """
         axis = _check_axis(axis)
-        thickness = slab_thickness(self.shape, axis, self.dtype.itemsize, max_gb,
-                                   align=self.chunk_shape[axis] if self.chunk_shape else None, source=self.path)
+        thickness = slab_thickness(
+            self.shape,
+            axis,
+            self.dtype.itemsize,
+            max_gb,
+            align=self.chunk_shape[axis] if self.chunk_shape else None,
+            source=self.path,
+        )
         n = self.shape[axis]
         return [(start, min(start + thickness, n)) for start in range(0, n, thickness)]
 
@@ -577,9 +643,7 @@ class DataFile:
         """
         axis = _check_axis(axis)
         if not -self.shape[axis] <= index < self.shape[axis]:
-            raise CtsegSettingsError(
-                f"{self.path}: slice {index} is outside axis {axis} of length {self.shape[axis]}"
-            )
+            raise CtsegSettingsError(f"{self.path}: slice {index} is outside axis {axis} of length {self.shape[axis]}")
         index %= self.shape[axis]
         return np.take(self.read_slab(axis, index, index + 1), 0, axis=axis)
 
@@ -794,8 +858,13 @@ def nonfinite_fill_value(source, count: int, total: int, min_finite: float | Non
             f"{source}: every voxel is NaN or infinite; there is no image in this volume. "
             "Check how the file was exported or converted"
         )
-    logger.warning("%s: %d of %d voxels are NaN or infinite; they are replaced by the minimum finite value %g",
-                   source, count, total, min_finite)
+    logger.warning(
+        "%s: %d of %d voxels are NaN or infinite; they are replaced by the minimum finite value %g",
+        source,
+        count,
+        total,
+        min_finite,
+    )
     return min_finite
 
 
@@ -820,8 +889,7 @@ def replace_nonfinite(source, values: np.ndarray) -> np.ndarray:
     return values if fill is None else fill_nonfinite(values, fill)
 
 
-def create_dataset(group, name: str, shape, dtype, *, chunk_shape=None, chunk_mb=None, compression=None,
-                   fillvalue=0):
+def create_dataset(group, name: str, shape, dtype, *, chunk_shape=None, chunk_mb=None, compression=None, fillvalue=0):
     """Create a chunked HDF5 dataset in an open ``h5py`` file or group.
 
     Parameters
@@ -848,8 +916,9 @@ def create_dataset(group, name: str, shape, dtype, *, chunk_shape=None, chunk_mb
     extra = tuple(int(s) for s in shape[3:])
     if chunk_shape is None:
         per_voxel = dtype.itemsize * math.prod(extra)
-        chunk_shape = estimate_chunk_shape(spatial, np.dtype(f"V{per_voxel}"),
-                                           DEFAULT_CHUNK_MB if chunk_mb is None else chunk_mb)
+        chunk_shape = estimate_chunk_shape(
+            spatial, np.dtype(f"V{per_voxel}"), DEFAULT_CHUNK_MB if chunk_mb is None else chunk_mb
+        )
     else:
         chunk_shape = tuple(min(int(c), s) for c, s in zip(chunk_shape, spatial, strict=False))
         if len(chunk_shape) != 3 or min(chunk_shape) < 1:
@@ -859,5 +928,6 @@ def create_dataset(group, name: str, shape, dtype, *, chunk_shape=None, chunk_mb
         options = {"compression": "gzip", "compression_opts": 4, "shuffle": dtype.itemsize > 1}
     elif compression == "lzf":
         options = {"compression": "lzf", "shuffle": dtype.itemsize > 1}
-    return group.create_dataset(name, shape=spatial + extra, dtype=dtype, chunks=chunk_shape + extra,
-                                fillvalue=fillvalue, **options)
+    return group.create_dataset(
+        name, shape=spatial + extra, dtype=dtype, chunks=chunk_shape + extra, fillvalue=fillvalue, **options
+    )

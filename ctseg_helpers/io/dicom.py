@@ -65,13 +65,13 @@ _NON_IMAGE_MODALITIES = {
 # --------------------------------------------------------------------------------------------
 
 
-
 def _median_spacing_mm(pixel_spacing_mm: np.ndarray) -> tuple[float, float] | None:
     """Median of the (row, col) spacings (K, 2) that are known, or None when none is."""
     valid = pixel_spacing_mm[~np.isnan(pixel_spacing_mm).any(axis=1)]
     if not len(valid):
         return None
     return tuple(float(v) for v in np.median(valid, axis=0))
+
 
 @dataclass(frozen=True, eq=False)
 class DicomImage:
@@ -257,8 +257,7 @@ class FolderScan:
         reasons = Counter(r.split(":")[0] for _, r in self.skipped + self.damaged)
         summary = ", ".join(f"{n} {r}" for r, n in reasons.most_common())
         raise CtsegDataError(
-            f"{self.folder}: no DICOM images in this folder ({summary}); "
-            "select a folder of DICOM image files"
+            f"{self.folder}: no DICOM images in this folder ({summary}); select a folder of DICOM image files"
         )
 
     def to_text(self) -> str:
@@ -278,8 +277,7 @@ class FolderScan:
             else:
                 layout = f"{info.n_positions} positions"
             if not np.isnan(info.positions_mm).any():
-                layout += (f", {info.positions_mm[0]:.2f} to {info.positions_mm[-1]:.2f} mm along "
-                           "the slice normal")
+                layout += f", {info.positions_mm[0]:.2f} to {info.positions_mm[-1]:.2f} mm along the slice normal"
             if info.slice_thickness_mm is not None:
                 layout += f", slice thickness {info.slice_thickness_mm:.4g} mm"
             lines.append(f"  {layout}; ordered by {info.ordered_by}")
@@ -358,9 +356,11 @@ class DicomSeries:
 
     def __repr__(self) -> str:
         rows_cols = "x".join(str(v) for v in self.images.shape[1:])
-        return (f"DicomSeries({self.modality or '?'} '{self.series_description}', {len(self.images)} images "
-                f"of {rows_cols}, {self.n_positions} positions x {self.n_phases} phases, "
-                f"spacing_mm={self.spacing_mm}, uid={self.series_uid})")
+        return (
+            f"DicomSeries({self.modality or '?'} '{self.series_description}', {len(self.images)} images "
+            f"of {rows_cols}, {self.n_positions} positions x {self.n_phases} phases, "
+            f"spacing_mm={self.spacing_mm}, uid={self.series_uid})"
+        )
 
     @property
     def is_volume(self) -> bool:
@@ -438,15 +438,15 @@ def _set_validation_mode(mode: int) -> None:
 
 #: Read real-world headers quietly: invalid UIDs and similar value errors are ignored
 #: (pydicom's ``reading_validation_mode`` is global; it is restored when the last reader leaves).
-_lenient = _ProcessWideOverride(lambda: _pydicom_config.settings.reading_validation_mode,
-                                _set_validation_mode, _pydicom_config.IGNORE)
+_lenient = _ProcessWideOverride(
+    lambda: _pydicom_config.settings.reading_validation_mode, _set_validation_mode, _pydicom_config.IGNORE
+)
 
 _PYDICOM_LOGGER = logging.getLogger("pydicom")
 
 #: Silence pydicom's log (decoder tracebacks of plugins that failed) while pixel data is
 #: decoded: a failure becomes one CtsegDataError that already lists every decoder's reason.
-_quiet_pydicom_log = _ProcessWideOverride(lambda: _PYDICOM_LOGGER.level, _PYDICOM_LOGGER.setLevel,
-                                          logging.CRITICAL + 1)
+_quiet_pydicom_log = _ProcessWideOverride(lambda: _PYDICOM_LOGGER.level, _PYDICOM_LOGGER.setLevel, logging.CRITICAL + 1)
 
 
 def _file_head(path: Path) -> bytes:
@@ -540,15 +540,17 @@ def _non_image_reason(ds) -> tuple[str, str] | None:
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if samples != 1:
         photometric = str(ds.get("PhotometricInterpretation", "") or "colour")
-        return "skipped", (f"colour image ({photometric}, {samples} samples per pixel): "
-                           "ctseg reads greyscale slices")
+        return "skipped", (f"colour image ({photometric}, {samples} samples per pixel): ctseg reads greyscale slices")
     if str(ds.get("PhotometricInterpretation", "") or "").strip().upper() == "PALETTE COLOR":
-        return "skipped", ("colour image (PALETTE COLOR: pixel values index a colour table): "
-                           "ctseg reads greyscale slices")
+        return "skipped", (
+            "colour image (PALETTE COLOR: pixel values index a colour table): ctseg reads greyscale slices"
+        )
     frames = _int_or_none(ds.get("NumberOfFrames", None))
     if frames is not None and frames > 1:
-        return "skipped", (f"multi-frame image ({frames} frames): ctseg reads one slice per file; "
-                           "export the series as single-frame files")
+        return "skipped", (
+            f"multi-frame image ({frames} frames): ctseg reads one slice per file; "
+            "export the series as single-frame files"
+        )
     return None
 
 
@@ -672,13 +674,17 @@ def _rescale_problem(ds) -> str | None:
             continue
         value = _float_or_none(ds[keyword].value)
         if keyword == "RescaleSlope" and value == 0:
-            return ("RescaleSlope is 0, which makes every pixel the same value; fix or remove the "
-                    "RescaleSlope tag, or re-export the series from the scanner or PACS")
+            return (
+                "RescaleSlope is 0, which makes every pixel the same value; fix or remove the "
+                "RescaleSlope tag, or re-export the series from the scanner or PACS"
+            )
         if value is None:
             raw = ds[keyword].value
             shown = "empty" if raw is None or raw == "" else repr(str(raw))
-            return (f"{keyword} is {shown}, not a finite number, so no pixel value "
-                    f"can be computed; fix or remove the {keyword} tag, or re-export the series")
+            return (
+                f"{keyword} is {shown}, not a finite number, so no pixel value "
+                f"can be computed; fix or remove the {keyword} tag, or re-export the series"
+            )
     return None
 
 
@@ -809,8 +815,7 @@ def read_dicom_file(path: str | Path) -> DicomImage:
         ds, problem = _parse(path, headers_only=False)
         if problem is not None:
             kind, reason = problem
-            hint = ("replace it with an intact copy" if kind == "damaged"
-                    else "select a DICOM image file")
+            hint = "replace it with an intact copy" if kind == "damaged" else "select a DICOM image file"
             raise CtsegDataError(f"{path}: {reason}; {hint}")
         problem = _non_image_reason(ds)
         if problem is not None:
@@ -891,7 +896,11 @@ def _warn_mixed_orientations(headers: list[_Header]) -> None:
         "series %s mixes %d slice orientations; positions are measured along the most common one "
         "(%d files); %d file(s) lie in another orientation: %s; move them (e.g. a localizer) to "
         "another folder",
-        headers[0].series_uid, len(groups), len(groups[0]), len(odd), _names(odd),
+        headers[0].series_uid,
+        len(groups),
+        len(groups[0]),
+        len(odd),
+        _names(odd),
     )
 
 
@@ -904,9 +913,11 @@ def _series_order(headers: list[_Header]) -> tuple[list[_Header], np.ndarray, st
 
     def time_key(i: int) -> tuple:
         h = headers[i]
-        return (h.trigger_time_ms if h.trigger_time_ms is not None else inf,
-                h.instance_number if h.instance_number is not None else inf,
-                natural_key(h.path))
+        return (
+            h.trigger_time_ms if h.trigger_time_ms is not None else inf,
+            h.instance_number if h.instance_number is not None else inf,
+            natural_key(h.path),
+        )
 
     if all(p is not None for p in positions):
         order = sorted(range(len(headers)), key=lambda i: (positions[i], time_key(i)))
@@ -914,19 +925,23 @@ def _series_order(headers: list[_Header]) -> tuple[list[_Header], np.ndarray, st
         final: list[int] = []
         for start, stop in position_groups(np.array([positions[i] for i in order])):
             final.extend(sorted(order[start:stop], key=time_key))
-        return ([headers[i] for i in final],
-                np.array([positions[i] for i in final], dtype=np.float64), "position")
+        return ([headers[i] for i in final], np.array([positions[i] for i in final], dtype=np.float64), "position")
     if len(headers) > 1:
         lacking = [h.path for h, p in zip(headers, positions, strict=True) if p is None]
         logger.warning(
             "series %s: %d of %d images lack ImagePositionPatient/ImageOrientationPatient (%s); "
             "ordering by InstanceNumber instead",
-            headers[0].series_uid, len(lacking), len(headers), _names(lacking),
+            headers[0].series_uid,
+            len(lacking),
+            len(headers),
+            _names(lacking),
         )
     order = sorted(range(len(headers)), key=lambda i: time_key(i)[1:])
-    return ([headers[i] for i in order],
-            np.array([np.nan if positions[i] is None else positions[i] for i in order]),
-            "instance number")
+    return (
+        [headers[i] for i in order],
+        np.array([np.nan if positions[i] is None else positions[i] for i in order]),
+        "instance number",
+    )
 
 
 def _series_info(headers: list[_Header], skipped: list[tuple[Path, str]]) -> SeriesInfo:
@@ -939,7 +954,8 @@ def _series_info(headers: list[_Header], skipped: list[tuple[Path, str]]) -> Ser
         files=[h.path for h in ordered],
         positions_mm=positions,
         trigger_times_ms=np.array(
-            [np.nan if h.trigger_time_ms is None else h.trigger_time_ms for h in ordered], dtype=np.float64),
+            [np.nan if h.trigger_time_ms is None else h.trigger_time_ms for h in ordered], dtype=np.float64
+        ),
         instance_numbers=[h.instance_number for h in ordered],
         shapes=[(h.rows, h.columns) for h in ordered],
         pixel_spacing_mm=pixel_spacing_array_mm([h.pixel_spacing_mm for h in ordered]),
@@ -947,8 +963,9 @@ def _series_info(headers: list[_Header], skipped: list[tuple[Path, str]]) -> Ser
         ordered_by=ordered_by,
         skipped=list(skipped),
         orientation=_main_orientation(ordered)[0],
-        image_positions_mm=np.array([h.image_position_mm or (np.nan,) * 3 for h in ordered],
-                                    dtype=np.float64).reshape(-1, 3),
+        image_positions_mm=np.array([h.image_position_mm or (np.nan,) * 3 for h in ordered], dtype=np.float64).reshape(
+            -1, 3
+        ),
         sop_instance_uids=[h.sop_instance_uid for h in ordered],
     )
 
@@ -978,9 +995,12 @@ def scan_dicom_folder(folder: str | Path) -> FolderScan:
     files = _candidate_files(folder)
     if not files:
         subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
-        hint = (f"; it has {len(subfolders)} subfolder(s) ({', '.join(subfolders[:5])}"
-                f"{', ...' if len(subfolders) > 5 else ''}): select the one holding the images"
-                if subfolders else "; select the folder that holds the DICOM files")
+        hint = (
+            f"; it has {len(subfolders)} subfolder(s) ({', '.join(subfolders[:5])}"
+            f"{', ...' if len(subfolders) > 5 else ''}): select the one holding the images"
+            if subfolders
+            else "; select the folder that holds the DICOM files"
+        )
         raise CtsegDataError(f"{folder}: the folder is empty{hint}")
     by_series: dict[str, list[_Header]] = {}
     skipped: list[tuple[Path, str]] = []
@@ -1002,12 +1022,16 @@ def scan_dicom_folder(folder: str | Path) -> FolderScan:
             header = _header(path, ds)
             by_series.setdefault(header.series_uid, []).append(header)
     if skipped:
-        logger.warning("%s: skipped %d file(s) that are not DICOM images: %s", folder, len(skipped),
-                       ", ".join(f"{p.name} ({r})" for p, r in skipped[:10])
-                       + (", ..." if len(skipped) > 10 else ""))
+        logger.warning(
+            "%s: skipped %d file(s) that are not DICOM images: %s",
+            folder,
+            len(skipped),
+            ", ".join(f"{p.name} ({r})" for p, r in skipped[:10]) + (", ..." if len(skipped) > 10 else ""),
+        )
     if damaged:
-        logger.warning("%s: %d damaged DICOM file(s): %s", folder, len(damaged),
-                       ", ".join(p.name for p, _ in damaged[:10]))
+        logger.warning(
+            "%s: %d damaged DICOM file(s): %s", folder, len(damaged), ", ".join(p.name for p, _ in damaged[:10])
+        )
     folder_skipped = skipped + damaged
     series = [_series_info(h, folder_skipped) for h in by_series.values()]
     series.sort(key=lambda s: (-s.n_images, s.series_description, s.series_uid))
@@ -1070,12 +1094,16 @@ def _warn_uneven_positions(folder: Path, info: SeriesInfo) -> None:
         "%s: the %d positions hold different numbers of images (most hold %d, at most %d); "
         "%d file(s) at the other positions: %s; remove duplicate copies of a slice, or move "
         "stray images to another folder",
-        folder, info.n_positions, common, info.n_phases, len(odd), _names(odd),
+        folder,
+        info.n_positions,
+        common,
+        info.n_phases,
+        len(odd),
+        _names(odd),
     )
 
 
-def read_dicom_series(folder: str | Path, series_uid: str | None = None, *,
-                      progress: bool = False) -> DicomSeries:
+def read_dicom_series(folder: str | Path, series_uid: str | None = None, *, progress: bool = False) -> DicomSeries:
     """Read one series from a folder and stack it in order.
 
     Parameters
@@ -1123,8 +1151,7 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None, *,
     rows, cols = info.shapes[0]
     images = np.empty((info.n_images, rows, cols), dtype=np.float32)
     with _lenient():
-        for index, path in enumerate(tqdm(info.files, desc="reading DICOM", unit="file",
-                                          disable=not progress)):
+        for index, path in enumerate(tqdm(info.files, desc="reading DICOM", unit="file", disable=not progress)):
             ds, problem = _parse(path, headers_only=False)
             if problem is not None:
                 raise CtsegDataError(f"{path}: {problem[1]}; replace or remove the file")
@@ -1181,12 +1208,15 @@ def read_dicom_headers(files: list[str | Path]) -> list[pydicom.Dataset]:
     with _lenient():
         for path in map(Path, files):
             if not path.is_file():
-                raise CtsegDataError(f"{path}: no such file; it was read before and has been moved or removed since: "
-                                     "put it back, or segment the folder again")
+                raise CtsegDataError(
+                    f"{path}: no such file; it was read before and has been moved or removed since: "
+                    "put it back, or segment the folder again"
+                )
             ds, problem = _parse(path, headers_only=True)
             if problem is not None:
-                raise CtsegDataError(f"{path}: {problem[1]}; it was read before and has changed since: "
-                                     "segment the folder again")
+                raise CtsegDataError(
+                    f"{path}: {problem[1]}; it was read before and has changed since: segment the folder again"
+                )
             for element in ds.iterall():  # values are converted on first access: do it here, leniently
                 if element.keyword not in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
                     _ = element.value

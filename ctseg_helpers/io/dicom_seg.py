@@ -51,8 +51,17 @@ ALGORITHM_FAMILY = ("123110", "DCM", "Artificial Intelligence")
 SERIES_NUMBER_OFFSET = 1000
 
 #: Type 2 attributes highdicom copies from the first source image; filled in empty when absent.
-_COPIED_TYPE2 = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
-                 "StudyDate", "StudyTime", "ReferringPhysicianName")
+_COPIED_TYPE2 = (
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+)
 
 
 def require_highdicom() -> None:
@@ -203,11 +212,14 @@ def write_dicom_seg(
     for file, ds, label in zip(files, datasets, labels, strict=True):
         shape = (int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0))
         if shape != label.shape:
-            raise CtsegDataError(f"{file}: the image is {shape[0]}x{shape[1]} but its label map "
-                                 f"{label.shape[0]}x{label.shape[1]}; segment the folder again")
+            raise CtsegDataError(
+                f"{file}: the image is {shape[0]}x{shape[1]} but its label map "
+                f"{label.shape[0]}x{label.shape[1]}; segment the folder again"
+            )
     for file, ds in zip(files, datasets, strict=True):
-        missing = [k for k in ("ImagePositionPatient", "ImageOrientationPatient", "FrameOfReferenceUID")
-                   if not ds.get(k, None)]
+        missing = [
+            k for k in ("ImagePositionPatient", "ImageOrientationPatient", "FrameOfReferenceUID") if not ds.get(k, None)
+        ]
         if missing:
             raise CtsegDataError(
                 f"{file}: no {'/'.join(missing)}; a DICOM-SEG places its frames in the scan's space, so it "
@@ -231,14 +243,20 @@ def write_dicom_seg(
     for ds in datasets:
         _fill_type2(ds)
     algorithm = hd.AlgorithmIdentificationSequence(
-        name="ctseg", family=Code(*ALGORITHM_FAMILY), version=_lo(software_version or "unknown"),
-        source="ctseg", parameters={"model": _lo(model_name)} if model_name else None,
+        name="ctseg",
+        family=Code(*ALGORITHM_FAMILY),
+        version=_lo(software_version or "unknown"),
+        source="ctseg",
+        parameters={"model": _lo(model_name)} if model_name else None,
     )
     segments = [
         hd.seg.SegmentDescription(
-            segment_number=number, segment_label=_lo(name) or f"ROI {number}",
-            segmented_property_category=Code(*SEGMENT_CATEGORY), segmented_property_type=Code(*SEGMENT_TYPE),
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm,
+            segment_number=number,
+            segment_label=_lo(name) or f"ROI {number}",
+            segmented_property_category=Code(*SEGMENT_CATEGORY),
+            segmented_property_type=Code(*SEGMENT_TYPE),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
             display_color=_cielab(colors_rgb[number - 1]) if colors_rgb is not None else None,
         )
         for number, name in enumerate(names, start=1)

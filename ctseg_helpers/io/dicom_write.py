@@ -82,8 +82,9 @@ def write_dicom_series(
         raise ValueError(f"{len(names)} names given for {len(images)} images")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:  # a later slice would silently replace an earlier one's file
-        raise ValueError(f"names must be distinct, but {', '.join(map(repr, repeated[:5]))} repeat; "
-                         "give one file name per slice")
+        raise ValueError(
+            f"names must be distinct, but {', '.join(map(repr, repeated[:5]))} repeat; give one file name per slice"
+        )
     stored = np.round((images.astype(np.float64) - rescale_intercept) / rescale_slope)
     if stored.size and (stored.min() < 0 or stored.max() > 65535):
         raise ValueError(
@@ -96,8 +97,10 @@ def write_dicom_series(
     if not overwrite:
         existing = [p.name for p in paths if p.exists()]
         if existing:
-            raise ValueError(f"{folder}: {len(existing)} file(s) exist already, e.g. {existing[0]}; "
-                             "pass overwrite=True or choose another folder")
+            raise ValueError(
+                f"{folder}: {len(existing)} file(s) exist already, e.g. {existing[0]}; "
+                "pass overwrite=True or choose another folder"
+            )
     study_uid = study_uid or generate_uid()
     series_uid = series_uid or generate_uid()
     frame_uid = generate_uid()

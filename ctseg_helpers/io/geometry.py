@@ -123,8 +123,7 @@ def no_volume_reason(positions_mm: Sequence[float] | None) -> str:
     groups = position_groups(np.sort(positions))
     if len(groups) < positions.size:
         n_phases = max(stop - start for start, stop in groups)
-        return (f"the series is a cine series ({len(groups)} slice positions x {n_phases} phases), "
-                "not one 3D stack")
+        return f"the series is a cine series ({len(groups)} slice positions x {n_phases} phases), not one 3D stack"
     if stack_spacing_mm(positions) is None:
         return "the slice positions are not equally spaced, so the slices do not form one 3D stack"
     return ""

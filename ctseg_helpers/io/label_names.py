@@ -114,5 +114,7 @@ def check_label_names(
 def label_names_hint(label_names: Sequence[str], num_rois: int) -> str:
     """The end of a 'label value out of range' message: the names given, the ROIs found, an example."""
     names = list(label_names)
-    return (f"{len(names)} ROI name(s) {names} given for label values up to {num_rois}: give one name per ROI, "
-            f"label 1 first, e.g. {_name_example(num_rois, None)}")
+    return (
+        f"{len(names)} ROI name(s) {names} given for label values up to {num_rois}: give one name per ROI, "
+        f"label 1 first, e.g. {_name_example(num_rois, None)}"
+    )

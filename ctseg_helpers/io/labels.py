@@ -132,8 +132,7 @@ def match_split(split_dir: str | Path) -> Matching:
         stem = dicom_stem(path)
         if stem in images:
             raise CtsegDataError(
-                f"{images_dir}: two image files have the stem '{stem}': {images[stem].name} and "
-                f"{path.name}; keep one"
+                f"{images_dir}: two image files have the stem '{stem}': {images[stem].name} and {path.name}; keep one"
             )
         images[stem] = path
     if not images:
@@ -147,13 +146,17 @@ def match_split(split_dir: str | Path) -> Matching:
             continue
         if stem in labels:
             raise CtsegDataError(
-                f"{labels_dir}: two label files have the stem '{stem}': {labels[stem].name} and "
-                f"{path.name}; keep one"
+                f"{labels_dir}: two label files have the stem '{stem}': {labels[stem].name} and {path.name}; keep one"
             )
         labels[stem] = path
     if ignored:
-        logger.warning("%s: ignoring %d file(s) that are not label images (%s): %s", labels_dir,
-                       len(ignored), "/".join(LABEL_SUFFIXES), _listing(ignored))
+        logger.warning(
+            "%s: ignoring %d file(s) that are not label images (%s): %s",
+            labels_dir,
+            len(ignored),
+            "/".join(LABEL_SUFFIXES),
+            _listing(ignored),
+        )
     pairs = [Pair(name, images[name], labels[name]) for name in sorted(images) if name in labels]
     return Matching(
         pairs=pairs,
@@ -235,15 +238,12 @@ def load_label_values(path: str | Path) -> np.ndarray:
         values = _load_picture(path)
     else:
         raise CtsegDataError(
-            f"{path}: unknown label format '{path.suffix}'; save labels as "
-            f"{', '.join(LABEL_SUFFIXES)}"
+            f"{path}: unknown label format '{path.suffix}'; save labels as {', '.join(LABEL_SUFFIXES)}"
         )
     if values.ndim == 3 and values.shape[-1] == 1:
         values = values[..., 0]
     if values.ndim != 2:
-        raise CtsegDataError(
-            f"{path}: label has shape {values.shape}; a label must be one 2D image (rows, cols)"
-        )
+        raise CtsegDataError(f"{path}: label has shape {values.shape}; a label must be one 2D image (rows, cols)")
     if values.dtype.kind == "f":
         if not np.all(np.isfinite(values)) or not np.array_equal(values, np.round(values)):
             raise CtsegDataError(
@@ -307,8 +307,10 @@ def _out_of_range_message(path: Path, bad: np.ndarray, num_labels: int) -> str:
     hint = ""
     if bad.max() == 255 and num_labels < 255:
         hint = " (masks saved as 0/255? divide them by 255)"
-    return (f"{path}: label values {shown} are outside 0..{num_labels} (num_labels={num_labels}){hint}; "
-            "fix the label or the num_labels setting")
+    return (
+        f"{path}: label values {shown} are outside 0..{num_labels} (num_labels={num_labels}){hint}; "
+        "fix the label or the num_labels setting"
+    )
 
 
 def snap_jpeg_values(values: np.ndarray, num_labels: int) -> tuple[np.ndarray, int]:
@@ -361,7 +363,10 @@ def read_label(path: str | Path, num_labels: int) -> np.ndarray:
         if changed:
             logger.warning(
                 "%s: JPEG label: %d pixel(s) snapped to the nearest valid value 0..%d (JPEG is lossy; "
-                "save labels as PNG to avoid this)", path, changed, num_labels,
+                "save labels as PNG to avoid this)",
+                path,
+                changed,
+                num_labels,
             )
         return snapped
     return values.astype(np.uint8)

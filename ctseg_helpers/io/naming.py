@@ -103,8 +103,7 @@ def output_stems(files: Sequence[str | Path]) -> list[str]:
             k = 2
             while f"{stem}_{k}" in taken or f"{stem}_{k}" in used:
                 k += 1
-            logger.warning("two DICOM files are both named %s; the second one's outputs are named %s_%d",
-                           stem, stem, k)
+            logger.warning("two DICOM files are both named %s; the second one's outputs are named %s_%d", stem, stem, k)
             stem = f"{stem}_{k}"
         used.add(stem)
         stems.append(stem)
@@ -154,8 +153,7 @@ def find_label_files(folder: str | Path) -> dict[str, Path]:
             continue
         if stem in found:
             raise CtsegDataError(
-                f"{folder}: two label files for slice {stem!r} ({found[stem].name} and {path.name}); "
-                "keep one of them"
+                f"{folder}: two label files for slice {stem!r} ({found[stem].name} and {path.name}); keep one of them"
             )
         found[stem] = path
     if not found:

@@ -92,9 +92,7 @@ def _load(path: Path):
     try:
         img = nib.load(path)
     except Exception as exc:  # noqa: BLE001 - nibabel raises ImageFileError, OSError, EOFError...
-        raise CtsegDataError(
-            f"{path}: cannot read it as NIfTI ({exc}); give a .nii or .nii.gz volume"
-        ) from exc
+        raise CtsegDataError(f"{path}: cannot read it as NIfTI ({exc}); give a .nii or .nii.gz volume") from exc
     if not hasattr(img, "dataobj") or len(img.shape) not in (3, 4):
         raise CtsegDataError(f"{path}: not a NIfTI volume; give a .nii or .nii.gz volume")
     shape = img.shape
@@ -114,16 +112,15 @@ def _data(path: Path, img, dtype) -> np.ndarray:
         else:
             data = np.asanyarray(img.dataobj)
     except Exception as exc:  # noqa: BLE001 - truncated gzip raises EOFError, zlib.error, OSError...
-        raise CtsegDataError(
-            f"{path}: the volume's data cannot be read ({exc}); the file may be truncated"
-        ) from exc
+        raise CtsegDataError(f"{path}: the volume's data cannot be read ({exc}); the file may be truncated") from exc
     if data.ndim == 4:
         data = data[..., 0]
     return data
 
 
-def read_nifti_slices(image_path: str | Path, label_path: str | Path | None = None, axis: int = 2,
-                      *, num_labels: int | None = None) -> NiftiSlices:
+def read_nifti_slices(
+    image_path: str | Path, label_path: str | Path | None = None, axis: int = 2, *, num_labels: int | None = None
+) -> NiftiSlices:
     """Read a NIfTI image volume (and optionally its label volume) as 2D slices.
 
     Parameters
@@ -173,8 +170,7 @@ def read_nifti_slices(image_path: str | Path, label_path: str | Path | None = No
                 f"has shape {tuple(img.shape)}; give the label volume made for this image"
             )
         if not np.allclose(lab.affine, img.affine, atol=1e-3):
-            logger.warning("%s and %s have different affines; using the image's geometry",
-                           label_path, image_path)
+            logger.warning("%s and %s have different affines; using the image's geometry", label_path, image_path)
         raw = _data(label_path, lab, None)
         if raw.dtype.kind == "f" and not np.array_equal(raw, np.round(raw)):
             raise CtsegDataError(
@@ -185,8 +181,7 @@ def read_nifti_slices(image_path: str | Path, label_path: str | Path | None = No
         if bad.size:
             shown = ", ".join(str(int(v)) for v in bad[:10]) + (", ..." if len(bad) > 10 else "")
             raise CtsegDataError(
-                f"{label_path}: label values {shown} are outside 0..{limit}; "
-                "fix the labels or the num_labels setting"
+                f"{label_path}: label values {shown} are outside 0..{limit}; fix the labels or the num_labels setting"
             )
         labels = np.ascontiguousarray(np.moveaxis(raw.astype(np.uint8), axis, 0))
     return NiftiSlices(
@@ -242,15 +237,20 @@ def dicom_affine(
     col_cosines = np.asarray(orientation[3:6], dtype=np.float64)
     row_spacing, col_spacing = (float(v) for v in pixel_spacing_mm)
     lps = np.eye(4)
-    lps[:3, 0] = row_cosines * col_spacing   # along a row: the column index i grows
-    lps[:3, 1] = col_cosines * row_spacing   # down a column: the row index j grows
+    lps[:3, 0] = row_cosines * col_spacing  # along a row: the column index i grows
+    lps[:3, 1] = col_cosines * row_spacing  # down a column: the row index j grows
     lps[:3, 2] = np.asarray(slice_step_mm, dtype=np.float64)
     lps[:3, 3] = np.asarray(first_position_mm, dtype=np.float64)
     return LPS_TO_RAS @ lps
 
 
-def _slice_step_mm(source: str, positions_mm: np.ndarray, orientation: Sequence[float],
-                   pixel_spacing_mm: Sequence[float], slice_thickness_mm: float | None) -> np.ndarray:
+def _slice_step_mm(
+    source: str,
+    positions_mm: np.ndarray,
+    orientation: Sequence[float],
+    pixel_spacing_mm: Sequence[float],
+    slice_thickness_mm: float | None,
+) -> np.ndarray:
     """The 3D step between consecutive slices at ``positions_mm`` (K, 3); raises when uneven."""
     if len(positions_mm) == 1:
         normal = np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:6], float))

@@ -88,8 +88,10 @@ def _write_manifest(folder: Path, files: dict[str, dict]) -> None:
         return
     tmp = folder / f"{MANIFEST_NAME}.{os.getpid()}.tmp"
     try:
-        tmp.write_text(json.dumps({"format": _FORMAT, "version": _VERSION, "files": dict(sorted(files.items()))},
-                                  indent=1), encoding="utf-8")
+        tmp.write_text(
+            json.dumps({"format": _FORMAT, "version": _VERSION, "files": dict(sorted(files.items()))}, indent=1),
+            encoding="utf-8",
+        )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

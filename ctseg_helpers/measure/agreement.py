@@ -33,13 +33,11 @@ def _check_pairs(manual, predicted, minimum: int) -> tuple[np.ndarray, np.ndarra
         )
     if not (np.all(np.isfinite(manual)) and np.all(np.isfinite(predicted))):
         raise CtsegDataError(
-            "manual and predicted measurements must be finite numbers; remove the pairs holding "
-            "NaN or infinite values"
+            "manual and predicted measurements must be finite numbers; remove the pairs holding NaN or infinite values"
         )
     if manual.size < minimum:
         raise CtsegDataError(
-            f"at least {minimum} pairs of measurements are needed, got {manual.size}; "
-            "evaluate more slices"
+            f"at least {minimum} pairs of measurements are needed, got {manual.size}; evaluate more slices"
         )
     return manual, predicted
 
@@ -241,7 +239,10 @@ def paired_t_test(manual, predicted) -> PairedTTest:
         result = stats.ttest_rel(predicted, manual)
         t_stat, p_value = float(result.statistic), float(result.pvalue)
     return PairedTTest(
-        n=int(diff.size), t_statistic=t_stat, p_value=p_value, df=int(diff.size - 1),
+        n=int(diff.size),
+        t_statistic=t_stat,
+        p_value=p_value,
+        df=int(diff.size - 1),
         mean_difference=float(diff.mean()),
     )
 
@@ -272,8 +273,12 @@ def agreement_summary(manual, predicted) -> dict[str, float]:
     row.update(bland_altman(manual, predicted).to_dict())
     if manual.size >= 3:
         corr = correlation(manual, predicted)
-        row.update(pearson_r=corr.pearson_r, pearson_p=corr.pearson_p,
-                   spearman_rho=corr.spearman_rho, spearman_p=corr.spearman_p)
+        row.update(
+            pearson_r=corr.pearson_r,
+            pearson_p=corr.pearson_p,
+            spearman_rho=corr.spearman_rho,
+            spearman_p=corr.spearman_p,
+        )
     else:
         row.update(pearson_r=np.nan, pearson_p=np.nan, spearman_rho=np.nan, spearman_p=np.nan)
     test = paired_t_test(manual, predicted)

@@ -188,8 +188,12 @@ def pixel_spacings_mm(
                 f"{source}: {int(missing.sum())} of {len(spacings)} slice(s) have no PixelSpacing; "
                 "give the field of view with fov (mm) and matrix_size (pixels) so areas can be measured"
             )
-        logger.info("%s: %d slice(s) without PixelSpacing use fov/matrix_size = %s mm",
-                    source, int(missing.sum()), fallback.round(4).tolist())
+        logger.info(
+            "%s: %d slice(s) without PixelSpacing use fov/matrix_size = %s mm",
+            source,
+            int(missing.sum()),
+            fallback.round(4).tolist(),
+        )
         spacings[missing] = fallback
     if fallback is not None and (~missing).any():
         given = spacings[~missing]
@@ -197,7 +201,9 @@ def pixel_spacings_mm(
         if np.any(rel > SPACING_TOLERANCE):
             logger.warning(
                 "%s: PixelSpacing %s mm differs from fov/matrix_size = %s mm by up to %.1f%%; using PixelSpacing",
-                source, given[np.argmax(rel.max(axis=1))].round(4).tolist(), fallback.round(4).tolist(),
+                source,
+                given[np.argmax(rel.max(axis=1))].round(4).tolist(),
+                fallback.round(4).tolist(),
                 100 * rel.max(),
             )
     return spacings
@@ -284,8 +290,9 @@ def area_table(
     summary.insert(0, "slice_position_mm", np.nan)
     summary.insert(0, "file", "")
     if series is not None:
-        for column, values in reversed(list(zip(SERIES_COLUMNS, zip(*series, strict=True) if n else [()] * 3,
-                                               strict=True))):
+        for column, values in reversed(
+            list(zip(SERIES_COLUMNS, zip(*series, strict=True) if n else [()] * 3, strict=True))
+        ):
             table.insert(0, column, list(values))
             summary.insert(0, column, "")
     table = pd.concat([table, summary])

@@ -113,12 +113,17 @@ class Case:
             f"{k} slice(s) of {rows} x {cols} pixels, {s.modality or 'unknown modality'}, from "
             f"{Path(s.files[0]).parent}",
             f"pixel spacing {spacing[0]:.4g} x {spacing[1]:.4g} mm" if spacing else "no pixel spacing",
-            (f"a volume: {s.n_positions} slices {s.slice_spacing_mm:.4g} mm apart" if self.is_volume
-             else f"not a volume: {self.volume_reason}"),
+            (
+                f"a volume: {s.n_positions} slices {s.slice_spacing_mm:.4g} mm apart"
+                if self.is_volume
+                else f"not a volume: {self.volume_reason}"
+            ),
             f"ROIs: {', '.join(self.label_names)}",
         ]
-        for name, stack, present in (("predicted", self.prediction, self.has_prediction),
-                                     ("manual", self.truth, self.has_truth)):
+        for name, stack, present in (
+            ("predicted", self.prediction, self.has_prediction),
+            ("manual", self.truth, self.has_truth),
+        ):
             if stack is not None:
                 lines.append(f"{name} label maps for {int(present.sum())} of {k} slices")
         if self.unmatched:
@@ -308,15 +313,21 @@ def _skip_note(case: Case) -> str:
     """One line saying which series is left out of an evaluation, and why."""
     s = case.series
     n_truth, n_pred = int(case.has_truth.sum()), int(case.has_prediction.sum())
-    where = (f"series {s.series_uid or '(no uid)'} ('{s.series_description or '(no description)'}', "
-             f"{len(case.stems)} slice(s), e.g. {Path(s.files[0]).name})")
+    where = (
+        f"series {s.series_uid or '(no uid)'} ('{s.series_description or '(no description)'}', "
+        f"{len(case.stems)} slice(s), e.g. {Path(s.files[0]).name})"
+    )
     if n_pred == 0:
-        return (f"{where}: {n_truth} manual label map(s) but no predicted one; left out of the evaluation "
-                "(segment that series too to evaluate it)")
+        return (
+            f"{where}: {n_truth} manual label map(s) but no predicted one; left out of the evaluation "
+            "(segment that series too to evaluate it)"
+        )
     if n_truth == 0:
         return f"{where}: {n_pred} predicted label map(s) but no manual one; left out of the evaluation"
-    return (f"{where}: no slice has both a predicted and a manual label map ({n_pred} predicted, {n_truth} "
-            "manual); left out of the evaluation")
+    return (
+        f"{where}: no slice has both a predicted and a manual label map ({n_pred} predicted, {n_truth} "
+        "manual); left out of the evaluation"
+    )
 
 
 def _slice_metrics(case: Case, tolerance_mm: float, progress: bool) -> pd.DataFrame:
@@ -326,10 +337,16 @@ def _slice_metrics(case: Case, tolerance_mm: float, progress: bool) -> pd.DataFr
     both = np.flatnonzero(case.has_prediction & case.has_truth)  # not empty: evaluate_cases checked
     missing = np.flatnonzero(case.has_truth & ~case.has_prediction)
     if missing.size:
-        files = [case.truth_files[case.stems[i]].name if case.stems[i] in case.truth_files else case.stems[i]
-                 for i in missing]
-        logger.warning("%s: %d slice(s) with a manual label map have no prediction and are left out: %s",
-                       folder, missing.size, _few(files))
+        files = [
+            case.truth_files[case.stems[i]].name if case.stems[i] in case.truth_files else case.stems[i]
+            for i in missing
+        ]
+        logger.warning(
+            "%s: %d slice(s) with a manual label map have no prediction and are left out: %s",
+            folder,
+            missing.size,
+            _few(files),
+        )
     rows = []
     for index in tqdm(both, desc="evaluating", unit="slice", disable=not progress):
         spacing = case.slice_spacing_mm(index)
@@ -345,8 +362,10 @@ def _slice_metrics(case: Case, tolerance_mm: float, progress: bool) -> pd.DataFr
             }
             row.update({name: result[name] for name in METRIC_NAMES})
             row.update(
-                truth_area_mm2=result["truth_size_mm"], pred_area_mm2=result["pred_size_mm"],
-                truth_pixels=result["truth_pixels"], pred_pixels=result["pred_pixels"],
+                truth_area_mm2=result["truth_size_mm"],
+                pred_area_mm2=result["pred_size_mm"],
+                truth_pixels=result["truth_pixels"],
+                pred_pixels=result["pred_pixels"],
             )
             rows.append(row)
     return pd.DataFrame(rows)
@@ -357,8 +376,10 @@ def _volume_metrics(case: Case, tolerance_mm: float) -> pd.DataFrame | None:
         logger.info("no per-volume metrics for series %s: %s", case.series.series_uid, case.volume_reason)
         return None
     if not (case.has_prediction.all() and case.has_truth.all()):
-        logger.info("no per-volume metrics for series %s: not every slice has both a predicted and a "
-                    "manual label map", case.series.series_uid)
+        logger.info(
+            "no per-volume metrics for series %s: not every slice has both a predicted and a manual label map",
+            case.series.series_uid,
+        )
         return None
     try:
         spacing = case.volume_spacing_mm()
@@ -367,11 +388,18 @@ def _volume_metrics(case: Case, tolerance_mm: float) -> pd.DataFrame | None:
         return None
     rows = []
     for result in roi_metrics(case.prediction, case.truth, case.num_labels, spacing, tolerance_mm):
-        row = {"series_uid": case.series.series_uid, "roi": case.label_names[result["label"] - 1],
-               "label": result["label"]}
+        row = {
+            "series_uid": case.series.series_uid,
+            "roi": case.label_names[result["label"] - 1],
+            "label": result["label"],
+        }
         row.update({name: result[name] for name in METRIC_NAMES})
-        row.update(truth_volume_mm3=result["truth_size_mm"], pred_volume_mm3=result["pred_size_mm"],
-                   n_slices=len(case.stems), slice_spacing_mm=spacing[0])
+        row.update(
+            truth_volume_mm3=result["truth_size_mm"],
+            pred_volume_mm3=result["pred_size_mm"],
+            n_slices=len(case.stems),
+            slice_spacing_mm=spacing[0],
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -397,18 +425,37 @@ def summarize_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
         for name in METRIC_NAMES:
             values = group[name].to_numpy(dtype=np.float64)
             valid = values[np.isfinite(values)]
-            stats = {"mean": np.nan, "std": np.nan, "median": np.nan, "q1": np.nan, "q3": np.nan,
-                     "min": np.nan, "max": np.nan}
+            stats = {
+                "mean": np.nan,
+                "std": np.nan,
+                "median": np.nan,
+                "q1": np.nan,
+                "q3": np.nan,
+                "min": np.nan,
+                "max": np.nan,
+            }
             if valid.size:
                 stats.update(
-                    mean=valid.mean(), std=valid.std(ddof=1) if valid.size > 1 else np.nan,
-                    median=np.median(valid), q1=np.percentile(valid, 25), q3=np.percentile(valid, 75),
-                    min=valid.min(), max=valid.max(),
+                    mean=valid.mean(),
+                    std=valid.std(ddof=1) if valid.size > 1 else np.nan,
+                    median=np.median(valid),
+                    q1=np.percentile(valid, 25),
+                    q3=np.percentile(valid, 75),
+                    min=valid.min(),
+                    max=valid.max(),
                 )
-            rows.append({"roi": roi, "metric": name, "n": int(valid.size),
-                         "n_undefined": int(values.size - valid.size), **stats})
-    return pd.DataFrame(rows, columns=["roi", "metric", "n", "n_undefined", "mean", "std", "median",
-                                       "q1", "q3", "min", "max"])
+            rows.append(
+                {
+                    "roi": roi,
+                    "metric": name,
+                    "n": int(valid.size),
+                    "n_undefined": int(values.size - valid.size),
+                    **stats,
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["roi", "metric", "n", "n_undefined", "mean", "std", "median", "q1", "q3", "min", "max"]
+    )
 
 
 def area_agreement(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -512,8 +559,11 @@ def slice_areas(case: Case, rel_threshold: float = 0.5, min_fraction: float = 0.
     CtsegDataError
         If the case has no label maps, or a labelled slice has no pixel spacing.
     """
-    sources = [(n, s, p) for n, s, p in (("prediction", case.prediction, case.has_prediction),
-                                         ("truth", case.truth, case.has_truth)) if s is not None]
+    sources = [
+        (n, s, p)
+        for n, s, p in (("prediction", case.prediction, case.has_prediction), ("truth", case.truth, case.has_truth))
+        if s is not None
+    ]
     if not sources:
         raise CtsegDataError("areas need label maps; give a prediction or truth folder")
     groups = case.position_groups()
@@ -524,11 +574,18 @@ def slice_areas(case: Case, rel_threshold: float = 0.5, min_fraction: float = 0.
             continue
         areas = np.stack([roi_areas_mm2(stack[i], case.slice_spacing_mm(i), case.num_labels) for i in indices])
         for value, roi in enumerate(case.label_names, start=1):
-            frame = pd.DataFrame({
-                "slice_index": indices, "file": [case.stems[i] for i in indices],
-                "position_mm": case.series.positions_mm[indices], "group": groups[indices],
-                "source": source, "roi": roi, "label": value, "area_mm2": areas[:, value - 1],
-            })
+            frame = pd.DataFrame(
+                {
+                    "slice_index": indices,
+                    "file": [case.stems[i] for i in indices],
+                    "position_mm": case.series.positions_mm[indices],
+                    "group": groups[indices],
+                    "source": source,
+                    "roi": roi,
+                    "label": value,
+                    "area_mm2": areas[:, value - 1],
+                }
+            )
             frame["jump"] = False
             for _, part in frame.groupby("group"):
                 frame.loc[part.index, "jump"] = area_jumps(part["area_mm2"], rel_threshold, min_fraction)

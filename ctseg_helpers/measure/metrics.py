@@ -74,9 +74,7 @@ def _check_masks(pred, truth) -> tuple[np.ndarray, np.ndarray]:
             "compare label maps of the same slice (or volume)"
         )
     if pred.ndim not in (2, 3):
-        raise CtsegDataError(
-            f"masks must be 2D (rows, cols) or 3D (slices, rows, cols), got shape {pred.shape}"
-        )
+        raise CtsegDataError(f"masks must be 2D (rows, cols) or 3D (slices, rows, cols), got shape {pred.shape}")
     return pred != 0, truth != 0
 
 
@@ -87,8 +85,7 @@ def _check_spacing(spacing_mm, ndim: int) -> np.ndarray:
         spacing = np.asarray(spacing_mm, dtype=np.float64).ravel()
     if spacing.shape != (ndim,):
         raise CtsegDataError(
-            f"spacing_mm must give one spacing per array axis ({ndim} values for {ndim}D masks), "
-            f"got {spacing_mm!r}"
+            f"spacing_mm must give one spacing per array axis ({ndim} values for {ndim}D masks), got {spacing_mm!r}"
         )
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
         raise CtsegDataError(f"spacing_mm must be positive and finite, got {spacing_mm!r}")
@@ -364,9 +361,7 @@ def _surface_dice(d: SurfaceDistances | None, n_pred: int, n_truth: int, toleran
         return float("nan")
     if d is None:
         return 0.0
-    close = np.count_nonzero(d.pred_to_truth_mm <= tolerance) + np.count_nonzero(
-        d.truth_to_pred_mm <= tolerance
-    )
+    close = np.count_nonzero(d.pred_to_truth_mm <= tolerance) + np.count_nonzero(d.truth_to_pred_mm <= tolerance)
     return close / (d.pred_to_truth_mm.size + d.truth_to_pred_mm.size)
 
 

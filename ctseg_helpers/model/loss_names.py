@@ -49,7 +49,8 @@ def check_loss_options(name: str, options: dict) -> dict:
     unknown = sorted(set(options) - set(LOSS_OPTIONS[name]))
     if unknown:
         raise CtsegSettingsError(
-            f"the {name!r} loss takes no option(s) {unknown}; its options are {list(LOSS_OPTIONS[name])}")
+            f"the {name!r} loss takes no option(s) {unknown}; its options are {list(LOSS_OPTIONS[name])}"
+        )
     return options
 
 

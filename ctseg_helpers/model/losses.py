@@ -81,7 +81,7 @@ class DiceLoss(keras.losses.Loss):
         self.smooth = float(smooth)
 
     def call(self, y_true, y_pred):
-        dice = soft_dice_per_class(y_true, y_pred, self.smooth)[_first_class(self.include_background):]
+        dice = soft_dice_per_class(y_true, y_pred, self.smooth)[_first_class(self.include_background) :]
         # One value per example so Keras' reduction gives the batch value back.
         return tf.fill(tf.shape(y_pred)[:1], 1.0 - tf.reduce_mean(dice))
 
@@ -97,8 +97,15 @@ class TverskyLoss(keras.losses.Loss):
     more than extra ones (useful for small ROIs).
     """
 
-    def __init__(self, alpha: float = 0.3, beta: float = 0.7, include_background: bool = False,
-                 smooth: float = 1.0, name: str = "tversky_loss", **kwargs):
+    def __init__(
+        self,
+        alpha: float = 0.3,
+        beta: float = 0.7,
+        include_background: bool = False,
+        smooth: float = 1.0,
+        name: str = "tversky_loss",
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         self.alpha, self.beta = float(alpha), float(beta)
         self.include_background = bool(include_background)
@@ -111,12 +118,17 @@ class TverskyLoss(keras.losses.Loss):
         fp = tf.reduce_sum(p * (1.0 - t), axis=axes)
         fn = tf.reduce_sum((1.0 - p) * t, axis=axes)
         index = (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
-        index = index[_first_class(self.include_background):]
+        index = index[_first_class(self.include_background) :]
         return tf.fill(tf.shape(y_pred)[:1], 1.0 - tf.reduce_mean(index))
 
     def get_config(self):
-        return {**super().get_config(), "alpha": self.alpha, "beta": self.beta,
-                "include_background": self.include_background, "smooth": self.smooth}
+        return {
+            **super().get_config(),
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "include_background": self.include_background,
+            "smooth": self.smooth,
+        }
 
 
 def _true_class_weight(t, class_weights):
@@ -192,8 +204,16 @@ class DiceCELoss(keras.losses.Loss):
     gradients early in training. The sum can exceed 1.
     """
 
-    def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0, include_background: bool = False,
-                 smooth: float = 1.0, class_weights=None, name: str = "dice_ce_loss", **kwargs):
+    def __init__(
+        self,
+        dice_weight: float = 1.0,
+        ce_weight: float = 1.0,
+        include_background: bool = False,
+        smooth: float = 1.0,
+        class_weights=None,
+        name: str = "dice_ce_loss",
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         self.dice_weight, self.ce_weight = float(dice_weight), float(ce_weight)
         self.include_background = bool(include_background)
@@ -206,9 +226,14 @@ class DiceCELoss(keras.losses.Loss):
         return self.dice_weight * self._dice.call(y_true, y_pred) + self.ce_weight * self._ce.call(y_true, y_pred)
 
     def get_config(self):
-        return {**super().get_config(), "dice_weight": self.dice_weight, "ce_weight": self.ce_weight,
-                "include_background": self.include_background, "smooth": self.smooth,
-                "class_weights": self.class_weights}
+        return {
+            **super().get_config(),
+            "dice_weight": self.dice_weight,
+            "ce_weight": self.ce_weight,
+            "include_background": self.include_background,
+            "smooth": self.smooth,
+            "class_weights": self.class_weights,
+        }
 
 
 def get_loss(name: str = "dice_ce", **options) -> keras.losses.Loss:
@@ -219,8 +244,13 @@ def get_loss(name: str = "dice_ce", **options) -> keras.losses.Loss:
     CtsegSettingsError
         If the name is unknown.
     """
-    classes = {"dice_ce": DiceCELoss, "dice": DiceLoss, "focal": FocalLoss,
-               "weighted_ce": WeightedCrossEntropy, "tversky": TverskyLoss}
+    classes = {
+        "dice_ce": DiceCELoss,
+        "dice": DiceLoss,
+        "focal": FocalLoss,
+        "weighted_ce": WeightedCrossEntropy,
+        "tversky": TverskyLoss,
+    }
     options = check_loss_options(name, options)  # an unknown name raises here
     return classes[name](**options)
 
@@ -319,5 +349,3 @@ def default_metrics(num_labels: int, label_names=()) -> list:
         metrics.append(DicePerROI(num_labels + 1, k, name=dice_column(label_names, k)))
     metrics.append(MeanIoU(num_labels + 1))
     return metrics
-
-

@@ -70,14 +70,21 @@ class ModelSettings:
         if self.num_labels < 1:
             raise CtsegSettingsError(f"num_labels must be at least 1, got {self.num_labels}")
         if self.label_names:  # the manual's list with "background" first is accepted too
-            object.__setattr__(self, "label_names", check_label_names(
-                self.label_names, self.num_labels, setting="label_names", counted=f"num_labels={self.num_labels}"))
+            object.__setattr__(
+                self,
+                "label_names",
+                check_label_names(
+                    self.label_names, self.num_labels, setting="label_names", counted=f"num_labels={self.num_labels}"
+                ),
+            )
         if self.fit_mode not in ("patch", "resize", "pad"):
             raise CtsegSettingsError(f"fit_mode must be 'patch', 'resize' or 'pad', got {self.fit_mode!r}")
         if self.target_spacing_mm is not None and (
-                len(self.target_spacing_mm) != 2 or not all(float(v) > 0 for v in self.target_spacing_mm)):
+            len(self.target_spacing_mm) != 2 or not all(float(v) > 0 for v in self.target_spacing_mm)
+        ):
             raise CtsegSettingsError(
-                f"target_spacing_mm must be two positive numbers (row, col) or None, got {self.target_spacing_mm!r}")
+                f"target_spacing_mm must be two positive numbers (row, col) or None, got {self.target_spacing_mm!r}"
+            )
 
     def to_dict(self) -> dict:
         return {
@@ -103,8 +110,9 @@ class ModelSettings:
             fit_mode=data.get("fit_mode", "resize"),
             pixel_spacing_mm=tuple(spacing) if spacing else None,
             extra=dict(data.get("extra") or {}),
-            target_spacing_mm=(tuple(float(v) for v in data["target_spacing_mm"])
-                               if data.get("target_spacing_mm") else None),
+            target_spacing_mm=(
+                tuple(float(v) for v in data["target_spacing_mm"]) if data.get("target_spacing_mm") else None
+            ),
             postprocessing=dict(data["postprocessing"]) if data.get("postprocessing") else None,
         )
 
@@ -188,16 +196,13 @@ def _not_a_model_error(path: Path, exc: Exception) -> CtsegDataError:
         return CtsegDataError(
             f"{path}: is not a complete Keras model file (truncated or damaged? {exc}); copy it again or retrain"
         )
-    return CtsegDataError(
-        f"{path}: not a .keras model file (not a zip archive); give a model saved by ctseg training"
-    )
+    return CtsegDataError(f"{path}: not a .keras model file (not a zip archive); give a model saved by ctseg training")
 
 
 def _check_members(path: Path, names: list[str]) -> None:
     if "config.json" not in names:
         raise CtsegDataError(
-            f"{path}: not a .keras model file (a zip archive without config.json); "
-            "give a model saved by ctseg training"
+            f"{path}: not a .keras model file (a zip archive without config.json); give a model saved by ctseg training"
         )
     if SETTINGS_MEMBER not in names:
         raise CtsegDataError(

@@ -16,8 +16,10 @@ def _per_level(value, count: int, name: str, kind=int) -> list:
     if isinstance(value, Sequence) and not isinstance(value, str):
         values = list(value)
         if len(values) != count:
-            raise CtsegSettingsError(f"{name} gives {len(values)} values but the U-Net needs {count} "
-                                     f"(one per level); give a single value or {count} values")
+            raise CtsegSettingsError(
+                f"{name} gives {len(values)} values but the U-Net needs {count} "
+                f"(one per level); give a single value or {count} values"
+            )
         return [kind(v) for v in values]
     return [kind(value)] * count
 
@@ -160,8 +162,14 @@ def build_unet(
 
     def block(x, n_filters, kernel, rate, tag):
         for i in range(convs_per_level):
-            x = layers.Conv2D(n_filters, kernel, padding="same", use_bias=not (batch_norm or instance_norm),
-                              kernel_initializer="he_normal", name=f"{tag}_conv{i + 1}")(x)
+            x = layers.Conv2D(
+                n_filters,
+                kernel,
+                padding="same",
+                use_bias=not (batch_norm or instance_norm),
+                kernel_initializer="he_normal",
+                name=f"{tag}_conv{i + 1}",
+            )(x)
             if instance_norm:
                 x = layers.GroupNormalization(groups=n_filters, epsilon=1e-5, name=f"{tag}_in{i + 1}")(x)
             elif batch_norm:
@@ -180,8 +188,9 @@ def build_unet(
         x = layers.MaxPooling2D(pools[level], name=f"enc{level + 1}_pool")(x)
     x = block(x, filters[levels], kernels[levels], drops[levels], "bottleneck")
     for level in reversed(range(levels)):
-        x = layers.Conv2DTranspose(filters[level], pools[level], strides=pools[level], padding="same",
-                                   name=f"dec{level + 1}_up")(x)
+        x = layers.Conv2DTranspose(
+            filters[level], pools[level], strides=pools[level], padding="same", name=f"dec{level + 1}_up"
+        )(x)
         x = layers.Concatenate(name=f"dec{level + 1}_concat")([x, skips[level]])
         x = block(x, filters[level], kernels[level], drops[level], f"dec{level + 1}")
     # float32 output keeps the softmax and the losses exact under mixed precision.

@@ -157,12 +157,15 @@ class AugmentConfig:
                     f"augmentation {name} must be (low, high) with 0 < low <= high, got {(lo, hi)}"
                 )
         if self.lowres_range[1] > 1.0:
-            raise CtsegSettingsError(f"augmentation lowres_range must not exceed 1 (a zoom factor above 1 would "
-                                     f"not lower the resolution), got {tuple(self.lowres_range)}")
+            raise CtsegSettingsError(
+                f"augmentation lowres_range must not exceed 1 (a zoom factor above 1 would "
+                f"not lower the resolution), got {tuple(self.lowres_range)}"
+            )
         lo, hi = self.blur_sigma_range
         if not 0.0 <= lo <= hi:
-            raise CtsegSettingsError(f"augmentation blur_sigma_range must be (low, high) in pixels with "
-                                     f"0 <= low <= high, got {(lo, hi)}")
+            raise CtsegSettingsError(
+                f"augmentation blur_sigma_range must be (low, high) in pixels with 0 <= low <= high, got {(lo, hi)}"
+            )
         if not 0.0 <= self.max_rotation_deg <= 180.0:
             raise CtsegSettingsError(f"max_rotation_deg must be within 0..180, got {self.max_rotation_deg}")
         for name in ("max_translation_fraction", "elastic_displacement_fraction"):
@@ -211,7 +214,8 @@ class AugmentConfig:
         unknown = [g for g in groups if g not in AUGMENTATION_GROUPS]
         if unknown:
             raise CtsegSettingsError(
-                f"unknown augmentation group(s) {unknown}; known groups are {sorted(AUGMENTATION_GROUPS)}")
+                f"unknown augmentation group(s) {unknown}; known groups are {sorted(AUGMENTATION_GROUPS)}"
+            )
         return replace(self, **{name: 0.0 for g in groups for name in AUGMENTATION_GROUPS[g]})
 
     def to_dict(self) -> dict:
@@ -223,9 +227,7 @@ class AugmentConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise CtsegSettingsError(
-                f"unknown augmentation setting(s) {unknown}; known settings are {sorted(known)}"
-            )
+            raise CtsegSettingsError(f"unknown augmentation setting(s) {unknown}; known settings are {sorted(known)}")
         values = dict(data)
         for name in _RANGES:
             if name in values:
@@ -234,15 +236,15 @@ class AugmentConfig:
                 except (TypeError, ValueError):
                     values[name] = None
                 if values[name] is None or len(values[name]) != 2:
-                    raise CtsegSettingsError(
-                        f"augmentation {name} must be two numbers (low, high), got {data[name]!r}")
+                    raise CtsegSettingsError(f"augmentation {name} must be two numbers (low, high), got {data[name]!r}")
         for name in _PROBABILITIES:
             if name in values:
                 try:
                     values[name] = float(values[name])
                 except (TypeError, ValueError):
-                    raise CtsegSettingsError(f"augmentation probability {name} must be a number within 0..1, "
-                                             f"got {data[name]!r}") from None
+                    raise CtsegSettingsError(
+                        f"augmentation probability {name} must be a number within 0..1, got {data[name]!r}"
+                    ) from None
         return cls(**values)
 
 
@@ -320,8 +322,9 @@ def augment_pair(image, label, seed, config: AugmentConfig):
         delta = tf.random.stateless_uniform([], seed=seeds[4], minval=-1.0, maxval=1.0) * config.brightness_delta
         image = tf.where(happens(5, config.p_brightness), image + delta, image)
     if config.p_contrast > 0:
-        factor = tf.random.stateless_uniform([], seed=seeds[5], minval=config.contrast_range[0],
-                                             maxval=config.contrast_range[1])
+        factor = tf.random.stateless_uniform(
+            [], seed=seeds[5], minval=config.contrast_range[0], maxval=config.contrast_range[1]
+        )
         mean = tf.reduce_mean(image)
         image = tf.where(happens(6, config.p_contrast), (image - mean) * factor + mean, image)
     if config.p_lowres > 0:

@@ -117,8 +117,9 @@ class DataReport:
             "out_of_range": [{"name": n, "values": v} for n, v in self.out_of_range],
             "images_without_labels": list(self.images_without_labels),
             "labels_without_images": list(self.labels_without_images),
-            "shape_mismatches": [{"name": n, "image_shape": list(i), "label_shape": list(lab)}
-                                 for n, i, lab in self.shape_mismatches],
+            "shape_mismatches": [
+                {"name": n, "image_shape": list(i), "label_shape": list(lab)} for n, i, lab in self.shape_mismatches
+            ],
             "unreadable": [{"file": f, "reason": r} for f, r in self.unreadable],
             "jpeg_pixels_snapped": self.jpeg_pixels_snapped,
             "image_sizes": dict(self.image_sizes),
@@ -140,10 +141,14 @@ class DataReport:
             lines.append("  modalities: " + ", ".join(f"{k or '?'} ({v})" for k, v in self.modalities.items()))
         if self.pixel_spacing_mm:
             low, high = self.pixel_spacing_mm
-            lines.append(f"  pixel spacing: {low:.4g}-{high:.4g} mm"
-                         + (f" ({self.n_without_spacing} images without)" if self.n_without_spacing else ""))
-        lines.append(f"  label values expected: 0..{self.num_labels}; seen: "
-                     + (", ".join(map(str, self.label_values)) or "none"))
+            lines.append(
+                f"  pixel spacing: {low:.4g}-{high:.4g} mm"
+                + (f" ({self.n_without_spacing} images without)" if self.n_without_spacing else "")
+            )
+        lines.append(
+            f"  label values expected: 0..{self.num_labels}; seen: "
+            + (", ".join(map(str, self.label_values)) or "none")
+        )
         if self.pixels_per_label:
             lines.append("  value   slices      pixels")
             for value in sorted(self.pixels_per_label):
@@ -159,8 +164,10 @@ class DataReport:
         return self.to_text()
 
     def __repr__(self) -> str:
-        return (f"DataReport(split_dir={str(self.split_dir)!r}, n_pairs={self.n_pairs}, "
-                f"label_values={self.label_values}, problems={len(self.problems)})")
+        return (
+            f"DataReport(split_dir={str(self.split_dir)!r}, n_pairs={self.n_pairs}, "
+            f"label_values={self.label_values}, problems={len(self.problems)})"
+        )
 
     def _repr_pretty_(self, printer, cycle) -> None:  # IPython / Jupyter display
         printer.text(repr(self) if cycle else self.to_text())
@@ -290,8 +297,9 @@ def check_data(split_dir: str | Path, num_labels: int, *, progress: bool = True)
         problems=problems,
         warnings=warnings,
     )
-    logger.info("checked %d pairs in %s: %d problem(s), %d warning(s)", report.n_pairs, split_dir,
-                len(problems), len(warnings))
+    logger.info(
+        "checked %d pairs in %s: %d problem(s), %d warning(s)", report.n_pairs, split_dir, len(problems), len(warnings)
+    )
     return report
 
 
@@ -321,7 +329,8 @@ def _problems(matching, out_of_range, mismatches, unreadable, num_labels, modali
         problems.append(f"{len(unreadable)} unreadable file(s): {_listing(shown)}")
     if _mixes_ct(modalities):
         problems.append(
-            "mixes CT with other modalities (" + ", ".join(f"{k or '?'} ({v})" for k, v in modalities.items())
+            "mixes CT with other modalities ("
+            + ", ".join(f"{k or '?'} ({v})" for k, v in modalities.items())
             + "): CT is normalised in Hounsfield units and other scans per image, so train one model per "
             "kind of scan (move the other images and their labels to another folder)"
         )
@@ -340,11 +349,12 @@ def _warnings(never_seen, snapped, modalities, n_without_spacing, matching) -> l
     if len(modalities) > 1 and not _mixes_ct(modalities):
         warnings.append("mixed modalities: " + ", ".join(f"{k or '?'} ({v})" for k, v in modalities.items()))
     if n_without_spacing:
-        warnings.append(f"{n_without_spacing} image(s) without PixelSpacing: "
-                        "areas in mm² cannot be computed for them")
+        warnings.append(f"{n_without_spacing} image(s) without PixelSpacing: areas in mm² cannot be computed for them")
     if matching.ignored:
-        warnings.append(f"{len(matching.ignored)} file(s) in 'labels/' ignored (not a label format): "
-                        f"{_listing([p.name for p in matching.ignored])}")
+        warnings.append(
+            f"{len(matching.ignored)} file(s) in 'labels/' ignored (not a label format): "
+            f"{_listing([p.name for p in matching.ignored])}"
+        )
     return warnings
 
 

@@ -112,8 +112,9 @@ def fit_image(image: np.ndarray, size: int, mode: str = "resize") -> np.ndarray:
     if mode == "resize":
         from skimage.transform import resize  # noqa: PLC0415
 
-        return resize(image, (size, size), order=1, mode="edge", anti_aliasing=False,
-                      preserve_range=True).astype(np.float32)
+        return resize(image, (size, size), order=1, mode="edge", anti_aliasing=False, preserve_range=True).astype(
+            np.float32
+        )
     return _pad_or_crop(image, size)
 
 
@@ -217,8 +218,9 @@ def slices_from_arrays(
         _check_pair(names[i], image, label, num_labels)
         out_images[i] = fit_image(normalize_image(image, norm), input_shape, fit_mode)
         out_labels[i] = fit_label(label, input_shape, fit_mode)
-    return SliceSet(out_images, out_labels, groups, names, norm,
-                    tuple(pixel_spacing_mm) if pixel_spacing_mm is not None else None)
+    return SliceSet(
+        out_images, out_labels, groups, names, norm, tuple(pixel_spacing_mm) if pixel_spacing_mm is not None else None
+    )
 
 
 def load_slices(
@@ -265,11 +267,24 @@ def load_slices(
     _check_settings(input_shape, fit_mode, num_labels)
     raw = read_pairs(split_dir, num_labels, max_slices=max_slices, progress=progress)
     normalization = normalization or raw.default_normalization()
-    slices = slices_from_arrays(raw.images, raw.labels, input_shape, num_labels, groups=raw.groups,
-                                names=raw.names, normalization=normalization, fit_mode=fit_mode,
-                                pixel_spacing_mm=raw.median_spacing_mm())
-    logger.info("read %d slices from %s (%d patients/series, %s normalisation)",
-                len(slices), split_dir, len(set(raw.groups)), normalization.modality)
+    slices = slices_from_arrays(
+        raw.images,
+        raw.labels,
+        input_shape,
+        num_labels,
+        groups=raw.groups,
+        names=raw.names,
+        normalization=normalization,
+        fit_mode=fit_mode,
+        pixel_spacing_mm=raw.median_spacing_mm(),
+    )
+    logger.info(
+        "read %d slices from %s (%d patients/series, %s normalisation)",
+        len(slices),
+        split_dir,
+        len(set(raw.groups)),
+        normalization.modality,
+    )
     return slices
 
 
@@ -303,7 +318,7 @@ class RawPairs:
         return len(self.images)
 
     def modality(self) -> str:
-        """"CT" or "MR" (anything not CT is normalised as MR).
+        """ "CT" or "MR" (anything not CT is normalised as MR).
 
         Raises
         ------
@@ -328,12 +343,20 @@ class RawPairs:
     def subset(self, index) -> RawPairs:
         index = [int(i) for i in np.arange(len(self))[np.asarray(index)]]
         pick = lambda values: [values[i] for i in index]  # noqa: E731
-        return RawPairs(pick(self.images), pick(self.labels), pick(self.spacings_mm), pick(self.groups),
-                        pick(self.names), pick(self.modalities), self.source)
+        return RawPairs(
+            pick(self.images),
+            pick(self.labels),
+            pick(self.spacings_mm),
+            pick(self.groups),
+            pick(self.names),
+            pick(self.modalities),
+            self.source,
+        )
 
 
-def read_pairs(split_dir: str | Path, num_labels: int, *, max_slices: int | None = None,
-               progress: bool = True) -> RawPairs:
+def read_pairs(
+    split_dir: str | Path, num_labels: int, *, max_slices: int | None = None, progress: bool = True
+) -> RawPairs:
     """Read every image/label pair of a folder in the training layout, unchanged.
 
     Parameters
@@ -387,8 +410,9 @@ def read_pairs(split_dir: str | Path, num_labels: int, *, max_slices: int | None
     return raw
 
 
-def native_slices(raw: RawPairs, num_labels: int, normalization: Normalization,
-                  target_spacing_mm=None, *, min_size: int = 1) -> SliceSet:
+def native_slices(
+    raw: RawPairs, num_labels: int, normalization: Normalization, target_spacing_mm=None, *, min_size: int = 1
+) -> SliceSet:
     """Normalise slices and resample them to ``target_spacing_mm``, keeping each at its own size.
 
     Images are resampled linearly and labels by nearest neighbour
@@ -421,8 +445,15 @@ def native_slices(raw: RawPairs, num_labels: int, normalization: Normalization,
     for i, (image, label) in enumerate(zip(images, labels, strict=True)):
         out_images[i, : image.shape[0], : image.shape[1]] = image
         out_labels[i, : label.shape[0], : label.shape[1]] = label
-    return SliceSet(out_images, out_labels, np.asarray(raw.groups, dtype=object), list(raw.names), normalization,
-                    raw.median_spacing_mm(), shapes=shapes)
+    return SliceSet(
+        out_images,
+        out_labels,
+        np.asarray(raw.groups, dtype=object),
+        list(raw.names),
+        normalization,
+        raw.median_spacing_mm(),
+        shapes=shapes,
+    )
 
 
 def _check_pair(name: str, image: np.ndarray, label: np.ndarray, num_labels: int) -> None:
@@ -475,7 +506,9 @@ def split_by_group(groups, validation_fraction: float, seed: int = 0) -> tuple[n
         logger.warning(
             "all %d slices belong to one patient/series, so no validation split is possible without "
             "near-duplicate slices on both sides; training without validation (give validation_dir "
-            "to validate on other scans)", len(groups))
+            "to validate on other scans)",
+            len(groups),
+        )
         return everything, everything[:0]
     order = [unique[i] for i in np.random.default_rng(seed).permutation(len(unique))]
     counts = Counter(groups.tolist())

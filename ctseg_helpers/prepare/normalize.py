@@ -35,15 +35,11 @@ class Normalization:
 
     def __post_init__(self):
         if self.modality not in ("CT", "MR"):
-            raise CtsegSettingsError(
-                f"normalisation modality must be 'CT' or 'MR', got {self.modality!r}"
-            )
+            raise CtsegSettingsError(f"normalisation modality must be 'CT' or 'MR', got {self.modality!r}")
         if not self.hu_window[0] < self.hu_window[1]:
             raise CtsegSettingsError(f"hu_window must be (low, high) with low < high, got {self.hu_window}")
         if not 0 <= self.percentiles[0] < self.percentiles[1] <= 100:
-            raise CtsegSettingsError(
-                f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}"
-            )
+            raise CtsegSettingsError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -115,8 +115,16 @@ def _finite(value) -> float | None:
     return round(float(value), 3) if np.isfinite(value) else None
 
 
-def fingerprint(images, labels, spacings_mm, *, modality: str = "MR", groups=None,
-                num_labels: int | None = None, max_samples: int = 200_000) -> DataFingerprint:
+def fingerprint(
+    images,
+    labels,
+    spacings_mm,
+    *,
+    modality: str = "MR",
+    groups=None,
+    num_labels: int | None = None,
+    max_samples: int = 200_000,
+) -> DataFingerprint:
     """Summarise raw training slices.
 
     Parameters
@@ -159,8 +167,9 @@ def fingerprint(images, labels, spacings_mm, *, modality: str = "MR", groups=Non
             if not mask.any():
                 continue
             rows, cols = np.nonzero(mask)
-            extents.setdefault(k, []).append(((rows.max() - rows.min() + 1) * scale[0],
-                                              (cols.max() - cols.min() + 1) * scale[1]))
+            extents.setdefault(k, []).append(
+                ((rows.max() - rows.min() + 1) * scale[0], (cols.max() - cols.min() + 1) * scale[1])
+            )
             areas.setdefault(k, []).append(mask.sum() * scale[0] * scale[1])
             counts[k] = counts.get(k, 0) + 1
         fg = label > 0
@@ -176,8 +185,9 @@ def fingerprint(images, labels, spacings_mm, *, modality: str = "MR", groups=Non
         modality="CT" if str(modality).upper() == "CT" else "MR",
         spacings_mm=tuple(known) if have_spacing else (),
         shapes_px=tuple(tuple(int(v) for v in np.shape(im)[:2]) for im in images),
-        roi_extent_mm={k: tuple(float(v) for v in np.median(np.asarray(e), axis=0))
-                       for k, e in sorted(extents.items())},
+        roi_extent_mm={
+            k: tuple(float(v) for v in np.median(np.asarray(e), axis=0)) for k, e in sorted(extents.items())
+        },
         roi_area_mm2={k: float(np.median(a)) for k, a in sorted(areas.items())},
         roi_slices=dict(sorted(counts.items())),
         foreground_percentiles=percentiles,
@@ -251,8 +261,15 @@ class TrainingPlan:
         CtsegSettingsError
             For an unknown name.
         """
-        known = {"target_spacing_mm", "patch_size", "levels", "batch_size", "batches_per_epoch",
-                 "foreground_fraction", "normalization"}
+        known = {
+            "target_spacing_mm",
+            "patch_size",
+            "levels",
+            "batch_size",
+            "batches_per_epoch",
+            "foreground_fraction",
+            "normalization",
+        }
         unknown = sorted(set(explicit) - known)
         if unknown:
             raise CtsegSettingsError(f"cannot override plan setting(s) {unknown}; known: {sorted(known)}")
@@ -275,11 +292,17 @@ class TrainingPlan:
 
     def describe(self) -> str:
         """The plan as the notebook prints it: one line per choice with its reason."""
-        spacing = ("native pixels (no spacing known)" if self.target_spacing_mm is None
-                   else f"{self.target_spacing_mm[0]:.3g} x {self.target_spacing_mm[1]:.3g} mm")
+        spacing = (
+            "native pixels (no spacing known)"
+            if self.target_spacing_mm is None
+            else f"{self.target_spacing_mm[0]:.3g} x {self.target_spacing_mm[1]:.3g} mm"
+        )
         norm = self.normalization
-        norm_text = (f"CT window {norm.hu_window[0]:.0f}..{norm.hu_window[1]:.0f} HU" if norm.modality == "CT"
-                     else f"MR per-image percentiles {norm.percentiles[0]:g}-{norm.percentiles[1]:g}")
+        norm_text = (
+            f"CT window {norm.hu_window[0]:.0f}..{norm.hu_window[1]:.0f} HU"
+            if norm.modality == "CT"
+            else f"MR per-image percentiles {norm.percentiles[0]:g}-{norm.percentiles[1]:g}"
+        )
         rows = [
             ("target spacing", spacing, "target_spacing_mm"),
             ("patch size", f"{self.patch_size} x {self.patch_size} px", "patch_size"),
@@ -380,7 +403,8 @@ def make_plan(fp: DataFingerprint, *, device: str = "cpu", max_patch_px: int | N
             scale = np.asarray(target)
             reasons["target_spacing_mm"] = (
                 f"{factor:.2g} x the median ({spacing[0]:.3g} mm), so a {cap} px patch spans more of the "
-                f"largest ROI ({roi_px * min(spacing):.0f} mm); the smallest stays {smallest_px / factor:.0f} px")
+                f"largest ROI ({roi_px * min(spacing):.0f} mm); the smallest stays {smallest_px / factor:.0f} px"
+            )
             median_side /= factor
             roi_px /= factor
     wanted = min(median_side, cap)
@@ -410,8 +434,11 @@ def make_plan(fp: DataFingerprint, *, device: str = "cpu", max_patch_px: int | N
         reasons["normalization"] = "0.5-99.5 percentiles of the HU inside the ROIs"
     else:
         norm = Normalization(modality="MR") if fp.modality != "CT" else Normalization(modality="CT")
-        reasons["normalization"] = ("MR signal has no fixed scale: each image by its own percentiles"
-                                    if fp.modality != "CT" else "no ROI pixels: default CT window")
+        reasons["normalization"] = (
+            "MR signal has no fixed scale: each image by its own percentiles"
+            if fp.modality != "CT"
+            else "no ROI pixels: default CT window"
+        )
     return TrainingPlan(
         target_spacing_mm=target,
         patch_size=patch,

@@ -33,7 +33,8 @@ def resampled_shape(shape, spacing_mm, target_spacing_mm) -> tuple[int, int]:
     if spacing.shape != (2,) or target.shape != (2,) or not (np.all(spacing > 0) and np.all(target > 0)):
         raise CtsegSettingsError(
             f"pixel spacings must be two positive numbers (row, col) in mm; got {spacing_mm!r} and "
-            f"{target_spacing_mm!r}")
+            f"{target_spacing_mm!r}"
+        )
     return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape[:2], spacing, target, strict=True))
 
 
@@ -48,8 +49,9 @@ def resize_image(image: np.ndarray, shape) -> np.ndarray:
         return image
     from skimage.transform import resize  # noqa: PLC0415
 
-    return resize(image, shape + image.shape[2:], order=1, mode="edge", anti_aliasing=False,
-                  preserve_range=True).astype(np.float32)
+    return resize(
+        image, shape + image.shape[2:], order=1, mode="edge", anti_aliasing=False, preserve_range=True
+    ).astype(np.float32)
 
 
 def resize_label(label: np.ndarray, shape) -> np.ndarray:

@@ -46,17 +46,29 @@ class PatchSampler:
         If the stacks are empty or differ in shape.
     """
 
-    def __init__(self, images, labels, shapes=None, *, patch_size: int, margin: int = 0, batch_size: int = 8,
-                 foreground_fraction: float = 1.0 / 3.0, seed: int = 0):
+    def __init__(
+        self,
+        images,
+        labels,
+        shapes=None,
+        *,
+        patch_size: int,
+        margin: int = 0,
+        batch_size: int = 8,
+        foreground_fraction: float = 1.0 / 3.0,
+        seed: int = 0,
+    ):
         images = np.asarray(images, dtype=np.float32)
         labels = np.asarray(labels, dtype=np.uint8)
         if images.ndim != 3 or images.shape != labels.shape or len(images) == 0:
             raise CtsegDataError(
-                f"images {images.shape} and labels {labels.shape} must be non-empty stacks of the same shape (K, H, W)")
+                f"images {images.shape} and labels {labels.shape} must be non-empty stacks of the same shape (K, H, W)"
+            )
         if int(patch_size) < 1 or int(margin) < 0 or int(batch_size) < 1:
             raise CtsegSettingsError(
                 f"patch_size and batch_size must be positive and margin not negative; got patch_size={patch_size}, "
-                f"margin={margin}, batch_size={batch_size}")
+                f"margin={margin}, batch_size={batch_size}"
+            )
         if not 0.0 <= float(foreground_fraction) <= 1.0:
             raise CtsegSettingsError(f"foreground_fraction must be within 0..1, got {foreground_fraction}")
         self.images, self.labels = images, labels
@@ -64,7 +76,8 @@ class PatchSampler:
         if self.shapes.shape != (len(images), 2) or np.any(self.shapes < 1) or np.any(self.shapes > images.shape[1:]):
             raise CtsegDataError(
                 f"shapes must give (rows, cols) of each of the {len(images)} slices, within the stack's "
-                f"{images.shape[1]}x{images.shape[2]}; got an array of shape {np.shape(shapes)}")
+                f"{images.shape[1]}x{images.shape[2]}; got an array of shape {np.shape(shapes)}"
+            )
         self.patch_size, self.margin, self.batch_size = int(patch_size), int(margin), int(batch_size)
         self.foreground_fraction = float(foreground_fraction)
         n_forced = int(round(self.foreground_fraction * self.batch_size))
@@ -113,8 +126,11 @@ class PatchSampler:
         rows, cols = (int(v) for v in self.shapes[index])
         top = self._origin(rows, centre[0] if centre else None) - self.margin
         left = self._origin(cols, centre[1] if centre else None) - self.margin
-        return (_cut(self.images[index], top, left, self.region_size, rows, cols),
-                _cut(self.labels[index], top, left, self.region_size, rows, cols), index)
+        return (
+            _cut(self.images[index], top, left, self.region_size, rows, cols),
+            _cut(self.labels[index], top, left, self.region_size, rows, cols),
+            index,
+        )
 
     def __iter__(self):
         """Endless regions ``(image[..., None], label)``; batch positions decide forcing."""
@@ -161,7 +177,9 @@ def make_patch_dataset(sampler: PatchSampler, *, augment: AugmentConfig = NO_AUG
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip((ds, seeds)).map(
             lambda pair, r: crop(*augment_pair(pair[0], pair[1], tf.stack([r, tf.constant(seed, tf.int64)]), augment)),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
     else:
         ds = ds.map(crop)
     return ds.batch(sampler.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

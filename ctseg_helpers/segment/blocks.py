@@ -27,8 +27,9 @@ _SEGMENTER_BYTES_PER_PIXEL = 20
 
 
 # ---------------------------------------------------------------------------- per-chunk function
-def segment_block(block: np.ndarray, segmenter, axis: int, *, proba: bool = False,
-                  max_slices: int | None = None) -> np.ndarray:
+def segment_block(
+    block: np.ndarray, segmenter, axis: int, *, proba: bool = False, max_slices: int | None = None
+) -> np.ndarray:
     """Segment every 2D slice of a 3D block along ``axis``; the per-chunk function.
 
     Parameters
@@ -211,8 +212,16 @@ def rotate_planes(stack: np.ndarray, angle_deg: float, out_shape, *, order: int,
     out = np.empty((stack.shape[0], *out_shape), dtype=stack.dtype)
     for k, plane in enumerate(stack):
         work = plane if order == 0 else plane.astype(np.float32)
-        res = affine_transform(work, matrix, offset, output_shape=tuple(out_shape), order=order,
-                               mode="constant", cval=float(fill), prefilter=False)
+        res = affine_transform(
+            work,
+            matrix,
+            offset,
+            output_shape=tuple(out_shape),
+            order=order,
+            mode="constant",
+            cval=float(fill),
+            prefilter=False,
+        )
         if order and out.dtype.kind in "iu":
             res = np.rint(res)
         out[k] = res
@@ -220,6 +229,12 @@ def rotate_planes(stack: np.ndarray, angle_deg: float, out_shape, *, order: int,
 
 
 __all__ = [
-    "COMBINE_METHODS", "argmax_uint8", "combine_labels", "quantise_proba", "rotate_planes", "rotated_plane_shape",
-    "segment_block", "segmenter_slices",
+    "COMBINE_METHODS",
+    "argmax_uint8",
+    "combine_labels",
+    "quantise_proba",
+    "rotate_planes",
+    "rotated_plane_shape",
+    "segment_block",
+    "segmenter_slices",
 ]

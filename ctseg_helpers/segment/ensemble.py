@@ -265,8 +265,6 @@ def _read_ensemble_file(path: Path) -> tuple[list[Path], dict]:
     return members, record
 
 
-
-
 def read_ensemble_settings(path: str | Path) -> ModelSettings:
     """Settings of a model, an ensemble file or a model folder, without loading any model.
 

@@ -37,9 +37,7 @@ def check_overlap(overlap: float) -> float:
     """
     overlap = float(overlap)
     if not 0.0 <= overlap < 1.0:
-        raise CtsegSettingsError(
-            f"overlap must be a fraction of the patch size in [0, 1), e.g. 0.25; got {overlap}"
-        )
+        raise CtsegSettingsError(f"overlap must be a fraction of the patch size in [0, 1), e.g. 0.25; got {overlap}")
     return overlap
 
 

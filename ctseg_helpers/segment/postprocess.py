@@ -277,9 +277,7 @@ class PostProcessing:
 
     def __post_init__(self):
         if not isinstance(self.largest_foreground, (bool, np.bool_)):
-            raise CtsegSettingsError(
-                f"largest_foreground must be True or False, got {self.largest_foreground!r}"
-            )
+            raise CtsegSettingsError(f"largest_foreground must be True or False, got {self.largest_foreground!r}")
         object.__setattr__(self, "largest_foreground", bool(self.largest_foreground))
         object.__setattr__(self, "largest", _check_label_values(self.largest, "largest"))
         object.__setattr__(self, "fill_holes", _check_label_values(self.fill_holes, "fill_holes"))
@@ -353,9 +351,7 @@ class PostProcessing:
         known = ("largest_foreground", "largest", "fill_holes")
         unknown = sorted(str(key) for key in data if key not in known)
         if unknown:
-            raise CtsegSettingsError(
-                f"unknown post-processing setting(s) {unknown}; the known ones are {list(known)}"
-            )
+            raise CtsegSettingsError(f"unknown post-processing setting(s) {unknown}; the known ones are {list(known)}")
         return cls(**dict(data))
 
     def describe(self, label_names: Sequence[str] = ()) -> str:
@@ -519,11 +515,23 @@ def choose_postprocessing(
             accepted = with_ > without + min_gain and all(
                 _same_or_better(dice_trial[j], dice_now[j]) for j in dice_now if j != label
             )
-        candidates.append({"step": step, "label": label, "dice_without": float(without),
-                           "dice_with": float(with_), "accepted": bool(accepted)})
-        logger.info("post-processing %s%s: Dice %.4f -> %.4f, %s", step,
-                    "" if label is None else f" (label {label})", without, with_,
-                    "accepted" if accepted else "skipped")
+        candidates.append(
+            {
+                "step": step,
+                "label": label,
+                "dice_without": float(without),
+                "dice_with": float(with_),
+                "accepted": bool(accepted),
+            }
+        )
+        logger.info(
+            "post-processing %s%s: Dice %.4f -> %.4f, %s",
+            step,
+            "" if label is None else f" (label {label})",
+            without,
+            with_,
+            "accepted" if accepted else "skipped",
+        )
         if accepted:
             current, dice_now = trial, dice_trial
 

@@ -89,18 +89,36 @@ class SegmentSettings:
         Test-time augmentation over the views the model was trained on (:func:`tta_views_for`).
     """
 
-    mode: str | None = field(default=None, metadata={"cli": {
-        "choices": MODES, "help": "tile: overlapping patches at native resolution; resize: whole slices resized to "
-                                  "the input (default: as the model was trained)"}})
-    overlap: float = field(default=0.25, metadata={"cli": {
-        "type": "float", "help": "patch overlap fraction in tile mode (default %(default)s)"}})
-    blend: str = field(default="gaussian", metadata={"cli": {
-        "choices": BLEND_MODES, "help": "weighting of overlapping patches (default %(default)s)"}})
-    batch_size: int = field(default=8, metadata={"cli": {
-        "type": "int", "help": "patches per prediction batch (default %(default)s)"}})
-    tta: bool = field(default=False, metadata={"cli": {
-        "help": "test-time augmentation: average over the views the model was trained on (quarter turns or "
-                "flips; 4x slower)"}})
+    mode: str | None = field(
+        default=None,
+        metadata={
+            "cli": {
+                "choices": MODES,
+                "help": "tile: overlapping patches at native resolution; resize: whole slices resized to "
+                "the input (default: as the model was trained)",
+            }
+        },
+    )
+    overlap: float = field(
+        default=0.25,
+        metadata={"cli": {"type": "float", "help": "patch overlap fraction in tile mode (default %(default)s)"}},
+    )
+    blend: str = field(
+        default="gaussian",
+        metadata={"cli": {"choices": BLEND_MODES, "help": "weighting of overlapping patches (default %(default)s)"}},
+    )
+    batch_size: int = field(
+        default=8, metadata={"cli": {"type": "int", "help": "patches per prediction batch (default %(default)s)"}}
+    )
+    tta: bool = field(
+        default=False,
+        metadata={
+            "cli": {
+                "help": "test-time augmentation: average over the views the model was trained on (quarter turns or "
+                "flips; 4x slower)"
+            }
+        },
+    )
 
 
 #: Test-time views: name -> (quarter turns, mirrored left-right) of each view, the original first.
@@ -192,8 +210,9 @@ class Segmenter:
         postprocessing=None,
     ):
         if not callable(predict_fn):
-            raise CtsegSettingsError(f"predict_fn must be callable (a function or a model), got "
-                                     f"{type(predict_fn).__name__}")
+            raise CtsegSettingsError(
+                f"predict_fn must be callable (a function or a model), got {type(predict_fn).__name__}"
+            )
         if int(input_shape) < 1:
             raise CtsegSettingsError(f"input_shape must be a positive number of pixels, got {input_shape}")
         if int(num_classes) < 2:
@@ -263,16 +282,21 @@ class Segmenter:
                 )
             kwargs.pop(name, None)
         kwargs["mode"] = kwargs.get("mode") or mode_for_fit(settings.fit_mode)
-        defaults = {"normalization": settings.normalization, "target_spacing_mm": settings.target_spacing_mm,
-                    "postprocessing": settings.postprocessing,
-                    "tta_views": tta_views_for(settings.extra.get("augmentation"))}
+        defaults = {
+            "normalization": settings.normalization,
+            "target_spacing_mm": settings.target_spacing_mm,
+            "postprocessing": settings.postprocessing,
+            "tta_views": tta_views_for(settings.extra.get("augmentation")),
+        }
         for name, value in defaults.items():
             if kwargs.get(name) is None:
                 kwargs[name] = value
-        predict_fn = averaged_predict_fn([
-            keras_predict_fn(model, settings.input_shape, settings.num_labels + 1, source=member)
-            for model, member in zip(models, paths, strict=True)
-        ])
+        predict_fn = averaged_predict_fn(
+            [
+                keras_predict_fn(model, settings.input_shape, settings.num_labels + 1, source=member)
+                for model, member in zip(models, paths, strict=True)
+            ]
+        )
         segmenter = cls(predict_fn, input_shape=settings.input_shape, num_classes=settings.num_labels + 1, **kwargs)
         segmenter.settings = settings
         segmenter.model = models[0] if len(models) == 1 else models
@@ -305,8 +329,9 @@ class Segmenter:
             out[start : start + len(proba)] = proba
         return out[0] if single else out
 
-    def segment(self, images: np.ndarray, *, pixel_spacing_mm=None, progress: bool = False,
-                postprocess: bool = True) -> np.ndarray:
+    def segment(
+        self, images: np.ndarray, *, pixel_spacing_mm=None, progress: bool = False, postprocess: bool = True
+    ) -> np.ndarray:
         """Label maps: the most probable class of every pixel (argmax of :meth:`predict_proba`).
 
         Memory stays bounded whatever the number of slices: probabilities are kept only for a
@@ -355,7 +380,7 @@ class Segmenter:
         return stack
 
     def _group_size(self, shape: tuple[int, int]) -> int:
-        per_slice = (max(shape[0], self.input_shape) * max(shape[1], self.input_shape) * self.num_classes * 4)
+        per_slice = max(shape[0], self.input_shape) * max(shape[1], self.input_shape) * self.num_classes * 4
         return max(1, _ACCUMULATOR_BYTES // per_slice)
 
     def _spacings(self, pixel_spacing_mm, n_slices: int) -> np.ndarray | None:
@@ -364,8 +389,11 @@ class Segmenter:
             return None
         if pixel_spacing_mm is None:
             if not self._warned_spacing:  # once per Segmenter: a volume is segmented slab by slab
-                logger.warning("the model works at %s mm pixels but no pixel spacing was given for the slices; "
-                               "they are segmented at their own pixel size", self.target_spacing_mm)
+                logger.warning(
+                    "the model works at %s mm pixels but no pixel spacing was given for the slices; "
+                    "they are segmented at their own pixel size",
+                    self.target_spacing_mm,
+                )
                 self._warned_spacing = True
             return None
         try:
@@ -376,11 +404,13 @@ class Segmenter:
         if spacings.shape != (n_slices, 2) or not np.all(spacings > 0):
             raise CtsegSettingsError(
                 f"pixel_spacing_mm must be (row, col) or one positive (row, col) per slice ({n_slices} slices); "
-                f"got {_describe_shape(pixel_spacing_mm)}")
+                f"got {_describe_shape(pixel_spacing_mm)}"
+            )
         return spacings
 
-    def _iter_proba(self, stack: np.ndarray, pixel_spacing_mm=None, *,
-                    progress: bool) -> Iterator[tuple[int, np.ndarray]]:
+    def _iter_proba(
+        self, stack: np.ndarray, pixel_spacing_mm=None, *, progress: bool
+    ) -> Iterator[tuple[int, np.ndarray]]:
         from tqdm.auto import tqdm  # noqa: PLC0415
 
         n_slices = len(stack)

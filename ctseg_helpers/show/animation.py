@@ -56,8 +56,16 @@ _DEFAULT_DPI = 100
 _WIDTH_IN = 5.0  # figure width in inches: pixels = inches x dpi
 
 
-def _figure(images: np.ndarray, labels: np.ndarray, label_names: Sequence[str], *, alpha: float,
-            title: str | None, dpi: float, first: int):
+def _figure(
+    images: np.ndarray,
+    labels: np.ndarray,
+    label_names: Sequence[str],
+    *,
+    alpha: float,
+    title: str | None,
+    dpi: float,
+    first: int,
+):
     """A figure (Agg, outside pyplot) showing slice ``first``, and ``update(index)`` drawing another."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
     from matplotlib.figure import Figure  # noqa: PLC0415
@@ -77,8 +85,16 @@ def _figure(images: np.ndarray, labels: np.ndarray, label_names: Sequence[str], 
     artist = ax.imshow(overlay(images[first], labels[first], alpha), interpolation="nearest")
     heading = fig.suptitle("", fontsize=10, y=1.0 - 0.05 / fig.get_figheight(), va="top")
     if label_names:
-        fig.legend(handles=legend_handles(list(label_names)), loc="lower center", ncol=min(ncol, len(label_names)),
-                   frameon=False, fontsize=8, borderaxespad=0.2, handlelength=1.5, columnspacing=1.2)
+        fig.legend(
+            handles=legend_handles(list(label_names)),
+            loc="lower center",
+            ncol=min(ncol, len(label_names)),
+            frameon=False,
+            fontsize=8,
+            borderaxespad=0.2,
+            handlelength=1.5,
+            columnspacing=1.2,
+        )
 
     def update(index):
         artist.set_data(overlay(images[index], labels[index], alpha))
@@ -153,8 +169,16 @@ def make_animation(
 
     fig, update = _figure(images, labels, label_names, alpha=alpha, title=title, dpi=dpi, first=frame_list[0])
     anim = FuncAnimation(fig, update, frames=frame_list, interval=interval_ms, blit=False, repeat=True)
-    anim.ctseg = {"images": images, "labels": labels, "label_names": list(label_names), "interval_ms": interval_ms,
-                  "alpha": alpha, "title": title, "dpi": dpi, "frames": frame_list}
+    anim.ctseg = {
+        "images": images,
+        "labels": labels,
+        "label_names": list(label_names),
+        "interval_ms": interval_ms,
+        "alpha": alpha,
+        "title": title,
+        "dpi": dpi,
+        "frames": frame_list,
+    }
     return anim
 
 
@@ -188,14 +212,19 @@ def save_gif(anim, path: str | Path, *, overwrite: bool = False, progress: bool 
     path = Path(path)
     if path.suffix.lower() != ".gif":
         raise CtsegSettingsError(f"{path}: animations are saved as GIF; use a file name ending in .gif")
-    check_replaceable(path, overwrite, what_to_do="choose another name or pass overwrite=True",
-                      instead="choose another file name")
+    check_replaceable(
+        path, overwrite, what_to_do="choose another name or pass overwrite=True", instead="choose another file name"
+    )
     args = getattr(anim, "ctseg", {})
     interval_ms = args.get("interval_ms", getattr(anim, "_interval", 200))
     n_frames = len(args["frames"]) if "frames" in args else getattr(anim, "_save_count", None)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=None if n_frames is None else n_frames + 1, desc=f"writing {path.name}", unit="frame",
-              disable=not progress) as bar:
+    with tqdm(
+        total=None if n_frames is None else n_frames + 1,
+        desc=f"writing {path.name}",
+        unit="frame",
+        disable=not progress,
+    ) as bar:
 
         class _Writer(PillowWriter):
             def finish(self):  # Pillow encodes every frame here, at the end
@@ -220,8 +249,15 @@ def _encode(frames: list, interval_ms: int) -> tuple[bytes, str]:
     """Frames (PIL images, RGB) as one animated image: WebP, or GIF without WebP support."""
     buffer = io.BytesIO()
     if _webp_available():
-        frames[0].save(buffer, format="WEBP", save_all=True, append_images=frames[1:], duration=interval_ms,
-                       loop=0, quality=EMBED_QUALITY)
+        frames[0].save(
+            buffer,
+            format="WEBP",
+            save_all=True,
+            append_images=frames[1:],
+            duration=interval_ms,
+            loop=0,
+            quality=EMBED_QUALITY,
+        )
         return buffer.getvalue(), "image/webp"
     paletted = [frame.quantize(colors=256) for frame in frames]
     paletted[0].save(buffer, format="GIF", save_all=True, append_images=paletted[1:], duration=interval_ms, loop=0)
@@ -233,8 +269,15 @@ def _render_preview(args: dict, frames: list[int], width_px: int, progress: bool
     from PIL import Image  # noqa: PLC0415
     from tqdm.auto import tqdm  # noqa: PLC0415
 
-    fig, update = _figure(args["images"], args["labels"], args["label_names"], alpha=args["alpha"],
-                          title=args["title"], dpi=width_px / _WIDTH_IN, first=frames[0])
+    fig, update = _figure(
+        args["images"],
+        args["labels"],
+        args["label_names"],
+        alpha=args["alpha"],
+        title=args["title"],
+        dpi=width_px / _WIDTH_IN,
+        first=frames[0],
+    )
     rendered = []
     with tqdm(total=len(frames) + 1, desc="animation preview", unit="frame", disable=not progress) as bar:
         for index in frames:
@@ -253,8 +296,9 @@ def _caption(shown: int, total: int, step: int, width: int, height: int, gif_pat
     where = f"every slice at full size: {gif_path}" if gif_path else "every slice at full size: the saved GIF"
     if shown == total:
         return f"All {total} slices at {width} × {height} px; {where}"
-    return (f"{shown} of {total} slices shown (one in {step}) at {width} × {height} px to keep the notebook "
-            f"small; {where}")
+    return (
+        f"{shown} of {total} slices shown (one in {step}) at {width} × {height} px to keep the notebook small; {where}"
+    )
 
 
 def to_html(
@@ -315,9 +359,11 @@ def to_html(
         frames = all_frames[::step]
         data, mime, width, height = _render_preview(args, frames, width_px, progress)
         caption = _caption(len(frames), len(all_frames), step, width, height, gif_path)
-        html = (f'<div><img src="data:{mime};base64,{base64.b64encode(data).decode("ascii")}" width="{width}" '
-                f'height="{height}" alt="animation of the slices" style="max-width:100%;height:auto">'
-                f'<div style="font-size:90%;color:#555">{escape(caption)}</div></div>')
+        html = (
+            f'<div><img src="data:{mime};base64,{base64.b64encode(data).decode("ascii")}" width="{width}" '
+            f'height="{height}" alt="animation of the slices" style="max-width:100%;height:auto">'
+            f'<div style="font-size:90%;color:#555">{escape(caption)}</div></div>'
+        )
         if len(html) <= budget or len(frames) == 1:
             break
         if width_px > narrowest:  # the image size grows roughly with the pixel count, i.e. the width squared
@@ -325,8 +371,9 @@ def to_html(
         else:
             keep = max(1, int(len(frames) * budget / len(html) * 0.95))
             step = max(step + 1, math.ceil(len(all_frames) / keep))
-        logger.info("animation preview over %g MB: rendering it again at %d px, one slice in %d",
-                    limit_mb, width_px, step)
+        logger.info(
+            "animation preview over %g MB: rendering it again at %d px, one slice in %d", limit_mb, width_px, step
+        )
     return html
 
 

@@ -78,8 +78,9 @@ class SliceBrowser:
         opacity is outside 0..1.
     """
 
-    def __init__(self, images, prediction=None, truth=None, label_names=None, titles=None,
-                 opacity: float = 0.45, has_truth=None):
+    def __init__(
+        self, images, prediction=None, truth=None, label_names=None, titles=None, opacity: float = 0.45, has_truth=None
+    ):
         images = np.asarray(images)
         if images.ndim != 3 or len(images) == 0:
             raise CtsegDataError(f"images must be a stack of shape (K, M, N) with K >= 1, got {images.shape}")
@@ -165,29 +166,43 @@ class SliceBrowser:
 
         k = len(self.images)
         # numbered from 1, as the caption ("3 / 240") and the sample grid number slices
-        self._slider = w.IntSlider(value=self.index + 1, min=1, max=k, description="slice",
-                                   continuous_update=True, layout=w.Layout(width="60%"))
+        self._slider = w.IntSlider(
+            value=self.index + 1,
+            min=1,
+            max=k,
+            description="slice",
+            continuous_update=True,
+            layout=w.Layout(width="60%"),
+        )
         self._opacity = w.FloatSlider(value=self.opacity, min=0.0, max=1.0, step=0.05, description="opacity")
         self._toggles = []
         for value, name in enumerate(self.label_names, start=1):
             r, g, b = (int(255 * c) for c in label_color(value))
-            box = w.Checkbox(value=True, description=name, indent=False,
-                             layout=w.Layout(width="auto", border=f"2px solid rgb({r},{g},{b})", padding="0 4px"))
+            box = w.Checkbox(
+                value=True,
+                description=name,
+                indent=False,
+                layout=w.Layout(width="auto", border=f"2px solid rgb({r},{g},{b})", padding="0 4px"),
+            )
             box.observe(self._on_change, names="value")
             self._toggles.append(box)
         self._slider.observe(self._on_change, names="value")
         self._opacity.observe(self._on_change, names="value")
         self._caption = w.HTML()
         self._images = [w.Image(format="png") for _ in self.panels()]
-        panel_boxes = [w.VBox([w.HTML(f"<center>{name}</center>"), img])
-                       for name, img in zip(self.panels(), self._images, strict=True)]
+        panel_boxes = [
+            w.VBox([w.HTML(f"<center>{name}</center>"), img])
+            for name, img in zip(self.panels(), self._images, strict=True)
+        ]
         self._refresh()
-        return w.VBox([
-            w.HBox([self._slider, self._opacity]),
-            w.HBox([w.HTML("show ROI:"), *self._toggles]),
-            self._caption,
-            w.HBox(panel_boxes),
-        ])
+        return w.VBox(
+            [
+                w.HBox([self._slider, self._opacity]),
+                w.HBox([w.HTML("show ROI:"), *self._toggles]),
+                self._caption,
+                w.HBox(panel_boxes),
+            ]
+        )
 
     def _on_change(self, _change=None):
         self.index = int(self._slider.value) - 1
@@ -227,16 +242,24 @@ class SliceBrowser:
         return data
 
 
-def slice_browser(images, prediction=None, truth=None, label_names=None, titles=None,
-                  opacity: float = 0.45, has_truth=None) -> SliceBrowser:
+def slice_browser(
+    images, prediction=None, truth=None, label_names=None, titles=None, opacity: float = 0.45, has_truth=None
+) -> SliceBrowser:
     """Build a :class:`SliceBrowser` (see there for the parameters); show it as a cell's value."""
     return SliceBrowser(images, prediction, truth, label_names, titles, opacity, has_truth)
 
 
 def case_browser(case, opacity: float = 0.45) -> SliceBrowser:
     """Slice browser of a :class:`ctseg_helpers.measure.evaluation.Case` (scan, prediction, truth)."""
-    return SliceBrowser(case.images, case.prediction, case.truth, case.label_names, case.stems,
-                        opacity, case.has_truth if case.truth is not None else None)
+    return SliceBrowser(
+        case.images,
+        case.prediction,
+        case.truth,
+        case.label_names,
+        case.stems,
+        opacity,
+        case.has_truth if case.truth is not None else None,
+    )
 
 
 __all__ = ["SliceBrowser", "slice_browser", "case_browser", "MIN_DISPLAY_PX"]

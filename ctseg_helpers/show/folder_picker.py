@@ -79,20 +79,23 @@ class FolderPicker:
         self.selected: Path | None = None
         self._callbacks = []
         self._title = w.HTML(f"<b>{title}</b>")
-        self._path = w.Text(value=str(self.current), description="Folder:", continuous_update=False,
-                            layout=w.Layout(width="100%"))
+        self._path = w.Text(
+            value=str(self.current), description="Folder:", continuous_update=False, layout=w.Layout(width="100%")
+        )
         self._list = w.Select(options=[], rows=12, layout=w.Layout(width="100%"))
         self._up = w.Button(description="Up", icon="arrow-up", tooltip="Go to the parent folder")
-        self._choose = w.Button(description="Use this folder", button_style="primary", icon="check",
-                                tooltip="Choose the folder shown above")
+        self._choose = w.Button(
+            description="Use this folder", button_style="primary", icon="check", tooltip="Choose the folder shown above"
+        )
         self._info = w.HTML()
         self._status = w.HTML("No folder chosen yet.")
         self._path.observe(self._on_path, names="value")
         self._list.observe(self._on_pick, names="value")
         self._up.on_click(lambda _: self.go_to(self.current.parent))
         self._choose.on_click(lambda _: self.choose())
-        self.widget = w.VBox([self._title, self._path, self._list, w.HBox([self._up, self._choose]),
-                              self._info, self._status])
+        self.widget = w.VBox(
+            [self._title, self._path, self._list, w.HBox([self._up, self._choose]), self._info, self._status]
+        )
         self._refresh()
 
     # -------------------------------------------------------------- actions
@@ -159,8 +162,9 @@ class FolderPicker:
 
     def subfolders(self) -> list[str]:
         """Names of the folders inside the folder shown, sorted case-insensitively."""
-        names = [p.name for p in self.current.iterdir()
-                 if p.is_dir() and (self.show_hidden or not p.name.startswith("."))]
+        names = [
+            p.name for p in self.current.iterdir() if p.is_dir() and (self.show_hidden or not p.name.startswith("."))
+        ]
         return sorted(names, key=str.lower)
 
     def _refresh(self, message: str | None = None) -> bool:

@@ -59,8 +59,13 @@ def save_figure(figure: Figure, path: str | Path, overwrite: bool = False, dpi: 
 
     path = Path(path)
     fmt = _figure_format(figure, path)
-    check_replaceable(path, overwrite, what_to_do="choose another file name or allow overwriting (overwrite=True)",
-                      instead="choose another file name", error_type=CtsegDataError)
+    check_replaceable(
+        path,
+        overwrite,
+        what_to_do="choose another file name or allow overwriting (overwrite=True)",
+        instead="choose another file name",
+        error_type=CtsegDataError,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     return _save_in_place(path, lambda tmp: figure.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight"))
 
@@ -86,13 +91,20 @@ def _figure_format(figure: Figure, path: Path) -> str:
     formats = figure.canvas.get_supported_filetypes()
     fmt = path.suffix[1:].lower()
     if fmt not in formats:
-        raise CtsegDataError(f"{path}: a figure is saved as one of {', '.join('.' + f for f in sorted(formats))}; "
-                             "end the file name with one of them")
+        raise CtsegDataError(
+            f"{path}: a figure is saved as one of {', '.join('.' + f for f in sorted(formats))}; "
+            "end the file name with one of them"
+        )
     return fmt
 
 
-def save_outputs(out_dir: str | Path, figures: dict | None = None, tables: dict | None = None,
-                 overwrite: bool = False, dpi: int = 150) -> list[Path]:
+def save_outputs(
+    out_dir: str | Path,
+    figures: dict | None = None,
+    tables: dict | None = None,
+    overwrite: bool = False,
+    dpi: int = 150,
+) -> list[Path]:
     """Save figures (PNG/PDF/SVG) and tables (CSV) into a folder, all or nothing.
 
     Parameters
@@ -195,8 +207,14 @@ def bland_altman_figure(metrics: pd.DataFrame, label_names=None, unit: str = "mm
         colour = _colour_of(roi, label_names, column)
         if len(rows) < 2:
             for ax in (top, bottom):
-                ax.text(0.5, 0.5, f"{roi}: fewer than 2 slices\nshow this ROI", ha="center", va="center",
-                        transform=ax.transAxes)
+                ax.text(
+                    0.5,
+                    0.5,
+                    f"{roi}: fewer than 2 slices\nshow this ROI",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                )
                 ax.set_axis_off()
             continue
         manual = rows["truth_area_mm2"].to_numpy(float)
@@ -216,13 +234,19 @@ def bland_altman_figure(metrics: pd.DataFrame, label_names=None, unit: str = "mm
         top.set_ylim(-0.03 * high, high)
         top.set_aspect("equal")
         bottom.scatter(ba.means, ba.differences, s=18, color=colour, alpha=0.8)
-        bottom.axhline(ba.mean_difference, color="k", lw=1.2,
-                       label=f"bias {ba.mean_difference:+.1f} {unit}")
+        bottom.axhline(ba.mean_difference, color="k", lw=1.2, label=f"bias {ba.mean_difference:+.1f} {unit}")
         for value, name in ((ba.upper_loa, "upper"), (ba.lower_loa, "lower")):
-            bottom.axhline(value, color="k", lw=1, ls="--",
-                           label="95% limits of agreement" if name == "upper" else None)
-            bottom.annotate(f"{value:+.1f}", xy=(1.0, value), xycoords=("axes fraction", "data"),
-                            ha="right", va="bottom", fontsize=8)
+            bottom.axhline(
+                value, color="k", lw=1, ls="--", label="95% limits of agreement" if name == "upper" else None
+            )
+            bottom.annotate(
+                f"{value:+.1f}",
+                xy=(1.0, value),
+                xycoords=("axes fraction", "data"),
+                ha="right",
+                va="bottom",
+                fontsize=8,
+            )
         bottom.axhline(0.0, color="0.6", lw=0.8, ls=":")
         bottom.set_xlabel(f"mean of manual and predicted ({unit})")
         bottom.set_ylabel(f"predicted - manual ({unit})")
@@ -291,8 +315,16 @@ def intensity_histogram(
         names = list(label_names or [])
         for value in np.unique(labels[labels > 0]):
             name = names[value - 1] if value - 1 < len(names) else f"ROI {value}"
-            ax.hist(images[labels == value], bins=int(bins), range=value_range, histtype="step", lw=1.6,
-                    color=label_color(int(value)), label=name, log=True)
+            ax.hist(
+                images[labels == value],
+                bins=int(bins),
+                range=value_range,
+                histtype="step",
+                lw=1.6,
+                color=label_color(int(value)),
+                label=name,
+                log=True,
+            )
     ax.set_xlabel("Hounsfield units (HU)" if is_ct else f"signal intensity ({modality or 'scanner'} units)")
     ax.set_ylabel("pixels")
     ax.set_title("Intensity histogram")
@@ -358,8 +390,12 @@ def sample_stack_grid(
         ax.imshow(shown, cmap="gray", interpolation="nearest")
         ax.set_title(titles[index] if titles is not None else f"slice {index}", fontsize=9)
     if labels is not None and label_names:
-        figure.legend(handles=legend_handles(list(label_names)), loc="outside lower center",
-                      ncols=min(len(label_names), 6), fontsize=8)
+        figure.legend(
+            handles=legend_handles(list(label_names)),
+            loc="outside lower center",
+            ncols=min(len(label_names), 6),
+            fontsize=8,
+        )
     return figure
 
 
@@ -398,18 +434,35 @@ def area_vs_slice_figure(areas: pd.DataFrame, label_names=None, unit: str = "mmÂ
         for source, style in (("prediction", "-"), ("truth", "--")):
             rows = part[part["source"] == source]
             for g, (_, group) in enumerate(rows.groupby("group")):
-                ax.plot(group["slice_index"], group["area_mm2"], style,
-                        color=colour if source == "prediction" else "0.3",
-                        marker="." if source == "prediction" else None, lw=1.4,
-                        label=("predicted" if source == "prediction" else "manual") if g == 0 else None)
+                ax.plot(
+                    group["slice_index"],
+                    group["area_mm2"],
+                    style,
+                    color=colour if source == "prediction" else "0.3",
+                    marker="." if source == "prediction" else None,
+                    lw=1.4,
+                    label=("predicted" if source == "prediction" else "manual") if g == 0 else None,
+                )
             jumps = rows[rows["jump"]]
             flagged_total += len(jumps)
             if len(jumps):
-                ax.plot(jumps["slice_index"], jumps["area_mm2"], "x", color="k", ms=8, mew=2,
-                        label=f"abrupt jump ({source})")
+                ax.plot(
+                    jumps["slice_index"],
+                    jumps["area_mm2"],
+                    "x",
+                    color="k",
+                    ms=8,
+                    mew=2,
+                    label=f"abrupt jump ({source})",
+                )
                 for _, row in jumps.iterrows():
-                    ax.annotate(str(int(row["slice_index"])), (row["slice_index"], row["area_mm2"]),
-                                textcoords="offset points", xytext=(3, 5), fontsize=7)
+                    ax.annotate(
+                        str(int(row["slice_index"])),
+                        (row["slice_index"], row["area_mm2"]),
+                        textcoords="offset points",
+                        xytext=(3, 5),
+                        fontsize=7,
+                    )
         ax.set_title(f"{roi}: {flagged_total} abrupt jump(s) flagged")
         ax.set_ylabel(f"area ({unit})")
         ax.legend(fontsize=8, loc="best")

@@ -57,9 +57,7 @@ def _check_volume(labels, spacing_mm) -> tuple[np.ndarray, np.ndarray]:
         )
     spacing = np.full(3, float(spacing_mm)) if isinstance(spacing_mm, Real) else np.asarray(spacing_mm, float).ravel()
     if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise CtsegDataError(
-            f"spacing_mm must be three positive numbers (slice, row, col) in mm, got {spacing_mm!r}"
-        )
+        raise CtsegDataError(f"spacing_mm must be three positive numbers (slice, row, col) in mm, got {spacing_mm!r}")
     return labels, spacing
 
 
@@ -103,8 +101,7 @@ def roi_surfaces(labels, spacing_mm, label_names=None, max_faces: int = 20_000) 
             continue
         # only the ROI's bounding box (plus one voxel of padding that closes the surface at the
         # array's edge) is meshed: a float32 copy of the whole scan per ROI would not fit for a large CT
-        low = np.array([np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a)))[[0, -1]]
-                        for a in range(3)])
+        low = np.array([np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a)))[[0, -1]] for a in range(3)])
         box = mask[tuple(slice(lo, hi + 1) for lo, hi in low)]
         padded = np.pad(box, 1).astype(np.float32)
         del mask
@@ -122,9 +119,15 @@ def roi_surfaces(labels, spacing_mm, label_names=None, max_faces: int = 20_000) 
     return surfaces
 
 
-def render_surfaces(surfaces: list[Surface], title: str = "3D surfaces", separate: bool = True,
-                    alpha: float = 0.6, elev: float = 25.0, azim: float = -60.0,
-                    columns: int = 3) -> Figure:
+def render_surfaces(
+    surfaces: list[Surface],
+    title: str = "3D surfaces",
+    separate: bool = True,
+    alpha: float = 0.6,
+    elev: float = 25.0,
+    azim: float = -60.0,
+    columns: int = 3,
+) -> Figure:
     """Draw ROI surfaces with true proportions.
 
     Parameters
@@ -229,9 +232,14 @@ def render_case(case, source: str = "prediction", max_faces: int = 20_000, separ
     if labels is None:
         raise CtsegDataError(f"the case has no {source} label maps to render")
     spacing = case.volume_spacing_mm()
-    return render_volume(labels, spacing, case.label_names, max_faces, separate=separate,
-                         title=f"3D surfaces ({source}), voxel {spacing[0]:.3g} x {spacing[1]:.3g} x "
-                               f"{spacing[2]:.3g} mm")
+    return render_volume(
+        labels,
+        spacing,
+        case.label_names,
+        max_faces,
+        separate=separate,
+        title=f"3D surfaces ({source}), voxel {spacing[0]:.3g} x {spacing[1]:.3g} x {spacing[2]:.3g} mm",
+    )
 
 
 __all__ = ["Surface", "roi_surfaces", "render_surfaces", "render_volume", "render_case"]

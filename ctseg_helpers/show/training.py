@@ -10,8 +10,15 @@ import numpy as np
 from ctseg_helpers.show.colors import legend_handles, overlay
 
 
-def show_batch(images, labels, label_names=(), num_labels: int | None = None, max_images: int = 8,
-               columns: int = 4, title: str | None = None):
+def show_batch(
+    images,
+    labels,
+    label_names=(),
+    num_labels: int | None = None,
+    max_images: int = 8,
+    columns: int = 4,
+    title: str | None = None,
+):
     """Show a batch of network inputs with their label maps overlaid.
 
     Parameters
@@ -55,8 +62,9 @@ def show_batch(images, labels, label_names=(), num_labels: int | None = None, ma
     names = list(label_names) if label_names else [f"label {k}" for k in range(1, n_labels + 1)]
     if names:
         fig.legend(handles=legend_handles(names), loc="lower center", ncol=min(len(names), 6), frameon=False)
-    fig.suptitle(title or f"First training batch: images {tuple(images.shape)}, labels {tuple(labels.shape)}",
-                 fontsize=10)
+    fig.suptitle(
+        title or f"First training batch: images {tuple(images.shape)}, labels {tuple(labels.shape)}", fontsize=10
+    )
     fig.tight_layout(rect=(0, 0.06, 1, 0.95))
     return fig
 

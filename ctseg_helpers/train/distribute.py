@@ -64,8 +64,7 @@ def parse_devices(text: str) -> tuple[str, int | None]:
     ('cpu', 2)
     """
     if not isinstance(text, str):
-        raise CtsegSettingsError(f"devices must be a string, got {text!r} ({type(text).__name__}); "
-                                 f"use {_ACCEPTED}")
+        raise CtsegSettingsError(f"devices must be a string, got {text!r} ({type(text).__name__}); use {_ACCEPTED}")
     value = text.strip().lower()
     if value in ("auto", "cpu", "gpu"):
         return value, None
@@ -233,10 +232,17 @@ def replica_batch_note(batch_size: int, strategy) -> int:
         )
     per_replica = batch_size // replicas
     if batch_size % replicas:
-        logger.warning("batch size %d does not split evenly across %d replicas: each gets %d or %d samples; "
-                       "a multiple of %d keeps the replicas balanced", batch_size, replicas, per_replica,
-                       per_replica + 1, replicas)
+        logger.warning(
+            "batch size %d does not split evenly across %d replicas: each gets %d or %d samples; "
+            "a multiple of %d keeps the replicas balanced",
+            batch_size,
+            replicas,
+            per_replica,
+            per_replica + 1,
+            replicas,
+        )
     elif replicas > 1:
-        logger.info("global batch %d is split into %d samples on each of %d replicas",
-                    batch_size, per_replica, replicas)
+        logger.info(
+            "global batch %d is split into %d samples on each of %d replicas", batch_size, per_replica, replicas
+        )
     return per_replica

@@ -184,96 +184,180 @@ class TrainConfig:
         so a mistake is reported before any data is read.
     """
 
-    main_dir: str | Path = field(metadata=_cli("folder holding train/dicoms and train/labels",
-                                               flags="data_dir", metavar="DATA_DIR"))
-    out_dir: str | Path = field(default="trained_model", metadata=_cli("output folder (default: %(default)s)",
-                                                                      flags="--out"))
-    model_filename: str = field(default="unet", metadata=_cli("model file name stem (default: %(default)s)",
-                                                              flags="--name"))
+    main_dir: str | Path = field(
+        metadata=_cli("folder holding train/dicoms and train/labels", flags="data_dir", metavar="DATA_DIR")
+    )
+    out_dir: str | Path = field(
+        default="trained_model", metadata=_cli("output folder (default: %(default)s)", flags="--out")
+    )
+    model_filename: str = field(
+        default="unet", metadata=_cli("model file name stem (default: %(default)s)", flags="--name")
+    )
     epochs: int = field(default=100, metadata=_cli("total epochs (default: %(default)s)", type="positive_int"))
-    input_shape: int | None = field(default=None, metadata=_cli(
-        "side of the square network input (training patch) in pixels (default: planned)", type="positive_int"))
-    num_labels: int = field(default=1, metadata=_cli("number of ROIs, background excluded", type="positive_int",
-                                                     required=True))
-    label_names: tuple[str, ...] = field(default=(), metadata=_cli(
-        "ROI names separated by commas, label 1 first (a first name 'background' followed by one name per ROI "
-        "is dropped)", type="comma_separated"))
+    input_shape: int | None = field(
+        default=None,
+        metadata=_cli(
+            "side of the square network input (training patch) in pixels (default: planned)", type="positive_int"
+        ),
+    )
+    num_labels: int = field(
+        default=1, metadata=_cli("number of ROIs, background excluded", type="positive_int", required=True)
+    )
+    label_names: tuple[str, ...] = field(
+        default=(),
+        metadata=_cli(
+            "ROI names separated by commas, label 1 first (a first name 'background' followed by one name per ROI "
+            "is dropped)",
+            type="comma_separated",
+        ),
+    )
     batch_size: int | None = field(default=None, metadata=_cli("(default: planned)", type="positive_int"))
-    learning_rate: float = field(default=1e-3, metadata=_cli("peak Adam learning rate (default: %(default)s)",
-                                                             type="float"))
-    lr_schedule: str = field(default="poly", metadata=_cli(
-        "learning-rate decay after the warm-up (default: %(default)s)", choices=LR_SCHEDULES))
-    warmup_epochs: int | None = field(default=None, metadata=_cli("linear warm-up epochs (default: 5%% of epochs)",
-                                                                  type="int"))
-    batches_per_epoch: int | None = field(default=None, metadata=_cli(
-        "patch batches per epoch (default: planned, 50 on a CPU)", type="positive_int"))
-    foreground_fraction: float | None = field(default=None, metadata=_cli(
-        "share of each batch centred on an ROI pixel (default: planned, 1/3)", type="float"))
-    target_spacing_mm: tuple[float, float] | None = field(default=None, metadata=_cli(
-        "pixel spacing to train at, mm (default: planned, the median of the slices)", flags="--target-spacing",
-        type="spacing_mm", metavar="MM[,MM]"))
-    postprocessing: str = field(default="auto", metadata=_cli(
-        "choose largest-region / hole filling per ROI on the validation slices (default: auto)",
-        choices=POSTPROCESSING_MODES))
-    folds: int = field(default=1, metadata=_cli(
-        "train K models on patient-wise folds and an ensemble of them (default: 1)", type="positive_int"))
-    print_checkpoint: int = field(default=10, metadata=_cli(
-        "print a status line every N epochs (default: %(default)s)", type="positive_int"))
-    save_checkpoint: int = field(default=50, metadata=_cli(
-        "save a checkpoint every N epochs (default: %(default)s)", type="positive_int"))
+    learning_rate: float = field(
+        default=1e-3, metadata=_cli("peak Adam learning rate (default: %(default)s)", type="float")
+    )
+    lr_schedule: str = field(
+        default="poly",
+        metadata=_cli("learning-rate decay after the warm-up (default: %(default)s)", choices=LR_SCHEDULES),
+    )
+    warmup_epochs: int | None = field(
+        default=None, metadata=_cli("linear warm-up epochs (default: 5%% of epochs)", type="int")
+    )
+    batches_per_epoch: int | None = field(
+        default=None, metadata=_cli("patch batches per epoch (default: planned, 50 on a CPU)", type="positive_int")
+    )
+    foreground_fraction: float | None = field(
+        default=None, metadata=_cli("share of each batch centred on an ROI pixel (default: planned, 1/3)", type="float")
+    )
+    target_spacing_mm: tuple[float, float] | None = field(
+        default=None,
+        metadata=_cli(
+            "pixel spacing to train at, mm (default: planned, the median of the slices)",
+            flags="--target-spacing",
+            type="spacing_mm",
+            metavar="MM[,MM]",
+        ),
+    )
+    postprocessing: str = field(
+        default="auto",
+        metadata=_cli(
+            "choose largest-region / hole filling per ROI on the validation slices (default: auto)",
+            choices=POSTPROCESSING_MODES,
+        ),
+    )
+    folds: int = field(
+        default=1,
+        metadata=_cli("train K models on patient-wise folds and an ensemble of them (default: 1)", type="positive_int"),
+    )
+    print_checkpoint: int = field(
+        default=10, metadata=_cli("print a status line every N epochs (default: %(default)s)", type="positive_int")
+    )
+    save_checkpoint: int = field(
+        default=50, metadata=_cli("save a checkpoint every N epochs (default: %(default)s)", type="positive_int")
+    )
     loss: str = field(default="dice_ce", metadata=_cli("(default: %(default)s)", choices=LOSS_NAMES))
-    loss_options: dict = field(default_factory=dict, metadata={"cli": (
-        {"help": "loss options as JSON, e.g. '{\"gamma\": 1.5}' (focal), '{\"alpha\": 0.3, \"beta\": 0.7}' "
-                 "(tversky), '{\"dice_weight\": 1, \"ce_weight\": 1}' (dice_ce)", "type": "json_object"},
-        {"help": "per-class weights (background first) for weighted_ce, focal or dice_ce", "key": "class_weights",
-         "flags": "--class-weights", "type": "float_list", "metavar": "W0,W1,..."},
-    )})
-    augmentation: AugmentConfig = field(default_factory=AugmentConfig, metadata={"cli": (
-        {"help": "turn all augmentation off", "key": "enabled", "negate": True, "flags": "--no-augment"},
-        {"help": "augmentation probabilities/strengths as JSON, e.g. '{\"p_flip\": 0, \"p_rot90\": 0}' for "
-                 "left/right ROIs (names as in train.ipynb's augment_options)", "flags": "--augment-options",
-         "type": "json_object"},
-    )})
-    levels: int | None = field(default=None, metadata=_cli("U-Net pooling levels (default: planned)",
-                                                           type="positive_int"))
-    base_filters: int = field(default=16, metadata=_cli("filters of level 1 (default: %(default)s)",
-                                                        type="positive_int"))
-    filter_multiplier: float = field(default=2.0, metadata=_cli("filter growth per level (default: %(default)s)",
-                                                                type="float"))
-    filters: tuple[int, ...] | None = field(default=None, metadata=_cli(
-        "filters per level and bottleneck, e.g. 16,32,64,128,256", type="int_list"))
-    pool_sizes: int | tuple[int, ...] = field(default=2, metadata=_cli("pool size per level, e.g. 2,2,2,2",
-                                                                       type="per_level_int"))
-    kernel_sizes: int | tuple[int, ...] = field(default=3, metadata=_cli("kernel size per level and bottleneck",
-                                                                         type="per_level_int"))
-    dropout: float | tuple[float, ...] = field(default=0.0, metadata=_cli(
-        "dropout rate, one value or one per level and bottleneck", type="per_level_float"))
+    loss_options: dict = field(
+        default_factory=dict,
+        metadata={
+            "cli": (
+                {
+                    "help": 'loss options as JSON, e.g. \'{"gamma": 1.5}\' (focal), \'{"alpha": 0.3, "beta": 0.7}\' '
+                    '(tversky), \'{"dice_weight": 1, "ce_weight": 1}\' (dice_ce)',
+                    "type": "json_object",
+                },
+                {
+                    "help": "per-class weights (background first) for weighted_ce, focal or dice_ce",
+                    "key": "class_weights",
+                    "flags": "--class-weights",
+                    "type": "float_list",
+                    "metavar": "W0,W1,...",
+                },
+            )
+        },
+    )
+    augmentation: AugmentConfig = field(
+        default_factory=AugmentConfig,
+        metadata={
+            "cli": (
+                {"help": "turn all augmentation off", "key": "enabled", "negate": True, "flags": "--no-augment"},
+                {
+                    "help": 'augmentation probabilities/strengths as JSON, e.g. \'{"p_flip": 0, "p_rot90": 0}\' for '
+                    "left/right ROIs (names as in train.ipynb's augment_options)",
+                    "flags": "--augment-options",
+                    "type": "json_object",
+                },
+            )
+        },
+    )
+    levels: int | None = field(
+        default=None, metadata=_cli("U-Net pooling levels (default: planned)", type="positive_int")
+    )
+    base_filters: int = field(
+        default=16, metadata=_cli("filters of level 1 (default: %(default)s)", type="positive_int")
+    )
+    filter_multiplier: float = field(
+        default=2.0, metadata=_cli("filter growth per level (default: %(default)s)", type="float")
+    )
+    filters: tuple[int, ...] | None = field(
+        default=None, metadata=_cli("filters per level and bottleneck, e.g. 16,32,64,128,256", type="int_list")
+    )
+    pool_sizes: int | tuple[int, ...] = field(
+        default=2, metadata=_cli("pool size per level, e.g. 2,2,2,2", type="per_level_int")
+    )
+    kernel_sizes: int | tuple[int, ...] = field(
+        default=3, metadata=_cli("kernel size per level and bottleneck", type="per_level_int")
+    )
+    dropout: float | tuple[float, ...] = field(
+        default=0.0, metadata=_cli("dropout rate, one value or one per level and bottleneck", type="per_level_float")
+    )
     batch_norm: bool = field(default=True, metadata=_cli("leave out batch normalisation"))
     instance_norm: bool = field(default=False, metadata=_cli("instance normalisation in place of batch norm"))
     activation: str = field(default="relu", metadata=_cli("(default: %(default)s)"))
-    fit_mode: str = field(default="patch", metadata=_cli(
-        "patch: random patches at the planned spacing; resize/pad: whole slices fitted to the input "
-        "(default: %(default)s)", choices=TRAIN_FIT_MODES))
-    validation_fraction: float | None = field(default=None, metadata=_cli(
-        "share of slices, as whole patients/series, for validation (default: 0.2 when at least 3 "
-        "patients/series stay for training, else none: train on all)", type="float"))
-    validation_dir: str | Path | None = field(default=None, metadata=_cli(
-        "folder with dicoms/ and labels/ to validate on instead"))
+    fit_mode: str = field(
+        default="patch",
+        metadata=_cli(
+            "patch: random patches at the planned spacing; resize/pad: whole slices fitted to the input "
+            "(default: %(default)s)",
+            choices=TRAIN_FIT_MODES,
+        ),
+    )
+    validation_fraction: float | None = field(
+        default=None,
+        metadata=_cli(
+            "share of slices, as whole patients/series, for validation (default: 0.2 when at least 3 "
+            "patients/series stay for training, else none: train on all)",
+            type="float",
+        ),
+    )
+    validation_dir: str | Path | None = field(
+        default=None, metadata=_cli("folder with dicoms/ and labels/ to validate on instead")
+    )
     seed: int = field(default=0, metadata=_cli("(default: %(default)s)", type="int"))
     resume: bool = field(default=False, metadata=_cli("continue from the newest checkpoint in --out"))
-    overwrite: bool = field(default=False, metadata=_cli(
-        "replace a previous run of --name in --out (only files ctseg wrote and nobody changed since)"))
-    max_slices: int | None = field(default=None, metadata=_cli("read only this many pairs (smoke runs)",
-                                                               type="positive_int"))
-    allow_missing_labels: bool = field(default=False, metadata=_cli(
-        "train even when an ROI value 1..num_labels appears in no training label"))
-    max_minutes: float | None = field(default=None, metadata=_cli(
-        "stop with a checkpoint after this much training time", type="float"))
-    mixed_precision: bool | str = field(default="auto", metadata=_cli(
-        "reduced precision: float16 on a GPU, bfloat16 on a CPU with AMX; auto uses it where it pays "
-        "(default: auto)", values={"auto": "auto", "on": True, "off": False}))
-    devices: str = field(default="auto", metadata=_cli(
-        "auto (all GPUs when several), cpu, gpu, or cpu:N (N logical CPU devices, for tests)"))
+    overwrite: bool = field(
+        default=False,
+        metadata=_cli("replace a previous run of --name in --out (only files ctseg wrote and nobody changed since)"),
+    )
+    max_slices: int | None = field(
+        default=None, metadata=_cli("read only this many pairs (smoke runs)", type="positive_int")
+    )
+    allow_missing_labels: bool = field(
+        default=False, metadata=_cli("train even when an ROI value 1..num_labels appears in no training label")
+    )
+    max_minutes: float | None = field(
+        default=None, metadata=_cli("stop with a checkpoint after this much training time", type="float")
+    )
+    mixed_precision: bool | str = field(
+        default="auto",
+        metadata=_cli(
+            "reduced precision: float16 on a GPU, bfloat16 on a CPU with AMX; auto uses it where it pays "
+            "(default: auto)",
+            values={"auto": "auto", "on": True, "off": False},
+        ),
+    )
+    devices: str = field(
+        default="auto",
+        metadata=_cli("auto (all GPUs when several), cpu, gpu, or cpu:N (N logical CPU devices, for tests)"),
+    )
     normalization: Normalization | None = None
 
     def __post_init__(self):
@@ -288,8 +372,18 @@ class TrainConfig:
                 f"model_filename {self.model_filename!r} cannot name files; use letters, digits, '.', '_' "
                 "or '-' (no folders: put those in out_dir)"
             )
-        for name in ("input_shape", "num_labels", "epochs", "batch_size", "print_checkpoint", "save_checkpoint",
-                     "levels", "batches_per_epoch", "folds", "warmup_epochs"):
+        for name in (
+            "input_shape",
+            "num_labels",
+            "epochs",
+            "batch_size",
+            "print_checkpoint",
+            "save_checkpoint",
+            "levels",
+            "batches_per_epoch",
+            "folds",
+            "warmup_epochs",
+        ):
             value = getattr(self, name)
             if value is None and name in _PLANNED:
                 continue
@@ -299,11 +393,18 @@ class TrainConfig:
         if not self.learning_rate > 0:
             raise CtsegSettingsError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.label_names:  # the manual's list with "background" first is accepted too
-            object.__setattr__(self, "label_names", check_label_names(
-                self.label_names, self.num_labels, setting="label_names", counted=f"num_labels={self.num_labels}"))
+            object.__setattr__(
+                self,
+                "label_names",
+                check_label_names(
+                    self.label_names, self.num_labels, setting="label_names", counted=f"num_labels={self.num_labels}"
+                ),
+            )
         if self.resume and self.overwrite:
-            raise CtsegSettingsError("resume and overwrite exclude each other: resume continues the previous "
-                                     "run, overwrite deletes it; set only one")
+            raise CtsegSettingsError(
+                "resume and overwrite exclude each other: resume continues the previous "
+                "run, overwrite deletes it; set only one"
+            )
         # Checked here, not after minutes of reading data.
         object.__setattr__(self, "loss_options", check_loss_options(self.loss, self.loss_options))
         if self.fit_mode not in TRAIN_FIT_MODES:
@@ -315,20 +416,23 @@ class TrainConfig:
         if self.foreground_fraction is not None and not 0.0 <= self.foreground_fraction <= 1.0:
             raise CtsegSettingsError(f"foreground_fraction must be within 0..1, got {self.foreground_fraction}")
         if self.target_spacing_mm is not None and (
-                len(self.target_spacing_mm) != 2 or not all(float(v) > 0 for v in self.target_spacing_mm)):
+            len(self.target_spacing_mm) != 2 or not all(float(v) > 0 for v in self.target_spacing_mm)
+        ):
             raise CtsegSettingsError(
-                f"target_spacing_mm must be two positive numbers (row, col) in mm, got {self.target_spacing_mm!r}")
+                f"target_spacing_mm must be two positive numbers (row, col) in mm, got {self.target_spacing_mm!r}"
+            )
         if self.mixed_precision not in (True, False, "auto"):
             raise CtsegSettingsError(f"mixed_precision must be True, False or 'auto', got {self.mixed_precision!r}")
         from ctseg_helpers.train.distribute import parse_devices  # noqa: PLC0415 - no TensorFlow import
 
         parse_devices(self.devices)
         if self.folds > 1 and self.validation_dir:
-            raise CtsegSettingsError("folds and validation_dir exclude each other: with folds every patient is "
-                                     "validated in turn; give one of them")
-        if self.validation_fraction is not None and not 0.0 <= self.validation_fraction < 1.0:
             raise CtsegSettingsError(
-                f"validation_fraction must be within 0 <= f < 1, got {self.validation_fraction}")
+                "folds and validation_dir exclude each other: with folds every patient is "
+                "validated in turn; give one of them"
+            )
+        if self.validation_fraction is not None and not 0.0 <= self.validation_fraction < 1.0:
+            raise CtsegSettingsError(f"validation_fraction must be within 0 <= f < 1, got {self.validation_fraction}")
         # Before minutes of reading data: can the pooling levels divide the input side?
         from ctseg_helpers.model.unet import _per_level, check_input_size  # noqa: PLC0415 - no Keras import
 
@@ -354,12 +458,17 @@ class TrainConfig:
         (input 256, 4 levels, batch 8).
         """
         if plan is not None:
-            values = dict(input_shape=plan.patch_size, levels=plan.levels, batch_size=plan.batch_size,
-                          batches_per_epoch=plan.batches_per_epoch, foreground_fraction=plan.foreground_fraction,
-                          target_spacing_mm=plan.target_spacing_mm, normalization=plan.normalization)
+            values = dict(
+                input_shape=plan.patch_size,
+                levels=plan.levels,
+                batch_size=plan.batch_size,
+                batches_per_epoch=plan.batches_per_epoch,
+                foreground_fraction=plan.foreground_fraction,
+                target_spacing_mm=plan.target_spacing_mm,
+                normalization=plan.normalization,
+            )
         else:
-            values = dict(input_shape=self.input_shape or 256, levels=self.levels or 4,
-                          batch_size=self.batch_size or 8)
+            values = dict(input_shape=self.input_shape or 256, levels=self.levels or 4, batch_size=self.batch_size or 8)
         warmup = self.warmup_epochs if self.warmup_epochs is not None else int(round(0.05 * self.epochs))
         return replace(self, **values, warmup_epochs=warmup)
 
@@ -373,10 +482,18 @@ class TrainConfig:
 
     def architecture(self) -> dict:
         """The :func:`build_unet` keyword arguments of this configuration."""
-        return dict(levels=self.levels, filters=self.filters, base_filters=self.base_filters,
-                    filter_multiplier=self.filter_multiplier, pool_sizes=self.pool_sizes,
-                    kernel_sizes=self.kernel_sizes, batch_norm=self.batch_norm, dropout=self.dropout,
-                    activation=self.activation, instance_norm=self.instance_norm)
+        return dict(
+            levels=self.levels,
+            filters=self.filters,
+            base_filters=self.base_filters,
+            filter_multiplier=self.filter_multiplier,
+            pool_sizes=self.pool_sizes,
+            kernel_sizes=self.kernel_sizes,
+            batch_norm=self.batch_norm,
+            dropout=self.dropout,
+            activation=self.activation,
+            instance_norm=self.instance_norm,
+        )
 
 
 @dataclass
@@ -473,14 +590,18 @@ class TrainResult:
         label = self.loss_label
         lines = [f"Epochs completed: {self.epochs_completed}" + (" (interrupted)" if self.interrupted else "")]
         if m:
-            lines.append(f"Final {label}: {m.get('loss', float('nan')):.3f} | "
-                         f"Final mean dice score: {m.get('mean_dice', float('nan')):.3f}")
+            lines.append(
+                f"Final {label}: {m.get('loss', float('nan')):.3f} | "
+                f"Final mean dice score: {m.get('mean_dice', float('nan')):.3f}"
+            )
             if "val_mean_dice" in m:
                 val_loss = f"Final val {label}: {m['val_loss']:.3f} | " if "val_loss" in m else ""
                 lines.append(f"{val_loss}Final val mean dice score: {m['val_mean_dice']:.3f}")
         if self.validation_dice:
-            lines.append("Validation Dice of the best model: "
-                         + ", ".join(f"{n} {v:.3f}" for n, v in self.validation_dice.items()))
+            lines.append(
+                "Validation Dice of the best model: "
+                + ", ".join(f"{n} {v:.3f}" for n, v in self.validation_dice.items())
+            )
         if self.postprocessing is not None:
             from ctseg_helpers.segment.postprocess import PostProcessing  # noqa: PLC0415
 
@@ -565,13 +686,24 @@ def plan_training(config: TrainConfig, raw) -> object:
     explicit settings (those not None in ``config``) in place of the planned ones."""
     from ctseg_helpers.prepare.plan import fingerprint, make_plan  # noqa: PLC0415
 
-    fp = fingerprint(raw.images, raw.labels, raw.spacings_mm, modality=raw.modality(), groups=raw.groups,
-                     num_labels=config.num_labels)
+    fp = fingerprint(
+        raw.images,
+        raw.labels,
+        raw.spacings_mm,
+        modality=raw.modality(),
+        groups=raw.groups,
+        num_labels=config.num_labels,
+    )
     plan = make_plan(fp, device=plan_device(config.devices))
-    return plan.with_overrides(target_spacing_mm=config.target_spacing_mm, patch_size=config.input_shape,
-                               levels=config.levels, batch_size=config.batch_size,
-                               batches_per_epoch=config.batches_per_epoch,
-                               foreground_fraction=config.foreground_fraction, normalization=config.normalization)
+    return plan.with_overrides(
+        target_spacing_mm=config.target_spacing_mm,
+        patch_size=config.input_shape,
+        levels=config.levels,
+        batch_size=config.batch_size,
+        batches_per_epoch=config.batches_per_epoch,
+        foreground_fraction=config.foreground_fraction,
+        normalization=config.normalization,
+    )
 
 
 def check_labels_present(labels, num_labels: int, source, *, allow: bool = False) -> None:
@@ -590,10 +722,12 @@ def check_labels_present(labels, num_labels: int, source, *, allow: bool = False
     missing = [k for k in range(1, num_labels + 1) if k not in seen]
     if not missing:
         return
-    text = (f"{source}: label value(s) {', '.join(map(str, missing))} appear in no training label, but "
-            f"num_labels={num_labels} asks the network to learn 1..{num_labels}; it could not learn them and "
-            "their Dice would stay 0. Check num_labels and the label files (all-zero or JPEG-damaged labels; "
-            "`ctseg check-data` lists what each file holds)")
+    text = (
+        f"{source}: label value(s) {', '.join(map(str, missing))} appear in no training label, but "
+        f"num_labels={num_labels} asks the network to learn 1..{num_labels}; it could not learn them and "
+        "their Dice would stay 0. Check num_labels and the label files (all-zero or JPEG-damaged labels; "
+        "`ctseg check-data` lists what each file holds)"
+    )
     if not allow:
         raise CtsegDataError(text + ", or set allow_missing_labels=True (--allow-missing-labels) if you mean it")
     logger.warning("%s; training anyway (allow_missing_labels=True)", text)
@@ -614,15 +748,18 @@ def check_previous_run(config: TrainConfig) -> list[Path]:
     """
     out_dir, name = Path(config.out_dir), config.model_filename
     # the run's PNG and CSV in a labels/ or dicoms/ folder would be read as data next time
-    check_outside_inputs(out_dir, {"training data": Path(config.main_dir) / "train",
-                                   "validation data": config.validation_dir})
+    check_outside_inputs(
+        out_dir, {"training data": Path(config.main_dir) / "train", "validation data": config.validation_dir}
+    )
     if config.folds > 1:
         from ctseg_helpers.segment.ensemble import ENSEMBLE_SUFFIX  # noqa: PLC0415
 
         ensemble_path = out_dir / f"{name}{ENSEMBLE_SUFFIX}"
         if ensemble_path.exists() and not (config.overwrite or config.resume):
-            raise CtsegSettingsError(f"{ensemble_path} exists already; set overwrite=True to train the folds again, "
-                                     "resume=True to continue them, or choose another model_filename")
+            raise CtsegSettingsError(
+                f"{ensemble_path} exists already; set overwrite=True to train the folds again, "
+                "resume=True to continue them, or choose another model_filename"
+            )
         if config.overwrite:  # every fold's files too, before hours of training the first folds
             folds = [p for k in range(config.folds) for p in previous_run_files(out_dir, f"{name}_fold{k}")]
             _check_replaceable_run([ensemble_path, *folds] if ensemble_path.exists() else folds)
@@ -685,8 +822,12 @@ def _warn_shared_patients(train_groups, val_groups, split_dir, validation_dir) -
         logger.warning(
             "%s and %s share %d patient(s)/series (%s): their validation slices are near duplicates of "
             "training slices, so validation figures will look better than they are; keep each patient "
-            "in one folder", split_dir, validation_dir, len(shared),
-            ", ".join(shared[:10]) + (", ..." if len(shared) > 10 else ""))
+            "in one folder",
+            split_dir,
+            validation_dir,
+            len(shared),
+            ", ".join(shared[:10]) + (", ..." if len(shared) > 10 else ""),
+        )
 
 
 def prepare_training_data(config: TrainConfig, *, progress: bool = True, raw=None) -> TrainingData:
@@ -713,13 +854,26 @@ def prepare_training_data(config: TrainConfig, *, progress: bool = True, raw=Non
     split_dir = _train_dir(config)
     if config.fit_mode != "patch":
         resolved = config.resolved()
-        slices = load_slices(split_dir, resolved.input_shape, config.num_labels, fit_mode=config.fit_mode,
-                             normalization=config.normalization, max_slices=config.max_slices, progress=progress)
+        slices = load_slices(
+            split_dir,
+            resolved.input_shape,
+            config.num_labels,
+            fit_mode=config.fit_mode,
+            normalization=config.normalization,
+            max_slices=config.max_slices,
+            progress=progress,
+        )
         check_labels_present(slices.labels, config.num_labels, split_dir, allow=config.allow_missing_labels)
         if config.validation_dir:
-            val = load_slices(config.validation_dir, resolved.input_shape, config.num_labels,
-                              fit_mode=config.fit_mode, normalization=slices.normalization,
-                              max_slices=config.max_slices, progress=progress)
+            val = load_slices(
+                config.validation_dir,
+                resolved.input_shape,
+                config.num_labels,
+                fit_mode=config.fit_mode,
+                normalization=slices.normalization,
+                max_slices=config.max_slices,
+                progress=progress,
+            )
             _warn_shared_patients(slices.groups, val.groups, split_dir, config.validation_dir)
             return TrainingData(slices, val)
         train_index, val_index = _split_validation(slices.groups, config)
@@ -733,8 +887,7 @@ def prepare_training_data(config: TrainConfig, *, progress: bool = True, raw=Non
     plan = plan_training(config, raw)
     make = lambda pairs: native_slices(pairs, config.num_labels, plan.normalization, plan.target_spacing_mm)  # noqa: E731
     if config.validation_dir:
-        val_raw = read_pairs(config.validation_dir, config.num_labels, max_slices=config.max_slices,
-                             progress=progress)
+        val_raw = read_pairs(config.validation_dir, config.num_labels, max_slices=config.max_slices, progress=progress)
         _warn_shared_patients(raw.groups, val_raw.groups, split_dir, config.validation_dir)
         return TrainingData(make(raw), make(val_raw), plan)
     train_index, val_index = _split_validation(raw.groups, config)
@@ -772,7 +925,11 @@ def _split_validation(groups, config: TrainConfig) -> tuple[np.ndarray, np.ndarr
         "training on all %d patient(s)/series without a validation split: setting one aside would leave %d for "
         "training, and with so few every patient counts. The model after the last epoch is kept and no "
         "post-processing is chosen; judge it on scans it never saw, or train with folds=%d to validate every "
-        "patient in turn (validation_fraction=0.2 forces a split).", n_all, n_train, max(2, min(n_all, 5)))
+        "patient in turn (validation_fraction=0.2 forces a split).",
+        n_all,
+        n_train,
+        max(2, min(n_all, 5)),
+    )
     return np.arange(len(groups)), np.arange(0)
 
 
@@ -782,7 +939,9 @@ def _warn_few_training_patients(train_groups) -> None:
         logger.warning(
             "only %d patient(s)/series are left for training once validation is set aside; with so few, every "
             "patient counts: consider validation_fraction=0 (train on all, keep the last epoch) and judge the "
-            "model on scans it never saw (see 'How much data do I need?' in USER_MANUAL.md)", n)
+            "model on scans it never saw (see 'How much data do I need?' in USER_MANUAL.md)",
+            n,
+        )
 
 
 def _training_dataset(config: TrainConfig, data: TrainingData, seed: int):
@@ -791,14 +950,27 @@ def _training_dataset(config: TrainConfig, data: TrainingData, seed: int):
 
     resolved = config.resolved(data.plan)
     if data.plan is None:
-        ds = make_dataset(data.train.images, data.train.labels, resolved.batch_size,
-                          augment=config.augmentation, shuffle=True, seed=seed)
+        ds = make_dataset(
+            data.train.images,
+            data.train.labels,
+            resolved.batch_size,
+            augment=config.augmentation,
+            shuffle=True,
+            seed=seed,
+        )
         return ds, None
     from ctseg_helpers.prepare.sampling import PatchSampler, make_patch_dataset  # noqa: PLC0415
 
-    sampler = PatchSampler(data.train.images, data.train.labels, data.train.shapes,
-                           patch_size=resolved.input_shape, margin=_margin(resolved.input_shape, config.augmentation),
-                           batch_size=resolved.batch_size, foreground_fraction=resolved.foreground_fraction, seed=seed)
+    sampler = PatchSampler(
+        data.train.images,
+        data.train.labels,
+        data.train.shapes,
+        patch_size=resolved.input_shape,
+        margin=_margin(resolved.input_shape, config.augmentation),
+        batch_size=resolved.batch_size,
+        foreground_fraction=resolved.foreground_fraction,
+        seed=seed,
+    )
     return make_patch_dataset(sampler, augment=config.augmentation, seed=seed), resolved.batches_per_epoch
 
 
@@ -854,8 +1026,10 @@ def status_line(epoch: int, total: int, logs: dict, elapsed_s: float, loss_name:
 
     ``Completed epochs: 10/500 | Dice+CE loss: 1.262 | Mean dice score: 0.369 | Time elapsed: 0 hrs 0 mins 35 secs``
     """
-    line = (f"Completed epochs: {epoch}/{total} | {loss_name}: {logs.get('loss', math.nan):.3f} | "
-            f"Mean dice score: {logs.get('mean_dice', math.nan):.3f} | Time elapsed: {format_elapsed(elapsed_s)}")
+    line = (
+        f"Completed epochs: {epoch}/{total} | {loss_name}: {logs.get('loss', math.nan):.3f} | "
+        f"Mean dice score: {logs.get('mean_dice', math.nan):.3f} | Time elapsed: {format_elapsed(elapsed_s)}"
+    )
     if "val_loss" in logs:
         line += f" | Val {loss_name}: {logs['val_loss']:.3f}"
     if "val_mean_dice" in logs:
@@ -903,22 +1077,28 @@ def _model_settings(config: TrainConfig, data: TrainingData, extra: dict, postpr
     )
 
 
-def predict_validation(predict_fn, slices: SliceSet, input_shape: int, num_classes: int, *,
-                       batch_size: int = 8, patch: bool = True) -> list[np.ndarray]:
+def predict_validation(
+    predict_fn, slices: SliceSet, input_shape: int, num_classes: int, *, batch_size: int = 8, patch: bool = True
+) -> list[np.ndarray]:
     """Label maps of validation slices (each at its own size), as the segmenter would make them.
 
     Patch-mode slices are tiled with blended overlapping patches; fitted slices are predicted whole.
     """
     from ctseg_helpers.segment.segmenter import Segmenter  # noqa: PLC0415
 
-    segmenter = Segmenter(predict_fn, input_shape=input_shape, num_classes=num_classes,
-                          mode="tile" if patch else "resize", batch_size=batch_size)
+    segmenter = Segmenter(
+        predict_fn,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        mode="tile" if patch else "resize",
+        batch_size=batch_size,
+    )
     labels = segmenter.segment(slices.images)
-    return [labels[i, : r, : c] for i, (r, c) in enumerate(slices.slice_shape(i) for i in range(len(slices)))]
+    return [labels[i, :r, :c] for i, (r, c) in enumerate(slices.slice_shape(i) for i in range(len(slices)))]
 
 
 def _truths(slices: SliceSet) -> list[np.ndarray]:
-    return [slices.labels[i, : r, : c] for i, (r, c) in enumerate(slices.slice_shape(i) for i in range(len(slices)))]
+    return [slices.labels[i, :r, :c] for i, (r, c) in enumerate(slices.slice_shape(i) for i in range(len(slices)))]
 
 
 def train_model(config: TrainConfig, data: TrainingData | None = None, *, progress: bool = True) -> TrainResult:
@@ -958,8 +1138,10 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
         if data.plan is not None:
             print(data.plan.describe(), flush=True)
     if config.fit_mode == "patch" and data.plan is None:
-        raise CtsegSettingsError("fit_mode='patch' needs data prepared by prepare_training_data with the same "
-                                 "settings (it carries the plan); prepare it again or set fit_mode")
+        raise CtsegSettingsError(
+            "fit_mode='patch' needs data prepared by prepare_training_data with the same "
+            "settings (it carries the plan); prepare it again or set fit_mode"
+        )
     resolved = config.resolved(data.plan)
     if config.overwrite and previous:
         _delete_previous_run(previous, out_dir, name)
@@ -1014,8 +1196,13 @@ def _train(config, resolved, data, strategy, policy, files, progress=False) -> T
                 )
             saved_loss = saved.extra.get("loss")
             if saved_loss and saved_loss != config.loss:
-                logger.warning("%s was trained with loss=%r; resuming keeps it (the loss=%r setting applies to new "
-                               "runs only: start a new run to change the loss)", latest, saved_loss, config.loss)
+                logger.warning(
+                    "%s was trained with loss=%r; resuming keeps it (the loss=%r setting applies to new "
+                    "runs only: start a new run to change the loss)",
+                    latest,
+                    saved_loss,
+                    config.loss,
+                )
             if files["history"].exists():
                 old = pd.read_csv(files["history"])
                 # Epochs after the checkpoint are trained again; the best model one of them may have
@@ -1023,8 +1210,12 @@ def _train(config, resolved, data, strategy, policy, files, progress=False) -> T
                 best_rows = old.to_dict("records") if files["best"].exists() else []
                 redone = int((old["epoch"] > initial_epoch).sum())
                 if redone:
-                    logger.warning("%s: %d epoch(s) after the checkpoint of epoch %d are trained again",
-                                   files["history"], redone, initial_epoch)
+                    logger.warning(
+                        "%s: %d epoch(s) after the checkpoint of epoch %d are trained again",
+                        files["history"],
+                        redone,
+                        initial_epoch,
+                    )
                 old = old[old["epoch"] <= initial_epoch]
                 rows = old.to_dict("records")
                 if rows:
@@ -1033,8 +1224,11 @@ def _train(config, resolved, data, strategy, policy, files, progress=False) -> T
             print(f"Resuming from {latest.name}: {initial_epoch}/{config.epochs} epochs completed")
         else:
             if config.resume:
-                logger.warning("resume=True but %s holds no checkpoint named %s_<epoch>.keras; starting from "
-                               "epoch 0", out_dir, name)
+                logger.warning(
+                    "resume=True but %s holds no checkpoint named %s_<epoch>.keras; starting from epoch 0",
+                    out_dir,
+                    name,
+                )
             model = build_unet(resolved.input_shape, config.num_labels, **resolved.architecture())
             model.compile(
                 optimizer=keras.optimizers.Adam(config.learning_rate),
@@ -1043,16 +1237,21 @@ def _train(config, resolved, data, strategy, policy, files, progress=False) -> T
                 jit_compile="auto" if tf.config.list_physical_devices("GPU") else False,
             )
     if initial_epoch >= config.epochs:
-        print(f"Nothing to do: {initial_epoch} epochs are completed already (epochs={config.epochs}); "
-              "raise epochs to train further")
+        print(
+            f"Nothing to do: {initial_epoch} epochs are completed already (epochs={config.epochs}); "
+            "raise epochs to train further"
+        )
 
     has_val = data.val is not None and len(data.val) > 0
     patch = data.plan is not None
     train_ds, steps = _training_dataset(config, data, config.seed)
     # Patch mode validates on whole slices through the segmenter (see the monitor); fitted slices
     # also give Keras' validation loss.
-    val_ds = (make_dataset(data.val.images, data.val.labels, resolved.batch_size, shuffle=False)
-              if has_val and not patch else None)
+    val_ds = (
+        make_dataset(data.val.images, data.val.labels, resolved.batch_size, shuffle=False)
+        if has_val and not patch
+        else None
+    )
     # Without validation the model after the last epoch is the one to keep (as nnU-Net keeps its
     # final checkpoint): the learning rate has decayed, and the training loss of augmented patches
     # says little about new patients.
@@ -1077,16 +1276,39 @@ def _train(config, resolved, data, strategy, policy, files, progress=False) -> T
         "plan": data.plan.to_dict() if patch else None,
         "best_by": monitor_key,
     }
-    monitor = _make_monitor_class()(config, resolved, data, files, extra, rows, elapsed_before, monitor_key, sign,
-                                    min(sign * v for v in previous_best) if previous_best else math.inf,
-                                    initial_epoch, steps, progress=progress)
+    monitor = _make_monitor_class()(
+        config,
+        resolved,
+        data,
+        files,
+        extra,
+        rows,
+        elapsed_before,
+        monitor_key,
+        sign,
+        min(sign * v for v in previous_best) if previous_best else math.inf,
+        initial_epoch,
+        steps,
+        progress=progress,
+    )
     interrupted = False
     if initial_epoch < config.epochs:
-        print(f"Training {name}: {data.describe()}; {model.count_params():,} parameters; "
-              f"{describe_strategy(strategy)}, {policy}", flush=True)
+        print(
+            f"Training {name}: {data.describe()}; {model.count_params():,} parameters; "
+            f"{describe_strategy(strategy)}, {policy}",
+            flush=True,
+        )
         try:
-            model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
-                      steps_per_epoch=steps, callbacks=[monitor], verbose=0, shuffle=False)
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=config.epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps,
+                callbacks=[monitor],
+                verbose=0,
+                shuffle=False,
+            )
         except KeyboardInterrupt:
             interrupted = True
             monitor.save_interrupt_checkpoint(model)
@@ -1129,8 +1351,14 @@ def _choose_postprocessing(config: TrainConfig, resolved: TrainConfig, data: Tra
 
     best, settings = load_model(result.best_model_path)
     predict_fn = keras_predict_fn(best, resolved.input_shape, config.num_labels + 1, source=result.best_model_path)
-    predictions = predict_validation(predict_fn, data.val, resolved.input_shape, config.num_labels + 1,
-                                     batch_size=resolved.batch_size, patch=data.plan is not None)
+    predictions = predict_validation(
+        predict_fn,
+        data.val,
+        resolved.input_shape,
+        config.num_labels + 1,
+        batch_size=resolved.batch_size,
+        patch=data.plan is not None,
+    )
     truths = _truths(data.val)
     names = list(config.label_names) or [str(k) for k in range(1, config.num_labels + 1)]
     before = dice_per_label(predictions, truths, config.num_labels)
@@ -1144,11 +1372,15 @@ def _choose_postprocessing(config: TrainConfig, resolved: TrainConfig, data: Tra
     else:
         chosen, extra = PostProcessing(), settings.extra
     result.postprocessing = chosen.to_dict()
-    update_settings(result.best_model_path, replace(read_settings(result.best_model_path),
-                                                    postprocessing=chosen.to_dict(), extra=extra))
+    update_settings(
+        result.best_model_path,
+        replace(read_settings(result.best_model_path), postprocessing=chosen.to_dict(), extra=extra),
+    )
     record_written(result.best_model_path)
-    print("Validation Dice of the best model: "
-          + ", ".join(f"{n} {v:.3f}" for n, v in result.validation_dice.items()), flush=True)
+    print(
+        "Validation Dice of the best model: " + ", ".join(f"{n} {v:.3f}" for n, v in result.validation_dice.items()),
+        flush=True,
+    )
     print(f"Post-processing chosen on the validation slices: {chosen.describe(tuple(names))}", flush=True)
 
 
@@ -1168,7 +1400,8 @@ def fold_groups(groups, folds: int, seed: int = 0) -> list[list[str]]:
     if len(counts) < folds:
         raise CtsegSettingsError(
             f"{folds} folds need at least {folds} patients/series, but the data hold {len(counts)} "
-            f"({', '.join(sorted(counts))}); use folds <= {len(counts)}")
+            f"({', '.join(sorted(counts))}); use folds <= {len(counts)}"
+        )
     names = sorted(counts)
     rank = np.random.default_rng(seed).permutation(len(names))  # the seeded order: names[i] comes rank[i]-th
     order = [names[i] for i in np.argsort(rank)]
@@ -1218,8 +1451,12 @@ def train_folds(config: TrainConfig, *, progress: bool = True) -> TrainResult:
         is_val = np.isin(np.asarray(raw.groups, dtype=object), np.asarray(val_groups, dtype=object))
         data = TrainingData(make(raw.subset(~is_val)), make(raw.subset(is_val)), plan)
         print(f"Fold {k} ({k + 1} of {config.folds}): validating on {', '.join(val_groups)}", flush=True)
-        fold_config = replace(config, folds=1, model_filename=f"{config.model_filename}_fold{k}",
-                              max_minutes=config.max_minutes / config.folds if config.max_minutes else None)
+        fold_config = replace(
+            config,
+            folds=1,
+            model_filename=f"{config.model_filename}_fold{k}",
+            max_minutes=config.max_minutes / config.folds if config.max_minutes else None,
+        )
         results.append(train_model(fold_config, data, progress=progress))
     members = [r.best_model_path for r in results]
     if any(m is None for m in members) or any(r.interrupted for r in results):
@@ -1237,17 +1474,35 @@ def train_folds(config: TrainConfig, *, progress: bool = True) -> TrainResult:
             chosen_dict = chosen.to_dict()
         else:
             chosen_dict, report = {}, None
-        ensemble = write_ensemble(ensemble_path, members, postprocessing=chosen_dict,
-                                  extra={"folds": assignment, "out_of_fold_dice": oof, "postprocessing_report": report,
-                                         "plan": plan.to_dict()},
-                                  overwrite=config.resume)
+        ensemble = write_ensemble(
+            ensemble_path,
+            members,
+            postprocessing=chosen_dict,
+            extra={
+                "folds": assignment,
+                "out_of_fold_dice": oof,
+                "postprocessing_report": report,
+                "plan": plan.to_dict(),
+            },
+            overwrite=config.resume,
+        )
         record_written(ensemble)
         print(f"Ensemble of {len(members)} fold models: {ensemble}", flush=True)
     return TrainResult(
-        model=None, out_dir=out_dir, best_model_path=None, last_checkpoint_path=None, history_csv=None,
-        curves_png=None, history=None, epochs_completed=min(r.epochs_completed for r in results),
-        interrupted=any(r.interrupted for r in results), stopped_by_time=any(r.stopped_by_time for r in results),
-        loss_label=config.loss_label, validation_dice=oof, postprocessing=chosen_dict, ensemble_path=ensemble,
+        model=None,
+        out_dir=out_dir,
+        best_model_path=None,
+        last_checkpoint_path=None,
+        history_csv=None,
+        curves_png=None,
+        history=None,
+        epochs_completed=min(r.epochs_completed for r in results),
+        interrupted=any(r.interrupted for r in results),
+        stopped_by_time=any(r.stopped_by_time for r in results),
+        loss_label=config.loss_label,
+        validation_dice=oof,
+        postprocessing=chosen_dict,
+        ensemble_path=ensemble,
         fold_results=results,
     )
 
@@ -1261,8 +1516,22 @@ def _make_monitor_class():
     class Monitor(keras.callbacks.Callback):
         """Learning-rate schedule, validation Dice, status lines, history CSV, best model and checkpoints."""
 
-        def __init__(self, config, resolved, data, files, extra, rows, elapsed_before, monitor_key, sign, best,
-                     initial_epoch, steps, progress=False):
+        def __init__(
+            self,
+            config,
+            resolved,
+            data,
+            files,
+            extra,
+            rows,
+            elapsed_before,
+            monitor_key,
+            sign,
+            best,
+            initial_epoch,
+            steps,
+            progress=False,
+        ):
             super().__init__()
             self.show_progress = progress
             self._bar = None
@@ -1304,8 +1573,9 @@ def _make_monitor_class():
             if self.show_progress:  # a bar per epoch, as Keras' own, so a long first epoch is not silent
                 from tqdm.auto import tqdm  # noqa: PLC0415
 
-                self._bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="batch",
-                                 leave=False)
+                self._bar = tqdm(
+                    total=self.steps, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="batch", leave=False
+                )
 
         def on_train_batch_end(self, batch, logs=None):
             if self._bar is not None:
@@ -1350,8 +1620,13 @@ def _make_monitor_class():
             def predict_fn(batch):
                 return np.asarray(model(batch, training=False), dtype=np.float32)
 
-            predictions = predict_validation(predict_fn, data.val, self.resolved.input_shape,
-                                             self.config.num_labels + 1, batch_size=self.resolved.batch_size)
+            predictions = predict_validation(
+                predict_fn,
+                data.val,
+                self.resolved.input_shape,
+                self.config.num_labels + 1,
+                batch_size=self.resolved.batch_size,
+            )
             dice = dice_per_label(predictions, _truths(data.val), self.config.num_labels)
             values = [v for v in dice.values() if not math.isnan(v)]
             out = {"val_mean_dice": float(np.mean(values)) if values else math.nan}
@@ -1364,8 +1639,10 @@ def _make_monitor_class():
 
             logs = {k: float(v) for k, v in (logs or {}).items()}
             done = epoch + 1
-            ending = (self.config.max_minutes is not None
-                      and self.elapsed() - self.elapsed_before >= 60 * self.config.max_minutes)
+            ending = (
+                self.config.max_minutes is not None
+                and self.elapsed() - self.elapsed_before >= 60 * self.config.max_minutes
+            )
             if self._validate_now(done, ending):
                 started = time.perf_counter()
                 logs.update(self._validate())
@@ -1373,8 +1650,12 @@ def _make_monitor_class():
                 self._last_validated = done
             self.completed = done
             elapsed = self.elapsed()
-            row = {"epoch": done, "elapsed_s": round(elapsed, 3),
-                   "learning_rate": float(f"{float(self.model.optimizer.learning_rate.numpy()):.6g}"), **logs}
+            row = {
+                "epoch": done,
+                "elapsed_s": round(elapsed, 3),
+                "learning_rate": float(f"{float(self.model.optimizer.learning_rate.numpy()):.6g}"),
+                **logs,
+            }
             self.rows.append(row)
             tmp = self.files["history"].with_suffix(".csv.tmp")
             pd.DataFrame(self.rows).to_csv(tmp, index=False)
@@ -1390,19 +1671,24 @@ def _make_monitor_class():
                 self.best = self.sign * value
                 self._save(self.files["best"], done, overwrite=True)
             last = done == self.config.epochs
-            out_of_time = (self.config.max_minutes is not None
-                           and elapsed - self.elapsed_before >= 60 * self.config.max_minutes)
+            out_of_time = (
+                self.config.max_minutes is not None and elapsed - self.elapsed_before >= 60 * self.config.max_minutes
+            )
             if done % self.config.print_checkpoint == 0 or last or out_of_time:
                 print(status_line(done, self.config.epochs, logs, elapsed, self.config.loss_label), flush=True)
             if done % self.config.save_checkpoint == 0 or last or out_of_time:
-                self._save(checkpoint_path(self.files["best"].parent, self.config.model_filename, done), done,
-                           overwrite=True)
+                self._save(
+                    checkpoint_path(self.files["best"].parent, self.config.model_filename, done), done, overwrite=True
+                )
                 print(f"Checkpoint -> Model saved at {done}/{self.config.epochs} epochs", flush=True)
             if out_of_time and not last:
                 self.stopped_by_time = True
                 self.model.stop_training = True
-                print(f"Stopped after {done} epochs: the time limit of {self.config.max_minutes:g} minutes "
-                      "was reached (resume=True continues)", flush=True)
+                print(
+                    f"Stopped after {done} epochs: the time limit of {self.config.max_minutes:g} minutes "
+                    "was reached (resume=True continues)",
+                    flush=True,
+                )
 
         def save_interrupt_checkpoint(self, model):
             self._close_bar()
@@ -1411,11 +1697,14 @@ def _make_monitor_class():
             if self.completed == 0:
                 print("Interrupted before the first epoch ended; nothing was saved", flush=True)
             elif path.exists():
-                print(f"Interrupted; the checkpoint of epoch {self.completed} is saved already: {path.name}",
-                      flush=True)
+                print(
+                    f"Interrupted; the checkpoint of epoch {self.completed} is saved already: {path.name}", flush=True
+                )
             else:
                 self._save(path, self.completed)
-                print(f"Interrupted -> Checkpoint -> Model saved at {self.completed}/{self.config.epochs} epochs",
-                      flush=True)
+                print(
+                    f"Interrupted -> Checkpoint -> Model saved at {self.completed}/{self.config.epochs} epochs",
+                    flush=True,
+                )
 
     return Monitor

@@ -62,8 +62,10 @@ class SystemInfo:
             def mb(value):
                 return "unknown" if value is None else f"{value:.0f} MB"
 
-            lines.append(f"GPU memory total: {mb(self.gpu_memory_total_mb)} | used: "
-                         f"{mb(self.gpu_memory_used_mb)} | free: {mb(self.gpu_memory_free_mb)}")
+            lines.append(
+                f"GPU memory total: {mb(self.gpu_memory_total_mb)} | used: "
+                f"{mb(self.gpu_memory_used_mb)} | free: {mb(self.gpu_memory_free_mb)}"
+            )
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:  # notebooks show the same lines
@@ -110,7 +112,10 @@ def _nvidia_smi() -> list[dict]:
     try:
         out = subprocess.run(
             [exe, "--query-gpu=name,memory.total,memory.used,memory.free", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         logger.debug("nvidia-smi failed: %s", exc)
@@ -129,17 +134,21 @@ def system_info() -> SystemInfo:
     gpus = tf.config.list_physical_devices("GPU")
     cpu = cpu_name()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    base = dict(ram_total_gb=memory.total / 1e9, ram_available_gb=memory.available / 1e9,
-                cpu_name=cpu, cpu_count=cores)
+    base = dict(ram_total_gb=memory.total / 1e9, ram_available_gb=memory.available / 1e9, cpu_name=cpu, cpu_count=cores)
     if not gpus:
         return SystemInfo(**base, gpu_enabled=False, device_name=cpu)
     name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
     smi = _nvidia_smi()
     if smi:
         first = smi[0]
-        return SystemInfo(**base, gpu_enabled=True, device_name=first["name"] or name,
-                          gpu_memory_total_mb=first["total_mb"], gpu_memory_used_mb=first["used_mb"],
-                          gpu_memory_free_mb=first["free_mb"])
+        return SystemInfo(
+            **base,
+            gpu_enabled=True,
+            device_name=first["name"] or name,
+            gpu_memory_total_mb=first["total_mb"],
+            gpu_memory_used_mb=first["used_mb"],
+            gpu_memory_free_mb=first["free_mb"],
+        )
     try:
         used = tf.config.experimental.get_memory_info("GPU:0")["current"] / 1e6
     except (ValueError, RuntimeError):
@@ -176,8 +185,10 @@ def choose_precision(mixed_precision, gpu: bool, bf16_cpu: bool) -> tuple[str, s
         return "mixed_bfloat16", None
     if mixed_precision == "auto":
         return "float32", None
-    return "float32", ("mixed precision was requested but there is no GPU and the CPU has no bfloat16 units; "
-                       "training in float32 (reduced precision is much slower on such a CPU)")
+    return "float32", (
+        "mixed precision was requested but there is no GPU and the CPU has no bfloat16 units; "
+        "training in float32 (reduced precision is much slower on such a CPU)"
+    )
 
 
 def configure_precision(mixed_precision) -> str:

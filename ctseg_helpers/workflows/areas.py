@@ -95,8 +95,9 @@ def areas_from_folders(
             continue
         tag = (scan.series.index(info) + 1, info.series_uid, info.series_description)
         used_series.append((info, hits, tag))
-        series_spacings = pixel_spacings_mm(info.pixel_spacing_mm[hits], info.shapes[hits[0]], fov=fov,
-                                            matrix_size=matrix_size, source=dicom_dir)
+        series_spacings = pixel_spacings_mm(
+            info.pixel_spacing_mm[hits], info.shapes[hits[0]], fov=fov, matrix_size=matrix_size, source=dicom_dir
+        )
         for i, spacing in zip(hits, series_spacings, strict=True):
             stem = dicom_stem(info.files[i])
             path = label_files[stem]
@@ -119,14 +120,20 @@ def areas_from_folders(
             f"(e.g. {dicom_stem(first)}.png for {Path(first).name})"
         )
     if n_dicom > len(maps):
-        logger.warning("%s: %d of %d DICOM file(s) have no label map in %s and are left out",
-                       dicom_dir, n_dicom - len(maps), n_dicom, labels_dir)
+        logger.warning(
+            "%s: %d of %d DICOM file(s) have no label map in %s and are left out",
+            dicom_dir,
+            n_dicom - len(maps),
+            n_dicom,
+            labels_dir,
+        )
     extra = set(label_files) - used_stems
     if extra:
         logger.warning("%s: %d label map(s) match no DICOM file, e.g. %s", labels_dir, len(extra), sorted(extra)[0])
     several = len(used_series) > 1
-    table = area_table(maps, np.array(spacings), names, files=files, positions_mm=positions,
-                       series=tags if several else None)
+    table = area_table(
+        maps, np.array(spacings), names, files=files, positions_mm=positions, series=tags if several else None
+    )
     per_series = []
     for info, hits, tag in used_series:
         # every slice position of the series labelled once (one cine phase at all positions counts)

@@ -134,8 +134,17 @@ class HDF5BlockReader:
             return f[self.dataset][tuple(shifted)]
 
 
-def label_array(source, segmenter, axis: int, *, axis_chunks, plane_chunks=None, halo_px: int = 0,
-                proba: bool = False, max_slices: int | None = None):
+def label_array(
+    source,
+    segmenter,
+    axis: int,
+    *,
+    axis_chunks,
+    plane_chunks=None,
+    halo_px: int = 0,
+    proba: bool = False,
+    max_slices: int | None = None,
+):
     """Lazy labels (or probabilities) of a Dask array of voxels, segmented along ``axis``.
 
     Parameters
@@ -196,7 +205,8 @@ def label_array(source, segmenter, axis: int, *, axis_chunks, plane_chunks=None,
         logger.warning(
             "the model normalises each image by its own percentiles (%s), so with plane blocks each block is "
             "normalised on its own and the labels can differ from a whole-plane run along block edges; "
-            "leave --dask-plane-chunk out (whole planes) for the same result as a local run", norm.modality,
+            "leave --dask-plane-chunk out (whole planes) for the same result as a local run",
+            norm.modality,
         )
     fn = _block_proba if proba else _block_labels
     kwargs = {"segmenter": segmenter, "axis": axis, "max_slices": max_slices}
@@ -209,9 +219,21 @@ def label_array(source, segmenter, axis: int, *, axis_chunks, plane_chunks=None,
     return da.map_overlap(fn, arr, depth=depth, boundary="none", dtype=np.uint8, trim=True, **kwargs)
 
 
-def run_pass(client, segmenter, work, axis: int, todo, write, *, proba: bool, halo_px: int = 0,
-             plane_chunks=None, progress: bool = True, max_in_flight: int | None = None,
-             max_slices: int | None = None) -> None:
+def run_pass(
+    client,
+    segmenter,
+    work,
+    axis: int,
+    todo,
+    write,
+    *,
+    proba: bool,
+    halo_px: int = 0,
+    plane_chunks=None,
+    progress: bool = True,
+    max_in_flight: int | None = None,
+    max_slices: int | None = None,
+) -> None:
     """Segment the slabs ``todo`` along ``axis`` on a Dask cluster and hand them to ``write``.
 
     Parameters
@@ -250,8 +272,16 @@ def run_pass(client, segmenter, work, axis: int, todo, write, *, proba: bool, ha
     # Blocks along the axis: the unfinished slabs, with the finished stretches between them.
     edges = sorted({0, work.shape[axis], *(s for s, _ in todo), *(e for _, e in todo)})
     sizes = tuple(b - a for a, b in itertools.pairwise(edges))
-    labels = label_array(reader, segmenter, axis, axis_chunks=sizes, plane_chunks=plane_chunks,
-                         halo_px=halo_px, proba=proba, max_slices=max_slices)
+    labels = label_array(
+        reader,
+        segmenter,
+        axis,
+        axis_chunks=sizes,
+        plane_chunks=plane_chunks,
+        halo_px=halo_px,
+        proba=proba,
+        max_slices=max_slices,
+    )
     wanted = {edges.index(s) for s, _ in todo}
     starts = [np.cumsum((0,) + c)[:-1] for c in labels.chunks[:3]]
     blocks = [idx for idx in np.ndindex(*labels.numblocks[:3]) if idx[axis] in wanted]
@@ -337,8 +367,7 @@ def connect(scheduler: str | None, *, n_workers: int = 1, threads_per_worker: in
                 raise CtsegSettingsError(
                     f"--dask-scheduler {scheduler!r}: write 'local' or 'local:N' with N worker processes"
                 ) from None
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                               dashboard_address=None)
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, dashboard_address=None)
         return Client(cluster), cluster
     try:
         return Client(scheduler, timeout="20s"), None

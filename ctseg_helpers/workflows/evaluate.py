@@ -110,7 +110,9 @@ def _check_matches(folders, stems: set[str], dicom_dir) -> list[Path]:
     if unmatched:
         logger.warning(
             "%d label file(s) match no DICOM file of %s and are left out: %s",
-            len(unmatched), dicom_dir, ", ".join(p.name for p in unmatched[:10]),
+            len(unmatched),
+            dicom_dir,
+            ", ".join(p.name for p in unmatched[:10]),
         )
     return unmatched
 
@@ -126,8 +128,15 @@ def _build_case(series, folders, names, unmatched) -> Case:
         truth, has_truth = _stack_labels(folders["manual"], stems, shape, names, "manual")
     truth_files = {stem: folders["manual"][stem] for stem in stems if stem in folders.get("manual", {})}
     return Case(
-        series=series, stems=stems, label_names=names, prediction=prediction, truth=truth,
-        has_prediction=has_prediction, has_truth=has_truth, unmatched=unmatched, truth_files=truth_files,
+        series=series,
+        stems=stems,
+        label_names=names,
+        prediction=prediction,
+        truth=truth,
+        has_prediction=has_prediction,
+        has_truth=has_truth,
+        unmatched=unmatched,
+        truth_files=truth_files,
     )
 
 
@@ -272,11 +281,15 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, overwrite: boo
     from ctseg_helpers.show.plots import bland_altman_figure, save_outputs  # noqa: PLC0415 - imports matplotlib
 
     figure = bland_altman_figure(evaluation.metrics, label_names=evaluation.label_names)
-    written = save_outputs(out_dir, figures={OUTPUT_FILES["bland_altman"]: figure},
-                           tables=evaluation.tables(), overwrite=overwrite)
+    written = save_outputs(
+        out_dir, figures={OUTPUT_FILES["bland_altman"]: figure}, tables=evaluation.tables(), overwrite=overwrite
+    )
     if overwrite:
-        stale = [Path(out_dir) / name for name in OUTPUT_FILES.values()
-                 if Path(out_dir) / name not in written and written_by_ctseg(Path(out_dir) / name)]
+        stale = [
+            Path(out_dir) / name
+            for name in OUTPUT_FILES.values()
+            if Path(out_dir) / name not in written and written_by_ctseg(Path(out_dir) / name)
+        ]
         for path in stale:
             path.unlink()
             logger.info("%s: removed, a file of the earlier evaluation that this one does not write", path)

@@ -91,8 +91,14 @@ def _safe_name(text: str) -> str:
     return name or "series"
 
 
-def make_run_dir(out_dir: str | Path, name: str, *, overwrite: bool = False, now: _dt.datetime | None = None,
-                 outputs: Sequence[str] = ()) -> Path:
+def make_run_dir(
+    out_dir: str | Path,
+    name: str,
+    *,
+    overwrite: bool = False,
+    now: _dt.datetime | None = None,
+    outputs: Sequence[str] = (),
+) -> Path:
     """Create the folder of one run.
 
     Parameters
@@ -140,8 +146,14 @@ def make_run_dir(out_dir: str | Path, name: str, *, overwrite: bool = False, now
 #: What a run writes in its folder (glob patterns): where ``overwrite`` looks for the recorded
 #: outputs of an interrupted run, which has no ``run.json`` listing them.
 _RUN_OUTPUT_PATTERNS = (
-    f"{LABELS_SUBDIR}/*.png", f"{OVERLAYS_SUBDIR}/*.jpg", AREAS_CSV, VOLUMES_CSV, RUN_JSON, "animation*.gif",
-    "segmentation*.nii.gz", "segmentation*.dcm",
+    f"{LABELS_SUBDIR}/*.png",
+    f"{OVERLAYS_SUBDIR}/*.jpg",
+    AREAS_CSV,
+    VOLUMES_CSV,
+    RUN_JSON,
+    "animation*.gif",
+    "segmentation*.nii.gz",
+    "segmentation*.dcm",
 )
 
 
@@ -190,12 +202,18 @@ def previous_outputs(run_dir: str | Path, outputs: Sequence[str] = ()) -> list[s
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
-    partial_files = sorted({  # left by a run killed while writing them: removed without asking
-        path.relative_to(run_dir).as_posix() for pattern in _RUN_OUTPUT_PATTERNS
-        for path in run_dir.glob(str(Path(pattern).with_name(".*")))
-        if path.is_file() and not path.is_symlink() and _is_partial(path.name, Path(pattern).name)})
-    if not any((p.is_file() or p.is_symlink()) and p.relative_to(run_dir).as_posix() not in partial_files
-               for p in run_dir.rglob("*")):
+    partial_files = sorted(
+        {  # left by a run killed while writing them: removed without asking
+            path.relative_to(run_dir).as_posix()
+            for pattern in _RUN_OUTPUT_PATTERNS
+            for path in run_dir.glob(str(Path(pattern).with_name(".*")))
+            if path.is_file() and not path.is_symlink() and _is_partial(path.name, Path(pattern).name)
+        }
+    )
+    if not any(
+        (p.is_file() or p.is_symlink()) and p.relative_to(run_dir).as_posix() not in partial_files
+        for p in run_dir.rglob("*")
+    ):
         return partial_files
     listed, record_mtime_ns = _recorded_files(run_dir)
     manifests = [run_dir / sub / MANIFEST_NAME for sub in ("", LABELS_SUBDIR, OVERLAYS_SUBDIR)]
@@ -205,8 +223,12 @@ def previous_outputs(run_dir: str | Path, outputs: Sequence[str] = ()) -> list[s
             "replaces only the files of an earlier ctseg run, so nothing was changed. Choose another run name "
             "or output folder, or move those files away"
         )
-    recorded = sorted(path.relative_to(run_dir).as_posix() for pattern in _RUN_OUTPUT_PATTERNS
-                      for path in run_dir.glob(pattern) if written_by_ctseg(path))
+    recorded = sorted(
+        path.relative_to(run_dir).as_posix()
+        for pattern in _RUN_OUTPUT_PATTERNS
+        for path in run_dir.glob(pattern)
+        if written_by_ctseg(path)
+    )
     # a run folder of a ctseg that did not record its files: its run.json is the only record
     old_record = record_mtime_ns is not None and not manifests[0].exists()
     replace = []
@@ -290,8 +312,16 @@ def _write_recorded(path: Path, write) -> Path:
         unfinished.unlink(missing_ok=True)
 
 
-def _planned_outputs(stems: Sequence[str], outputs: Sequence[SeriesOutput], all_series, *, previews: bool,
-                     animation: bool, nifti: bool, dicom_seg: bool) -> list[str]:
+def _planned_outputs(
+    stems: Sequence[str],
+    outputs: Sequence[SeriesOutput],
+    all_series,
+    *,
+    previews: bool,
+    animation: bool,
+    nifti: bool,
+    dicom_seg: bool,
+) -> list[str]:
     """The files a run may write, relative to its folder (for overwrite's check before anything is deleted)."""
     several = len(outputs) > 1
     planned = [f"{LABELS_SUBDIR}/{stem}.png" for stem in stems]
@@ -307,8 +337,12 @@ def _planned_outputs(stems: Sequence[str], outputs: Sequence[SeriesOutput], all_
 
             n_phases = len(phase_indices(series.positions_mm))
             planned.append(SERIES_DICOM_SEG.format(number=out.number) if several else DICOM_SEG)
-            planned += [SERIES_PHASE_DICOM_SEG.format(number=out.number, phase=p) if several
-                        else PHASE_DICOM_SEG.format(phase=p) for p in range(1, n_phases + 1)]
+            planned += [
+                SERIES_PHASE_DICOM_SEG.format(number=out.number, phase=p)
+                if several
+                else PHASE_DICOM_SEG.format(phase=p)
+                for p in range(1, n_phases + 1)
+            ]
     return planned
 
 
@@ -494,10 +528,12 @@ class SegmentationRun:
         for out in self.series:
             if not out.files:
                 continue
-            anim = make_animation(out.images, out.labels, list(self.label_names),
-                                  title=f"{self.run_dir.name} {out.title}", **kwargs)
-            parts.append(f"<h4>{escape(out.title)}: {len(out.files)} slice(s)</h4>\n"
-                         f"{to_html(anim, gif_path=out.animation_gif)}")
+            anim = make_animation(
+                out.images, out.labels, list(self.label_names), title=f"{self.run_dir.name} {out.title}", **kwargs
+            )
+            parts.append(
+                f"<h4>{escape(out.title)}: {len(out.files)} slice(s)</h4>\n{to_html(anim, gif_path=out.animation_gif)}"
+            )
         return "\n".join(parts)
 
     def show_animation(self, **kwargs):
@@ -527,8 +563,10 @@ class SegmentationRun:
         """A few lines saying what was written where."""
         several = len(self.series) > 1
         what = f"{len(self.files)} slice(s) of {len(self.series)} series" if several else f"{len(self.files)} slice(s)"
-        lines = [f"{what} segmented -> {self.run_dir}",
-                 f"  label maps: {self.run_dir / LABELS_SUBDIR}/ (PNG, values 0..{len(self.label_names)})"]
+        lines = [
+            f"{what} segmented -> {self.run_dir}",
+            f"  label maps: {self.run_dir / LABELS_SUBDIR}/ (PNG, values 0..{len(self.label_names)})",
+        ]
         if self.overlay_paths:
             lines.append(f"  previews:   {self.run_dir / OVERLAYS_SUBDIR}/ (JPG)")
         if several and self.animation_gif:
@@ -546,8 +584,9 @@ class SegmentationRun:
             lines.extend(f"  DICOM-SEG:  {path}" for path in self.dicom_seg_paths)
         lines.extend(f"  note: {note}" for note in self.output_notes)
         if several:
-            lines.extend(f"  {out.title}: {len(out.files)} slice(s), uid {out.series_uid or '(none)'}"
-                         for out in self.series)
+            lines.extend(
+                f"  {out.title}: {len(out.files)} slice(s), uid {out.series_uid or '(none)'}" for out in self.series
+            )
         return "\n".join(lines)
 
 
@@ -587,11 +626,20 @@ def check_settings(
         return check_label_names(names)
     counted = f"the model was trained with {model_settings.num_labels} label(s)"
     counted += f" {list(stored)}" if stored else ""
-    names = check_label_names(labels_list, model_settings.num_labels, setting=f"{source}: labels_list",
-                              counted=counted, example=stored or None)
+    names = check_label_names(
+        labels_list,
+        model_settings.num_labels,
+        setting=f"{source}: labels_list",
+        counted=counted,
+        example=stored or None,
+    )
     if stored and names != stored:
-        logger.warning("%s: labels_list %s differs from the names the model was trained with %s; using yours",
-                       source, list(names), list(stored))
+        logger.warning(
+            "%s: labels_list %s differs from the names the model was trained with %s; using yours",
+            source,
+            list(names),
+            list(stored),
+        )
     return names
 
 
@@ -735,21 +783,37 @@ def run_segmentation(
         images = np.asarray(series.images, dtype=np.float32)
         files = [Path(f) for f in series.files]
         source = f"{dicom_dir} (series {number}, uid {series.series_uid})" if several else dicom_dir
-        spacings = pixel_spacings_mm(series.pixel_spacing_mm, images.shape[1:], fov=fov, matrix_size=matrix_size,
-                                     source=source)
-        outputs.append(SeriesOutput(
-            number=number, series_uid=series.series_uid, series_description=series.series_description,
-            files=files, label_paths=[], overlay_paths=[], volumes=None, volume_note="", animation_gif=None,
-            images=images, labels=None, pixel_spacing_mm=spacings,
-        ))
+        spacings = pixel_spacings_mm(
+            series.pixel_spacing_mm, images.shape[1:], fov=fov, matrix_size=matrix_size, source=source
+        )
+        outputs.append(
+            SeriesOutput(
+                number=number,
+                series_uid=series.series_uid,
+                series_description=series.series_description,
+                files=files,
+                label_paths=[],
+                overlay_paths=[],
+                volumes=None,
+                volume_note="",
+                animation_gif=None,
+                images=images,
+                labels=None,
+                pixel_spacing_mm=spacings,
+            )
+        )
     all_files = [f for out in outputs for f in out.files]
     stem_list = output_stems(all_files)  # unique over all series
     all_stems = iter(stem_list)
 
     if segmenter is None:
         segmenter = Segmenter.from_model_file(
-            model_path, mode=mode or mode_for_fit(settings.fit_mode), overlap=overlap, blend=blend,
-            batch_size=batch_size, tta=tta,
+            model_path,
+            mode=mode or mode_for_fit(settings.fit_mode),
+            overlap=overlap,
+            blend=blend,
+            batch_size=batch_size,
+            tta=tta,
         )
     elif (segmenter.input_shape, segmenter.num_classes) != (settings.input_shape, settings.num_labels + 1):
         raise CtsegSettingsError(
@@ -762,23 +826,30 @@ def run_segmentation(
             logger.info("segmenting %s (%d slice(s))", out.title, len(out.files))
         out.labels = segmenter.segment(out.images, pixel_spacing_mm=out.pixel_spacing_mm, progress=progress)
 
-    planned = _planned_outputs(stem_list, outputs, all_series, previews=previews, animation=animation,
-                               nifti=nifti, dicom_seg=dicom_seg)
+    planned = _planned_outputs(
+        stem_list, outputs, all_series, previews=previews, animation=animation, nifti=nifti, dicom_seg=dicom_seg
+    )
     run_dir = make_run_dir(out_dir, name, overwrite=overwrite, outputs=planned)
     if previews:
         (run_dir / OVERLAYS_SUBDIR).mkdir(exist_ok=True)
     for out in outputs:  # every file is recorded once written: an interrupted run's files are known as ctseg's
         stems = [next(all_stems) for _ in out.files]
-        out.label_paths = [_write_recorded(run_dir / LABELS_SUBDIR / f"{stem}.png",
-                                           partial(write_label_png, labels=lab))
-                           for stem, lab in zip(stems, out.labels, strict=True)]
+        out.label_paths = [
+            _write_recorded(run_dir / LABELS_SUBDIR / f"{stem}.png", partial(write_label_png, labels=lab))
+            for stem, lab in zip(stems, out.labels, strict=True)
+        ]
         if previews:
-            out.overlay_paths = [_write_recorded(run_dir / OVERLAYS_SUBDIR / f"{stem}.jpg",
-                                                 partial(write_overlay_jpg, image=image, labels=lab))
-                                 for stem, image, lab in zip(stems, out.images, out.labels, strict=True)]
+            out.overlay_paths = [
+                _write_recorded(
+                    run_dir / OVERLAYS_SUBDIR / f"{stem}.jpg", partial(write_overlay_jpg, image=image, labels=lab)
+                )
+                for stem, image, lab in zip(stems, out.images, out.labels, strict=True)
+            ]
 
     areas = area_table(
-        [lab for out in outputs for lab in out.labels], np.concatenate([o.pixel_spacing_mm for o in outputs]), names,
+        [lab for out in outputs for lab in out.labels],
+        np.concatenate([o.pixel_spacing_mm for o in outputs]),
+        names,
         files=all_files,
         positions_mm=np.concatenate([np.asarray(s.positions_mm, dtype=np.float64) for s in all_series]),
         series=[(o.number, o.series_uid, o.series_description) for o in outputs for _ in o.files] if several else None,
@@ -792,13 +863,15 @@ def run_segmentation(
         else:
             out.volume_note = no_volume_reason(series.positions_mm)
     if several:
-        volumes = series_volume_table([((o.number, o.series_uid, o.series_description), o.volumes)
-                                       for o in outputs if o.volumes is not None])
+        volumes = series_volume_table(
+            [((o.number, o.series_uid, o.series_description), o.volumes) for o in outputs if o.volumes is not None]
+        )
         volume_note = "; ".join(f"{o.title}: {o.volume_note}" for o in outputs if o.volume_note)
     else:
         volumes, volume_note = outputs[0].volumes, outputs[0].volume_note
-    volumes_csv = (_write_recorded(run_dir / VOLUMES_CSV, partial(write_table_csv, volumes)) if volumes is not None
-                   else None)
+    volumes_csv = (
+        _write_recorded(run_dir / VOLUMES_CSV, partial(write_table_csv, volumes)) if volumes is not None else None
+    )
 
     if animation:
         from ctseg_helpers.show.animation import make_animation, save_gif  # noqa: PLC0415
@@ -814,8 +887,7 @@ def run_segmentation(
     for out, series in zip(outputs, all_series, strict=True):
         where = f"{dicom_dir} {out.title}" if several else str(dicom_dir)
         if nifti:
-            _write_nifti(run_dir / (SERIES_NIFTI.format(number=out.number) if several else NIFTI), out, series,
-                         where)
+            _write_nifti(run_dir / (SERIES_NIFTI.format(number=out.number) if several else NIFTI), out, series, where)
         if dicom_seg:
             _write_dicom_seg(run_dir, out, series, names, model_path, several, where)
     output_notes = [note for out in outputs for note in out.output_notes]
@@ -833,33 +905,56 @@ def run_segmentation(
         "series_description": None if several else getattr(first, "series_description", None),
         "n_slices": sum(len(o.files) for o in outputs),
         "label_names": list(names),
-        "segmenter": {"mode": segmenter.mode, "overlap": segmenter.overlap, "blend": segmenter.blend,
-                      "batch_size": segmenter.batch_size, "tta": segmenter.tta,
-                      "target_spacing_mm": segmenter.target_spacing_mm,
-                      "postprocessing": segmenter.postprocessing.to_dict() if segmenter.postprocessing else None},
+        "segmenter": {
+            "mode": segmenter.mode,
+            "overlap": segmenter.overlap,
+            "blend": segmenter.blend,
+            "batch_size": segmenter.batch_size,
+            "tta": segmenter.tta,
+            "target_spacing_mm": segmenter.target_spacing_mm,
+            "postprocessing": segmenter.postprocessing.to_dict() if segmenter.postprocessing else None,
+        },
         "fov": fov,
         "matrix_size": matrix_size,
         "slice_spacing_mm": None if several else first.slice_spacing_mm,
         "skipped_files": [[str(p), str(reason)] for p, reason in (getattr(first, "skipped", None) or [])],
-        "outputs": {"labels": LABELS_SUBDIR, "overlays": OVERLAYS_SUBDIR if previews else None, "areas": AREAS_CSV,
-                    "volumes": VOLUMES_CSV if volumes_csv else None,
-                    "animation": (([o.animation_gif.name for o in outputs if o.animation_gif] or None) if several
-                                  else (ANIMATION_GIF if outputs[0].animation_gif else None)),
-                    "nifti": (([o.nifti_path.name for o in outputs if o.nifti_path] if several
-                               else (outputs[0].nifti_path.name if outputs[0].nifti_path else None))
-                              if nifti else None),
-                    "dicom_seg": [p.name for o in outputs for p in o.dicom_seg_paths] if dicom_seg else None},
+        "outputs": {
+            "labels": LABELS_SUBDIR,
+            "overlays": OVERLAYS_SUBDIR if previews else None,
+            "areas": AREAS_CSV,
+            "volumes": VOLUMES_CSV if volumes_csv else None,
+            "animation": (
+                ([o.animation_gif.name for o in outputs if o.animation_gif] or None)
+                if several
+                else (ANIMATION_GIF if outputs[0].animation_gif else None)
+            ),
+            "nifti": (
+                (
+                    [o.nifti_path.name for o in outputs if o.nifti_path]
+                    if several
+                    else (outputs[0].nifti_path.name if outputs[0].nifti_path else None)
+                )
+                if nifti
+                else None
+            ),
+            "dicom_seg": [p.name for o in outputs for p in o.dicom_seg_paths] if dicom_seg else None,
+        },
     }
     if output_notes:
         record["output_notes"] = output_notes
     if several:
         record["series"] = [
-            {"number": o.number, "series_uid": o.series_uid, "series_description": o.series_description,
-             "n_slices": len(o.files), "slice_spacing_mm": s.slice_spacing_mm,
-             "files": [f.name for f in o.files],
-             "animation": o.animation_gif.name if o.animation_gif else None,
-             "nifti": o.nifti_path.name if o.nifti_path else None,
-             "dicom_seg": [p.name for p in o.dicom_seg_paths]}
+            {
+                "number": o.number,
+                "series_uid": o.series_uid,
+                "series_description": o.series_description,
+                "n_slices": len(o.files),
+                "slice_spacing_mm": s.slice_spacing_mm,
+                "files": [f.name for f in o.files],
+                "animation": o.animation_gif.name if o.animation_gif else None,
+                "nifti": o.nifti_path.name if o.nifti_path else None,
+                "dicom_seg": [p.name for p in o.dicom_seg_paths],
+            }
             for o, s in zip(outputs, all_series, strict=True)
         ]
     if include_patient_id:
@@ -871,8 +966,11 @@ def run_segmentation(
         else:
             files = outputs[0].files
             record["patient_id"] = read_dicom_file(files[0]).patient_id if files else None
-    written = [p for o in outputs
-               for p in (*o.label_paths, *o.overlay_paths, o.animation_gif, o.nifti_path, *o.dicom_seg_paths)]
+    written = [
+        p
+        for o in outputs
+        for p in (*o.label_paths, *o.overlay_paths, o.animation_gif, o.nifti_path, *o.dicom_seg_paths)
+    ]
     written += [areas_csv, volumes_csv]
     record["files"] = sorted(str(Path(p).relative_to(run_dir).as_posix()) for p in written if p is not None)
     record["files"].append(RUN_JSON)
@@ -881,17 +979,25 @@ def run_segmentation(
     _write_recorded(run_json, lambda path: path.write_text(text))  # a record is whole, or not there
     logger.info("segmentation of %s written to %s", dicom_dir, run_dir)
     return SegmentationRun(
-        run_dir=run_dir, files=[f for o in outputs for f in o.files],
+        run_dir=run_dir,
+        files=[f for o in outputs for f in o.files],
         label_paths=[p for o in outputs for p in o.label_paths],
-        overlay_paths=[p for o in outputs for p in o.overlay_paths], areas=areas, volumes=volumes,
-        areas_csv=areas_csv, volumes_csv=volumes_csv,
+        overlay_paths=[p for o in outputs for p in o.overlay_paths],
+        areas=areas,
+        volumes=volumes,
+        areas_csv=areas_csv,
+        volumes_csv=volumes_csv,
         animation_gif=next((o.animation_gif for o in outputs if o.animation_gif), None),
-        run_json=run_json, label_names=names, images=_stack([o.images for o in outputs]),
+        run_json=run_json,
+        label_names=names,
+        images=_stack([o.images for o in outputs]),
         labels=_stack([o.labels for o in outputs]),
         pixel_spacing_mm=np.concatenate([o.pixel_spacing_mm for o in outputs]),
-        volume_note=volume_note, series=outputs,
+        volume_note=volume_note,
+        series=outputs,
         nifti_paths=[o.nifti_path for o in outputs if o.nifti_path],
-        dicom_seg_paths=[p for o in outputs for p in o.dicom_seg_paths], output_notes=output_notes,
+        dicom_seg_paths=[p for o in outputs for p in o.dicom_seg_paths],
+        output_notes=output_notes,
     )
 
 
@@ -914,17 +1020,27 @@ def _write_nifti(path: Path, out: SeriesOutput, series, where: str) -> None:
     from ctseg_helpers.io.nifti import write_series_nifti  # noqa: PLC0415
 
     try:
-        out.nifti_path = _write_recorded(path, partial(
-            write_series_nifti, labels=out.labels, image_positions_mm=series.image_positions_mm,
-            positions_mm=series.positions_mm, orientation=series.orientation, pixel_spacing_mm=out.pixel_spacing_mm,
-            slice_thickness_mm=series.slice_thickness_mm, trigger_times_ms=series.trigger_times_ms, source=where,
-        ))
+        out.nifti_path = _write_recorded(
+            path,
+            partial(
+                write_series_nifti,
+                labels=out.labels,
+                image_positions_mm=series.image_positions_mm,
+                positions_mm=series.positions_mm,
+                orientation=series.orientation,
+                pixel_spacing_mm=out.pixel_spacing_mm,
+                slice_thickness_mm=series.slice_thickness_mm,
+                trigger_times_ms=series.trigger_times_ms,
+                source=where,
+            ),
+        )
     except CtsegDataError as exc:
         out.output_notes.append(f"no NIfTI for {exc}")
 
 
-def _write_dicom_seg(run_dir: Path, out: SeriesOutput, series, names: Sequence[str], model_path: Path,
-                     several: bool, where: str) -> None:
+def _write_dicom_seg(
+    run_dir: Path, out: SeriesOutput, series, names: Sequence[str], model_path: Path, several: bool, where: str
+) -> None:
     """The series' DICOM-SEG object(s), one per phase of a cine series, or a note saying why not."""
     from pydicom.uid import generate_uid  # noqa: PLC0415
 
@@ -938,22 +1054,36 @@ def _write_dicom_seg(run_dir: Path, out: SeriesOutput, series, names: Sequence[s
         if len(phases) == 1:
             name = SERIES_DICOM_SEG.format(number=out.number) if several else DICOM_SEG
         else:
-            name = (SERIES_PHASE_DICOM_SEG.format(number=out.number, phase=phase) if several
-                    else PHASE_DICOM_SEG.format(phase=phase))
+            name = (
+                SERIES_PHASE_DICOM_SEG.format(number=out.number, phase=phase)
+                if several
+                else PHASE_DICOM_SEG.format(phase=phase)
+            )
         try:
-            path = _write_recorded(run_dir / name, partial(
-                write_dicom_seg, labels=out.labels[indices], source_files=[out.files[i] for i in indices],
-                label_names=names,
-                sop_instance_uids=[series.sop_instance_uids[i] for i in indices] if series.sop_instance_uids else None,
-                series_instance_uid=seg_uid, instance_number=phase, series_description=description,
-                software_version=_version(), model_name=model_path.name,
-                colors_rgb=[label_color(n) for n in range(1, len(names) + 1)],
-                source=where if len(phases) == 1 else f"{where} phase {phase}",
-            ))
+            path = _write_recorded(
+                run_dir / name,
+                partial(
+                    write_dicom_seg,
+                    labels=out.labels[indices],
+                    source_files=[out.files[i] for i in indices],
+                    label_names=names,
+                    sop_instance_uids=[series.sop_instance_uids[i] for i in indices]
+                    if series.sop_instance_uids
+                    else None,
+                    series_instance_uid=seg_uid,
+                    instance_number=phase,
+                    series_description=description,
+                    software_version=_version(),
+                    model_name=model_path.name,
+                    colors_rgb=[label_color(n) for n in range(1, len(names) + 1)],
+                    source=where if len(phases) == 1 else f"{where} phase {phase}",
+                ),
+            )
         except CtsegDataError as exc:
             reason = str(exc)
-            out.output_notes.append(f"no DICOM-SEG for {reason}" if reason.startswith(where)
-                                    else f"no DICOM-SEG for {where}: {reason}")
+            out.output_notes.append(
+                f"no DICOM-SEG for {reason}" if reason.startswith(where) else f"no DICOM-SEG for {where}: {reason}"
+            )
             return
         out.dicom_seg_paths.append(path)
 

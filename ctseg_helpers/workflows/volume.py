@@ -191,9 +191,7 @@ def resolve_crop(crop, shape) -> tuple[tuple[int, int], ...]:
         s = 0 if start is None else (start + n if start < 0 else start)
         e = n if stop is None else (stop + n if stop < 0 else stop)
         if not 0 <= s < e <= n:
-            raise CtsegSettingsError(
-                f"crop {start}:{stop} on axis {axis} is empty or outside the volume (length {n})"
-            )
+            raise CtsegSettingsError(f"crop {start}:{stop} on axis {axis} is empty or outside the volume (length {n})")
         out.append((int(s), int(e)))
     return tuple(out)
 
@@ -299,8 +297,9 @@ def slab_ranges_todo(done: np.ndarray, thickness: int) -> list[tuple[int, int]]:
     return out
 
 
-def _settings_record(*, in_path, dataset, in_shape, in_dtype, axes, crop, rotate_deg, combine,
-                     segmenter, model_id) -> dict:
+def _settings_record(
+    *, in_path, dataset, in_shape, in_dtype, axes, crop, rotate_deg, combine, segmenter, model_id
+) -> dict:
     return {
         "input": str(Path(in_path).resolve()),
         "dataset": dataset,
@@ -311,8 +310,9 @@ def _settings_record(*, in_path, dataset, in_shape, in_dtype, axes, crop, rotate
         "rotate_deg": float(rotate_deg),
         "combine": combine,
         "model": model_id,
-        "segmenter": {k: getattr(segmenter, k, None) for k in
-                      ("input_shape", "num_classes", "mode", "overlap", "blend", "tta")},
+        "segmenter": {
+            k: getattr(segmenter, k, None) for k in ("input_shape", "num_classes", "mode", "overlap", "blend", "tta")
+        },
         "normalization": _normalization_record(getattr(segmenter, "normalization", None)),
     }
 
@@ -349,8 +349,9 @@ def _rotated_input(path: Path) -> bool:
 
 def _check_replaceable_output(out_path: Path) -> bool:
     """With ``overwrite``: True if ``out_path`` exists and is ctseg's own; refused if it is not."""
-    return check_replaceable(out_path, True, instead="choose another output name", own_file=_unfinished_run,
-                             error_type=CtsegDataError)
+    return check_replaceable(
+        out_path, True, instead="choose another output name", own_file=_unfinished_run, error_type=CtsegDataError
+    )
 
 
 def _open_output(out_path: Path, record: dict, overwrite: bool):
@@ -519,8 +520,16 @@ def segment_volume(
             work_shape = crop_shape
         separate = len(axes) > 1 or rotating  # per-axis datasets, then a finishing pass
         record = _settings_record(
-            in_path=in_path, dataset=source.dataset, in_shape=source.shape, in_dtype=source.dtype, axes=axes,
-            crop=bounds, rotate_deg=rotate_deg, combine=combine, segmenter=segmenter, model_id=model_id,
+            in_path=in_path,
+            dataset=source.dataset,
+            in_shape=source.shape,
+            in_dtype=source.dtype,
+            axes=axes,
+            crop=bounds,
+            rotate_deg=rotate_deg,
+            combine=combine,
+            segmenter=segmenter,
+            model_id=model_id,
         )
         if check_disk:
             existing = out_path.stat().st_size if out_path.exists() and not overwrite else 0
@@ -552,8 +561,7 @@ def segment_volume(
             region = _Region(source, bounds, scan_gb=max_gb * _SLAB_SHARE)
             side = None
             if rotating:
-                side = _prepare_rotated(region, work_shape, rotate_deg, side_path, h5,
-                                        compression, chunk_mb, progress)
+                side = _prepare_rotated(region, work_shape, rotate_deg, side_path, h5, compression, chunk_mb, progress)
                 work = _Region(side, [(0, n) for n in work_shape])
             else:
                 work = region
@@ -575,13 +583,23 @@ def segment_volume(
                     # kept float32 probabilities, one float32 temporary and the uint8 quantised copy;
                     # the other half for the segmenter, fed a bounded number of slices at a time
                     per_voxel = source.dtype.itemsize + 1 + (9 * n_classes if keep_proba else 0)
-                    thickness = slab_thickness(work_shape, axis, per_voxel, max_gb * _SLAB_SHARE,
-                                               align[axis] if align and not rotating else None)
+                    thickness = slab_thickness(
+                        work_shape,
+                        axis,
+                        per_voxel,
+                        max_gb * _SLAB_SHARE,
+                        align[axis] if align and not rotating else None,
+                    )
                     plane = tuple(n for a, n in enumerate(work_shape) if a != axis)
                     at_once = segmenter_slices(segmenter, plane, max_gb * (1 - _SLAB_SHARE), proba=keep_proba)
                     todo = slab_ranges_todo(flags, thickness)
-                    logger.info("axis %d: %d slabs of up to %d slices to segment (%d already done)",
-                                axis, len(todo), thickness, int(flags.sum()))
+                    logger.info(
+                        "axis %d: %d slabs of up to %d slices to segment (%d already done)",
+                        axis,
+                        len(todo),
+                        thickness,
+                        int(flags.sum()),
+                    )
 
                     def write(start, stop, labels, proba, *, axis=axis, keep_proba=keep_proba, done=done):
                         offset = [0, 0, 0]
@@ -602,9 +620,19 @@ def segment_volume(
                     if dask_client is not None:
                         from ctseg_helpers.workflows.dask_backend import run_pass  # noqa: PLC0415
 
-                        run_pass(dask_client, segmenter, work, axis, todo, write, proba=keep_proba,
-                                 halo_px=dask_halo_px, plane_chunks=dask_plane_chunks, progress=progress,
-                                 max_slices=at_once)
+                        run_pass(
+                            dask_client,
+                            segmenter,
+                            work,
+                            axis,
+                            todo,
+                            write,
+                            proba=keep_proba,
+                            halo_px=dask_halo_px,
+                            plane_chunks=dask_plane_chunks,
+                            progress=progress,
+                            max_slices=at_once,
+                        )
                         result.slabs_done += len(todo)
                         result.passes.append(axis)
                         continue
@@ -624,9 +652,21 @@ def segment_volume(
 
                 # ---- combine the axes and/or rotate back, along axis 0 of the working frame
                 if separate:
-                    _finish(h5, axes, work_shape, crop_shape, bounds, labels_out, combine, n_classes,
-                            rotating, rotate_deg, max_gb, progress,
-                            postprocessing=getattr(segmenter, "postprocessing", None))
+                    _finish(
+                        h5,
+                        axes,
+                        work_shape,
+                        crop_shape,
+                        bounds,
+                        labels_out,
+                        combine,
+                        n_classes,
+                        rotating,
+                        rotate_deg,
+                        max_gb,
+                        progress,
+                        postprocessing=getattr(segmenter, "postprocessing", None),
+                    )
             finally:
                 if side is not None:
                     side.close()
@@ -663,15 +703,22 @@ def _prepare_rotated(region, work_shape, angle, side_path, h5, compression, chun
         flags[:] = 0
         done[:] = 0
         # a leftover side file of an earlier run is replaced; any other file there is refused
-        replacing = check_replaceable(side_path, True, instead="choose another output name",
-                                      own_file=_rotated_input, error_type=CtsegDataError)
-        side = DataFile.create(side_path, work_shape, dtype, chunk_mb=chunk_mb, compression=compression,
-                               overwrite=replacing, attrs={SIDE_FILE_ATTR: True})
+        replacing = check_replaceable(
+            side_path, True, instead="choose another output name", own_file=_rotated_input, error_type=CtsegDataError
+        )
+        side = DataFile.create(
+            side_path,
+            work_shape,
+            dtype,
+            chunk_mb=chunk_mb,
+            compression=compression,
+            overwrite=replacing,
+            attrs={SIDE_FILE_ATTR: True},
+        )
     try:
         per_voxel = 2 * dtype.itemsize + 8
         thickness = slab_thickness(region.shape, 0, per_voxel, 0.5)
-        for start, stop in tqdm(slab_ranges_todo(flags, thickness), desc="rotating", unit="slab",
-                                disable=not progress):
+        for start, stop in tqdm(slab_ranges_todo(flags, thickness), desc="rotating", unit="slab", disable=not progress):
             planes = region.read(0, start, stop)
             side.write_slab(0, start, rotate_planes(planes, angle, work_shape[1:], order=1, fill=fill))
             side.flush()
@@ -683,8 +730,21 @@ def _prepare_rotated(region, work_shape, angle, side_path, h5, compression, chun
     return DataFile.open(side_path, "data")
 
 
-def _finish(h5, axes, work_shape, crop_shape, bounds, labels_out, combine, n_classes, rotating, angle,
-            max_gb, progress, postprocessing=None):
+def _finish(
+    h5,
+    axes,
+    work_shape,
+    crop_shape,
+    bounds,
+    labels_out,
+    combine,
+    n_classes,
+    rotating,
+    angle,
+    max_gb,
+    progress,
+    postprocessing=None,
+):
     """Combine the per-axis results and rotate back, slab by slab along axis 0 (resumable).
 
     The model's post-processing, applied per slice by the segmenter along each axis, is applied
@@ -719,6 +779,12 @@ def _finish(h5, axes, work_shape, crop_shape, bounds, labels_out, combine, n_cla
 
 
 __all__ = [
-    "VolumeResult", "file_sha256", "parse_axes", "parse_crop", "resolve_crop", "segment_volume", "slab_ranges_todo",
+    "VolumeResult",
+    "file_sha256",
+    "parse_axes",
+    "parse_crop",
+    "resolve_crop",
+    "segment_volume",
+    "slab_ranges_todo",
     "slab_thickness",
 ]

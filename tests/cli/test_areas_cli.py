@@ -26,8 +26,16 @@ def manual(tmp_path):
 
 
 def _areas(root, *extra):
-    return ["areas", str(root / "labels"), str(root / "scan"), "--labels", "LV", "--out",
-            str(root / "tables" / "lv.csv"), *extra]
+    return [
+        "areas",
+        str(root / "labels"),
+        str(root / "scan"),
+        "--labels",
+        "LV",
+        "--out",
+        str(root / "tables" / "lv.csv"),
+        *extra,
+    ]
 
 
 def test_a_table_ctseg_wrote_is_replaced_with_overwrite(manual, capsys):

@@ -21,8 +21,13 @@ def scan(tmp_path):
     pred = truth.copy()
     pred[2, 5:11, 5:11] = 0
     pred[2, 5:11, 7:13] = 1  # shifted 2 columns of 0.5 mm
-    write_dicom_series(tmp_path / "dicoms", np.where(truth > 0, 50.0, -50.0), names=names,
-                       pixel_spacing_mm=(0.7, 0.5), slice_thickness_mm=3.0)
+    write_dicom_series(
+        tmp_path / "dicoms",
+        np.where(truth > 0, 50.0, -50.0),
+        names=names,
+        pixel_spacing_mm=(0.7, 0.5),
+        slice_thickness_mm=3.0,
+    )
     for folder, stack in (("pred", pred), ("truth", truth)):
         (tmp_path / folder).mkdir()
         for name, labels in zip(names, stack, strict=True):
@@ -31,8 +36,16 @@ def scan(tmp_path):
 
 
 def _args(root, *extra):
-    return ["evaluate", str(root / "pred"), str(root / "truth"), "--dicoms", str(root / "dicoms"),
-            "--out", str(root / "out"), *extra]
+    return [
+        "evaluate",
+        str(root / "pred"),
+        str(root / "truth"),
+        "--dicoms",
+        str(root / "dicoms"),
+        "--out",
+        str(root / "out"),
+        *extra,
+    ]
 
 
 def test_evaluate_writes_tables_and_figure(scan, capsys):
@@ -103,15 +116,40 @@ def test_overwrite_removes_an_earlier_evaluations_file_this_one_does_not_write(s
 @pytest.mark.parametrize("out", ["truth", "truth/evaluation", "pred", "dicoms"])
 def test_an_output_folder_in_an_input_folder_is_refused(scan, capsys, out):
     before = sorted(p.name for p in (scan / out.split("/")[0]).iterdir())
-    assert main(["evaluate", str(scan / "pred"), str(scan / "truth"), "--dicoms", str(scan / "dicoms"),
-                 "--out", str(scan / out), "--overwrite"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                str(scan / "pred"),
+                str(scan / "truth"),
+                "--dicoms",
+                str(scan / "dicoms"),
+                "--out",
+                str(scan / out),
+                "--overwrite",
+            ]
+        )
+        == 2
+    )
     assert "which this command reads; ctseg never writes into a folder it reads" in capsys.readouterr().err
     assert sorted(p.name for p in (scan / out.split("/")[0]).iterdir()) == before
 
 
 def test_user_errors_are_one_line(scan, capsys):
-    assert main(["evaluate", str(scan / "nope"), str(scan / "truth"), "--dicoms", str(scan / "dicoms"),
-                 "--out", str(scan / "out")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                str(scan / "nope"),
+                str(scan / "truth"),
+                "--dicoms",
+                str(scan / "dicoms"),
+                "--out",
+                str(scan / "out"),
+            ]
+        )
+        == 2
+    )
     assert "nope: no such label folder" in capsys.readouterr().err
     assert main(_args(scan, "--labels", "a,,b")) == 2
     assert "ROI names must not be empty" in capsys.readouterr().err
@@ -130,16 +168,23 @@ def test_labels_with_background_first_name_label_1(scan, capsys, caplog):
 def test_a_series_without_predictions_is_skipped_and_said(scan, capsys, caplog):
     other = np.zeros((2, 20, 20), np.uint8)
     other[:, 2:6, 2:6] = 1
-    write_dicom_series(scan / "dicoms", np.where(other > 0, 50.0, -50.0), names=["other0", "other1"],
-                       series_description="not segmented", series_uid="1.2.826.0.9")
+    write_dicom_series(
+        scan / "dicoms",
+        np.where(other > 0, 50.0, -50.0),
+        names=["other0", "other1"],
+        series_description="not segmented",
+        series_uid="1.2.826.0.9",
+    )
     for k in range(2):
         Image.fromarray(other[k]).save(scan / "truth" / f"other{k}.png")
     with caplog.at_level(logging.WARNING):
         assert main(_args(scan)) == 0
     assert "evaluated 3 slice(s), 1 ROI(s); 1 series left out (see the warning above)" in capsys.readouterr().out
     notes = [r.getMessage() for r in caplog.records if "left out of the evaluation" in r.getMessage()]
-    assert notes == ["series 1.2.826.0.9 ('not segmented', 2 slice(s), e.g. other0.dcm): 2 manual label map(s) but "
-                     "no predicted one; left out of the evaluation (segment that series too to evaluate it)"]
+    assert notes == [
+        "series 1.2.826.0.9 ('not segmented', 2 slice(s), e.g. other0.dcm): 2 manual label map(s) but "
+        "no predicted one; left out of the evaluation (segment that series too to evaluate it)"
+    ]
 
 
 def test_help_lists_options(capsys):

@@ -31,8 +31,14 @@ LABEL = np.array([[0, 1, 1, 0, 0], [0, 1, 2, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0
 
 
 def test_inspect_json(tmp_path, capsys):
-    paths = write_dicom_series(tmp_path, np.zeros((3, 6, 7)), names=["c", "a", "b"], slice_thickness_mm=2.0,
-                               pixel_spacing_mm=(0.75, 0.8), series_description="abdomen")
+    paths = write_dicom_series(
+        tmp_path,
+        np.zeros((3, 6, 7)),
+        names=["c", "a", "b"],
+        slice_thickness_mm=2.0,
+        pixel_spacing_mm=(0.75, 0.8),
+        series_description="abdomen",
+    )
     (tmp_path / "readme.txt").write_text("not dicom")
     assert main(["inspect", str(tmp_path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -43,8 +49,17 @@ def test_inspect_json(tmp_path, capsys):
     assert series["files"] == [str(p) for p in paths]
     assert series["positions_mm"] == [0.0, 2.0, 4.0]
     assert series["skipped"] == [{"file": str(tmp_path / "readme.txt"), "reason": "not a DICOM file"}]
-    assert set(series) >= {"series_uid", "modality", "n_images", "rows", "columns", "spacing_mm", "files",
-                           "positions_mm", "skipped"}
+    assert set(series) >= {
+        "series_uid",
+        "modality",
+        "n_images",
+        "rows",
+        "columns",
+        "spacing_mm",
+        "files",
+        "positions_mm",
+        "skipped",
+    }
 
 
 def test_inspect_text_lists_series_and_skipped_files(tmp_path, capsys):
@@ -101,8 +116,7 @@ def test_check_data_problems_exit_1(tmp_path, capsys):
     root = make_main_dir(tmp_path, {"a": LABEL * 2, "b": None})
     assert main(["check-data", str(root), "--num-labels", "2", "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
-    assert data["problems"] == ["1 image(s) without a label: b.dcm",
-                                "1 label(s) with values outside 0..2: a (4)"]
+    assert data["problems"] == ["1 image(s) without a label: b.dcm", "1 label(s) with values outside 0..2: a (4)"]
     assert data["label_values"] == [0, 2, 4]
 
 

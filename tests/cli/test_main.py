@@ -38,18 +38,28 @@ def _run_with(monkeypatch, error):
 @pytest.mark.parametrize(
     ("error", "message"),
     [
-        (PermissionError(errno.EACCES, "Permission denied", "out/scan.h5"),
-         "out/scan.h5: Permission denied; choose an output folder you can write to (or make the input readable)"),
-        (OSError(errno.EROFS, "Read-only file system", "out/scan.h5"),
-         "out/scan.h5: Read-only file system; choose an output folder on a disk you can write to"),
-        (OSError(errno.ENOSPC, "No space left on device", "out/scan.h5"),
-         "out/scan.h5: No space left on device; free disk space or choose an output folder on another disk"),
-        pytest.param(OSError(getattr(errno, "EDQUOT", 0), "Disk quota exceeded", "out/scan.h5"),
-                     "out/scan.h5: Disk quota exceeded; free disk space or choose an output folder on another disk",
-                     marks=pytest.mark.skipif(not hasattr(errno, "EDQUOT"), reason="no disk quotas on this system")),
-        (PermissionError(errno.EACCES, "Unable to create file (name = 'out/scan.h5', errno = 13)"),
-         "[Errno 13] Unable to create file (name = 'out/scan.h5', errno = 13); "
-         "choose an output folder you can write to"),
+        (
+            PermissionError(errno.EACCES, "Permission denied", "out/scan.h5"),
+            "out/scan.h5: Permission denied; choose an output folder you can write to (or make the input readable)",
+        ),
+        (
+            OSError(errno.EROFS, "Read-only file system", "out/scan.h5"),
+            "out/scan.h5: Read-only file system; choose an output folder on a disk you can write to",
+        ),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "out/scan.h5"),
+            "out/scan.h5: No space left on device; free disk space or choose an output folder on another disk",
+        ),
+        pytest.param(
+            OSError(getattr(errno, "EDQUOT", 0), "Disk quota exceeded", "out/scan.h5"),
+            "out/scan.h5: Disk quota exceeded; free disk space or choose an output folder on another disk",
+            marks=pytest.mark.skipif(not hasattr(errno, "EDQUOT"), reason="no disk quotas on this system"),
+        ),
+        (
+            PermissionError(errno.EACCES, "Unable to create file (name = 'out/scan.h5', errno = 13)"),
+            "[Errno 13] Unable to create file (name = 'out/scan.h5', errno = 13); "
+            "choose an output folder you can write to",
+        ),
         (PermissionError("not allowed"), "not allowed; choose an output folder you can write to"),
     ],
     ids=["EACCES", "EROFS", "ENOSPC", "EDQUOT", "no-filename", "no-errno"],

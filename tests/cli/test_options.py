@@ -81,18 +81,26 @@ class Settings:
 
     folder: str = field(metadata={"cli": {"help": "input folder", "flags": "folder", "metavar": "DIR"}})
     count: int = field(default=1, metadata={"cli": {"help": "count", "type": "positive_int", "required": True}})
-    size: int | None = field(default=None, metadata={"cli": {"help": "size (default: %(default)s)",
-                                                             "type": "positive_int", "flags": ("-s", "--size")}})
+    size: int | None = field(
+        default=None,
+        metadata={"cli": {"help": "size (default: %(default)s)", "type": "positive_int", "flags": ("-s", "--size")}},
+    )
     kind: str = field(default="a", metadata={"cli": {"help": "kind", "choices": ("a", "b")}})
     fast: bool = field(default=False, metadata={"cli": {"help": "go fast"}})
     checks: bool = field(default=True, metadata={"cli": {"help": "skip the checks"}})
-    precision: bool | str = field(default="auto", metadata={"cli": {
-        "help": "precision", "values": {"auto": "auto", "on": True, "off": False}}})
-    options: dict = field(default_factory=dict, metadata={"cli": (
-        {"help": "off", "key": "enabled", "negate": True, "flags": "--no-options"},
-        {"help": "options as JSON", "type": "json_object"},
-        {"help": "weights", "key": "weights", "type": "float_list", "flags": "--weights"},
-    )})
+    precision: bool | str = field(
+        default="auto", metadata={"cli": {"help": "precision", "values": {"auto": "auto", "on": True, "off": False}}}
+    )
+    options: dict = field(
+        default_factory=dict,
+        metadata={
+            "cli": (
+                {"help": "off", "key": "enabled", "negate": True, "flags": "--no-options"},
+                {"help": "options as JSON", "type": "json_object"},
+                {"help": "weights", "key": "weights", "type": "float_list", "flags": "--weights"},
+            )
+        },
+    )
     hidden: object = None  # not on the command line
     left_out: int = field(default=5, metadata={"cli": {"help": "a setting this command does not offer"}})
 
@@ -110,19 +118,57 @@ def _values(*argv):
 def test_settings_options_are_spelt_from_the_fields():
     parser = _parser()
     flags = [a.option_strings or [a.dest] for a in parser._actions[1:]]
-    assert flags == [["folder"], ["--count"], ["-s", "--size"], ["--kind"], ["--fast"], ["--no-checks"],
-                     ["--precision"], ["--no-options"], ["--options"], ["--weights"]]
+    assert flags == [
+        ["folder"],
+        ["--count"],
+        ["-s", "--size"],
+        ["--kind"],
+        ["--fast"],
+        ["--no-checks"],
+        ["--precision"],
+        ["--no-options"],
+        ["--options"],
+        ["--weights"],
+    ]
     assert "size (default: None)" in parser.format_help() and "{auto,on,off}" in parser.format_help()
 
 
 def test_settings_from_args_gives_the_defaults_unless_an_option_is_given():
-    assert _values() == {"folder": "data", "count": 2, "kind": "a", "fast": False, "checks": True,
-                         "precision": "auto", "options": {"enabled": True}}
+    assert _values() == {
+        "folder": "data",
+        "count": 2,
+        "kind": "a",
+        "fast": False,
+        "checks": True,
+        "precision": "auto",
+        "options": {"enabled": True},
+    }
     assert Settings(**_values()).hidden is None and Settings(**_values()).left_out == 5
-    given = _values("-s", "7", "--kind", "b", "--fast", "--no-checks", "--precision", "off", "--no-options",
-                    "--options", '{"enabled": true, "weights": [9], "p": 1}', "--weights", "0.5,2")
-    assert given == {"folder": "data", "count": 2, "size": 7, "kind": "b", "fast": True, "checks": False,
-                     "precision": False, "options": {"enabled": False, "weights": [0.5, 2.0], "p": 1}}
+    given = _values(
+        "-s",
+        "7",
+        "--kind",
+        "b",
+        "--fast",
+        "--no-checks",
+        "--precision",
+        "off",
+        "--no-options",
+        "--options",
+        '{"enabled": true, "weights": [9], "p": 1}',
+        "--weights",
+        "0.5,2",
+    )
+    assert given == {
+        "folder": "data",
+        "count": 2,
+        "size": 7,
+        "kind": "b",
+        "fast": True,
+        "checks": False,
+        "precision": False,
+        "options": {"enabled": False, "weights": [0.5, 2.0], "p": 1},
+    }
 
 
 def test_required_settings_options_are_required(capsys):

@@ -18,15 +18,29 @@ def model_file(tmp_path_factory):
 @pytest.fixture()
 def scan(tmp_path):
     images = np.full((2, 36, 36), -1000.0)
-    images[:, 4:14, 4:14] = 0.0        # 100 px label 1
-    images[1, 20:30, 20:25] = 400.0    # 50 px label 2 on slice 2
+    images[:, 4:14, 4:14] = 0.0  # 100 px label 1
+    images[1, 20:30, 20:25] = 400.0  # 50 px label 2 on slice 2
     write_dicom_series(tmp_path / "scan", images, pixel_spacing_mm=(0.5, 0.5), slice_thickness_mm=4.0)
     return tmp_path / "scan"
 
 
 def test_segment_writes_a_run_and_prints_where(model_file, scan, tmp_path, capsys):
-    status = main(["segment", str(model_file), str(scan), "--out", str(tmp_path / "pred"), "--labels", "A, B",
-                   "--blend", "hann", "--overlap", "0.5", "--no-animation"])
+    status = main(
+        [
+            "segment",
+            str(model_file),
+            str(scan),
+            "--out",
+            str(tmp_path / "pred"),
+            "--labels",
+            "A, B",
+            "--blend",
+            "hann",
+            "--overlap",
+            "0.5",
+            "--no-animation",
+        ]
+    )
     out = capsys.readouterr()
     assert status == 0
     run_dirs = list((tmp_path / "pred").iterdir())
@@ -45,9 +59,15 @@ def test_segment_writes_a_run_and_prints_where(model_file, scan, tmp_path, capsy
 def two_series(scan):
     """``scan`` (series 1, 2 slices) and a second series of 1 slice, 'second' (series 2), in one folder."""
     images = np.full((1, 30, 30), -1000.0)
-    images[0, 2:12, 2:7] = 0.0         # 50 px label 1
-    write_dicom_series(scan, images, pixel_spacing_mm=(1.0, 1.0), names=["other_0001"],
-                       series_description="second", series_uid="1.2.826.0.7")
+    images[0, 2:12, 2:7] = 0.0  # 50 px label 1
+    write_dicom_series(
+        scan,
+        images,
+        pixel_spacing_mm=(1.0, 1.0),
+        names=["other_0001"],
+        series_description="second",
+        series_uid="1.2.826.0.7",
+    )
     return scan
 
 
@@ -65,21 +85,54 @@ def test_segment_segments_every_series_of_the_folder_and_says_how_many(model_fil
     assert list(areas["series"].iloc[:3]) == [1, 1, 2]
     assert list(areas["series_description"].iloc[:3]) == ["ctseg series", "ctseg series", "second"]
     assert sorted(p.name for p in run_dir.glob("[!.]*")) == [
-        "animation_series1.gif", "animation_series2.gif", "areas.csv", "labels", "run.json", "volumes.csv"]
+        "animation_series1.gif",
+        "animation_series2.gif",
+        "areas.csv",
+        "labels",
+        "run.json",
+        "volumes.csv",
+    ]
     # the same table from the label maps with 'ctseg areas'
-    assert main(["areas", str(run_dir / "labels"), str(two_series), "--labels", "background,soft,bright",
-                 "--out", str(tmp_path / "again.csv")]) == 0
+    assert (
+        main(
+            [
+                "areas",
+                str(run_dir / "labels"),
+                str(two_series),
+                "--labels",
+                "background,soft,bright",
+                "--out",
+                str(tmp_path / "again.csv"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert f"3 labelled slice(s) of 2 series: areas (mm2) -> {tmp_path / 'again.csv'}" in printed
     assert f"volumes (mL) of 1 series -> {tmp_path / 'again_volumes.csv'}" in printed
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again.csv", index_col=0), areas)
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again_volumes.csv", index_col=0),
-                                  pd.read_csv(run_dir / "volumes.csv", index_col=0))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "again_volumes.csv", index_col=0), pd.read_csv(run_dir / "volumes.csv", index_col=0)
+    )
 
 
 def test_segment_series_uid_picks_one(model_file, two_series, tmp_path, capsys):
-    assert main(["segment", str(model_file), str(two_series), "--out", str(tmp_path / "pred"), "--series-uid",
-                 "1.2.826.0.7", "--no-previews", "--no-animation"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(model_file),
+                str(two_series),
+                "--out",
+                str(tmp_path / "pred"),
+                "--series-uid",
+                "1.2.826.0.7",
+                "--no-previews",
+                "--no-animation",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     (run_dir,) = (tmp_path / "pred").iterdir()
     assert f"1 slice(s) segmented -> {run_dir}" in out and "segmented 2 series" not in out
@@ -88,8 +141,22 @@ def test_segment_series_uid_picks_one(model_file, two_series, tmp_path, capsys):
 
 
 def test_segment_labels_may_start_with_background(model_file, scan, tmp_path, capsys):
-    assert main(["segment", str(model_file), str(scan), "--out", str(tmp_path / "pred"), "--labels",
-                 "background,A,B", "--no-animation", "--no-previews"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(model_file),
+                str(scan),
+                "--out",
+                str(tmp_path / "pred"),
+                "--labels",
+                "background,A,B",
+                "--no-animation",
+                "--no-previews",
+            ]
+        )
+        == 0
+    )
     assert "mean area per slice (mm2): A 25.0, B 6.2" in capsys.readouterr().out
 
 
@@ -110,12 +177,33 @@ def test_segment_rejects_an_empty_label_name(model_file, scan, capsys):
 
 
 def test_areas_from_predicted_labels_equal_the_segment_run(model_file, scan, tmp_path, capsys):
-    main(["segment", str(model_file), str(scan), "--out", str(tmp_path / "pred"), "--name", "run",
-          "--overwrite", "--no-animation", "--no-previews"])
+    main(
+        [
+            "segment",
+            str(model_file),
+            str(scan),
+            "--out",
+            str(tmp_path / "pred"),
+            "--name",
+            "run",
+            "--overwrite",
+            "--no-animation",
+            "--no-previews",
+        ]
+    )
     capsys.readouterr()
     out_csv = tmp_path / "tables" / "manual.csv"
-    status = main(["areas", str(tmp_path / "pred" / "run" / "labels"), str(scan), "--labels", "soft,bright",
-                   "--out", str(out_csv)])
+    status = main(
+        [
+            "areas",
+            str(tmp_path / "pred" / "run" / "labels"),
+            str(scan),
+            "--labels",
+            "soft,bright",
+            "--out",
+            str(out_csv),
+        ]
+    )
     printed = capsys.readouterr().out
     assert status == 0
     assert f"2 labelled slice(s): areas (mm2) -> {out_csv}" in printed
@@ -125,11 +213,36 @@ def test_areas_from_predicted_labels_equal_the_segment_run(model_file, scan, tmp
     volumes = pd.read_csv(tmp_path / "tables" / "manual_volumes.csv", index_col=0)
     assert volumes.loc["soft", "volume_ml"] == pytest.approx(2 * 25.0 * 4.0 / 1000)
     # not silently overwritten
-    assert main(["areas", str(tmp_path / "pred" / "run" / "labels"), str(scan), "--labels", "soft,bright",
-                 "--out", str(out_csv)]) == 2
+    assert (
+        main(
+            [
+                "areas",
+                str(tmp_path / "pred" / "run" / "labels"),
+                str(scan),
+                "--labels",
+                "soft,bright",
+                "--out",
+                str(out_csv),
+            ]
+        )
+        == 2
+    )
     assert "manual.csv exists already; choose another --out or pass --overwrite" in capsys.readouterr().err
-    assert main(["areas", str(tmp_path / "pred" / "run" / "labels"), str(scan), "--labels", "soft,bright",
-                 "--out", str(out_csv), "--overwrite"]) == 0
+    assert (
+        main(
+            [
+                "areas",
+                str(tmp_path / "pred" / "run" / "labels"),
+                str(scan),
+                "--labels",
+                "soft,bright",
+                "--out",
+                str(out_csv),
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
 
 
 def test_segment_and_areas_agree_on_the_volumes_of_a_stack_with_a_gap_1_percent_long(model_file, tmp_path, capsys):
@@ -145,12 +258,36 @@ def test_segment_and_areas_agree_on_the_volumes_of_a_stack_with_a_gap_1_percent_
     ds = pydicom.dcmread(paths[3])
     ds.ImagePositionPatient = ["0", "0", "3.0105"]
     ds.save_as(paths[3])
-    assert main(["segment", str(model_file), str(tmp_path / "scan"), "--out", str(tmp_path / "pred"),
-                 "--no-animation", "--no-previews"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(model_file),
+                str(tmp_path / "scan"),
+                "--out",
+                str(tmp_path / "pred"),
+                "--no-animation",
+                "--no-previews",
+            ]
+        )
+        == 0
+    )
     (run_dir,) = (tmp_path / "pred").iterdir()
     assert json.loads((run_dir / "run.json").read_text())["slice_spacing_mm"] == 1.0
-    assert main(["areas", str(run_dir / "labels"), str(tmp_path / "scan"), "--labels", "soft,bright",
-                 "--out", str(tmp_path / "again.csv")]) == 0
+    assert (
+        main(
+            [
+                "areas",
+                str(run_dir / "labels"),
+                str(tmp_path / "scan"),
+                "--labels",
+                "soft,bright",
+                "--out",
+                str(tmp_path / "again.csv"),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     theirs = pd.read_csv(run_dir / "volumes.csv", index_col=0)
     mine = pd.read_csv(tmp_path / "again_volumes.csv", index_col=0)
@@ -175,27 +312,91 @@ def test_areas_with_fov_fallback_and_bad_out_name(scan, tmp_path, capsys):
     assert "a.txt: the area table is written as CSV; use a file name ending in .csv" in capsys.readouterr().err
     assert main(["areas", str(labels), str(scan), "--labels", "LV", "--out", str(tmp_path / "a.csv")]) == 2
     assert "have no PixelSpacing; give the field of view" in capsys.readouterr().err
-    assert main(["areas", str(labels), str(scan), "--labels", "LV", "--out", str(tmp_path / "a.csv"),
-                 "--fov", "72", "--matrix-size", "36x36"]) == 0
+    assert (
+        main(
+            [
+                "areas",
+                str(labels),
+                str(scan),
+                "--labels",
+                "LV",
+                "--out",
+                str(tmp_path / "a.csv"),
+                "--fov",
+                "72",
+                "--matrix-size",
+                "36x36",
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(tmp_path / "a.csv", index_col=0)
     assert table["LV"].iloc[0] == pytest.approx(100 * 4.0)
     assert not (tmp_path / "a_volumes.csv").exists()  # one of two slices labelled: no volume
 
 
 def test_areas_labels_with_background_first_and_names_that_do_not_fit(model_file, scan, tmp_path, capsys):
-    main(["segment", str(model_file), str(scan), "--out", str(tmp_path / "pred"), "--name", "run",
-          "--overwrite", "--no-animation", "--no-previews"])
+    main(
+        [
+            "segment",
+            str(model_file),
+            str(scan),
+            "--out",
+            str(tmp_path / "pred"),
+            "--name",
+            "run",
+            "--overwrite",
+            "--no-animation",
+            "--no-previews",
+        ]
+    )
     capsys.readouterr()
-    assert main(["areas", str(tmp_path / "pred" / "run" / "labels"), str(scan), "--labels", "Background,soft,bright",
-                 "--out", str(tmp_path / "a.csv")]) == 0
+    assert (
+        main(
+            [
+                "areas",
+                str(tmp_path / "pred" / "run" / "labels"),
+                str(scan),
+                "--labels",
+                "Background,soft,bright",
+                "--out",
+                str(tmp_path / "a.csv"),
+            ]
+        )
+        == 0
+    )
     assert "mean area per slice (mm2): soft 25.0, bright 6.2" in capsys.readouterr().out
-    assert main(["areas", str(tmp_path / "pred" / "run" / "labels"), str(scan), "--labels", "background,soft",
-                 "--out", str(tmp_path / "b.csv")]) == 2
+    assert (
+        main(
+            [
+                "areas",
+                str(tmp_path / "pred" / "run" / "labels"),
+                str(scan),
+                "--labels",
+                "background,soft",
+                "--out",
+                str(tmp_path / "b.csv"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "label values 2 are outside 0..1" in err
     assert "1 ROI name(s) ['soft'] given for label values up to 2: give one name per ROI, label 1 first" in err
-    assert main(["areas", str(tmp_path / "pred" / "run" / "labels"), str(scan), "--labels", "soft,background",
-                 "--out", str(tmp_path / "b.csv")]) == 2
+    assert (
+        main(
+            [
+                "areas",
+                str(tmp_path / "pred" / "run" / "labels"),
+                str(scan),
+                "--labels",
+                "soft,background",
+                "--out",
+                str(tmp_path / "b.csv"),
+            ]
+        )
+        == 2
+    )
     assert "--labels ['soft', 'background'] names label 2 'background'" in capsys.readouterr().err
 
 
@@ -212,8 +413,23 @@ def test_segment_writes_nifti_and_dicom_seg_when_asked(model_file, scan, tmp_pat
     import nibabel as nib
     import pydicom
 
-    assert main(["segment", str(model_file), str(scan), "--out", str(tmp_path / "pred"), "--no-animation",
-                 "--no-previews", "--nifti", "--dicom-seg", "--include-patient-id"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(model_file),
+                str(scan),
+                "--out",
+                str(tmp_path / "pred"),
+                "--no-animation",
+                "--no-previews",
+                "--nifti",
+                "--dicom-seg",
+                "--include-patient-id",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     (run_dir,) = (tmp_path / "pred").iterdir()
     assert f"NIfTI:      {run_dir / 'segmentation.nii.gz'}" in out

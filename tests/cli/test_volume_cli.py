@@ -38,8 +38,17 @@ def labels(path):
 def test_convert_a_tiff_stack(tmp_path, capsys):
     vol = np.arange(6 * 10 * 12, dtype=np.uint16).reshape(6, 10, 12)
     tifffile.imwrite(tmp_path / "stack.tif", vol, photometric="minisblack")
-    code = main(["convert", str(tmp_path / "stack.tif"), str(tmp_path / "out.h5"), "--chunk-shape", "2,5,6",
-                 "--compression", "lzf"])
+    code = main(
+        [
+            "convert",
+            str(tmp_path / "stack.tif"),
+            str(tmp_path / "out.h5"),
+            "--chunk-shape",
+            "2,5,6",
+            "--compression",
+            "lzf",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "tiff-stack volume of shape 6x10x12 uint16" in out and "chunks 2x5x6" in out
@@ -49,8 +58,23 @@ def test_convert_a_tiff_stack(tmp_path, capsys):
 
     assert main(["convert", str(tmp_path / "stack.tif"), str(tmp_path / "out.h5")]) == 2
     assert "out.h5 exists already; choose another name or pass --overwrite" in capsys.readouterr().err
-    assert main(["convert", str(tmp_path / "stack.tif"), str(tmp_path / "out.h5"), "--overwrite",
-                 "--chunk-mb", "0.5", "--compression", "none", "--dataset", "scan"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(tmp_path / "stack.tif"),
+                str(tmp_path / "out.h5"),
+                "--overwrite",
+                "--chunk-mb",
+                "0.5",
+                "--compression",
+                "none",
+                "--dataset",
+                "scan",
+            ]
+        )
+        == 0
+    )
     with h5py.File(tmp_path / "out.h5") as f:
         assert list(f) == ["scan"] and f["scan"].compression is None
     capsys.readouterr()
@@ -142,8 +166,22 @@ def test_segment_volume_on_a_dask_scheduler_equals_local(tiny_model, ct_h5, tmp_
 
     path, expected = ct_h5
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
-        code = main(["segment-volume", str(tiny_model), str(path), str(tmp_path / "dask.h5"), "--axes", "1",
-                     "--dask-scheduler", cluster.scheduler_address, "--dask-plane-chunk", "12", "--dask-halo", "2"])
+        code = main(
+            [
+                "segment-volume",
+                str(tiny_model),
+                str(path),
+                str(tmp_path / "dask.h5"),
+                "--axes",
+                "1",
+                "--dask-scheduler",
+                cluster.scheduler_address,
+                "--dask-plane-chunk",
+                "12",
+                "--dask-halo",
+                "2",
+            ]
+        )
     assert code == 0, capsys.readouterr().err
     np.testing.assert_array_equal(labels(tmp_path / "dask.h5"), expected)
 

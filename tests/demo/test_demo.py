@@ -30,30 +30,30 @@ from ctseg_helpers.io.written import written_by_ctseg
 # notebook writes. The "segmentation" copies the true labels, so the measured areas are exact.
 _PARAMS = {
     "train": 'main_dir = "../data"\nmodel_filename = "m"\nmodel_dir = "../trained_model"\n'
-             "input_shape = 256\nnum_labels = 1\nlabel_names = []\nepochs = 500\nbatch_size = 4\n"
-             "learning_rate = 1e-3\nprint_checkpoint = 10\nsave_checkpoint = 100\naugment = True\n"
-             "resume = False\noverwrite = False\n",
+    "input_shape = 256\nnum_labels = 1\nlabel_names = []\nepochs = 500\nbatch_size = 4\n"
+    "learning_rate = 1e-3\nprint_checkpoint = 10\nsave_checkpoint = 100\naugment = True\n"
+    "resume = False\noverwrite = False\n",
     "test": 'labels_list = []\nmodel_filename = ""\ninput_shape = 256\nfov = 400\nmatrix_size = 512\n'
-            'dicom_dir = ""\noutput_dir = "../predictions"\n',
+    'dicom_dir = ""\noutput_dir = "../predictions"\n',
     "visualize": 'dicom_dir = ""\nprediction_dir = ""\ntruth_dir = None\nlabels_list = []\noutput_dir = ""\n',
 }
 _BODY = {
     "train": "from pathlib import Path\nimport json\n"
-             "Path(model_dir).mkdir(parents=True, exist_ok=True)\n"
-             "Path(model_dir, model_filename + '_best.keras').write_text(json.dumps(\n"
-             "    dict(main_dir=main_dir, input_shape=input_shape, num_labels=num_labels,\n"
-             "         label_names=label_names, epochs=epochs)))\n",
+    "Path(model_dir).mkdir(parents=True, exist_ok=True)\n"
+    "Path(model_dir, model_filename + '_best.keras').write_text(json.dumps(\n"
+    "    dict(main_dir=main_dir, input_shape=input_shape, num_labels=num_labels,\n"
+    "         label_names=label_names, epochs=epochs)))\n",
     "test": "from pathlib import Path\nimport shutil\n"
-            "from ctseg_helpers.demo.phantom import read_true_areas\n"
-            "from ctseg_helpers.measure.area import area_table\n"
-            "run = Path(output_dir, 'run_1')\n"
-            "shutil.copytree(Path(dicom_dir).parent / 'labels', run / 'labels')\n"
-            "t = read_true_areas(Path(dicom_dir).parent)\n"
-            "from PIL import Image\nimport numpy as np\n"
-            "maps = [np.asarray(Image.open(run / 'labels' / f.replace('.dcm', '.png'))) for f in t.index]\n"
-            "sp = (fov / matrix_size, fov / matrix_size)\n"
-            "area_table(maps, sp, labels_list, files=list(t.index)).to_csv(run / 'areas.csv')\n"
-            "(run / 'animation.gif').write_bytes(b'GIF89a')\n",
+    "from ctseg_helpers.demo.phantom import read_true_areas\n"
+    "from ctseg_helpers.measure.area import area_table\n"
+    "run = Path(output_dir, 'run_1')\n"
+    "shutil.copytree(Path(dicom_dir).parent / 'labels', run / 'labels')\n"
+    "t = read_true_areas(Path(dicom_dir).parent)\n"
+    "from PIL import Image\nimport numpy as np\n"
+    "maps = [np.asarray(Image.open(run / 'labels' / f.replace('.dcm', '.png'))) for f in t.index]\n"
+    "sp = (fov / matrix_size, fov / matrix_size)\n"
+    "area_table(maps, sp, labels_list, files=list(t.index)).to_csv(run / 'areas.csv')\n"
+    "(run / 'animation.gif').write_bytes(b'GIF89a')\n",
     "visualize": "from pathlib import Path\nPath(output_dir, 'seen.txt').write_text(prediction_dir)\n",
 }
 
@@ -77,9 +77,17 @@ def standin_notebooks(tmp_path):
 
 
 def _small(tmp_path, notebooks, **kwargs):
-    return DemoSettings(data_dir=tmp_path / "data" / "phantom", out_dir=tmp_path / "out",
-                        n_train=3, n_test=2, size=64, epochs=2, batches_per_epoch=2, notebooks_dir=notebooks,
-                        **kwargs)
+    return DemoSettings(
+        data_dir=tmp_path / "data" / "phantom",
+        out_dir=tmp_path / "out",
+        n_train=3,
+        n_test=2,
+        size=64,
+        epochs=2,
+        batches_per_epoch=2,
+        notebooks_dir=notebooks,
+        **kwargs,
+    )
 
 
 @pytest.mark.slow
@@ -91,8 +99,13 @@ def test_run_demo_passes_settings_and_measures_the_area_error(tmp_path, standin_
         executed = nbformat.read(out / "notebooks" / f"{step}.ipynb", as_version=4)
         assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
     model = json.loads(result.model_path.read_text())
-    assert model == {"main_dir": str(tmp_path / "data" / "phantom"), "input_shape": 64, "num_labels": 6,
-                     "label_names": list(PHANTOM_LABELS), "epochs": 2}
+    assert model == {
+        "main_dir": str(tmp_path / "data" / "phantom"),
+        "input_shape": 64,
+        "num_labels": 6,
+        "label_names": list(PHANTOM_LABELS),
+        "epochs": 2,
+    }
     assert result.area_csv == out / "segmentation" / "run_1" / "areas.csv"
     assert result.animation == out / "segmentation" / "run_1" / "animation.gif"
     assert (out / "visualize" / "seen.txt").read_text() == str(out / "segmentation" / "run_1" / "labels")
@@ -117,8 +130,9 @@ def test_run_demo_passes_settings_and_measures_the_area_error(tmp_path, standin_
 @pytest.mark.slow
 def test_a_failing_notebook_names_its_saved_copy(tmp_path, standin_notebooks):
     _notebook(standin_notebooks / "train.ipynb", _PARAMS["train"], "raise RuntimeError('no GPU memory')")
-    with pytest.raises(DemoError,
-                       match=r"train.ipynb failed in cell .*RuntimeError: no GPU memory; open .*train.ipynb"):
+    with pytest.raises(
+        DemoError, match=r"train.ipynb failed in cell .*RuntimeError: no GPU memory; open .*train.ipynb"
+    ):
         run_demo(_small(tmp_path, standin_notebooks), progress=False)
     assert (tmp_path / "out" / "notebooks" / "train.ipynb").is_file()
 
@@ -161,8 +175,11 @@ def test_output_folder_must_be_new(tmp_path, standin_notebooks):
 @pytest.mark.parametrize("inside", ["", "demo_run"])
 def test_output_folder_in_the_phantom_folder_is_refused(tmp_path, standin_notebooks, inside):
     settings = replace(_small(tmp_path, standin_notebooks), out_dir=tmp_path / "data" / "phantom" / inside)
-    with pytest.raises(CtsegDataError, match=r"the output folder (is|is inside) the phantom data \(--data-dir\) "
-                                             "folder .*which this command reads"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"the output folder (is|is inside) the phantom data \(--data-dir\) "
+        "folder .*which this command reads",
+    ):
         run_demo(settings, progress=False)
     assert not (tmp_path / "data").exists()
 
@@ -171,8 +188,9 @@ def test_prepare_phantom_never_overwrites_user_data(tmp_path):
     data = tmp_path / "phantom"
     (data / "train" / "dicoms").mkdir(parents=True)
     (data / "train" / "dicoms" / "scan.dcm").write_bytes(b"a user's scan")
-    with pytest.raises(CtsegDataError,
-                       match="already holds data that is not a ctseg phantom; the demo never overwrites"):
+    with pytest.raises(
+        CtsegDataError, match="already holds data that is not a ctseg phantom; the demo never overwrites"
+    ):
         prepare_phantom(data, DemoSettings(size=64))
     assert (data / "train" / "dicoms" / "scan.dcm").read_bytes() == b"a user's scan"
 
@@ -266,9 +284,28 @@ def test_ctseg_demo_runs_the_real_notebooks_end_to_end(tmp_path, repo_root, caps
     if absent:
         pytest.skip(f"notebooks not in this checkout yet: {', '.join(absent)}")
     out = tmp_path / "demo"
-    status = main(["demo", "--data-dir", str(tmp_path / "phantom"), "--out", str(out), "--slices", "6",
-                   "--test-slices", "3", "--epochs", "1", "--batch-size", "2", "--size", "64", "--no-progress",
-                   "--batches-per-epoch", "2"])
+    status = main(
+        [
+            "demo",
+            "--data-dir",
+            str(tmp_path / "phantom"),
+            "--out",
+            str(out),
+            "--slices",
+            "6",
+            "--test-slices",
+            "3",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--size",
+            "64",
+            "--no-progress",
+            "--batches-per-epoch",
+            "2",
+        ]
+    )
     printed = capsys.readouterr().out
     assert status == 0, printed
     for step in ("train", "test", "visualize"):
@@ -306,8 +343,9 @@ def test_setup_check_names_missing_packages(monkeypatch, standin_notebooks):
     import ctseg_helpers.demo.run as run_module
 
     real = run_module.importlib.util.find_spec
-    monkeypatch.setattr(run_module.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "papermill" else real(name, *a))
+    monkeypatch.setattr(
+        run_module.importlib.util, "find_spec", lambda name, *a: None if name == "papermill" else real(name, *a)
+    )
     with pytest.raises(CtsegError, match="packages missing from this environment: papermill; run `make setup`"):
         check_setup(standin_notebooks)
 
@@ -328,16 +366,23 @@ def test_executed_notebooks_keep_the_state_of_their_widgets(tmp_path):
 
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    _notebook(folder / "widgets.ipynb", "steps = 1\n",
-              "import ipywidgets\nfrom IPython.display import display\nfrom tqdm.auto import tqdm\n"
-              "display(ipywidgets.IntProgress(value=3, max=5))\n"
-              "for _ in tqdm(range(steps), desc='steps'):\n    pass\n")
+    _notebook(
+        folder / "widgets.ipynb",
+        "steps = 1\n",
+        "import ipywidgets\nfrom IPython.display import display\nfrom tqdm.auto import tqdm\n"
+        "display(ipywidgets.IntProgress(value=3, max=5))\n"
+        "for _ in tqdm(range(steps), desc='steps'):\n    pass\n",
+    )
     out = tmp_path / "out"
     out.mkdir()
     executed = nbformat.read(_execute(folder, "widgets", out, {"steps"}, {"steps": 3}, progress=False), as_version=4)
     state = executed.metadata["widgets"][WIDGET_STATE_MIME]["state"]
-    shown = [output.data[WIDGET_VIEW_MIME]["model_id"] for cell in executed.cells for output in cell.get("outputs", [])
-             if WIDGET_VIEW_MIME in output.get("data", {})]
+    shown = [
+        output.data[WIDGET_VIEW_MIME]["model_id"]
+        for cell in executed.cells
+        for output in cell.get("outputs", [])
+        if WIDGET_VIEW_MIME in output.get("data", {})
+    ]
     assert len(shown) == 2 and all(model_id in state for model_id in shown)
     assert {state[model_id]["model_name"] for model_id in shown} == {"IntProgressModel", "HBoxModel"}  # tqdm: HBox
     bar = next(state[m]["state"] for m in state if state[m]["model_name"] == "FloatProgressModel")
@@ -348,16 +393,32 @@ def test_a_widget_output_without_saved_state_keeps_its_text(tmp_path):
     from ctseg_helpers.demo.run import WIDGET_STATE_MIME, WIDGET_VIEW_MIME, _keep_widgets_displayable
 
     def view(model_id, text):
-        return nbformat.v4.new_output("display_data", data={
-            WIDGET_VIEW_MIME: {"model_id": model_id, "version_major": 2, "version_minor": 0}, "text/plain": text})
+        return nbformat.v4.new_output(
+            "display_data",
+            data={WIDGET_VIEW_MIME: {"model_id": model_id, "version_major": 2, "version_minor": 0}, "text/plain": text},
+        )
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("bars")]
-    nb.cells[0].outputs = [view("closed", "steps: 100%|##########| 3/3"), view("kept", "IntProgress(value=3, max=5)"),
-                           view("", "hidden on purpose")]
-    nb.metadata["widgets"] = {WIDGET_STATE_MIME: {"version_major": 2, "version_minor": 0, "state": {
-        "kept": {"model_name": "IntProgressModel", "model_module": "@jupyter-widgets/controls",
-                 "model_module_version": "2.0.0", "state": {"value": 3, "max": 5}}}}}
+    nb.cells[0].outputs = [
+        view("closed", "steps: 100%|##########| 3/3"),
+        view("kept", "IntProgress(value=3, max=5)"),
+        view("", "hidden on purpose"),
+    ]
+    nb.metadata["widgets"] = {
+        WIDGET_STATE_MIME: {
+            "version_major": 2,
+            "version_minor": 0,
+            "state": {
+                "kept": {
+                    "model_name": "IntProgressModel",
+                    "model_module": "@jupyter-widgets/controls",
+                    "model_module_version": "2.0.0",
+                    "state": {"value": 3, "max": 5},
+                }
+            },
+        }
+    }
     path = tmp_path / "executed.ipynb"
     nbformat.write(nb, path)
     assert _keep_widgets_displayable(path) == 1

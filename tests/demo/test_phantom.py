@@ -52,7 +52,11 @@ def test_layout_pairs_every_image_with_a_label(phantom):
     assert info["label_names"] == list(PHANTOM_LABELS)
     # 5 training slices at 2 per patient: three patients (2 + 2 + 1), then one test patient.
     assert [(s["split"], s["n_slices"]) for s in info["series"]] == [
-        ("train", 2), ("train", 2), ("train", 1), ("test", 3)]
+        ("train", 2),
+        ("train", 2),
+        ("train", 1),
+        ("test", 3),
+    ]
 
 
 def test_files_are_ct_dicom_with_valid_uids_and_geometry(phantom):
@@ -73,8 +77,9 @@ def test_files_are_ct_dicom_with_valid_uids_and_geometry(phantom):
         series_uids.add(ds.SeriesInstanceUID)
     assert len(series_uids) == 1  # the test folder is one series a user can select
     assert np.allclose(np.diff(positions), info["slice_thickness_mm"])
-    train_uids = {pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID
-                  for p in (out / "train" / "dicoms").glob("*.dcm")}
+    train_uids = {
+        pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID for p in (out / "train" / "dicoms").glob("*.dcm")
+    }
     assert len(train_uids) == 3  # one series per synthetic patient, for validation by patient
 
 
@@ -107,11 +112,15 @@ def test_labels_match_the_stated_areas_exactly(phantom):
             assert (counts > 0).all()  # every ROI on every slice
             expected = counts * spacing[row["file"]] ** 2
             np.testing.assert_allclose(row[list(PHANTOM_LABELS)].to_numpy(float), expected, rtol=1e-12)
-        positions = [float(pydicom.dcmread(out / split / "dicoms" / f, stop_before_pixels=True).SliceLocation)
-                     for f in rows["file"]]
+        positions = [
+            float(pydicom.dcmread(out / split / "dicoms" / f, stop_before_pixels=True).SliceLocation)
+            for f in rows["file"]
+        ]
         np.testing.assert_allclose(rows["slice_position_mm"].to_numpy(float), positions)
-        np.testing.assert_allclose(table.loc["mean", list(PHANTOM_LABELS)].to_numpy(float),
-                                   rows[list(PHANTOM_LABELS)].to_numpy(float).mean(axis=0))
+        np.testing.assert_allclose(
+            table.loc["mean", list(PHANTOM_LABELS)].to_numpy(float),
+            rows[list(PHANTOM_LABELS)].to_numpy(float).mean(axis=0),
+        )
 
 
 def test_read_true_areas_indexes_rows_by_file(phantom):
@@ -135,8 +144,7 @@ def test_same_seed_same_data_other_seed_other_data(tmp_path, phantom):
         assert not np.array_equal(hu, hu_other)
         lab = out / "train" / "labels" / f"{dcm.stem}.png"
         np.testing.assert_array_equal(_label(lab), _label(again / "train" / "labels" / lab.name))
-    pd.testing.assert_frame_equal(pd.read_csv(out / "test" / TRUE_AREAS),
-                                  pd.read_csv(again / "test" / TRUE_AREAS))
+    pd.testing.assert_frame_equal(pd.read_csv(out / "test" / TRUE_AREAS), pd.read_csv(again / "test" / TRUE_AREAS))
 
 
 def test_slices_vary_in_shape_position_and_intensity():

@@ -126,8 +126,7 @@ def float_pixels(path: Path, values: np.ndarray) -> None:
     """Replace the integer pixel data by 32-bit float pixel data (a parametric map's layout)."""
     ds = pydicom.dcmread(path)
     del ds.PixelData
-    for keyword in ("RescaleSlope", "RescaleIntercept", "RescaleType", "PixelRepresentation",
-                    "BitsStored", "HighBit"):
+    for keyword in ("RescaleSlope", "RescaleIntercept", "RescaleType", "PixelRepresentation", "BitsStored", "HighBit"):
         if keyword in ds:
             delattr(ds, keyword)
     ds.BitsAllocated = 32
@@ -135,11 +134,19 @@ def float_pixels(path: Path, values: np.ndarray) -> None:
     ds.save_as(path)
 
 
-_LUT_ITEM = b"".join([
-    # A LUT Descriptor promising 4096 entries of 16 bits, and 3 LUT Data values.
-    struct.pack("<HH", 0x0028, 0x3002), b"US", struct.pack("<H", 6), struct.pack("<3H", 4096, 0, 16),
-    struct.pack("<HH", 0x0028, 0x3006), b"US", struct.pack("<H", 6), struct.pack("<3H", 1, 2, 3),
-])
+_LUT_ITEM = b"".join(
+    [
+        # A LUT Descriptor promising 4096 entries of 16 bits, and 3 LUT Data values.
+        struct.pack("<HH", 0x0028, 0x3002),
+        b"US",
+        struct.pack("<H", 6),
+        struct.pack("<3H", 4096, 0, 16),
+        struct.pack("<HH", 0x0028, 0x3006),
+        b"US",
+        struct.pack("<H", 6),
+        struct.pack("<3H", 1, 2, 3),
+    ]
+)
 #: (0028,3000) Modality LUT Sequence value: one item holding _LUT_ITEM.
 BROKEN_LUT = struct.pack("<HHI", 0xFFFE, 0xE000, len(_LUT_ITEM)) + _LUT_ITEM
 
@@ -229,11 +236,27 @@ def test_one_spoilt_header_value_reads_or_is_refused(tmp_path, changes):
 #: and read as unknown): a series with one of them in every slice still reads. Every other
 #: mutation, made to every slice, must be refused with a message naming a file or the folder.
 READABLE = {
-    "high-bit-40", "photometric-rgb", "photometric-monochrome1", "frames-0", "pixel-spacing-text",
-    "pixel-spacing-zero", "pixel-spacing-negative", "pixel-spacing-one-value", "pixel-spacing-nan",
-    "slice-thickness-text", "rescale-slope-missing", "position-text", "position-two-values",
-    "position-nan", "orientation-zeros", "orientation-parallel", "orientation-five-values",
-    "instance-number-text", "instance-number-huge", "trigger-time-text", "series-uid-missing",
+    "high-bit-40",
+    "photometric-rgb",
+    "photometric-monochrome1",
+    "frames-0",
+    "pixel-spacing-text",
+    "pixel-spacing-zero",
+    "pixel-spacing-negative",
+    "pixel-spacing-one-value",
+    "pixel-spacing-nan",
+    "slice-thickness-text",
+    "rescale-slope-missing",
+    "position-text",
+    "position-two-values",
+    "position-nan",
+    "orientation-zeros",
+    "orientation-parallel",
+    "orientation-five-values",
+    "instance-number-text",
+    "instance-number-huge",
+    "trigger-time-text",
+    "series-uid-missing",
     "sop-class-text",
 }
 
@@ -253,22 +276,34 @@ def test_every_slice_spoilt_reads_or_is_refused(tmp_path, name):
 #: Header values a property test draws from: the spoilt ones above and random ones per element.
 _RANDOM_TEXT = st.text(alphabet="0123456789.-+eE\\ abcnaif", max_size=12)
 _RANDOM_VALUES = {
-    "Rows": st.integers(0, 65535), "Columns": st.integers(0, 65535),  # US elements: 16 bits
-    "BitsAllocated": st.integers(0, 70), "BitsStored": st.integers(0, 70), "HighBit": st.integers(0, 70),
-    "PixelRepresentation": st.integers(0, 3), "SamplesPerPixel": st.integers(0, 4),
+    "Rows": st.integers(0, 65535),
+    "Columns": st.integers(0, 65535),  # US elements: 16 bits
+    "BitsAllocated": st.integers(0, 70),
+    "BitsStored": st.integers(0, 70),
+    "HighBit": st.integers(0, 70),
+    "PixelRepresentation": st.integers(0, 3),
+    "SamplesPerPixel": st.integers(0, 4),
     "PhotometricInterpretation": st.sampled_from(["MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR", "", "X"]),
-    "PixelSpacing": _RANDOM_TEXT, "RescaleSlope": _RANDOM_TEXT, "RescaleIntercept": _RANDOM_TEXT,
-    "ImagePositionPatient": _RANDOM_TEXT, "ImageOrientationPatient": _RANDOM_TEXT, "NumberOfFrames": _RANDOM_TEXT,
+    "PixelSpacing": _RANDOM_TEXT,
+    "RescaleSlope": _RANDOM_TEXT,
+    "RescaleIntercept": _RANDOM_TEXT,
+    "ImagePositionPatient": _RANDOM_TEXT,
+    "ImageOrientationPatient": _RANDOM_TEXT,
+    "NumberOfFrames": _RANDOM_TEXT,
 }
 
 
 # derandomize: the same examples on every run, so CI never fails on a draw no one can replay
-@settings(max_examples=100, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(spoilt=st.lists(st.sampled_from(sorted(MUTATIONS)), min_size=1, max_size=4, unique=True),
-       drawn=st.dictionaries(st.sampled_from(sorted(_RANDOM_VALUES)), st.none(), max_size=3).flatmap(
-           lambda keys: st.fixed_dictionaries({k: _RANDOM_VALUES[k] for k in keys})),
-       which=st.integers(0, 1))
+@settings(
+    max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    spoilt=st.lists(st.sampled_from(sorted(MUTATIONS)), min_size=1, max_size=4, unique=True),
+    drawn=st.dictionaries(st.sampled_from(sorted(_RANDOM_VALUES)), st.none(), max_size=3).flatmap(
+        lambda keys: st.fixed_dictionaries({k: _RANDOM_VALUES[k] for k in keys})
+    ),
+    which=st.integers(0, 1),
+)
 def test_any_mutated_header_reads_or_is_refused(tmp_path_factory, spoilt, drawn, which):
     """Property: whatever a few header elements of one slice hold, reading ends in images or a CtsegError."""
     folder = tmp_path_factory.mktemp("mutated")
@@ -277,7 +312,6 @@ def test_any_mutated_header_reads_or_is_refused(tmp_path_factory, spoilt, drawn,
     changes.update(drawn)
     spoil(paths[which], **changes)
     check_reads_or_refuses(folder)
-
 
 
 @pytest.mark.parametrize("values", [np.full(SHAPE, np.nan), np.full(SHAPE, np.inf)], ids=["nan", "inf"])

@@ -81,8 +81,11 @@ def _broken(kind, good, tmp_path):
 
 
 SETTINGS_CASES = [
-    ("truncated", r"truncated.keras: is not a complete Keras model file \(truncated or damaged\?.*copy it again or "
-                  r"retrain"),
+    (
+        "truncated",
+        r"truncated.keras: is not a complete Keras model file \(truncated or damaged\?.*copy it again or "
+        r"retrain",
+    ),
     ("not_a_zip", r"not_a_zip.keras: not a .keras model file \(not a zip archive.*give a model saved by ctseg"),
     ("no_config", r"no_config.keras: not a .keras model file \(a zip archive without config.json\)"),
     ("settings_not_json", r"settings_not_json.keras: its ctseg settings \(ctseg_settings.json\) are not valid JSON"),
@@ -106,15 +109,21 @@ def test_broken_model_files_are_refused_before_keras_runs(good_model, tmp_path, 
 def test_damaged_weights_are_named_by_load_model(good_model, tmp_path):
     path = _broken("damaged_weights", good_model, tmp_path)
     read_settings(path)  # the settings are intact
-    with pytest.raises(CtsegDataError, match=r"damaged_weights.keras: is not a complete Keras model file "
-                                             r"\(truncated or damaged\? Keras says: .*copy it again or retrain"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"damaged_weights.keras: is not a complete Keras model file "
+        r"\(truncated or damaged\? Keras says: .*copy it again or retrain",
+    ):
         load_model(path)
 
 
 def test_a_lambda_layer_is_refused_in_safe_mode(tmp_path):
     path = _save_tiny(tmp_path / "lambda.keras", with_lambda=True)
-    with pytest.raises(CtsegDataError, match=r"lambda.keras: holds a Lambda layer \(arbitrary code\), which ctseg "
-                                             r"refuses to load in safe mode; only load models you trained with ctseg"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"lambda.keras: holds a Lambda layer \(arbitrary code\), which ctseg "
+        r"refuses to load in safe mode; only load models you trained with ctseg",
+    ):
         load_model(path)
 
 
@@ -125,8 +134,11 @@ def test_other_code_refused_by_safe_mode_is_named(good_model, monkeypatch):
         raise ValueError("Requested the deserialization of a custom function; pass `safe_mode=False` to allow it")
 
     monkeypatch.setattr(keras.saving, "load_model", refuse)
-    with pytest.raises(CtsegDataError, match=r"good.keras: holds code \(Requested the deserialization of a custom "
-                                             r"function.*\), which ctseg refuses to load in safe mode"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"good.keras: holds code \(Requested the deserialization of a custom "
+        r"function.*\), which ctseg refuses to load in safe mode",
+    ):
         load_model(good_model)
 
 
@@ -170,9 +182,12 @@ def test_convert_into_a_read_only_folder_prints_one_line(tmp_path, capsys, monke
 
         def refusing_file(name, mode="r", **kwargs):
             if mode == "w":
-                raise PermissionError(errno.EACCES, "Unable to synchronously create file (unable to open file: "
-                                                    f"name = '{name}', errno = 13, "
-                                                    "error message = 'Permission denied')")
+                raise PermissionError(
+                    errno.EACCES,
+                    "Unable to synchronously create file (unable to open file: "
+                    f"name = '{name}', errno = 13, "
+                    "error message = 'Permission denied')",
+                )
             return real_file(name, mode, **kwargs)
 
         monkeypatch.setattr(h5py, "File", refusing_file)
@@ -183,6 +198,7 @@ def test_convert_into_a_read_only_folder_prints_one_line(tmp_path, capsys, monke
         folder.chmod(0o755)
     err = capsys.readouterr().err.strip()
     assert status == 2
-    assert err == (f"error: {out}: Permission denied; choose an output folder you can write to "
-                   "(or make the input readable)")
+    assert err == (
+        f"error: {out}: Permission denied; choose an output folder you can write to (or make the input readable)"
+    )
     assert not out.exists()

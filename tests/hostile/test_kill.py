@@ -57,8 +57,10 @@ def _kill_when(args, log: Path, ready, *, timeout: float = 120) -> str:
         try:
             while not ready():
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"{args[3]} ended (status {proc.poll()}) or timed out before it could be killed:\n"
-                                f"{log.read_text()[-3000:]}")
+                    pytest.fail(
+                        f"{args[3]} ended (status {proc.poll()}) or timed out before it could be killed:\n"
+                        f"{log.read_text()[-3000:]}"
+                    )
                 time.sleep(0.005)
             os.kill(proc.pid, signal.SIGKILL)
         finally:
@@ -102,15 +104,41 @@ def test_training_killed_resumes_losing_at_most_the_epoch_in_progress(tmp_path):
 
     make_phantom_dataset(tmp_path / "data", n_train=8, n_test=1, size=64, slices_per_patient=4)
     out = tmp_path / "out"
-    args = _ctseg("train", tmp_path / "data", "--out", out, "--name", "unet", "--num-labels", 6,
-                  "--input-shape", 32, "--levels", 2, "--base-filters", 4, "--batch-size", 4,
-                  "--batches-per-epoch", 3, "--print-checkpoint", 1, "--save-checkpoint", 1000, "--no-augment",
-                  "--devices", "cpu", "--mixed-precision", "off")
+    args = _ctseg(
+        "train",
+        tmp_path / "data",
+        "--out",
+        out,
+        "--name",
+        "unet",
+        "--num-labels",
+        6,
+        "--input-shape",
+        32,
+        "--levels",
+        2,
+        "--base-filters",
+        4,
+        "--batch-size",
+        4,
+        "--batches-per-epoch",
+        3,
+        "--print-checkpoint",
+        1,
+        "--save-checkpoint",
+        1000,
+        "--no-augment",
+        "--devices",
+        "cpu",
+        "--mixed-precision",
+        "off",
+    )
     history, state = out / "unet_history.csv", out / "unet_last.keras"
     # killed in the middle of training, once the state after an epoch is saved (a kill in the first
     # epoch, before any state is saved, leaves nothing to resume from: the rerun needs --overwrite)
-    _kill_when([*args, "--epochs", "1000"], tmp_path / "killed.log",
-               lambda: state.exists() and _epochs_in(history) >= 1)
+    _kill_when(
+        [*args, "--epochs", "1000"], tmp_path / "killed.log", lambda: state.exists() and _epochs_in(history) >= 1
+    )
     done = _epochs_in(history)
     epochs = done + 2  # the resumed run trains two epochs more than the history holds
 
@@ -136,8 +164,11 @@ def test_training_killed_resumes_losing_at_most_the_epoch_in_progress(tmp_path):
 
 # ------------------------------------------------------------------ segmenting a DICOM folder
 def _run_files(run_dir: Path, *, exclude=()) -> list[str]:
-    return sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")
-                  if p.is_file() and p.name != MANIFEST_NAME and p.name not in exclude)
+    return sorted(
+        p.relative_to(run_dir).as_posix()
+        for p in run_dir.rglob("*")
+        if p.is_file() and p.name != MANIFEST_NAME and p.name not in exclude
+    )
 
 
 def test_segmentation_killed_then_rerun_anew_or_with_overwrite_replacing_only_its_files(tmp_path):
@@ -149,8 +180,9 @@ def test_segmentation_killed_then_rerun_anew_or_with_overwrite_replacing_only_it
     model = make_tiny_model_file(tmp_path / "tiny.keras", input_shape=32)
     hu = _hu((40, 64, 64))
     names = [f"IM_{k:04d}" for k in range(1, len(hu) + 1)]
-    write_dicom_series(tmp_path / "scan", hu.astype(float), pixel_spacing_mm=(0.5, 0.5), slice_thickness_mm=2.0,
-                       names=names)
+    write_dicom_series(
+        tmp_path / "scan", hu.astype(float), pixel_spacing_mm=(0.5, 0.5), slice_thickness_mm=2.0, names=names
+    )
     out = tmp_path / "predictions"
     run_dir = out / "r"
     args = _ctseg("segment", model, tmp_path / "scan", "--out", out, "--name", "r", "--overwrite")
@@ -191,8 +223,18 @@ def test_conversion_killed_is_rerun_to_the_whole_volume(tmp_path):
     hu = _hu((200, 128, 128))
     write_dicom_series(tmp_path / "scan", hu.astype(float), pixel_spacing_mm=(0.5, 0.5), slice_thickness_mm=2.0)
     out_h5 = tmp_path / "scan.h5"
-    args = _ctseg("convert", tmp_path / "scan", out_h5, "--max-gb", "0.0001", "--chunk-shape", "1,128,128",
-                  "--compression", "none")
+    args = _ctseg(
+        "convert",
+        tmp_path / "scan",
+        out_h5,
+        "--max-gb",
+        "0.0001",
+        "--chunk-shape",
+        "1,128,128",
+        "--compression",
+        "none",
+    )
+
     def partial_written():  # the conversion writes beside the output and renames it when complete
         return any(p.stat().st_size > 2_000_000 for p in tmp_path.glob(".*.scan.h5"))
 

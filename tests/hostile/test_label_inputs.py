@@ -38,20 +38,20 @@ def _check(path, num_labels):
     assert path.read_bytes() == before
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(values=st.tuples(DTYPES, SHAPES).flatmap(lambda ds: arrays(ds[0], ds[1])),
-       num_labels=st.integers(1, 6))
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.tuples(DTYPES, SHAPES).flatmap(lambda ds: arrays(ds[0], ds[1])), num_labels=st.integers(1, 6))
 def test_any_npy_label_reads_or_is_refused(tmp_path_factory, values, num_labels):
     path = tmp_path_factory.mktemp("npy") / "slice.npy"
     np.save(path, values)
     _check(path, num_labels)
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(values=arrays(st.sampled_from(["uint8", "uint16"]), st.sampled_from([(4, 5), (1, 1), (3, 4, 3), (5, 5, 4)])),
-       num_labels=st.integers(1, 6), suffix=st.sampled_from([".png", ".tif"]))
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    values=arrays(st.sampled_from(["uint8", "uint16"]), st.sampled_from([(4, 5), (1, 1), (3, 4, 3), (5, 5, 4)])),
+    num_labels=st.integers(1, 6),
+    suffix=st.sampled_from([".png", ".tif"]),
+)
 def test_any_image_label_reads_or_is_refused(tmp_path_factory, values, num_labels, suffix):
     from PIL import Image
 
@@ -63,10 +63,10 @@ def test_any_image_label_reads_or_is_refused(tmp_path_factory, values, num_label
     _check(path, num_labels)
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(content=st.binary(max_size=300), suffix=st.sampled_from([".png", ".npy", ".tif", ".jpg"]),
-       keep_header=st.booleans())
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    content=st.binary(max_size=300), suffix=st.sampled_from([".png", ".npy", ".tif", ".jpg"]), keep_header=st.booleans()
+)
 def test_random_bytes_under_a_label_name_are_refused_or_read(tmp_path_factory, content, suffix, keep_header):
     headers = {".png": b"\x89PNG\r\n\x1a\n", ".npy": b"\x93NUMPY", ".tif": b"II*\x00", ".jpg": b"\xff\xd8\xff"}
     path = tmp_path_factory.mktemp("bytes") / f"slice{suffix}"

@@ -30,8 +30,7 @@ def test_tiff_series_slab_by_slab(tmp_path):
     folder.mkdir()
     for i, plane in enumerate(vol):
         tifffile.imwrite(folder / f"s{i}.tif", plane)
-    result = convert_to_hdf5(folder, tmp_path / "out.h5", chunk_shape=(2, 5, 6), max_gb=2 * 240 / 1e9,
-                             progress=False)
+    result = convert_to_hdf5(folder, tmp_path / "out.h5", chunk_shape=(2, 5, 6), max_gb=2 * 240 / 1e9, progress=False)
     data, attrs, chunks, compression = read_out(tmp_path / "out.h5")
     np.testing.assert_array_equal(data, vol)
     assert data.dtype == np.int16 and chunks == (2, 5, 6) and compression == "gzip"
@@ -42,8 +41,9 @@ def test_tiff_series_slab_by_slab(tmp_path):
 def test_multi_page_tiff_stack(tmp_path):
     vol = ct_volume()
     tifffile.imwrite(tmp_path / "stack.tif", vol, photometric="minisblack")
-    result = convert_to_hdf5(tmp_path / "stack.tif", tmp_path / "out.h5", chunk_mb=0.0005, compression=None,
-                             progress=False)
+    result = convert_to_hdf5(
+        tmp_path / "stack.tif", tmp_path / "out.h5", chunk_mb=0.0005, compression=None, progress=False
+    )
     data, attrs, chunks, compression = read_out(tmp_path / "out.h5")
     np.testing.assert_array_equal(data, vol)
     assert compression is None and result.source_kind == "tiff-stack"
@@ -53,8 +53,7 @@ def test_multi_page_tiff_stack(tmp_path):
 def test_dicom_folder_in_stacking_order_with_spacing(tmp_path):
     vol = ct_volume().astype(np.float32)
     names = [f"img{i}" for i in (5, 3, 1, 0, 2, 4)]  # file names out of order on purpose
-    write_dicom_series(tmp_path / "dcm", vol, pixel_spacing_mm=(0.7, 0.8), slice_thickness_mm=2.5,
-                       names=names)
+    write_dicom_series(tmp_path / "dcm", vol, pixel_spacing_mm=(0.7, 0.8), slice_thickness_mm=2.5, names=names)
     result = convert_to_hdf5(tmp_path / "dcm", tmp_path / "out.h5", progress=False)
     data, attrs, _, _ = read_out(tmp_path / "out.h5")
     np.testing.assert_allclose(data, vol)
@@ -76,8 +75,9 @@ def test_dicom_refusals(tmp_path):
         convert_to_hdf5(both, tmp_path / "o2.h5", series_uid="9.9", progress=False)
     sizes = tmp_path / "sizes"
     write_dicom_series(sizes, vol, names=["s0", "s1", "s2"], series_uid="1.2.3.4")
-    write_dicom_series(sizes, np.zeros((1, 6, 6), np.float32), names=["s3"], series_uid="1.2.3.4",
-                       origin_mm=(0.0, 0.0, 3.0))
+    write_dicom_series(
+        sizes, np.zeros((1, 6, 6), np.float32), names=["s3"], series_uid="1.2.3.4", origin_mm=(0.0, 0.0, 3.0)
+    )
     with pytest.raises(CtsegDataError, match="sizes: images of different sizes in series 1.2.3.4"):
         convert_to_hdf5(sizes, tmp_path / "o4.h5", progress=False)
     cine = tmp_path / "cine"
@@ -162,9 +162,12 @@ def test_source_and_output_refusals(tmp_path):
     with pytest.raises(CtsegDataError, match="mine.h5 exists already; choose another name or pass --overwrite"):
         convert_to_hdf5(tmp_path / "stack.tif", tmp_path / "mine.h5", progress=False)
     assert (tmp_path / "mine.h5").read_text() == "precious"
-    with pytest.raises(CtsegDataError, match="mine.h5: not written by ctseg; ctseg never replaces such files, even "
-                                             r"with --overwrite \(overwrite=True\): move it away or choose another "
-                                             "output name"):
+    with pytest.raises(
+        CtsegDataError,
+        match="mine.h5: not written by ctseg; ctseg never replaces such files, even "
+        r"with --overwrite \(overwrite=True\): move it away or choose another "
+        "output name",
+    ):
         convert_to_hdf5(tmp_path / "stack.tif", tmp_path / "mine.h5", overwrite=True, progress=False)
     assert (tmp_path / "mine.h5").read_text() == "precious"
     with pytest.raises(CtsegDataError, match="nope: no such file or folder"):

@@ -27,8 +27,11 @@ from ctseg_helpers.io.datafile import (
 def ramp(shape, dtype=np.int16):
     """A volume whose every voxel is distinct: value = z * 10000 + y * 100 + x."""
     z, y, x = np.indices(shape)
-    return (z * 10000 + y * 100 + x).astype(dtype) if np.dtype(dtype).itemsize >= 4 else \
-        (z * 400 + y * 20 + x).astype(dtype)
+    return (
+        (z * 10000 + y * 100 + x).astype(dtype)
+        if np.dtype(dtype).itemsize >= 4
+        else (z * 400 + y * 20 + x).astype(dtype)
+    )
 
 
 SHAPE = (7, 9, 11)
@@ -133,8 +136,10 @@ def test_slab_ranges_align_with_chunks_and_respect_the_cap(tmp_path):
         # fewer slices than a chunk: no rounding
         assert vol.slab_ranges(0, max_gb=1000 / 1e9) == [(i, min(i + 10, 100)) for i in range(0, 100, 10)]
         assert vol.slab_ranges(1, max_gb=1.0) == [(0, 10)]
-        with pytest.raises(CtsegSettingsError, match="needs .* GB of working memory, more than the .* GB allowed for a "
-                                                     "slab; raise max_gb"):
+        with pytest.raises(
+            CtsegSettingsError,
+            match="needs .* GB of working memory, more than the .* GB allowed for a slab; raise max_gb",
+        ):
             vol.slab_ranges(1, max_gb=100 / 1e9)
 
 
@@ -306,8 +311,11 @@ def test_a_truncated_hdf5_file_is_named(tmp_path):
         out.write_block((0, 0, 0), ramp(SHAPE))
     data = path.read_bytes()
     (tmp_path / "cut.h5").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CtsegDataError, match=r"cut.h5: cannot be read as HDF5 \(truncated or not an HDF5 file\?\): "
-                                             r".*truncated file.*copy the file again"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"cut.h5: cannot be read as HDF5 \(truncated or not an HDF5 file\?\): "
+        r".*truncated file.*copy the file again",
+    ):
         DataFile.open(tmp_path / "cut.h5")
 
 

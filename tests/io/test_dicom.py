@@ -69,8 +69,9 @@ def write_non_image(path, sop_class: str, modality: str) -> None:
 def test_shuffled_positions_sort_along_the_normal(tmp_path):
     # Slice k holds value 10 k and lies at z = 2 k mm; file names and instance numbers disagree.
     names = ["e", "b", "d", "a", "c"]
-    paths = write_dicom_series(tmp_path, constant_slices([0, 10, 20, 30, 40]), names=names,
-                               slice_thickness_mm=2.0, origin_mm=(0.0, 0.0, -4.0))
+    paths = write_dicom_series(
+        tmp_path, constant_slices([0, 10, 20, 30, 40]), names=names, slice_thickness_mm=2.0, origin_mm=(0.0, 0.0, -4.0)
+    )
     for path, instance in zip(paths, [3, 5, 1, 4, 2], strict=True):
         edit(path, InstanceNumber=instance)
     series = read_dicom_series(tmp_path)
@@ -87,9 +88,14 @@ def test_oblique_orientation_projects_positions_on_the_normal(tmp_path):
     angle = np.deg2rad(30)
     row = (1.0, 0.0, 0.0)
     col = (0.0, np.cos(angle), np.sin(angle))
-    paths = write_dicom_series(tmp_path, constant_slices([0, 1, 2, 3]), names=["d", "c", "b", "a"],
-                               slice_thickness_mm=2.5, orientation=row + col,
-                               origin_mm=(10.0, 20.0, 30.0))
+    paths = write_dicom_series(
+        tmp_path,
+        constant_slices([0, 1, 2, 3]),
+        names=["d", "c", "b", "a"],
+        slice_thickness_mm=2.5,
+        orientation=row + col,
+        origin_mm=(10.0, 20.0, 30.0),
+    )
     # Reverse the files' instance numbers: the geometry must win.
     for index, path in enumerate(paths):
         edit(path, InstanceNumber=len(paths) - index)
@@ -123,9 +129,15 @@ def test_cine_keeps_every_phase_ordered_by_position_then_time(tmp_path):
     n_positions, n_phases = 3, 4
     for phase in reversed(range(n_phases)):  # written out of order on purpose
         values = [100 * pos + phase for pos in range(n_positions)]
-        paths = write_dicom_series(tmp_path, constant_slices(values), series_uid=uid, modality="MR",
-                                   rescale_intercept=0.0, slice_thickness_mm=8.0,
-                                   names=[f"img_{pos}_{phase}" for pos in range(n_positions)])
+        paths = write_dicom_series(
+            tmp_path,
+            constant_slices(values),
+            series_uid=uid,
+            modality="MR",
+            rescale_intercept=0.0,
+            slice_thickness_mm=8.0,
+            names=[f"img_{pos}_{phase}" for pos in range(n_positions)],
+        )
         for path in paths:
             edit(path, TriggerTime=f"{40.0 * phase + 12.5}", InstanceNumber=1)
     series = read_dicom_series(tmp_path)
@@ -184,9 +196,16 @@ def test_missing_pixel_spacing_is_none_not_a_crash(tmp_path):
 
 
 def test_geometry_and_identity_fields(tmp_path):
-    paths = write_dicom_series(tmp_path, constant_slices([3]), pixel_spacing_mm=(0.7, 0.8),
-                               slice_thickness_mm=1.5, modality="MR", patient_id="P7",
-                               series_description="T1 axial", origin_mm=(1.0, 2.0, 3.0))
+    paths = write_dicom_series(
+        tmp_path,
+        constant_slices([3]),
+        pixel_spacing_mm=(0.7, 0.8),
+        slice_thickness_mm=1.5,
+        modality="MR",
+        patient_id="P7",
+        series_description="T1 axial",
+        origin_mm=(1.0, 2.0, 3.0),
+    )
     edit(paths[0], TriggerTime="250")
     image = read_dicom_file(paths[0])
     assert image.pixel_spacing_mm == (0.7, 0.8)
@@ -273,8 +292,15 @@ def test_non_image_and_non_dicom_files_are_skipped_and_reported(tmp_path, caplog
 
 def test_colour_and_multiframe_files_are_skipped_with_a_reason(tmp_path):
     paths = write_dicom_series(tmp_path, constant_slices([1, 2, 3]))
-    edit(paths[1], SamplesPerPixel=3, PhotometricInterpretation="RGB", PlanarConfiguration=0,
-         Rows=8, Columns=10, PixelData=np.zeros((8, 10, 3), np.uint16).tobytes())
+    edit(
+        paths[1],
+        SamplesPerPixel=3,
+        PhotometricInterpretation="RGB",
+        PlanarConfiguration=0,
+        Rows=8,
+        Columns=10,
+        PixelData=np.zeros((8, 10, 3), np.uint16).tobytes(),
+    )
     edit(paths[2], NumberOfFrames=2, Rows=4)
     scan = scan_dicom_folder(tmp_path)
     reasons = {path.name: reason for path, reason in scan.skipped}
@@ -289,8 +315,7 @@ def test_colour_and_multiframe_files_are_skipped_with_a_reason(tmp_path):
 # --- compressed transfer syntaxes ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("syntax", [RLELossless, JPEGLSLossless, JPEG2000Lossless],
-                         ids=["rle", "jpeg-ls", "jpeg2000"])
+@pytest.mark.parametrize("syntax", [RLELossless, JPEGLSLossless, JPEG2000Lossless], ids=["rle", "jpeg-ls", "jpeg2000"])
 def test_compressed_files_decode_losslessly(tmp_path, syntax):
     hu = np.random.default_rng(3).integers(-1000, 1500, size=(1, 64, 64)).astype(np.float64)
     paths = write_dicom_series(tmp_path, hu)
@@ -330,8 +355,11 @@ def test_undecodable_pixel_data_names_file_and_transfer_syntax(tmp_path):
     ds.PixelData = pydicom.encaps.encapsulate([b"this is not a JPEG 2000 codestream" * 4])
     ds["PixelData"].VR = "OB"
     ds.save_as(paths[0])
-    with pytest.raises(CtsegDataError, match=r"slice_0001\.dcm: cannot decode the pixel data "
-                                             r"\(transfer syntax JPEG 2000 Image Compression \(Lossless Only\)"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"slice_0001\.dcm: cannot decode the pixel data "
+        r"\(transfer syntax JPEG 2000 Image Compression \(Lossless Only\)",
+    ):
         read_dicom_file(paths[0])
     with pytest.raises(CtsegDataError, match=r"1\.2\.840\.10008\.1\.2\.4\.90"):
         read_dicom_series(tmp_path)
@@ -355,8 +383,11 @@ def test_truncated_header_is_a_damaged_file(tmp_path):
     scan = scan_dicom_folder(tmp_path)
     assert [p.name for p, _ in scan.damaged] == ["slice_0003.dcm"]
     assert scan.series[0].n_images == 2
-    with pytest.raises(CtsegDataError, match=r"slice_0003\.dcm: truncated DICOM image: the header is there "
-                                             r"but the pixel data is missing; 1 damaged file\(s\)"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"slice_0003\.dcm: truncated DICOM image: the header is there "
+        r"but the pixel data is missing; 1 damaged file\(s\)",
+    ):
         read_dicom_series(tmp_path)
     with pytest.raises(CtsegDataError, match=r"slice_0003\.dcm: truncated DICOM image.*intact copy"):
         read_dicom_file(paths[2])
@@ -387,13 +418,22 @@ def test_file_that_fails_between_scan_and_read(tmp_path, monkeypatch):
 
 
 def test_two_series_need_a_choice(tmp_path):
-    write_dicom_series(tmp_path, constant_slices([1, 2, 3]), series_description="T1 axial",
-                       series_uid="1.2.3.1", names=["t1_a", "t1_b", "t1_c"])
-    write_dicom_series(tmp_path, constant_slices([7, 8]), series_description="T2 axial",
-                       series_uid="1.2.3.2", names=["t2_a", "t2_b"])
-    with pytest.raises(CtsegDataError, match=r"holds 2 series; pick one with series_uid=.*"
-                                             r"'T1 axial' \(CT, 3 images, uid 1\.2\.3\.1\); "
-                                             r"'T2 axial' \(CT, 2 images, uid 1\.2\.3\.2\)"):
+    write_dicom_series(
+        tmp_path,
+        constant_slices([1, 2, 3]),
+        series_description="T1 axial",
+        series_uid="1.2.3.1",
+        names=["t1_a", "t1_b", "t1_c"],
+    )
+    write_dicom_series(
+        tmp_path, constant_slices([7, 8]), series_description="T2 axial", series_uid="1.2.3.2", names=["t2_a", "t2_b"]
+    )
+    with pytest.raises(
+        CtsegDataError,
+        match=r"holds 2 series; pick one with series_uid=.*"
+        r"'T1 axial' \(CT, 3 images, uid 1\.2\.3\.1\); "
+        r"'T2 axial' \(CT, 2 images, uid 1\.2\.3\.2\)",
+    ):
         read_dicom_series(tmp_path)
     second = read_dicom_series(tmp_path, series_uid="1.2.3.2")
     assert second.images.mean(axis=(1, 2)).tolist() == [7, 8]
@@ -405,10 +445,12 @@ def test_two_series_need_a_choice(tmp_path):
 def test_different_image_sizes_in_one_series(tmp_path):
     uid = generate_uid()
     write_dicom_series(tmp_path, constant_slices([1, 2], shape=(8, 8)), series_uid=uid, names=["a", "b"])
-    write_dicom_series(tmp_path, constant_slices([3], shape=(16, 8)), series_uid=uid, names=["c"],
-                       origin_mm=(0, 0, 5))
-    with pytest.raises(CtsegDataError, match=r"images of different sizes in series .*8x8 \(2 files, e\.g\. "
-                                             r"a\.dcm\), 16x8 \(1 files, e\.g\. c\.dcm\)"):
+    write_dicom_series(tmp_path, constant_slices([3], shape=(16, 8)), series_uid=uid, names=["c"], origin_mm=(0, 0, 5))
+    with pytest.raises(
+        CtsegDataError,
+        match=r"images of different sizes in series .*8x8 \(2 files, e\.g\. "
+        r"a\.dcm\), 16x8 \(1 files, e\.g\. c\.dcm\)",
+    ):
         read_dicom_series(tmp_path)
 
 
@@ -424,8 +466,11 @@ def test_folder_with_no_dicom(tmp_path):
     (tmp_path / "a.txt").write_text("hello")
     (tmp_path / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     write_non_image(tmp_path / "rt.dcm", RT_STRUCT, "RTSTRUCT")
-    with pytest.raises(CtsegDataError, match=r"no DICOM images in this folder \(2 not a DICOM file, "
-                                             r"1 non-image DICOM \(RT structure set\)\)"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"no DICOM images in this folder \(2 not a DICOM file, "
+        r"1 non-image DICOM \(RT structure set\)\)",
+    ):
         read_dicom_series(tmp_path)
 
 
@@ -450,8 +495,9 @@ def test_read_dicom_file_bad_input(tmp_path):
 
 
 def test_scan_reports_series_in_stacking_order(tmp_path):
-    paths = write_dicom_series(tmp_path, constant_slices([1, 2, 3]), names=["c", "a", "b"],
-                               slice_thickness_mm=3.0, pixel_spacing_mm=(0.5, 0.6))
+    paths = write_dicom_series(
+        tmp_path, constant_slices([1, 2, 3]), names=["c", "a", "b"], slice_thickness_mm=3.0, pixel_spacing_mm=(0.5, 0.6)
+    )
     (tmp_path / "readme.txt").write_text("x")
     data = scan_dicom_folder(tmp_path).to_dict()
     (series,) = data["series"]
@@ -464,11 +510,18 @@ def test_scan_reports_series_in_stacking_order(tmp_path):
 
 
 def test_text_forms_for_notebooks(tmp_path):
-    write_dicom_series(tmp_path, constant_slices([1, 2]), series_description="liver", modality="MR",
-                       pixel_spacing_mm=(0.5, 0.5), slice_thickness_mm=3.0)
+    write_dicom_series(
+        tmp_path,
+        constant_slices([1, 2]),
+        series_description="liver",
+        modality="MR",
+        pixel_spacing_mm=(0.5, 0.5),
+        slice_thickness_mm=3.0,
+    )
     series = read_dicom_series(tmp_path)
-    assert repr(series).startswith("DicomSeries(MR 'liver', 2 images of 8x10, 2 positions x 1 phases, "
-                                   "spacing_mm=(0.5, 0.5), uid=")
+    assert repr(series).startswith(
+        "DicomSeries(MR 'liver', 2 images of 8x10, 2 positions x 1 phases, spacing_mm=(0.5, 0.5), uid="
+    )
     scan = scan_dicom_folder(tmp_path)
     text = str(scan)
     assert "series 1: 'liver' MR, 2 images of 8x10, pixels 0.5 x 0.5 mm" in text
@@ -527,8 +580,10 @@ def test_mixed_orientations_use_the_most_common_one(tmp_path, caplog):
     edit(paths[1], ImageOrientationPatient=["1", "0.0000001", "0", "0", "1", "0"])
     with caplog.at_level(logging.WARNING, logger="ctseg_helpers.io.dicom"):
         series = read_dicom_series(tmp_path)
-    assert ("mixes 2 slice orientations; positions are measured along the most common one (2 files); "
-            "1 file(s) lie in another orientation: slice_0001.dcm; move them") in caplog.text
+    assert (
+        "mixes 2 slice orientations; positions are measured along the most common one (2 files); "
+        "1 file(s) lie in another orientation: slice_0001.dcm; move them"
+    ) in caplog.text
     assert series.orientation == pytest.approx((1.0, 0.0, 0.0, 0.0, 1.0, 0.0), abs=1e-6)
     np.testing.assert_allclose(series.positions_mm, [0, 2, 4], atol=1e-6)
 
@@ -539,8 +594,10 @@ def test_mixed_orientations_use_the_most_common_one(tmp_path, caplog):
 def test_rescale_slope_zero_is_refused_naming_the_file(tmp_path):
     paths = write_dicom_series(tmp_path, constant_slices([1, 2, 3]))
     edit(paths[1], RescaleSlope="0")
-    message = (r"slice_0002\.dcm: RescaleSlope is 0, which makes every pixel the same value; fix or remove "
-               r"the RescaleSlope tag, or re-export the series from the scanner or PACS")
+    message = (
+        r"slice_0002\.dcm: RescaleSlope is 0, which makes every pixel the same value; fix or remove "
+        r"the RescaleSlope tag, or re-export the series from the scanner or PACS"
+    )
     with pytest.raises(CtsegDataError, match=message + "$"):
         read_dicom_file(paths[1])
     with pytest.raises(CtsegDataError, match=message + r"; 1 damaged file\(s\) in .*replace or remove them"):
@@ -548,32 +605,44 @@ def test_rescale_slope_zero_is_refused_naming_the_file(tmp_path):
     assert [p.name for p, _ in scan_dicom_folder(tmp_path).damaged] == ["slice_0002.dcm"]
 
 
-@pytest.mark.parametrize(("keyword", "value", "shown"), [
-    ("RescaleSlope", "nan", "'nan'"),
-    ("RescaleSlope", "", "empty"),
-    ("RescaleIntercept", "inf", "'inf'"),
-    ("RescaleIntercept", "-1e400", "'-1e400'"),
-], ids=["slope-nan", "slope-empty", "intercept-inf", "intercept-overflow"])
+@pytest.mark.parametrize(
+    ("keyword", "value", "shown"),
+    [
+        ("RescaleSlope", "nan", "'nan'"),
+        ("RescaleSlope", "", "empty"),
+        ("RescaleIntercept", "inf", "'inf'"),
+        ("RescaleIntercept", "-1e400", "'-1e400'"),
+    ],
+    ids=["slope-nan", "slope-empty", "intercept-inf", "intercept-overflow"],
+)
 def test_non_finite_rescale_is_refused_naming_the_file(tmp_path, keyword, value, shown):
     paths = write_dicom_series(tmp_path, constant_slices([1]))
     edit(paths[0], **{keyword: value})
-    with pytest.raises(CtsegDataError, match=rf"slice_0001\.dcm: {keyword} is {shown}, not a finite number, "
-                                             rf"so no pixel value can be computed; fix or remove the {keyword} "
-                                             r"tag, or re-export the series$"):
+    with pytest.raises(
+        CtsegDataError,
+        match=rf"slice_0001\.dcm: {keyword} is {shown}, not a finite number, "
+        rf"so no pixel value can be computed; fix or remove the {keyword} "
+        r"tag, or re-export the series$",
+    ):
         read_dicom_file(paths[0])
 
 
 def test_rescale_overflowing_float32_is_refused(tmp_path):
     paths = write_dicom_series(tmp_path, constant_slices([1]))
     edit(paths[0], RescaleSlope="1e38")
-    with pytest.raises(CtsegDataError, match=r"slice_0001\.dcm: 80 pixel\(s\) are NaN or infinite \(in the "
-                                             r"pixel data or after RescaleSlope/RescaleIntercept\); fix the file"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"slice_0001\.dcm: 80 pixel\(s\) are NaN or infinite \(in the "
+        r"pixel data or after RescaleSlope/RescaleIntercept\); fix the file",
+    ):
         read_dicom_file(paths[0])
 
 
-@pytest.mark.parametrize(("tags", "expected"), [({"RescaleSlope": None}, 1025.0 - 1024.0),
-                                                ({"RescaleSlope": "2", "RescaleIntercept": None}, 1025.0 * 2)],
-                         ids=["intercept-only", "slope-only"])
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [({"RescaleSlope": None}, 1025.0 - 1024.0), ({"RescaleSlope": "2", "RescaleIntercept": None}, 1025.0 * 2)],
+    ids=["intercept-only", "slope-only"],
+)
 def test_a_lone_rescale_tag_is_applied(tmp_path, tags, expected):
     # Stored value 1025 (1 HU with intercept -1024): the tag left must still apply.
     paths = write_dicom_series(tmp_path, constant_slices([1]))
@@ -588,9 +657,12 @@ def test_broken_modality_lut_is_refused_naming_the_file(tmp_path):
     item.add_new("LUTData", "US", [1, 2, 3])  # 4096 entries promised
     item.ModalityLUTType = "HU"
     edit(paths[0], ModalityLUTSequence=pydicom.Sequence([item]))
-    with pytest.raises(CtsegDataError, match=r"slice_0001\.dcm: cannot turn stored pixel values into physical "
-                                             r"values with its Modality LUT or rescale tags \(IndexError: .*\); "
-                                             r"fix or remove ModalityLUTSequence, or re-export the series$"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"slice_0001\.dcm: cannot turn stored pixel values into physical "
+        r"values with its Modality LUT or rescale tags \(IndexError: .*\); "
+        r"fix or remove ModalityLUTSequence, or re-export the series$",
+    ):
         read_dicom_file(paths[0])
 
 
@@ -598,11 +670,16 @@ def test_palette_colour_is_skipped_and_refused_like_rgb(tmp_path):
     paths = write_dicom_series(tmp_path, constant_slices([1, 2, 3]))
     edit(paths[1], PhotometricInterpretation="PALETTE COLOR")
     reasons = {path.name: reason for path, reason in scan_dicom_folder(tmp_path).skipped}
-    assert reasons == {"slice_0002.dcm": "colour image (PALETTE COLOR: pixel values index a colour table): "
-                                         "ctseg reads greyscale slices"}
-    with pytest.raises(CtsegDataError, match=r"slice_0002\.dcm: colour image \(PALETTE COLOR: pixel values index "
-                                             r"a colour table\): ctseg reads greyscale slices; select a DICOM "
-                                             r"image file$"):
+    assert reasons == {
+        "slice_0002.dcm": "colour image (PALETTE COLOR: pixel values index a colour table): "
+        "ctseg reads greyscale slices"
+    }
+    with pytest.raises(
+        CtsegDataError,
+        match=r"slice_0002\.dcm: colour image \(PALETTE COLOR: pixel values index "
+        r"a colour table\): ctseg reads greyscale slices; select a DICOM "
+        r"image file$",
+    ):
         read_dicom_file(paths[1])
 
 
@@ -625,8 +702,10 @@ def test_undecodable_jpeg_gives_only_ctseg_error(tmp_path, caplog, capsys):
     with caplog.at_level(logging.DEBUG), pytest.raises(CtsegDataError) as raised:
         read_dicom_file(path)
     message = str(raised.value)
-    assert message.startswith(f"{path}: cannot decode the pixel data (transfer syntax JPEG Baseline (Process 1) "
-                              "(1.2.840.10008.1.2.4.50)): Unable to decode")
+    assert message.startswith(
+        f"{path}: cannot decode the pixel data (transfer syntax JPEG Baseline (Process 1) "
+        "(1.2.840.10008.1.2.4.50)): Unable to decode"
+    )
     assert "\n" not in message and message.endswith("and try again")
     assert [r for r in caplog.records if r.name.startswith("pydicom")] == []
     assert capsys.readouterr() == ("", "")
@@ -638,16 +717,22 @@ def test_pixel_data_that_does_not_fit_rows_and_columns(tmp_path):
     paths = write_dicom_series(tmp_path, constant_slices([1, 2]))
     for path in paths:
         edit(path, Rows=2)  # 8x10 pixels read as 2x10: pydicom makes 4 frames of them
-    with pytest.raises(CtsegDataError, match=r"slice_0001\.dcm: the pixel data decodes to an array of shape "
-                                             r"\(4, 2, 10\), not one slice of Rows x Columns = 2x10; .*re-export"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"slice_0001\.dcm: the pixel data decodes to an array of shape "
+        r"\(4, 2, 10\), not one slice of Rows x Columns = 2x10; .*re-export",
+    ):
         read_dicom_series(tmp_path)
 
 
 def test_file_that_changes_size_between_scan_and_read(tmp_path, monkeypatch):
     write_dicom_series(tmp_path, constant_slices([1, 2]))
     monkeypatch.setattr(dicom_module, "_decode", lambda path, ds: np.zeros((3, 3), np.float32))
-    with pytest.raises(CtsegDataError, match=r"slice_0001\.dcm: the image is 3x3 now, but 8x10 when the folder "
-                                             r"was scanned; the file changed while reading"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"slice_0001\.dcm: the image is 3x3 now, but 8x10 when the folder "
+        r"was scanned; the file changed while reading",
+    ):
         read_dicom_series(tmp_path)
 
 
@@ -658,6 +743,8 @@ def test_duplicate_images_at_one_position_are_named(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="ctseg_helpers.io.dicom"):
         series = read_dicom_series(tmp_path)
     assert (series.n_positions, series.n_phases, len(series.images)) == (8, 2, 10)
-    assert ("the 8 positions hold different numbers of images (most hold 1, at most 2); 4 file(s) at the "
-            "other positions: copy_2.dcm, slice_0002.dcm, copy_5.dcm and 1 more; remove duplicate copies "
-            "of a slice") in caplog.text
+    assert (
+        "the 8 positions hold different numbers of images (most hold 1, at most 2); 4 file(s) at the "
+        "other positions: copy_2.dcm, slice_0002.dcm, copy_5.dcm and 1 more; remove duplicate copies "
+        "of a slice"
+    ) in caplog.text

@@ -23,9 +23,16 @@ ORIENTATION = (0.866025, 0.5, 0.0, -0.5, 0.866025, 0.0)  # turned 30 degrees abo
 @pytest.fixture()
 def series(tmp_path):
     """3 oblique slices of 8 x 10 pixels, 0.6 x 0.9 mm, listed in reverse in the folder, read by ctseg."""
-    write_dicom_series(tmp_path / "scan", np.zeros((3, 8, 10)), pixel_spacing_mm=(0.6, 0.9), slice_thickness_mm=3.0,
-                       orientation=ORIENTATION, names=["IM_3", "IM_2", "IM_1"], patient_id="PAT-42",
-                       series_description="abdomen")
+    write_dicom_series(
+        tmp_path / "scan",
+        np.zeros((3, 8, 10)),
+        pixel_spacing_mm=(0.6, 0.9),
+        slice_thickness_mm=3.0,
+        orientation=ORIENTATION,
+        names=["IM_3", "IM_2", "IM_1"],
+        patient_id="PAT-42",
+        series_description="abdomen",
+    )
     return read_dicom_series(tmp_path / "scan")
 
 
@@ -41,9 +48,16 @@ def label_maps():
 
 def write(series, path, labels=None, **kwargs):
     kwargs.setdefault("sop_instance_uids", series.sop_instance_uids)
-    return write_dicom_seg(path, label_maps() if labels is None else labels, series.files, NAMES,
-                           software_version="0.1.0", model_name="psoas_best.keras",
-                           colors_rgb=[(0.894, 0.102, 0.110), (0.216, 0.494, 0.722)], **kwargs)
+    return write_dicom_seg(
+        path,
+        label_maps() if labels is None else labels,
+        series.files,
+        NAMES,
+        software_version="0.1.0",
+        model_name="psoas_best.keras",
+        colors_rgb=[(0.894, 0.102, 0.110), (0.216, 0.494, 0.722)],
+        **kwargs,
+    )
 
 
 def test_the_object_passes_dicom3tools_validation(series, tmp_path):
@@ -75,11 +89,15 @@ def test_read_back_the_segments_are_the_rois_and_the_masks_the_label_maps(series
     ds = pydicom.dcmread(path)
     source = pydicom.dcmread(series.files[0])
     assert (ds.PatientID, ds.StudyInstanceUID, ds.FrameOfReferenceUID) == (
-        "PAT-42", source.StudyInstanceUID, source.FrameOfReferenceUID)
+        "PAT-42",
+        source.StudyInstanceUID,
+        source.FrameOfReferenceUID,
+    )
     (referenced,) = ds.ReferencedSeriesSequence
     assert referenced.SeriesInstanceUID == series.series_uid
     assert sorted(i.ReferencedSOPInstanceUID for i in referenced.ReferencedInstanceSequence) == sorted(
-        series.sop_instance_uids)
+        series.sop_instance_uids
+    )
     assert int(ds.NumberOfFrames) == 3  # ROI 1 on slices 1 and 3, ROI 2 on slice 2
     assert int(ds.SeriesNumber) == 1001 and ds.SeriesDescription == "ctseg segmentation"
     assert ds.ContentDescription == "ctseg psoas_best.keras"
@@ -109,12 +127,18 @@ def test_phases_of_a_cine_series_take_one_image_per_position():
 @pytest.mark.parametrize(
     ("labels", "message"),
     [
-        (np.zeros((2, 8, 10), np.uint8),
-         r"scan: 3 source image\(s\) for label maps of shape \(2, 8, 10\); give one \(M, N\) label map per image"),
-        (np.full((3, 8, 10), 3, np.uint8),
-         r"scan: label values 3..3 but 2 ROI name\(s\); give one name per label value 1..N"),
-        (np.zeros((3, 10, 8), np.uint8),
-         r"IM_3.dcm: the image is 8x10 but its label map 10x8; segment the folder again"),
+        (
+            np.zeros((2, 8, 10), np.uint8),
+            r"scan: 3 source image\(s\) for label maps of shape \(2, 8, 10\); give one \(M, N\) label map per image",
+        ),
+        (
+            np.full((3, 8, 10), 3, np.uint8),
+            r"scan: label values 3..3 but 2 ROI name\(s\); give one name per label value 1..N",
+        ),
+        (
+            np.zeros((3, 10, 8), np.uint8),
+            r"IM_3.dcm: the image is 8x10 but its label map 10x8; segment the folder again",
+        ),
     ],
 )
 def test_label_maps_that_do_not_fit_the_images_are_refused(series, tmp_path, labels, message):
@@ -124,16 +148,25 @@ def test_label_maps_that_do_not_fit_the_images_are_refused(series, tmp_path, lab
 
 
 def test_a_source_file_changed_or_gone_since_it_was_segmented_is_named(series, tmp_path):
-    with pytest.raises(CtsegDataError, match=r"IM_1.dcm: the file is no longer the image that was segmented \(its "
-                                             r"SOPInstanceUID changed\); segment the folder again"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"IM_1.dcm: the file is no longer the image that was segmented \(its "
+        r"SOPInstanceUID changed\); segment the folder again",
+    ):
         write(series, tmp_path / "seg.dcm", sop_instance_uids=[*series.sop_instance_uids[:2], "1.2.3"])
     series.files[0].write_bytes(b"not dicom any more")
-    with pytest.raises(CtsegDataError, match=r"IM_3.dcm: not a DICOM file; it was read before and has changed "
-                                             r"since: segment the folder again"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"IM_3.dcm: not a DICOM file; it was read before and has changed "
+        r"since: segment the folder again",
+    ):
         write(series, tmp_path / "seg.dcm")
     series.files[0].unlink()
-    with pytest.raises(CtsegDataError, match=r"IM_3.dcm: no such file; it was read before and has been moved or "
-                                             r"removed since"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"IM_3.dcm: no such file; it was read before and has been moved or "
+        r"removed since",
+    ):
         write(series, tmp_path / "seg.dcm")
 
 
@@ -141,8 +174,11 @@ def test_images_without_a_place_in_space_are_refused(series, tmp_path):
     ds = pydicom.dcmread(series.files[1])
     del ds.ImagePositionPatient
     ds.save_as(series.files[1])
-    with pytest.raises(CtsegDataError, match=r"IM_2.dcm: no ImagePositionPatient; a DICOM-SEG places its frames in "
-                                             r"the scan's space, so it needs them"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"IM_2.dcm: no ImagePositionPatient; a DICOM-SEG places its frames in "
+        r"the scan's space, so it needs them",
+    ):
         write(series, tmp_path / "seg.dcm")
 
 
@@ -152,21 +188,28 @@ def test_images_at_one_position_cannot_share_an_object(tmp_path):
 
     uid, study = generate_uid(), generate_uid()
     for phase in (1, 2):
-        write_dicom_series(tmp_path / "cine", np.zeros((1, 8, 10)), names=[f"P{phase}"], series_uid=uid,
-                           study_uid=study)
+        write_dicom_series(
+            tmp_path / "cine", np.zeros((1, 8, 10)), names=[f"P{phase}"], series_uid=uid, study_uid=study
+        )
     files = sorted((tmp_path / "cine").iterdir())
     frame = pydicom.dcmread(files[0]).FrameOfReferenceUID
     ds = pydicom.dcmread(files[1])
     ds.FrameOfReferenceUID = frame
     ds.save_as(files[1])
-    with pytest.raises(CtsegDataError, match=r"cine phase 1: these images cannot carry a DICOM-SEG \(Plane positions "
-                                             r"must not contain duplicates.\); the label PNGs hold every slice"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"cine phase 1: these images cannot carry a DICOM-SEG \(Plane positions "
+        r"must not contain duplicates.\); the label PNGs hold every slice",
+    ):
         write_dicom_seg(tmp_path / "seg.dcm", np.ones((2, 8, 10), np.uint8), files, ["LV"], source="cine phase 1")
 
 
 def test_without_highdicom_the_message_says_how_to_install_it(monkeypatch):
     require_highdicom()
     monkeypatch.setitem(__import__("sys").modules, "highdicom", None)  # import highdicom now fails
-    with pytest.raises(CtsegSettingsError, match=r"needs the highdicom package, which is not installed: run 'pip "
-                                                 r"install highdicom==0.28.2'"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"needs the highdicom package, which is not installed: run 'pip "
+        r"install highdicom==0.28.2'",
+    ):
         require_highdicom()

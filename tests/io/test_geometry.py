@@ -32,8 +32,9 @@ def test_a_gap_just_over_one_percent_is_header_round_off_and_still_a_stack():
     assert stack_spacing_mm([0.0, 1.0, 2.0, 2.988]) is None
     assert no_volume_reason([0.0, 1.0, 2.0, 3.012]) == NOT_EQUAL
     # 10 mm gaps as on the Sunnybrook MR scans, off by under 0.001 mm
-    assert stack_spacing_mm([-148.903887, -138.903882, -128.903873, -118.903868, -108.903864, -98.90454,
-                             -88.903863]) == pytest.approx(10.0, abs=1e-5)
+    assert stack_spacing_mm(
+        [-148.903887, -138.903882, -128.903873, -118.903868, -108.903864, -98.90454, -88.903863]
+    ) == pytest.approx(10.0, abs=1e-5)
 
 
 def test_gaps_and_unknown_positions_are_no_stack():
@@ -41,7 +42,8 @@ def test_gaps_and_unknown_positions_are_no_stack():
     assert no_volume_reason([0.0, 5.0, 15.0]) == NOT_EQUAL
     assert stack_spacing_mm([0.0, np.nan]) is None
     assert no_volume_reason([0.0, np.nan]) == (
-        "the slice positions are unknown (no ImagePositionPatient/ImageOrientationPatient)")
+        "the slice positions are unknown (no ImagePositionPatient/ImageOrientationPatient)"
+    )
     assert stack_spacing_mm([0.0]) is None and stack_spacing_mm([]) is None and stack_spacing_mm(None) is None
     assert no_volume_reason([0.0]) == no_volume_reason(None) == "a single slice has no volume"
 
@@ -54,9 +56,11 @@ def test_repeated_positions_are_cine_phases_not_a_stack():
     assert stack_spacing_mm([0.0, 0.04, 5.0, 5.04, 10.0, 10.04]) is None
     assert stack_spacing_mm([0.0, 0.06, 0.12]) == pytest.approx(0.06)
     assert no_volume_reason([0.0, 0.01, 0.02, 5.0, 5.0, 5.01]) == (
-        "the series is a cine series (2 slice positions x 3 phases), not one 3D stack")
+        "the series is a cine series (2 slice positions x 3 phases), not one 3D stack"
+    )
     assert no_volume_reason([5.0, 0.0, 5.0]) == (
-        "the series is a cine series (2 slice positions x 2 phases), not one 3D stack")
+        "the series is a cine series (2 slice positions x 2 phases), not one 3D stack"
+    )
 
 
 def test_position_groups():

@@ -73,8 +73,11 @@ def test_colour_rgb_label_is_an_error(tmp_path):
     rgb = np.stack([LABELS] * 3, axis=-1)
     rgb[1, 2] = (255, 0, 0)
     Image.fromarray(rgb).save(tmp_path / "colour.png")
-    with pytest.raises(CtsegDataError, match=r"colour\.png: colour label image: 1 pixels are not grey, "
-                                             r"e\.g\. \(row 1, col 2\) = \(255, 0, 0\); save labels as greyscale"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"colour\.png: colour label image: 1 pixels are not grey, "
+        r"e\.g\. \(row 1, col 2\) = \(255, 0, 0\); save labels as greyscale",
+    ):
         read_label(tmp_path / "colour.png", 2)
 
 
@@ -107,15 +110,21 @@ def test_jpeg_snapping_counts_exactly(tmp_path, caplog, monkeypatch):
 
 def test_values_above_num_labels_are_an_error(tmp_path):
     Image.fromarray(LABELS * 2).save(tmp_path / "big.png")  # 0, 2, 4
-    with pytest.raises(CtsegDataError, match=r"big\.png: label values 4 are outside 0\.\.2 \(num_labels=2\); "
-                                             r"fix the label or the num_labels setting"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"big\.png: label values 4 are outside 0\.\.2 \(num_labels=2\); "
+        r"fix the label or the num_labels setting",
+    ):
         read_label(tmp_path / "big.png", 2)
 
 
 def test_mask_saved_as_0_255_gets_a_hint(tmp_path):
     Image.fromarray((LABELS > 0).astype(np.uint8) * 255).save(tmp_path / "mask.jpg", quality=100)
-    with pytest.raises(CtsegDataError, match=r"mask\.jpg: label values .*255.* \(masks saved as 0/255\? "
-                                             r"divide them by 255\)"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"mask\.jpg: label values .*255.* \(masks saved as 0/255\? "
+        r"divide them by 255\)",
+    ):
         read_label(tmp_path / "mask.jpg", 1)
 
 
@@ -186,8 +195,10 @@ def test_missing_partners_are_listed_with_a_count(tmp_path):
     with pytest.raises(CtsegDataError) as info:
         find_pairs(split)
     message = str(info.value)
-    assert ("images without a label: img01.dcm, img02.dcm, img03.dcm, img04.dcm, img05.dcm, img06.dcm, "
-            "img07.dcm, img08.dcm, img09.dcm, img10.dcm, ... (12 in all)") in message
+    assert (
+        "images without a label: img01.dcm, img02.dcm, img03.dcm, img04.dcm, img05.dcm, img06.dcm, "
+        "img07.dcm, img08.dcm, img09.dcm, img10.dcm, ... (12 in all)"
+    ) in message
     assert "labels without an image: orphan.png (1 in all)" in message
     with pytest.raises(CtsegDataError, match=r"Every file in 'dicoms/' needs a label with the same name"):
         find_pairs(split)
@@ -230,8 +241,11 @@ def test_read_pair_checks_the_shape_naming_both_files(tmp_path):
     pairs = {p.name: p for p in find_pairs(split)}
     image, labels = read_pair(pairs["ok"], 1)
     assert image.pixels.shape == labels.shape == (3, 4)
-    with pytest.raises(CtsegDataError, match=r"label .*labels/bad\.png is 5x4 but its image "
-                                             r".*dicoms/bad\.dcm is 3x4; a label must have exactly"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"label .*labels/bad\.png is 5x4 but its image "
+        r".*dicoms/bad\.dcm is 3x4; a label must have exactly",
+    ):
         read_pair(pairs["bad"], 1)
 
 
@@ -246,8 +260,11 @@ def test_grey_rgb_jpeg_label_tolerates_colour_noise(tmp_path):
 
 def test_a_label_file_with_more_values_than_names_gets_the_names_in_its_message(tmp_path):
     np.save(tmp_path / "IM_1.npy", np.array([[0, 1], [2, 3]], np.uint8))
-    with pytest.raises(CtsegDataError, match=r"IM_1.npy: label values 3 are outside 0..2 .*; 2 ROI name\(s\) \['a', "
-                                             r"'b'\] given for label values up to 3: give one name per ROI"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"IM_1.npy: label values 3 are outside 0..2 .*; 2 ROI name\(s\) \['a', "
+        r"'b'\] given for label values up to 3: give one name per ROI",
+    ):
         read_named_label(tmp_path / "IM_1.npy", ["a", "b"])
     assert read_named_label(tmp_path / "IM_1.npy", ["a", "b", "c"]).max() == 3
     # other problems keep their own message

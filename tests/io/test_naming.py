@@ -20,9 +20,17 @@ from ctseg_helpers.io.naming import (
 
 @pytest.mark.parametrize(
     ("name", "stem"),
-    [("IM_0001.dcm", "IM_0001"), ("scan.DCM", "scan"), ("x.dicom", "x"), ("y.Dic", "y"), ("a.b.ima", "a.b"),
-     ("IM0001", "IM0001"), ("1.2.840.113619.2.1", "1.2.840.113619.2.1"), ("IM_0001.png", "IM_0001.png"),
-     (".dcm", ".dcm")],
+    [
+        ("IM_0001.dcm", "IM_0001"),
+        ("scan.DCM", "scan"),
+        ("x.dicom", "x"),
+        ("y.Dic", "y"),
+        ("a.b.ima", "a.b"),
+        ("IM0001", "IM0001"),
+        ("1.2.840.113619.2.1", "1.2.840.113619.2.1"),
+        ("IM_0001.png", "IM_0001.png"),
+        (".dcm", ".dcm"),
+    ],
 )
 def test_dicom_stem_drops_only_a_dicom_suffix(name, stem):
     assert dicom_stem(f"/some/folder/{name}") == stem
@@ -38,8 +46,17 @@ def test_every_dicom_suffix_in_any_case_is_one():
 
 @pytest.mark.parametrize(
     ("name", "stem"),
-    [("IM_1.png", "IM_1"), ("IM_1.NPY", "IM_1"), ("a.b.tiff", "a.b"), ("a.tif", "a"), ("a.JPEG", "a"),
-     ("a.jpg", "a"), ("a.dcm", None), ("notes.txt", None), ("png", None)],
+    [
+        ("IM_1.png", "IM_1"),
+        ("IM_1.NPY", "IM_1"),
+        ("a.b.tiff", "a.b"),
+        ("a.tif", "a"),
+        ("a.JPEG", "a"),
+        ("a.jpg", "a"),
+        ("a.dcm", None),
+        ("notes.txt", None),
+        ("png", None),
+    ],
 )
 def test_label_stem(name, stem):
     assert label_stem(f"labels/{name}") == stem
@@ -75,8 +92,11 @@ def test_find_label_files_errors(tmp_path):
         find_label_files(tmp_path / "nope")
     (tmp_path / "notes.txt").write_text("x")
     expected = ", ".join(LABEL_SUFFIXES)
-    with pytest.raises(CtsegDataError, match=f"no label files \\({expected}\\) in the folder; select the folder that "
-                                             r"holds the label maps, named like their DICOM files \(IM_0001.png"):
+    with pytest.raises(
+        CtsegDataError,
+        match=f"no label files \\({expected}\\) in the folder; select the folder that "
+        r"holds the label maps, named like their DICOM files \(IM_0001.png",
+    ):
         find_label_files(tmp_path)
     np.save(tmp_path / "a.npy", np.zeros((2, 2), np.uint8))
     (tmp_path / "a.png").write_bytes(b"")

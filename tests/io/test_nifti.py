@@ -68,8 +68,11 @@ def test_float_labels_with_whole_values_are_accepted(tmp_path):
 def test_shape_mismatch_names_both_files(tmp_path):
     image = save(tmp_path / "img.nii.gz", volume())
     label = save(tmp_path / "lab.nii.gz", np.zeros((6, 5, 3), np.uint8))
-    with pytest.raises(CtsegDataError, match=r"label volume .*lab\.nii\.gz has shape \(6, 5, 3\) but image "
-                                             r"volume .*img\.nii\.gz has shape \(6, 5, 4\)"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"label volume .*lab\.nii\.gz has shape \(6, 5, 3\) but image "
+        r"volume .*img\.nii\.gz has shape \(6, 5, 4\)",
+    ):
         read_nifti_slices(image, label)
 
 
@@ -137,8 +140,9 @@ def test_nonfinite_voxels_become_the_minimum_with_one_warning(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         result = read_nifti_slices(path)
     warnings = [r.getMessage() for r in caplog.records if "NaN" in r.getMessage()]
-    assert warnings == [f"{path}: 5 of 768 voxels are NaN or infinite; they are replaced by the minimum finite "
-                        f"value {data.min():g}"]
+    assert warnings == [
+        f"{path}: 5 of 768 voxels are NaN or infinite; they are replaced by the minimum finite value {data.min():g}"
+    ]
     reference = read_nifti_slices(save(tmp_path / "filled.nii.gz", filled, dtype=np.float32))
     np.testing.assert_array_equal(result.slices, reference.slices)
     segmenter = Segmenter(_above_half, input_shape=16, num_classes=2, mode="tile", normalization=Normalization("MR"))
@@ -173,9 +177,15 @@ def oblique_series(tmp_path):
     from ctseg_helpers.io.dicom_write import write_dicom_series
 
     images = np.arange(4 * 6 * 9, dtype=np.float64).reshape(4, 6, 9)
-    write_dicom_series(tmp_path / "scan", images, pixel_spacing_mm=(0.7, 1.3), slice_thickness_mm=2.5,
-                       origin_mm=(12.5, -30.0, 44.0), orientation=_oblique_orientation(),
-                       names=["IM_0004", "IM_0003", "IM_0002", "IM_0001"])
+    write_dicom_series(
+        tmp_path / "scan",
+        images,
+        pixel_spacing_mm=(0.7, 1.3),
+        slice_thickness_mm=2.5,
+        origin_mm=(12.5, -30.0, 44.0),
+        orientation=_oblique_orientation(),
+        names=["IM_0004", "IM_0003", "IM_0002", "IM_0001"],
+    )
     return read_dicom_series(tmp_path / "scan")
 
 
@@ -204,8 +214,15 @@ def test_label_nifti_overlays_the_dicom_images_voxel_for_voxel(oblique_series, t
     series = oblique_series
     assert [p.name for p in series.files] == ["IM_0004.dcm", "IM_0003.dcm", "IM_0002.dcm", "IM_0001.dcm"]
     labels = (np.arange(4 * 6 * 9).reshape(4, 6, 9) * 7 % 5).astype(np.uint8)  # differs at every voxel
-    path = write_series_nifti(tmp_path / "labels.nii.gz", labels, series.image_positions_mm, series.positions_mm,
-                              series.orientation, series.pixel_spacing_mm, slice_thickness_mm=2.5)
+    path = write_series_nifti(
+        tmp_path / "labels.nii.gz",
+        labels,
+        series.image_positions_mm,
+        series.positions_mm,
+        series.orientation,
+        series.pixel_spacing_mm,
+        slice_thickness_mm=2.5,
+    )
     label_img = nib.load(path)
     data = np.asanyarray(label_img.dataobj)
     assert data.dtype == np.uint8 and data.shape == (9, 6, 4)  # (columns, rows, slices)
@@ -223,8 +240,12 @@ def test_label_nifti_overlays_the_dicom_images_voxel_for_voxel(oblique_series, t
     np.testing.assert_allclose(header.get_zooms(), (1.3, 0.7, 2.5), atol=1e-4)
     # the source images written on the same affine lie exactly under the labels
     image_path = tmp_path / "image.nii.gz"
-    affine = dicom_affine(series.image_positions_mm[0], series.orientation, series.spacing_mm,
-                          (series.image_positions_mm[-1] - series.image_positions_mm[0]) / 3)
+    affine = dicom_affine(
+        series.image_positions_mm[0],
+        series.orientation,
+        series.spacing_mm,
+        (series.image_positions_mm[-1] - series.image_positions_mm[0]) / 3,
+    )
     nib.save(nib.Nifti1Image(series.images.transpose(2, 1, 0), affine), image_path)
     image_img = nib.load(image_path)
     np.testing.assert_allclose(image_img.affine, label_img.affine, atol=1e-5)
@@ -254,8 +275,15 @@ def test_cine_series_is_one_4d_volume_of_positions_by_phases(tmp_path):
     positions = np.repeat([0.0, 6.0], 3)  # 2 positions x 3 phases, 40 ms apart
     image_positions = np.column_stack([np.zeros(6), np.zeros(6), positions])
     labels = np.arange(6 * 4 * 5).reshape(6, 4, 5).astype(np.uint8) % 3
-    path = write_series_nifti(tmp_path / "cine.nii.gz", labels, image_positions, positions, (1, 0, 0, 0, 1, 0),
-                              (0.5, 0.5), trigger_times_ms=[0.0, 40.0, 80.0] * 2)
+    path = write_series_nifti(
+        tmp_path / "cine.nii.gz",
+        labels,
+        image_positions,
+        positions,
+        (1, 0, 0, 0, 1, 0),
+        (0.5, 0.5),
+        trigger_times_ms=[0.0, 40.0, 80.0] * 2,
+    )
     img = nib.load(path)
     data = np.asanyarray(img.dataobj)
     assert data.shape == (5, 4, 2, 3)
@@ -271,8 +299,15 @@ def test_cine_series_is_one_4d_volume_of_positions_by_phases(tmp_path):
 def test_one_slice_steps_along_its_normal_by_the_thickness_or_the_column_spacing(tmp_path, thickness, step):
     from ctseg_helpers.io.nifti import write_series_nifti
 
-    path = write_series_nifti(tmp_path / "one.nii.gz", np.ones((1, 3, 4), np.uint8), np.array([[5.0, 6.0, 7.0]]),
-                              [7.0], (1, 0, 0, 0, 0, -1), (0.8, 0.9), slice_thickness_mm=thickness)
+    path = write_series_nifti(
+        tmp_path / "one.nii.gz",
+        np.ones((1, 3, 4), np.uint8),
+        np.array([[5.0, 6.0, 7.0]]),
+        [7.0],
+        (1, 0, 0, 0, 0, -1),
+        (0.8, 0.9),
+        slice_thickness_mm=thickness,
+    )
     img = nib.load(path)
     assert img.shape == (4, 3, 1)
     # row cosines x, column cosines -z: the normal is x cross -z = +y (LPS), i.e. -y in RAS
@@ -283,26 +318,59 @@ def test_one_slice_steps_along_its_normal_by_the_thickness_or_the_column_spacing
 @pytest.mark.parametrize(
     ("positions", "image_positions", "orientation", "spacing", "message"),
     [
-        ([0.0, 5.0, 15.0], [[0, 0, 0], [0, 0, 5], [0, 0, 15]], (1, 0, 0, 0, 1, 0), (1.0, 1.0),
-         r"scan 7: the slices are not evenly spaced along one line \(slice 2 of 3 is 2.5 mm off\), so they fit "
-         r"no NIfTI grid; the label PNGs hold every slice"),
-        ([0.0, 0.0, 5.0], [[0, 0, 0], [0, 0, 0], [0, 0, 5]], (1, 0, 0, 0, 1, 0), (1.0, 1.0),
-         r"scan 7: the 2 slice positions hold different numbers of images \(1 to 2\), so they fit no NIfTI grid"),
-        ([np.nan, np.nan, np.nan], [[np.nan] * 3] * 3, None, (1.0, 1.0),
-         "scan 7: slices without ImagePositionPatient/ImageOrientationPatient have no place in space"),
-        ([0.0, 5.0, 10.0], [[0, 0, 0], [0, 0, 5], [0, 0, 10]], (1, 0, 0, 0, 1, 0), [(1.0, 1.0), (1.0, 1.0), (0.5, 0.5)],
-         r"scan 7: the pixel spacing differs between slices \(\[0.5 0.5\] to \[1. 1.\] mm\), so they fit no NIfTI"),
-        ([0.0, 5.0], [[0, 0, 0], [0, 0, 5]], (1, 0, 0, 0, 1, 0), (1.0, 1.0),
-         r"scan 7: 2 slice position\(s\) for label maps of shape \(3, 2, 2\); give one \(M, N\) label map per image"),
+        (
+            [0.0, 5.0, 15.0],
+            [[0, 0, 0], [0, 0, 5], [0, 0, 15]],
+            (1, 0, 0, 0, 1, 0),
+            (1.0, 1.0),
+            r"scan 7: the slices are not evenly spaced along one line \(slice 2 of 3 is 2.5 mm off\), so they fit "
+            r"no NIfTI grid; the label PNGs hold every slice",
+        ),
+        (
+            [0.0, 0.0, 5.0],
+            [[0, 0, 0], [0, 0, 0], [0, 0, 5]],
+            (1, 0, 0, 0, 1, 0),
+            (1.0, 1.0),
+            r"scan 7: the 2 slice positions hold different numbers of images \(1 to 2\), so they fit no NIfTI grid",
+        ),
+        (
+            [np.nan, np.nan, np.nan],
+            [[np.nan] * 3] * 3,
+            None,
+            (1.0, 1.0),
+            "scan 7: slices without ImagePositionPatient/ImageOrientationPatient have no place in space",
+        ),
+        (
+            [0.0, 5.0, 10.0],
+            [[0, 0, 0], [0, 0, 5], [0, 0, 10]],
+            (1, 0, 0, 0, 1, 0),
+            [(1.0, 1.0), (1.0, 1.0), (0.5, 0.5)],
+            r"scan 7: the pixel spacing differs between slices \(\[0.5 0.5\] to \[1. 1.\] mm\), so they fit no NIfTI",
+        ),
+        (
+            [0.0, 5.0],
+            [[0, 0, 0], [0, 0, 5]],
+            (1, 0, 0, 0, 1, 0),
+            (1.0, 1.0),
+            r"scan 7: 2 slice position\(s\) for label maps of shape \(3, 2, 2\); give one \(M, N\) label map per image",
+        ),
     ],
 )
-def test_series_that_fit_no_grid_are_refused_saying_why(tmp_path, positions, image_positions, orientation, spacing,
-                                                        message):
+def test_series_that_fit_no_grid_are_refused_saying_why(
+    tmp_path, positions, image_positions, orientation, spacing, message
+):
     from ctseg_helpers.io.nifti import write_series_nifti
 
     with pytest.raises(CtsegDataError, match=message):
-        write_series_nifti(tmp_path / "x.nii.gz", np.zeros((3, 2, 2), np.uint8), np.array(image_positions, float),
-                           positions, orientation, spacing, source="scan 7")
+        write_series_nifti(
+            tmp_path / "x.nii.gz",
+            np.zeros((3, 2, 2), np.uint8),
+            np.array(image_positions, float),
+            positions,
+            orientation,
+            spacing,
+            source="scan 7",
+        )
     assert not (tmp_path / "x.nii.gz").exists()
 
 
@@ -310,5 +378,12 @@ def test_label_values_beyond_uint8_are_refused(tmp_path):
     from ctseg_helpers.io.nifti import write_series_nifti
 
     with pytest.raises(CtsegDataError, match=r"scan: label values 0..300 do not fit uint8 \(0..255\)"):
-        write_series_nifti(tmp_path / "x.nii.gz", np.array([[[0, 300]]]), np.zeros((1, 3)), [0.0],
-                           (1, 0, 0, 0, 1, 0), (1.0, 1.0), source="scan")
+        write_series_nifti(
+            tmp_path / "x.nii.gz",
+            np.array([[[0, 300]]]),
+            np.zeros((1, 3)),
+            [0.0],
+            (1, 0, 0, 0, 1, 0),
+            (1.0, 1.0),
+            source="scan",
+        )

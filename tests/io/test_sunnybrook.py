@@ -40,8 +40,9 @@ def test_scan_of_the_cine_folder_matches_the_read(sunnybrook):
     assert info.files == read_dicom_series(folder).files
 
 
-@pytest.mark.parametrize(("task", "num_labels", "n_pairs", "values"),
-                         [("lv_myo", 2, 28, [0, 1, 2]), ("lv_cavity", 1, 56, [0, 1])])
+@pytest.mark.parametrize(
+    ("task", "num_labels", "n_pairs", "values"), [("lv_myo", 2, 28, [0, 1, 2]), ("lv_cavity", 1, 56, [0, 1])]
+)
 def test_training_folders_pair_and_check(sunnybrook, task, num_labels, n_pairs, values):
     split = sunnybrook / task / "train"
     pairs = find_pairs(split)

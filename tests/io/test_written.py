@@ -47,8 +47,11 @@ def test_a_file_ctseg_wrote_and_nobody_changed_may_be_replaced(tmp_path):
     assert check_replaceable(path, True) is True
     manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
     stat = path.stat()
-    assert manifest == {"format": "ctseg-written", "version": 1,
-                        "files": {"a.csv": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}}}
+    assert manifest == {
+        "format": "ctseg-written",
+        "version": 1,
+        "files": {"a.csv": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}},
+    }
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # written atomically
 
 
@@ -142,9 +145,12 @@ def test_an_unusable_manifest_vouches_for_nothing(tmp_path, caplog, content):
 
 def test_an_output_folder_in_a_folder_the_command_reads_is_refused(tmp_path):
     labels = tmp_path / "labels"
-    with pytest.raises(CtsegSettingsError, match=r"labels: the output folder is the manual label folder .*labels, "
-                                                 r"which this command reads; ctseg never writes into a folder it "
-                                                 r"reads: choose an output folder outside it"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"labels: the output folder is the manual label folder .*labels, "
+        r"which this command reads; ctseg never writes into a folder it "
+        r"reads: choose an output folder outside it",
+    ):
         check_outside_inputs(labels, {"manual label": labels})
     with pytest.raises(CtsegDataError, match="out: the output folder is inside the DICOM folder"):
         check_outside_inputs(labels / "out", {"manual label": None, "DICOM": tmp_path}, error_type=CtsegDataError)

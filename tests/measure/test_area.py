@@ -44,8 +44,13 @@ def test_empty_and_boolean_masks():
 @pytest.mark.parametrize(
     ("labels", "spacing", "num", "error", "message"),
     [
-        (np.zeros((2, 5, 5), int), (1, 1), 1, CtsegDataError,
-         r"a label map must be 2D \(M, N\), got shape \(2, 5, 5\)"),
+        (
+            np.zeros((2, 5, 5), int),
+            (1, 1),
+            1,
+            CtsegDataError,
+            r"a label map must be 2D \(M, N\), got shape \(2, 5, 5\)",
+        ),
         (np.zeros((5, 5), float), (1, 1), 1, CtsegDataError, "a label map must hold integers, got dtype float64"),
         (square(value=3), (1, 1), 2, CtsegDataError, "label map holds values 0..3 but num_labels=2 allows only 0..2"),
         (np.full((3, 3), -1), (1, 1), 2, CtsegDataError, "label map holds values -1..-1"),
@@ -79,8 +84,10 @@ def test_disagreeing_fov_warns_and_pixel_spacing_wins(caplog):
     with caplog.at_level(logging.WARNING):
         spacings = pixel_spacings_mm([[1.3, 1.3]], (256, 256), fov=320, matrix_size=256, source="scan_dir")
     np.testing.assert_array_equal(spacings, [[1.3, 1.3]])
-    assert ("scan_dir: PixelSpacing [1.3, 1.3] mm differs from fov/matrix_size = [1.25, 1.25] mm by up to 3.8%; "
-            "using PixelSpacing") in caplog.text
+    assert (
+        "scan_dir: PixelSpacing [1.3, 1.3] mm differs from fov/matrix_size = [1.25, 1.25] mm by up to 3.8%; "
+        "using PixelSpacing"
+    ) in caplog.text
 
 
 def test_fov_within_1_percent_does_not_warn(caplog):
@@ -90,8 +97,11 @@ def test_fov_within_1_percent_does_not_warn(caplog):
 
 
 def test_missing_spacing_without_fov_says_what_to_set():
-    with pytest.raises(CtsegDataError, match=r"scan_dir: 1 of 2 slice\(s\) have no PixelSpacing; give the field of "
-                                             r"view with fov \(mm\) and matrix_size"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"scan_dir: 1 of 2 slice\(s\) have no PixelSpacing; give the field of "
+        r"view with fov \(mm\) and matrix_size",
+    ):
         pixel_spacings_mm([[1.0, 1.0], [np.nan, np.nan]], (64, 64), source="scan_dir")
 
 
@@ -114,16 +124,21 @@ def test_stack_spacing_is_the_one_rule_of_io_geometry():
 
 def three_slices():
     labels = np.zeros((3, 40, 40), np.uint8)
-    labels[0] = square(10, value=1)              # 100 px
-    labels[1] = square(6, value=1)               # 36 px
-    labels[1, 30:35, 30:35] = 2                  # 25 px
-    labels[2, 0:2, 0:2] = 2                      # 4 px
+    labels[0] = square(10, value=1)  # 100 px
+    labels[1] = square(6, value=1)  # 36 px
+    labels[1, 30:35, 30:35] = 2  # 25 px
+    labels[2, 0:2, 0:2] = 2  # 4 px
     return labels
 
 
 def test_area_table_has_the_manual_shape():
-    table = area_table(three_slices(), (0.5, 0.5), ["LV", "myocardium"],
-                       files=["/scans/IM_1.dcm", "/scans/IM_2.dcm", "/scans/IM_3.dcm"], positions_mm=[0.0, 8.0, 16.0])
+    table = area_table(
+        three_slices(),
+        (0.5, 0.5),
+        ["LV", "myocardium"],
+        files=["/scans/IM_1.dcm", "/scans/IM_2.dcm", "/scans/IM_3.dcm"],
+        positions_mm=[0.0, 8.0, 16.0],
+    )
     assert list(table.index) == ["slice number 1", "slice number 2", "slice number 3", "mean", "std"]
     assert table.index.name == AREA_INDEX_NAME == "slice (areas in mm2)"
     assert list(table.columns) == ["file", "slice_position_mm", "LV", "myocardium"]
@@ -175,9 +190,12 @@ def test_too_few_names_for_the_label_values_names_the_file():
     with pytest.raises(CtsegDataError, match="IM_2.dcm: label map holds values 0..2 but num_labels=1"):
         area_table(three_slices(), (1, 1), ["LV"], files=["IM_1.dcm", "IM_2.dcm", "IM_3.dcm"])
     # ... and says how many names were given for how many ROIs, with an example
-    with pytest.raises(CtsegDataError, match=r"1 ROI name\(s\) \['LV'\] given for label values up to 2: give one "
-                                             r"name per ROI, label 1 first, e.g. \['ROI 1', 'ROI 2'\] "
-                                             r"\(or \['background', 'ROI 1', 'ROI 2'\]\)"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"1 ROI name\(s\) \['LV'\] given for label values up to 2: give one "
+        r"name per ROI, label 1 first, e.g. \['ROI 1', 'ROI 2'\] "
+        r"\(or \['background', 'ROI 1', 'ROI 2'\]\)",
+    ):
         area_table(three_slices(), (1, 1), ["LV"])
 
 
@@ -188,8 +206,9 @@ def test_a_first_name_background_is_dropped_with_an_info_line(caplog):
     with caplog.at_level(logging.INFO, logger="ctseg_helpers.io.label_names"):
         names = check_label_names(["Background", "lv_cavity", "lv_myocardium"], 2)
     assert names == ("lv_cavity", "lv_myocardium")
-    assert ("labels_list starts with 'Background', the name of label 0: dropped, so label 1 is 'lv_cavity'"
-            in caplog.text)
+    assert (
+        "labels_list starts with 'Background', the name of label 0: dropped, so label 1 is 'lv_cavity'" in caplog.text
+    )
     # without a number of ROIs (only label values tell), a leading background is always label 0
     assert check_label_names(["background", "LV"]) == ("LV",)
     # names without background are kept as they are
@@ -205,16 +224,32 @@ def test_area_table_with_background_first_names_label_1_correctly():
 @pytest.mark.parametrize(
     ("names", "num_labels", "message"),
     [
-        (["a", "b", "c"], 2, r"labels_list has 3 name\(s\) \['a', 'b', 'c'\] but there are 2 ROI\(s\); give one name "
-                             r"per ROI, label 1 first, e.g. \['ROI 1', 'ROI 2'\] "
-                             r"\(or \['background', 'ROI 1', 'ROI 2'\]\)"),
-        (["background", "a", "b", "c"], 2, r"labels_list has 4 name\(s\) \['background', 'a', 'b', 'c'\] but there "
-                                           r"are 2 ROI\(s\)"),
-        (["background", "a"], 2, r"labels_list \['background', 'a'\] names label 1 'background', but the background is "
-                                 r"label 0 and not an ROI"),
+        (
+            ["a", "b", "c"],
+            2,
+            r"labels_list has 3 name\(s\) \['a', 'b', 'c'\] but there are 2 ROI\(s\); give one name "
+            r"per ROI, label 1 first, e.g. \['ROI 1', 'ROI 2'\] "
+            r"\(or \['background', 'ROI 1', 'ROI 2'\]\)",
+        ),
+        (
+            ["background", "a", "b", "c"],
+            2,
+            r"labels_list has 4 name\(s\) \['background', 'a', 'b', 'c'\] but there "
+            r"are 2 ROI\(s\)",
+        ),
+        (
+            ["background", "a"],
+            2,
+            r"labels_list \['background', 'a'\] names label 1 'background', but the background is "
+            r"label 0 and not an ROI",
+        ),
         (["a", "Background"], None, r"names label 2 'Background', but the background is label 0"),
-        (["background"], None, r"labels_list \['background'\] names only the background \(label 0\): add one name per "
-                               r"ROI after it"),
+        (
+            ["background"],
+            None,
+            r"labels_list \['background'\] names only the background \(label 0\): add one name per "
+            r"ROI after it",
+        ),
         ("LV", None, r"labels_list must be a list of names, e.g. \['LV'\], got the string 'LV'"),
         (["a", " "], None, r"labels_list \['a', ' '\]: name 2 is empty; give every ROI a name"),
         (["series", "a"], None, r"labels_list may not use the column name\(s\) \['series'\]"),
@@ -226,17 +261,28 @@ def test_label_names_that_do_not_fit_are_refused(names, num_labels, message):
 
 
 def test_the_count_message_can_say_where_the_count_comes_from():
-    with pytest.raises(CtsegSettingsError, match=r"--label-names has 1 name\(s\) \['a'\] but --num-labels is 2; give "
-                                                 r"one name per ROI, label 1 first, e.g. \['x', 'y'\]"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"--label-names has 1 name\(s\) \['a'\] but --num-labels is 2; give "
+        r"one name per ROI, label 1 first, e.g. \['x', 'y'\]",
+    ):
         check_label_names(["a"], 2, setting="--label-names", counted="--num-labels is 2", example=["x", "y"])
 
 
 def test_area_table_of_several_series_names_each_slices_series():
     series = [(1, "1.2.3", "T1 axial"), (1, "1.2.3", "T1 axial"), (2, "4.5.6", "")]
-    table = area_table(three_slices(), (0.5, 0.5), ["LV", "myocardium"], files=["a.dcm", "b.dcm", "c.dcm"],
-                       series=series)
-    assert list(table.columns) == ["series", "series_uid", "series_description", "file", "slice_position_mm", "LV",
-                                   "myocardium"]
+    table = area_table(
+        three_slices(), (0.5, 0.5), ["LV", "myocardium"], files=["a.dcm", "b.dcm", "c.dcm"], series=series
+    )
+    assert list(table.columns) == [
+        "series",
+        "series_uid",
+        "series_description",
+        "file",
+        "slice_position_mm",
+        "LV",
+        "myocardium",
+    ]
     assert list(table["series"]) == [1, 1, 2, "", ""]
     assert list(table["series_uid"]) == ["1.2.3", "1.2.3", "4.5.6", "", ""]
     assert list(table["series_description"]) == ["T1 axial", "T1 axial", "", "", ""]
@@ -248,8 +294,11 @@ def test_area_table_of_several_series_names_each_slices_series():
 
 
 def test_mismatched_lengths_are_refused():
-    with pytest.raises(CtsegSettingsError, match=r"pixel_spacing_mm must be \(row, col\) or one pair per slice \(3, "
-                                                 r"2\); got shape \(2, 2\)"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"pixel_spacing_mm must be \(row, col\) or one pair per slice \(3, "
+        r"2\); got shape \(2, 2\)",
+    ):
         area_table(three_slices(), [[1, 1], [1, 1]], ["LV", "myo"])
     with pytest.raises(CtsegSettingsError, match="3 label maps but 2 file names and 3 positions"):
         area_table(three_slices(), (1, 1), ["LV", "myo"], files=["a", "b"])

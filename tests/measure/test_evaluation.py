@@ -26,16 +26,30 @@ def test_area_jumps_exact():
 
 def _fake_case(**series_fields):
     defaults = dict(
-        images=np.zeros((4, 2, 2), np.float32), files=[Path(f"/scan/s{i}.dcm") for i in range(4)],
-        positions_mm=np.array([0.0, 0.0, 5.0, 5.0]), pixel_spacing_mm=np.ones((4, 2)),
-        n_positions=2, n_phases=2, is_volume=False, slice_spacing_mm=None, series_uid="1.2.3", modality="MR",
+        images=np.zeros((4, 2, 2), np.float32),
+        files=[Path(f"/scan/s{i}.dcm") for i in range(4)],
+        positions_mm=np.array([0.0, 0.0, 5.0, 5.0]),
+        pixel_spacing_mm=np.ones((4, 2)),
+        n_positions=2,
+        n_phases=2,
+        is_volume=False,
+        slice_spacing_mm=None,
+        series_uid="1.2.3",
+        modality="MR",
     )
     defaults.update(series_fields)
     series = SimpleNamespace(**defaults)
     labels = np.zeros((4, 2, 2), np.uint8)
     labels[:, 0, 0] = 1
-    return Case(series=series, stems=[f"s{i}" for i in range(4)], label_names=("roi",),
-                   prediction=labels, truth=None, has_prediction=np.ones(4, bool), has_truth=np.zeros(4, bool))
+    return Case(
+        series=series,
+        stems=[f"s{i}" for i in range(4)],
+        label_names=("roi",),
+        prediction=labels,
+        truth=None,
+        has_prediction=np.ones(4, bool),
+        has_truth=np.zeros(4, bool),
+    )
 
 
 def test_cine_series_is_not_a_volume_and_groups_by_position():
@@ -58,7 +72,8 @@ def test_spacing_errors():
     case = _fake_case(pixel_spacing_mm=np.full((4, 2), np.nan))
     with pytest.raises(CtsegDataError, match="s0.dcm: no PixelSpacing"):
         case.slice_spacing_mm(0)
-    mixed = _fake_case(is_volume=True, slice_spacing_mm=5.0,
-                       pixel_spacing_mm=np.array([[1, 1], [1, 1], [2, 2], [1, 1]], float))
+    mixed = _fake_case(
+        is_volume=True, slice_spacing_mm=5.0, pixel_spacing_mm=np.array([[1, 1], [1, 1], [2, 2], [1, 1]], float)
+    )
     with pytest.raises(CtsegDataError, match="different pixel spacings"):
         mixed.volume_spacing_mm()

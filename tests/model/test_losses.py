@@ -49,7 +49,8 @@ def test_focal():
     assert value(L.FocalLoss(gamma=2.0)) == pytest.approx(expected, rel=1e-6)
     assert value(L.FocalLoss(gamma=0.0)) == pytest.approx(CE, rel=1e-6)
     assert value(L.FocalLoss(gamma=0.0, class_weights=[1.0, 3.0])) == pytest.approx(
-        value(L.WeightedCrossEntropy([1.0, 3.0])), rel=1e-6)
+        value(L.WeightedCrossEntropy([1.0, 3.0])), rel=1e-6
+    )
 
 
 def test_tversky():
@@ -62,7 +63,8 @@ def test_dice_plus_cross_entropy_is_the_default():
     assert isinstance(L.get_loss(), L.DiceCELoss)
     assert value(L.DiceCELoss(smooth=0.0)) == pytest.approx(1 - 1.2 / 1.8 + CE, rel=1e-6)
     assert value(L.DiceCELoss(dice_weight=2.0, ce_weight=0.5, smooth=0.0)) == pytest.approx(
-        2 * (1 - 1.2 / 1.8) + 0.5 * CE, rel=1e-6)
+        2 * (1 - 1.2 / 1.8) + 0.5 * CE, rel=1e-6
+    )
 
 
 def test_batch_reduction_pools_the_batch():
@@ -149,9 +151,19 @@ def test_metric_settings_are_checked():
 # --- serialisation -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("obj", [L.DiceLoss(True, 0.5), L.TverskyLoss(0.2, 0.8), L.WeightedCrossEntropy([1, 2]),
-                                 L.FocalLoss(1.5, [1, 2]), L.DiceCELoss(2.0, 0.5), L.MeanDice(3),
-                                 L.DicePerROI(3, 2, name="dice_myo"), L.MeanIoU(3)])
+@pytest.mark.parametrize(
+    "obj",
+    [
+        L.DiceLoss(True, 0.5),
+        L.TverskyLoss(0.2, 0.8),
+        L.WeightedCrossEntropy([1, 2]),
+        L.FocalLoss(1.5, [1, 2]),
+        L.DiceCELoss(2.0, 0.5),
+        L.MeanDice(3),
+        L.DicePerROI(3, 2, name="dice_myo"),
+        L.MeanIoU(3),
+    ],
+)
 def test_round_trip_through_keras_serialisation(obj):
     config = keras.saving.serialize_keras_object(obj)
     assert str(config["registered_name"]).startswith("ctseg>")
@@ -169,5 +181,6 @@ def test_compiled_model_reloads_in_safe_mode(tmp_path):
     path = save_model(model, tmp_path / "m.keras", ModelSettings(input_shape=8, num_labels=2))
     again, settings = load_model(path, compile=True)
     assert isinstance(again.loss, L.DiceCELoss) and settings.num_labels == 2
-    np.testing.assert_allclose(again.predict(np.ones((1, 8, 8, 1)), verbose=0),
-                               model.predict(np.ones((1, 8, 8, 1)), verbose=0), rtol=1e-5)
+    np.testing.assert_allclose(
+        again.predict(np.ones((1, 8, 8, 1)), verbose=0), model.predict(np.ones((1, 8, 8, 1)), verbose=0), rtol=1e-5
+    )

@@ -80,8 +80,11 @@ def test_update_settings_names_a_foreign_or_damaged_file(tmp_path):
     [
         ({"input_shape": 0, "num_labels": 1}, "input_shape must be a positive integer"),
         ({"input_shape": 8, "num_labels": 0}, "num_labels must be at least 1"),
-        ({"input_shape": 8, "num_labels": 2, "label_names": ("a",)}, r"label_names has 1 name\(s\) \[.a.\] but "
-                                                                     r"num_labels=2"),
+        (
+            {"input_shape": 8, "num_labels": 2, "label_names": ("a",)},
+            r"label_names has 1 name\(s\) \[.a.\] but "
+            r"num_labels=2",
+        ),
         ({"input_shape": 8, "num_labels": 1, "fit_mode": "crop"}, "fit_mode must be 'patch', 'resize' or 'pad'"),
     ],
 )

@@ -32,8 +32,18 @@ def test_filters_follow_base_and_multiplier():
 
 
 def test_per_level_options():
-    model = build_unet((48, 64), 1, levels=2, filters=[4, 6, 8], pool_sizes=[2, 4], kernel_sizes=[5, 3, 3],
-                       dropout=[0.0, 0.1, 0.2], activation="elu", convs_per_level=1, batch_norm=False)
+    model = build_unet(
+        (48, 64),
+        1,
+        levels=2,
+        filters=[4, 6, 8],
+        pool_sizes=[2, 4],
+        kernel_sizes=[5, 3, 3],
+        dropout=[0.0, 0.1, 0.2],
+        activation="elu",
+        convs_per_level=1,
+        batch_norm=False,
+    )
     assert model.output_shape == (None, 48, 64, 2)
     assert model.get_layer("enc1_conv1").kernel_size == (5, 5)
     assert model.get_layer("enc2_pool").pool_size == (4, 4)
@@ -43,8 +53,11 @@ def test_per_level_options():
 
 
 def test_size_the_pooling_cannot_divide_names_the_level():
-    with pytest.raises(CtsegSettingsError, match=r"input 100x100 .* at pooling level 3 the feature map is 25x25, "
-                                                 r"which pool size 2 does not divide.* multiple of 16"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"input 100x100 .* at pooling level 3 the feature map is 25x25, "
+        r"which pool size 2 does not divide.* multiple of 16",
+    ):
         build_unet(100, 1)
     with pytest.raises(CtsegSettingsError, match="at pooling level 2 the feature map is 32x32, which pool size 3"):
         check_input_size(64, [2, 3])

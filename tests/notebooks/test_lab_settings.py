@@ -18,8 +18,12 @@ def _install(venv: Path) -> Path:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     target = venv / "share" / "jupyter" / "lab" / "settings" / "overrides.d" / "ctseg.json"
-    subprocess.run(["make", "--no-print-directory", "-C", str(REPO), f"VENV={venv}", str(target)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), f"VENV={venv}", str(target)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return target
 
 
@@ -29,8 +33,11 @@ def _save_state_default(venv: Path, tmp_path: Path) -> bool:
     from jupyter_core.paths import jupyter_path
 
     result, _ = settings_utils.get_settings(
-        str(venv / "share" / "jupyter" / "lab" / "settings"), str(tmp_path / "no-schemas"),
-        str(tmp_path / "no-user-settings"), schema_name=PLUGIN, labextensions_path=jupyter_path("labextensions"),
+        str(venv / "share" / "jupyter" / "lab" / "settings"),
+        str(tmp_path / "no-schemas"),
+        str(tmp_path / "no-user-settings"),
+        schema_name=PLUGIN,
+        labextensions_path=jupyter_path("labextensions"),
     )
     return result["schema"]["properties"]["saveState"]["default"]
 
@@ -48,8 +55,9 @@ def test_a_users_own_overrides_are_kept_and_win(tmp_path):
     venv = tmp_path / "venv"
     own = venv / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
     own.parent.mkdir(parents=True)
-    text = json.dumps({PLUGIN: {"saveState": False},
-                       "@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"}})
+    text = json.dumps(
+        {PLUGIN: {"saveState": False}, "@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"}}
+    )
     own.write_text(text)
     _install(venv)
     assert own.read_text() == text
@@ -63,7 +71,8 @@ def test_the_settings_file_is_where_jupyterlab_looks_in_this_environment():
 
     if Path(sys.prefix).resolve() != (REPO / ".venv").resolve():
         pytest.skip(f"not running in the project's .venv ({sys.prefix})")
-    dry_run = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(REPO), "lab"], check=True,
-                             capture_output=True, text=True).stdout
+    dry_run = subprocess.run(
+        ["make", "-n", "--no-print-directory", "-C", str(REPO), "lab"], check=True, capture_output=True, text=True
+    ).stdout
     settings = Path(get_app_dir()).resolve().relative_to(REPO.resolve()) / "settings" / "overrides.d" / "ctseg.json"
     assert settings.as_posix() in dry_run or (REPO / settings).is_file()

@@ -31,15 +31,21 @@ def _parameters(script: str) -> dict:
 def _passed_to(script: str, function: str) -> dict:
     """The keyword arguments of the call to ``function`` that come from the parameters cell alone."""
     parameters = _parameters(script)
-    calls = [node for node in ast.walk(ast.parse(script))
-             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == function]
+    calls = [
+        node
+        for node in ast.walk(ast.parse(script))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == function
+    ]
     assert len(calls) == 1, f"one call of {function} expected"
     passed = {}
     for keyword in calls[0].keywords:
         used = {n.id for n in ast.walk(keyword.value) if isinstance(n, ast.Name)} - {"tuple"}
         if used <= parameters.keys():  # e.g. tuple(label_names), {"enabled": augment, **augment_options}
-            passed[keyword.arg] = eval(compile(ast.Expression(keyword.value), "<parameters>", "eval"),  # noqa: S307
-                                       {"__builtins__": {"tuple": tuple}}, dict(parameters))
+            passed[keyword.arg] = eval(
+                compile(ast.Expression(keyword.value), "<parameters>", "eval"),  # noqa: S307
+                {"__builtins__": {"tuple": tuple}},
+                dict(parameters),
+            )
     return passed
 
 
@@ -60,10 +66,12 @@ def test_train_notebook_parameters_are_the_train_config_defaults(repo_root):
     for name in passed.keys() - {"main_dir", "out_dir"}:
         assert getattr(notebook, name) == getattr(default, name), (
             f"notebooks/train.py sets {name} = {getattr(notebook, name)!r}, TrainConfig's default is "
-            f"{getattr(default, name)!r}: make them the same")
+            f"{getattr(default, name)!r}: make them the same"
+        )
     assert _path_from_repo(passed["out_dir"]) == os.path.normpath(default.out_dir), (
         f"notebooks/train.py writes to {passed['out_dir']!r} (from notebooks/), TrainConfig's default out_dir is "
-        f"{default.out_dir!r} (from the checkout): make them the same folder")
+        f"{default.out_dir!r} (from the checkout): make them the same folder"
+    )
 
 
 def test_test_notebook_parameters_are_the_segment_settings_defaults(repo_root):
@@ -73,7 +81,8 @@ def test_test_notebook_parameters_are_the_segment_settings_defaults(repo_root):
         assert f.name in passed, f"notebooks/test.py has no parameter for the segment setting {f.name}"
         assert passed[f.name] == getattr(default, f.name), (
             f"notebooks/test.py sets {f.name} = {passed[f.name]!r}, SegmentSettings' default is "
-            f"{getattr(default, f.name)!r}: make them the same")
+            f"{getattr(default, f.name)!r}: make them the same"
+        )
 
 
 @pytest.mark.parametrize(

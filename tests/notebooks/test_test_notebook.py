@@ -23,13 +23,15 @@ def notebook_path(repo_root):
 def test_notebook_structure(notebook_path):
     nb = nbformat.read(notebook_path, as_version=4)
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
-    headings = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()
-                if line.startswith("## ")]
+    headings = [
+        line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines() if line.startswith("## ")
+    ]
     assert headings == SECTIONS
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
-    names = {t.id for node in ast.walk(ast.parse(tagged[0].source)) if isinstance(node, ast.Assign)
-             for t in node.targets}
+    names = {
+        t.id for node in ast.walk(ast.parse(tagged[0].source)) if isinstance(node, ast.Assign) for t in node.targets
+    }
     assert PARAMETERS <= names
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -42,7 +44,7 @@ def test_notebook_structure(notebook_path):
 def small_case(tmp_path):
     model = make_tiny_model_file(tmp_path / "model" / "tiny.keras", label_names=("soft", "bright"))
     images = np.full((3, 40, 48), -1000.0)
-    images[:, 4:14, 4:24] = 0.0   # 200 px label 1 on every slice
+    images[:, 4:14, 4:24] = 0.0  # 200 px label 1 on every slice
     images[2, 20:30, 20:30] = 400.0  # 100 px label 2 on slice 3
     write_dicom_series(tmp_path / "scan", images, pixel_spacing_mm=(0.5, 0.5), slice_thickness_mm=2.0)
     return model, tmp_path / "scan"
@@ -55,9 +57,20 @@ def test_notebook_runs_end_to_end_with_papermill(notebook_path, small_case, tmp_
     model, scan = small_case
     out_nb = tmp_path / "test_out.ipynb"
     papermill.execute_notebook(
-        str(notebook_path), str(out_nb), cwd=str(notebook_path.parent), kernel_name="python3", progress_bar=False,
-        parameters={"labels_list": ["soft", "bright"], "model_filename": str(model), "input_shape": 32,
-                    "fov": 24.0, "matrix_size": 48, "dicom_dir": str(scan), "output_dir": str(tmp_path / "pred")},
+        str(notebook_path),
+        str(out_nb),
+        cwd=str(notebook_path.parent),
+        kernel_name="python3",
+        progress_bar=False,
+        parameters={
+            "labels_list": ["soft", "bright"],
+            "model_filename": str(model),
+            "input_shape": 32,
+            "fov": 24.0,
+            "matrix_size": 48,
+            "dicom_dir": str(scan),
+            "output_dir": str(tmp_path / "pred"),
+        },
     )
     runs = list((tmp_path / "pred").iterdir())
     assert len(runs) == 1
@@ -82,13 +95,28 @@ def test_notebook_segments_every_series_of_a_folder(notebook_path, small_case, t
     model, scan = small_case
     second = np.full((2, 30, 30), -1000.0)
     second[:, 2:12, 2:7] = 0.0  # 50 px label 1
-    write_dicom_series(scan, second, pixel_spacing_mm=(1.0, 1.0), slice_thickness_mm=3.0, names=["other_1", "other_2"],
-                       series_description="second")
+    write_dicom_series(
+        scan,
+        second,
+        pixel_spacing_mm=(1.0, 1.0),
+        slice_thickness_mm=3.0,
+        names=["other_1", "other_2"],
+        series_description="second",
+    )
     out_nb = tmp_path / "test_out.ipynb"
     papermill.execute_notebook(
-        str(notebook_path), str(out_nb), cwd=str(notebook_path.parent), kernel_name="python3", progress_bar=False,
-        parameters={"labels_list": ["background", "soft", "bright"], "model_filename": str(model),
-                    "dicom_dir": str(scan), "output_dir": str(tmp_path / "pred"), "previews": False},
+        str(notebook_path),
+        str(out_nb),
+        cwd=str(notebook_path.parent),
+        kernel_name="python3",
+        progress_bar=False,
+        parameters={
+            "labels_list": ["background", "soft", "bright"],
+            "model_filename": str(model),
+            "dicom_dir": str(scan),
+            "output_dir": str(tmp_path / "pred"),
+            "previews": False,
+        },
     )
     (run_dir,) = (tmp_path / "pred").iterdir()
     areas = pd.read_csv(run_dir / "areas.csv", index_col=0)
@@ -114,10 +142,19 @@ def test_notebook_without_dicom_dir_shows_the_chooser_and_asks_for_a_folder(note
     out_nb = tmp_path / "test_out.ipynb"
     with pytest.raises(PapermillExecutionError, match="no folder chosen yet: pick the folder in the chooser above"):
         papermill.execute_notebook(
-            str(notebook_path), str(out_nb), cwd=str(notebook_path.parent), kernel_name="python3",
+            str(notebook_path),
+            str(out_nb),
+            cwd=str(notebook_path.parent),
+            kernel_name="python3",
             progress_bar=False,
-            parameters={"model_filename": str(model), "input_shape": 32, "labels_list": None, "dicom_dir": None,
-                        "browse_from": str(tmp_path), "output_dir": str(tmp_path / "pred")},
+            parameters={
+                "model_filename": str(model),
+                "input_shape": 32,
+                "labels_list": None,
+                "dicom_dir": None,
+                "browse_from": str(tmp_path),
+                "output_dir": str(tmp_path / "pred"),
+            },
         )
     executed = nbformat.read(out_nb, as_version=4)
     assert "application/vnd.jupyter.widget-view+json" in json.dumps(_picker_cell(executed).outputs)

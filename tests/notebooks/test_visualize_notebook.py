@@ -43,15 +43,24 @@ def _scan(root: Path) -> dict:
         (root / folder).mkdir()
         for name, labels in zip(names, stack, strict=True):
             Image.fromarray(labels).save(root / folder / f"{name}.png")
-    return {"dicom_dir": str(dicom_dir), "prediction_dir": str(root / "pred"),
-            "truth_dir": str(root / "truth"), "labels_list": LABELS, "output_dir": str(root / "out"),
-            "n_grid_samples": 4, "histogram_bins": 30, "animation_interval_ms": 100, "animation_max_frames": 3}
+    return {
+        "dicom_dir": str(dicom_dir),
+        "prediction_dir": str(root / "pred"),
+        "truth_dir": str(root / "truth"),
+        "labels_list": LABELS,
+        "output_dir": str(root / "out"),
+        "n_grid_samples": 4,
+        "histogram_bins": 30,
+        "animation_interval_ms": 100,
+        "animation_max_frames": 3,
+    }
 
 
 def _run(tmp_path, parameters) -> nbformat.NotebookNode:
     out = tmp_path / "executed.ipynb"
-    papermill.execute_notebook(str(NOTEBOOK), str(out), parameters=parameters, cwd=str(NOTEBOOKS),
-                               kernel_name="python3", progress_bar=False)
+    papermill.execute_notebook(
+        str(NOTEBOOK), str(out), parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False
+    )
     return nbformat.read(out, as_version=4)
 
 
@@ -60,8 +69,12 @@ def _text(nb) -> str:
 
 
 def _outputs(nb, mime: str) -> list:
-    return [output["data"][mime] for cell in nb.cells for output in cell.get("outputs", [])
-            if mime in output.get("data", {})]
+    return [
+        output["data"][mime]
+        for cell in nb.cells
+        for output in cell.get("outputs", [])
+        if mime in output.get("data", {})
+    ]
 
 
 def test_notebook_is_committed_clean_and_matches_its_generator():
@@ -94,9 +107,19 @@ def test_visualize_with_truth_on_a_volume(tmp_path):
     assert str(Path(parameters["output_dir"]) / "animation.gif") in preview
     assert not any(reference in preview for reference in ("http://", "https://", "//cdn", "<script"))
     out = Path(parameters["output_dir"])
-    for name in ("animation.gif", "histogram.png", "sample_grid.png", "surfaces_3d.png", "bland_altman.png",
-                 "area_vs_slice.png", "slice_areas.csv", "metrics.csv", "summary.csv", "agreement.csv",
-                 "volume_metrics.csv"):
+    for name in (
+        "animation.gif",
+        "histogram.png",
+        "sample_grid.png",
+        "surfaces_3d.png",
+        "bland_altman.png",
+        "area_vs_slice.png",
+        "slice_areas.csv",
+        "metrics.csv",
+        "summary.csv",
+        "agreement.csv",
+        "volume_metrics.csv",
+    ):
         assert (out / name).is_file(), name
     metrics = pd.read_csv(out / "metrics.csv")
     assert len(metrics) == 10 and set(metrics["roi"]) == set(LABELS)

@@ -17,8 +17,9 @@ from ctseg_helpers.tf_setup import configure_tensorflow
 
 tf = configure_tensorflow()
 
-ONLY_GEOMETRY = dict(p_brightness=0.0, p_brightness_mult=0.0, p_contrast=0.0, p_gamma=0.0, p_noise=0.0, p_blur=0.0,
-                     p_lowres=0.0)
+ONLY_GEOMETRY = dict(
+    p_brightness=0.0, p_brightness_mult=0.0, p_contrast=0.0, p_gamma=0.0, p_noise=0.0, p_blur=0.0, p_lowres=0.0
+)
 NOTHING = dict(p_flip=0.0, p_rot90=0.0, p_affine=0.0, p_elastic=0.0, **ONLY_GEOMETRY)
 
 
@@ -40,10 +41,23 @@ def _run(image, label, seed, config):
 
 def test_augmentation_never_creates_label_values():
     image, label = _pair()
-    config = AugmentConfig(p_flip=1.0, p_rot90=1.0, p_affine=1.0, p_elastic=1.0, p_brightness=1.0,
-                           p_brightness_mult=1.0, p_contrast=1.0, p_gamma=1.0, p_noise=1.0, p_blur=1.0,
-                           p_lowres=1.0, max_rotation_deg=30.0,
-                           scale_range=(0.7, 1.3), max_translation_fraction=0.2, elastic_displacement_fraction=0.05)
+    config = AugmentConfig(
+        p_flip=1.0,
+        p_rot90=1.0,
+        p_affine=1.0,
+        p_elastic=1.0,
+        p_brightness=1.0,
+        p_brightness_mult=1.0,
+        p_contrast=1.0,
+        p_gamma=1.0,
+        p_noise=1.0,
+        p_blur=1.0,
+        p_lowres=1.0,
+        max_rotation_deg=30.0,
+        scale_range=(0.7, 1.3),
+        max_translation_fraction=0.2,
+        elastic_displacement_fraction=0.05,
+    )
     for s in range(25):
         out_image, out_label = _run(image, label, [s, 7], config)
         assert out_label.shape == label.shape and out_label.dtype == np.uint8
@@ -93,8 +107,18 @@ def test_same_seed_same_result_other_seed_other_result():
 def test_intensity_changes_touch_the_image_only():
     image, label = _pair()
     image = image * 0.5 + 0.25
-    config = AugmentConfig(**{**NOTHING, "p_brightness": 1.0, "p_brightness_mult": 1.0, "p_contrast": 1.0,
-                              "p_gamma": 1.0, "p_noise": 1.0, "p_blur": 1.0, "p_lowres": 1.0})
+    config = AugmentConfig(
+        **{
+            **NOTHING,
+            "p_brightness": 1.0,
+            "p_brightness_mult": 1.0,
+            "p_contrast": 1.0,
+            "p_gamma": 1.0,
+            "p_noise": 1.0,
+            "p_blur": 1.0,
+            "p_lowres": 1.0,
+        }
+    )
     out_image, out_label = _run(image, label, [5, 5], config)
     np.testing.assert_array_equal(out_label, label)
     assert not np.allclose(out_image, image)
@@ -272,8 +296,12 @@ def test_new_transforms_same_seed_same_result(settings):
 def test_a_probability_of_zero_is_no_change(settings):
     image, label = _smooth_image()
     image = np.clip(image, 0.0, 1.0)
-    zeroed = {**settings, **{name: 0.0 for name in ("p_blur", "p_lowres", "p_brightness_mult")}, "p_gamma": 1.0,
-              "gamma_range": (1.0, 1.0)}
+    zeroed = {
+        **settings,
+        **{name: 0.0 for name in ("p_blur", "p_lowres", "p_brightness_mult")},
+        "p_gamma": 1.0,
+        "gamma_range": (1.0, 1.0),
+    }
     out_image, out_label = _run(image, label, [1, 1], AugmentConfig(**zeroed))
     np.testing.assert_allclose(out_image, image, atol=1e-6)
     np.testing.assert_array_equal(out_label, label)
@@ -316,7 +344,8 @@ def test_default_augmentation_runs_in_a_tf_data_map_like_eager():
     for cfg in configs:
         ds = tf.data.Dataset.from_tensor_slices(seeds).map(
             lambda s, cfg=cfg: augment_pair(tf.constant(image), tf.constant(label), s, cfg),
-            num_parallel_calls=2, deterministic=True,
+            num_parallel_calls=2,
+            deterministic=True,
         )
         for seed, (g_image, g_label) in zip(seeds, ds, strict=True):
             assert g_image.shape == image.shape and g_label.shape == label.shape
@@ -330,11 +359,13 @@ def test_static_shapes_survive_the_map():
     image, label = _smooth_image()
     config = AugmentConfig(**{name: 1.0 for name in _PROBABILITIES})
     ds = tf.data.Dataset.from_tensors((image, label)).map(
-        lambda a, b: augment_pair(a, b, tf.constant([1, 2], tf.int64), config))
+        lambda a, b: augment_pair(a, b, tf.constant([1, 2], tf.int64), config)
+    )
     assert ds.element_spec[0].shape == (32, 32, 1) and ds.element_spec[1].shape == (32, 32)
 
 
 # --- Groups -----------------------------------------------------------------------------------
+
 
 def test_groups_cover_every_probability_once():
     grouped = [name for names in AUGMENTATION_GROUPS.values() for name in names]
@@ -361,8 +392,11 @@ def test_without_several_or_no_groups():
 
 
 def test_without_an_unknown_group_names_the_known_ones():
-    with pytest.raises(CtsegSettingsError, match=r"unknown augmentation group\(s\) \['blur'\]; known groups are "
-                                                 r"\['intensity', 'lowres', 'noise_blur', 'spatial'\]"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"unknown augmentation group\(s\) \['blur'\]; known groups are "
+        r"\['intensity', 'lowres', 'noise_blur', 'spatial'\]",
+    ):
         AugmentConfig().without("spatial", "blur")
 
 
@@ -371,7 +405,7 @@ def test_context_factor_covers_rotation_and_zoom_out():
     assert AugmentConfig(p_affine=0.0).context_factor == 1.0
     assert AugmentConfig(enabled=False).context_factor == 1.0
     # A pure 90-degree-or-more rotation needs sqrt(2) (the square's diagonal)...
-    assert AugmentConfig(max_rotation_deg=90.0, scale_range=(1.0, 1.0)).context_factor == pytest.approx(2 ** 0.5)
+    assert AugmentConfig(max_rotation_deg=90.0, scale_range=(1.0, 1.0)).context_factor == pytest.approx(2**0.5)
     # ...a rotation of at most 30 degrees cos 30 + sin 30...
     config = AugmentConfig(max_rotation_deg=30.0, scale_range=(1.0, 1.4))
     assert config.context_factor == pytest.approx(1.3660, abs=1e-4)

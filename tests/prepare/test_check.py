@@ -19,8 +19,14 @@ def make_split(split, labels: dict, shape=(4, 5), suffix=".png"):
     (split / "dicoms").mkdir(parents=True)
     (split / "labels").mkdir()
     names = sorted(labels)
-    write_dicom_series(split / "dicoms", np.zeros((len(names), *shape)), names=names,
-                       pixel_spacing_mm=(0.5, 0.5), modality="MR", rescale_intercept=0.0)
+    write_dicom_series(
+        split / "dicoms",
+        np.zeros((len(names), *shape)),
+        names=names,
+        pixel_spacing_mm=(0.5, 0.5),
+        modality="MR",
+        rescale_intercept=0.0,
+    )
     for name, array in labels.items():
         if array is not None:
             Image.fromarray(np.asarray(array, np.uint8)).save(split / "labels" / f"{name}{suffix}")
@@ -53,8 +59,9 @@ def test_labels_never_seen_is_a_warning(tmp_path):
     report = check_data(make_split(tmp_path, GOOD), 4, progress=False)
     assert report.ok
     assert report.labels_never_seen == [3, 4]
-    assert report.warnings == ["label value(s) 3, 4 never seen in any label: the model cannot learn them "
-                               "(check num_labels)"]
+    assert report.warnings == [
+        "label value(s) 3, 4 never seen in any label: the model cannot learn them (check num_labels)"
+    ]
 
 
 def test_problems_that_stop_training(tmp_path):
@@ -97,8 +104,9 @@ def test_no_pairs_at_all(tmp_path):
     np.save(split / "labels" / "z.npy", np.zeros((4, 5), np.uint8))
     report = check_data(split, 1, progress=False)
     assert report.n_pairs == 0 and report.labels_never_seen == []
-    assert report.problems[0] == ("no image/label pairs: no file in 'dicoms/' has a label with the same "
-                                  "name in 'labels/'")
+    assert report.problems[0] == (
+        "no image/label pairs: no file in 'dicoms/' has a label with the same name in 'labels/'"
+    )
 
 
 def test_jpeg_snapping_mixed_modalities_missing_spacing_and_ignored_files(tmp_path):
@@ -128,7 +136,8 @@ def test_jpeg_snapping_mixed_modalities_missing_spacing_and_ignored_files(tmp_pa
     assert report.problems == [
         "mixes CT with other modalities (MR (1), CT (1)): CT is normalised in Hounsfield units and other "
         "scans per image, so train one model per kind of scan (move the other images and their labels to "
-        "another folder)"]
+        "another folder)"
+    ]
 
 
 def test_mixed_modalities_without_ct_are_only_a_warning(tmp_path):
@@ -170,8 +179,10 @@ def test_long_lists_are_cut_at_ten(tmp_path):
     names = {f"n{i:02d}": None for i in range(12)}
     names["x"] = GOOD["a"]
     report = check_data(make_split(tmp_path, names), 2, progress=False)
-    assert report.problems == ["12 image(s) without a label: n00.dcm, n01.dcm, n02.dcm, n03.dcm, n04.dcm, "
-                               "n05.dcm, n06.dcm, n07.dcm, n08.dcm, n09.dcm, ... (12 in all)"]
+    assert report.problems == [
+        "12 image(s) without a label: n00.dcm, n01.dcm, n02.dcm, n03.dcm, n04.dcm, "
+        "n05.dcm, n06.dcm, n07.dcm, n08.dcm, n09.dcm, ... (12 in all)"
+    ]
 
 
 def test_bad_settings_and_layout(tmp_path):

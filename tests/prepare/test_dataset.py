@@ -25,8 +25,14 @@ from ctseg_helpers.prepare.normalize import Normalization
 def write_split(split_dir, images, labels, *, modality="CT", patient_id="P1", prefix="s"):
     """Write images as one DICOM series in split_dir/dicoms and labels as PNG in split_dir/labels."""
     names = [f"{prefix}{i:03d}" for i in range(len(images))]
-    write_dicom_series(split_dir / "dicoms", np.asarray(images, np.float32), modality=modality, names=names,
-                       patient_id=patient_id, rescale_intercept=-1024.0 if modality == "CT" else 0.0)
+    write_dicom_series(
+        split_dir / "dicoms",
+        np.asarray(images, np.float32),
+        modality=modality,
+        names=names,
+        patient_id=patient_id,
+        rescale_intercept=-1024.0 if modality == "CT" else 0.0,
+    )
     (split_dir / "labels").mkdir(parents=True, exist_ok=True)
     for name, label in zip(names, labels, strict=True):
         Image.fromarray(np.asarray(label, np.uint8)).save(split_dir / "labels" / f"{name}.png")
@@ -122,15 +128,27 @@ def test_series_of_one_study_without_patient_id_form_one_group(tmp_path):
     split = tmp_path / "train"
     for prefix, study in (("sax", "1.2.3"), ("lax", "1.2.3"), ("other", "1.2.4")):
         names = [f"{prefix}{i}" for i in range(2)]
-        write_dicom_series(split / "dicoms", np.zeros((2, 16, 16)), modality="MR", names=names, patient_id="",
-                           study_uid=study, rescale_intercept=0.0)
+        write_dicom_series(
+            split / "dicoms",
+            np.zeros((2, 16, 16)),
+            modality="MR",
+            names=names,
+            patient_id="",
+            study_uid=study,
+            rescale_intercept=0.0,
+        )
         (split / "labels").mkdir(parents=True, exist_ok=True)
         for name in names:
             Image.fromarray(np.zeros((16, 16), np.uint8)).save(split / "labels" / f"{name}.png")
     slices = load_slices(split, 16, 1, progress=False)
     assert dict(zip(slices.names, slices.groups.tolist(), strict=True)) == {
-        "lax0": "1.2.3", "lax1": "1.2.3", "other0": "1.2.4", "other1": "1.2.4",
-        "sax0": "1.2.3", "sax1": "1.2.3"}
+        "lax0": "1.2.3",
+        "lax1": "1.2.3",
+        "other0": "1.2.4",
+        "other1": "1.2.4",
+        "sax0": "1.2.3",
+        "sax1": "1.2.3",
+    }
 
 
 def test_load_slices_refuses_mixed_modalities(tmp_path):

@@ -242,7 +242,8 @@ def test_a_large_roi_is_named_when_the_patch_is_capped():
     plan = make_plan(fingerprint([np.zeros((300, 300))] * 3, labels, None))
     assert plan.patch_size == 128
     assert plan.reasons["patch_size"] == (
-        "median slice is 300 px; capped at 128 px for the cpu (the largest ROI spans 100 px: tiles blend the rest)")
+        "median slice is 300 px; capped at 128 px for the cpu (the largest ROI spans 100 px: tiles blend the rest)"
+    )
 
 
 def test_slices_without_spacing_are_trained_in_pixels():
@@ -255,17 +256,19 @@ def test_slices_without_spacing_are_trained_in_pixels():
 
 
 def test_target_spacing_is_rounded_to_4_decimals():
-    fp = DataFingerprint(n_slices=1, n_groups=1, modality="MR", spacings_mm=((0.123456, 0.7),),
-                         shapes_px=((64, 64),))
+    fp = DataFingerprint(n_slices=1, n_groups=1, modality="MR", spacings_mm=((0.123456, 0.7),), shapes_px=((64, 64),))
     assert make_plan(fp).target_spacing_mm == (0.1235, 0.7)
 
 
-@pytest.mark.parametrize(("low", "high", "window"), [
-    (20.5, 179.5, (20.0, 180.0)),  # floor and ceil to whole HU
-    (40.0, 60.0, (-60.0, 160.0)),  # narrower than 50 HU: 100 HU added on each side
-    (10.2, 59.9, (-90.0, 160.0)),  # 49.7 HU wide: widened, then floor and ceil
-    (0.0, 50.0, (0.0, 50.0)),  # exactly 50 HU: kept
-])
+@pytest.mark.parametrize(
+    ("low", "high", "window"),
+    [
+        (20.5, 179.5, (20.0, 180.0)),  # floor and ceil to whole HU
+        (40.0, 60.0, (-60.0, 160.0)),  # narrower than 50 HU: 100 HU added on each side
+        (10.2, 59.9, (-90.0, 160.0)),  # 49.7 HU wide: widened, then floor and ceil
+        (0.0, 50.0, (0.0, 50.0)),  # exactly 50 HU: kept
+    ],
+)
 def test_ct_window_is_the_roi_percentiles(low, high, window):
     image, label = ct_slice(roi_with_percentiles(low, high))
     fp = fingerprint([image], [label], None, modality="CT")
@@ -301,8 +304,15 @@ def test_mr_is_normalised_per_image():
 def test_the_plan_is_deterministic():
     images, labels, spacings, groups = two_spacings()
     first = make_plan(fingerprint(images, labels, spacings, modality="CT", groups=groups))
-    second = make_plan(fingerprint([im.copy() for im in images], [lab.copy() for lab in labels], list(spacings),
-                                   modality="CT", groups=list(groups)))
+    second = make_plan(
+        fingerprint(
+            [im.copy() for im in images],
+            [lab.copy() for lab in labels],
+            list(spacings),
+            modality="CT",
+            groups=list(groups),
+        )
+    )
     assert first == second
     assert first.to_dict() == second.to_dict()
     assert first.describe() == second.describe()
@@ -317,9 +327,19 @@ def test_describe_mentions_every_choice_and_its_reason():
     plan = make_plan(fingerprint(*two_spacings()[:3]))
     text = plan.describe()
     assert text.splitlines()[0] == "Training plan (cpu):"
-    for words in ("target spacing", "1.5 x 1.5 mm", "patch size", "128 x 128 px", "U-Net levels",
-                  "batch size", "batches per epoch", "foreground patches", "33% of each batch",
-                  "normalisation", "MR per-image percentiles 1-99"):
+    for words in (
+        "target spacing",
+        "1.5 x 1.5 mm",
+        "patch size",
+        "128 x 128 px",
+        "U-Net levels",
+        "batch size",
+        "batches per epoch",
+        "foreground patches",
+        "33% of each batch",
+        "normalisation",
+        "MR per-image percentiles 1-99",
+    ):
         assert words in text
     for reason in plan.reasons.values():
         assert reason in text
@@ -342,8 +362,15 @@ def test_to_dict_and_from_dict_round_trip_through_json(modality):
 def test_explicit_settings_win_and_say_so():
     plan = make_plan(fingerprint(*two_spacings()[:3]))
     window = Normalization(modality="CT", hu_window=(-100.0, 200.0))
-    mine = plan.with_overrides(target_spacing_mm=[1, 2], patch_size=64, levels=3, batch_size=None,
-                               foreground_fraction=0.0, batches_per_epoch=7, normalization=window)
+    mine = plan.with_overrides(
+        target_spacing_mm=[1, 2],
+        patch_size=64,
+        levels=3,
+        batch_size=None,
+        foreground_fraction=0.0,
+        batches_per_epoch=7,
+        normalization=window,
+    )
     assert mine.target_spacing_mm == (1.0, 2.0)
     assert (mine.patch_size, mine.levels, mine.batches_per_epoch) == (64, 3, 7)
     assert mine.foreground_fraction == 0.0  # 0 is a setting, only None means "plan it"
@@ -351,8 +378,14 @@ def test_explicit_settings_win_and_say_so():
     # None: planned, for the user's patch (8 x 128 x 128 pixels per batch -> 32 patches of 64 px)
     assert mine.batch_size == 32
     assert mine.reasons["batch_size"] == plan.reasons["batch_size"]
-    for name in ("target_spacing_mm", "patch_size", "levels", "foreground_fraction", "batches_per_epoch",
-                 "normalization"):
+    for name in (
+        "target_spacing_mm",
+        "patch_size",
+        "levels",
+        "foreground_fraction",
+        "batches_per_epoch",
+        "normalization",
+    ):
         assert mine.reasons[name] == "set by the user"
     assert plan.patch_size == 128 and plan.reasons["patch_size"] != "set by the user"  # the plan is unchanged
     assert mine.describe().count("set by the user") == 6
@@ -373,8 +406,10 @@ def test_a_users_patch_size_gets_levels_that_divide_it():
 
 def test_an_unknown_override_is_refused():
     plan = make_plan(fingerprint(*two_spacings()[:3]))
-    with pytest.raises(CtsegSettingsError, match=re.escape(
-            "cannot override plan setting(s) ['epochs', 'input_shape']; known: ['batch_size',")):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=re.escape("cannot override plan setting(s) ['epochs', 'input_shape']; known: ['batch_size',"),
+    ):
         plan.with_overrides(input_shape=64, epochs=3)
 
 

@@ -36,15 +36,20 @@ def test_resampled_shape_is_at_least_one_pixel():
     assert resampled_shape((3, 3), (1.0, 1.0), (10.0, 10.0)) == (1, 1)
 
 
-@pytest.mark.parametrize(("spacing", "target"), [
-    ((0.0, 1.0), (1.0, 1.0)),
-    ((1.0, 1.0), (1.0, -2.0)),
-    ((1.0, 1.0, 1.0), (1.0, 1.0)),
-    ((1.0, 1.0), (1.0,)),
-])
+@pytest.mark.parametrize(
+    ("spacing", "target"),
+    [
+        ((0.0, 1.0), (1.0, 1.0)),
+        ((1.0, 1.0), (1.0, -2.0)),
+        ((1.0, 1.0, 1.0), (1.0, 1.0)),
+        ((1.0, 1.0), (1.0,)),
+    ],
+)
 def test_a_spacing_must_be_two_positive_numbers(spacing, target):
-    with pytest.raises(CtsegSettingsError, match=re.escape(
-            f"pixel spacings must be two positive numbers (row, col) in mm; got {spacing} and {target}")):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=re.escape(f"pixel spacings must be two positive numbers (row, col) in mm; got {spacing} and {target}"),
+    ):
         resampled_shape((10, 10), spacing, target)
 
 
@@ -148,8 +153,15 @@ def test_docstring_examples():
 
 def raw_pairs(images, labels, spacings, *, modality="CT"):
     names = [f"s{i}" for i in range(len(images))]
-    return RawPairs(list(images), list(labels), list(spacings), [f"P{i // 2}" for i in range(len(images))],
-                    names, [modality] * len(images), Path("train"))
+    return RawPairs(
+        list(images),
+        list(labels),
+        list(spacings),
+        [f"P{i // 2}" for i in range(len(images))],
+        names,
+        [modality] * len(images),
+        Path("train"),
+    )
 
 
 def three_slices():

@@ -54,8 +54,9 @@ def record_forcing(sampler):
 
 @pytest.mark.parametrize("margin", [0, 4])
 def test_with_foreground_fraction_1_every_patch_holds_an_roi(margin):
-    sampler = PatchSampler(*corner_stack(), patch_size=PATCH, margin=margin, batch_size=4,
-                           foreground_fraction=1.0, seed=0)
+    sampler = PatchSampler(
+        *corner_stack(), patch_size=PATCH, margin=margin, batch_size=4, foreground_fraction=1.0, seed=0
+    )
     assert sampler.n_forced == 4
     seen = {1: 0, 3: 0}
     for image, label in draws(sampler, 300):
@@ -122,8 +123,16 @@ def test_patches_stay_inside_a_slice_larger_than_the_patch(fraction):
     images[0, :40, :36], images[1, :33, :48] = 1.0, 1.0
     labels[0, 39, 35] = 1  # ROIs in the last real pixel and the first one
     labels[1, 0, 0] = 2
-    sampler = PatchSampler(images, labels, [[40, 36], [33, 48]], patch_size=PATCH, margin=3, batch_size=2,
-                           foreground_fraction=fraction, seed=3)
+    sampler = PatchSampler(
+        images,
+        labels,
+        [[40, 36], [33, 48]],
+        patch_size=PATCH,
+        margin=3,
+        batch_size=2,
+        foreground_fraction=fraction,
+        seed=3,
+    )
     for image, _ in draws(sampler, 200):
         np.testing.assert_array_equal(image[3 : 3 + PATCH, 3 : 3 + PATCH, 0], 1.0)  # no padding in the patch
 
@@ -171,24 +180,36 @@ def test_the_same_seed_gives_the_same_patches():
 # --- errors --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("images", "labels"), [
-    (np.zeros((8, 8)), np.zeros((8, 8))),
-    (np.zeros((1, 8, 8)), np.zeros((1, 8, 9))),
-    (np.zeros((0, 8, 8)), np.zeros((0, 8, 8))),
-])
+@pytest.mark.parametrize(
+    ("images", "labels"),
+    [
+        (np.zeros((8, 8)), np.zeros((8, 8))),
+        (np.zeros((1, 8, 8)), np.zeros((1, 8, 9))),
+        (np.zeros((0, 8, 8)), np.zeros((0, 8, 8))),
+    ],
+)
 def test_stacks_must_be_non_empty_and_alike(images, labels):
-    with pytest.raises(CtsegDataError, match=re.escape(
-            f"images {images.shape} and labels {labels.shape} must be non-empty stacks of the same shape (K, H, W)")):
+    with pytest.raises(
+        CtsegDataError,
+        match=re.escape(
+            f"images {images.shape} and labels {labels.shape} must be non-empty stacks of the same shape (K, H, W)"
+        ),
+    ):
         PatchSampler(images, labels, patch_size=4)
 
 
 @pytest.mark.parametrize(("patch_size", "margin", "batch_size"), [(0, 0, 1), (8, -1, 1), (8, 0, 0)])
 def test_patch_margin_and_batch_must_be_in_range(patch_size, margin, batch_size):
-    with pytest.raises(CtsegSettingsError, match=re.escape(
+    with pytest.raises(
+        CtsegSettingsError,
+        match=re.escape(
             f"patch_size and batch_size must be positive and margin not negative; got patch_size={patch_size}, "
-            f"margin={margin}, batch_size={batch_size}")):
-        PatchSampler(np.zeros((1, 8, 8)), np.zeros((1, 8, 8)), patch_size=patch_size, margin=margin,
-                     batch_size=batch_size)
+            f"margin={margin}, batch_size={batch_size}"
+        ),
+    ):
+        PatchSampler(
+            np.zeros((1, 8, 8)), np.zeros((1, 8, 8)), patch_size=patch_size, margin=margin, batch_size=batch_size
+        )
 
 
 @pytest.mark.parametrize("fraction", [-0.1, 1.5])
@@ -217,8 +238,17 @@ def test_make_patch_dataset_batches_with_and_without_augmentation():
         np.testing.assert_array_equal(plain[0][0][i], image[4:-4, 4:-4])
         np.testing.assert_array_equal(plain[0][1][i], label[4:-4, 4:-4])
 
-    strong = AugmentConfig(p_affine=1.0, p_elastic=1.0, p_noise=1.0, p_blur=1.0, p_lowres=1.0, p_gamma=1.0,
-                           p_contrast=1.0, p_brightness=1.0, p_brightness_mult=1.0)
+    strong = AugmentConfig(
+        p_affine=1.0,
+        p_elastic=1.0,
+        p_noise=1.0,
+        p_blur=1.0,
+        p_lowres=1.0,
+        p_gamma=1.0,
+        p_contrast=1.0,
+        p_brightness=1.0,
+        p_brightness_mult=1.0,
+    )
     augmented = list(make_patch_dataset(sampler(), augment=strong, seed=1).take(3).as_numpy_iterator())
     for x, y in augmented:
         assert x.shape == (4, PATCH, PATCH, 1) and x.dtype == np.float32

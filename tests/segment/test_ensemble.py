@@ -80,7 +80,9 @@ def test_write_ensemble_stores_members_relative_to_its_folder(folds):
         "extra": {"folds": 2},
     }
     assert sorted(p.name for p in path.parent.iterdir()) == [
-        "heart.ensemble.json", "heart_fold1_best.keras", "heart_fold2_best.keras"
+        "heart.ensemble.json",
+        "heart_fold1_best.keras",
+        "heart_fold2_best.keras",
     ]  # no temporary file left behind
 
 
@@ -201,8 +203,13 @@ def test_resolve_a_folder_without_models_says_what_it_should_hold(tmp_path):
 
 
 def _write_record(folder, **changes):
-    record = {"format": "ctseg-ensemble", "version": 1, "members": ["heart_fold1_best.keras"],
-              "postprocessing": None, "extra": {}}
+    record = {
+        "format": "ctseg-ensemble",
+        "version": 1,
+        "members": ["heart_fold1_best.keras"],
+        "postprocessing": None,
+        "extra": {},
+    }
     record.update(changes)
     path = folder / f"heart{ENSEMBLE_SUFFIX}"
     path.write_text(json.dumps(record))
@@ -335,10 +342,13 @@ class _LaterSettings(ModelSettings):
 
 
 def test_settings_are_compared_key_by_key_including_keys_added_later(folds, monkeypatch):
-    _stand_in_settings(monkeypatch, {
-        folds[0].name: _LaterSettings(input_shape=SIZE, num_labels=2, patch_overlap=0.5),
-        folds[1].name: _LaterSettings(input_shape=SIZE, num_labels=2, patch_overlap=0.25),
-    })
+    _stand_in_settings(
+        monkeypatch,
+        {
+            folds[0].name: _LaterSettings(input_shape=SIZE, num_labels=2, patch_overlap=0.5),
+            folds[1].name: _LaterSettings(input_shape=SIZE, num_labels=2, patch_overlap=0.25),
+        },
+    )
     with pytest.raises(CtsegSettingsError, match=r"patch_overlap=0.5 in \S*fold1_best.keras but patch_overlap=0.25 in"):
         read_ensemble_settings(folds[0].parent)
 
@@ -371,8 +381,11 @@ def test_averaged_predict_fn_refuses_no_members():
 
 def test_averaged_predict_fn_refuses_members_with_different_outputs():
     average = averaged_predict_fn([lambda x: np.zeros((1, 4, 4, 3)), lambda x: np.zeros((1, 4, 4, 2))])
-    with pytest.raises(CtsegSettingsError, match=r"ensemble member 2 returned probabilities of shape \(1, 4, 4, 2\), "
-                                                 r"member 1 returned \(1, 4, 4, 3\)"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"ensemble member 2 returned probabilities of shape \(1, 4, 4, 2\), "
+        r"member 1 returned \(1, 4, 4, 3\)",
+    ):
         average(np.zeros((1, 4, 4, 1), np.float32))
 
 

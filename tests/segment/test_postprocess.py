@@ -107,8 +107,10 @@ def test_fill_holes_of_a_stack_works_slice_by_slice():
 
 @pytest.mark.parametrize("function", [keep_largest_component, fill_holes])
 def test_mask_functions_reject_1d_masks(function):
-    with pytest.raises(CtsegDataError, match=re.escape("mask must be 2D (rows, cols) or a stack of slices "
-                                                       "(slices, rows, cols), got shape (4,)")):
+    with pytest.raises(
+        CtsegDataError,
+        match=re.escape("mask must be 2D (rows, cols) or a stack of slices (slices, rows, cols), got shape (4,)"),
+    ):
         function(np.ones(4, dtype=bool))
 
 
@@ -187,12 +189,18 @@ def test_the_identity_returns_a_uint8_copy():
     assert result is not labels and result.dtype == np.uint8
 
 
-@pytest.mark.parametrize(("labels", "message"), [
-    (np.zeros(4, np.uint8), "labels must be a 2D (rows, cols) or 3D (slices, rows, cols) label map, got shape (4,)"),
-    (np.zeros((2, 2)), "labels must hold integer label values (0 = background), got dtype float64"),
-    (np.array([[0, 300]], np.int16), "labels holds label 300, outside 0..255; label maps are uint8"),
-    (np.array([[0, -1]], np.int16), "labels holds label -1, outside 0..255"),
-])
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (
+            np.zeros(4, np.uint8),
+            "labels must be a 2D (rows, cols) or 3D (slices, rows, cols) label map, got shape (4,)",
+        ),
+        (np.zeros((2, 2)), "labels must hold integer label values (0 = background), got dtype float64"),
+        (np.array([[0, 300]], np.int16), "labels holds label 300, outside 0..255; label maps are uint8"),
+        (np.array([[0, -1]], np.int16), "labels holds label -1, outside 0..255"),
+    ],
+)
 def test_apply_rejects_bad_label_maps(labels, message):
     with pytest.raises(CtsegDataError, match=re.escape(message)):
         PostProcessing(largest=(1,)).apply(labels)
@@ -207,16 +215,19 @@ def test_lists_become_sorted_tuples_and_numpy_integers_are_accepted():
     assert pp.largest == (1, 3) and type(pp.largest[1]) is int and pp.largest_foreground is True
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"largest_foreground": "yes"}, "largest_foreground must be True or False, got 'yes'"),
-    ({"largest": 1}, "largest must be a list of ROI label values such as [1, 2], got 1"),
-    ({"fill_holes": "12"}, "fill_holes must be a list of ROI label values such as [1, 2], got '12'"),
-    ({"largest": [0]}, "largest must hold ROI label values, integers from 1 to 255, got 0 in [0]"),
-    ({"largest": [1.5]}, "largest must hold ROI label values, integers from 1 to 255, got 1.5 in [1.5]"),
-    ({"largest": [True]}, "largest must hold ROI label values, integers from 1 to 255, got True in [True]"),
-    ({"fill_holes": (256,)}, "fill_holes must hold ROI label values, integers from 1 to 255, got 256 in (256,)"),
-    ({"largest": [2, 1, 2]}, "largest lists label(s) [2] more than once: [2, 1, 2]"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"largest_foreground": "yes"}, "largest_foreground must be True or False, got 'yes'"),
+        ({"largest": 1}, "largest must be a list of ROI label values such as [1, 2], got 1"),
+        ({"fill_holes": "12"}, "fill_holes must be a list of ROI label values such as [1, 2], got '12'"),
+        ({"largest": [0]}, "largest must hold ROI label values, integers from 1 to 255, got 0 in [0]"),
+        ({"largest": [1.5]}, "largest must hold ROI label values, integers from 1 to 255, got 1.5 in [1.5]"),
+        ({"largest": [True]}, "largest must hold ROI label values, integers from 1 to 255, got True in [True]"),
+        ({"fill_holes": (256,)}, "fill_holes must hold ROI label values, integers from 1 to 255, got 256 in (256,)"),
+        ({"largest": [2, 1, 2]}, "largest lists label(s) [2] more than once: [2, 1, 2]"),
+    ],
+)
 def test_invalid_settings_are_rejected(kwargs, message):
     with pytest.raises(CtsegSettingsError, match=re.escape(message)):
         PostProcessing(**kwargs)
@@ -244,9 +255,13 @@ def test_from_dict_of_none_or_empty_is_the_identity_and_missing_keys_default():
 
 
 def test_from_dict_names_unknown_keys():
-    with pytest.raises(CtsegSettingsError, match=re.escape(
+    with pytest.raises(
+        CtsegSettingsError,
+        match=re.escape(
             "unknown post-processing setting(s) ['fill', 'largest_component']; the known ones are "
-            "['largest_foreground', 'largest', 'fill_holes']")):
+            "['largest_foreground', 'largest', 'fill_holes']"
+        ),
+    ):
         PostProcessing.from_dict({"largest": [1], "largest_component": [1], "fill": True})
 
 
@@ -320,8 +335,13 @@ def test_choose_accepts_largest_for_a_spurious_blob_and_reports_exact_dice():
     assert report["dice_before"] == {1: 8 / 9, 2: 1.0}
     assert report["dice_after"] == {1: 1.0, 2: 1.0}
     assert report["candidates"] == [
-        {"step": "largest_foreground", "label": None, "dice_without": pytest.approx(17 / 18, rel=1e-12),
-         "dice_with": 0.5, "accepted": False},
+        {
+            "step": "largest_foreground",
+            "label": None,
+            "dice_without": pytest.approx(17 / 18, rel=1e-12),
+            "dice_with": 0.5,
+            "accepted": False,
+        },
         {"step": "largest", "label": 1, "dice_without": 8 / 9, "dice_with": 1.0, "accepted": True},
         {"step": "largest", "label": 2, "dice_without": 1.0, "dice_with": 1.0, "accepted": False},
         {"step": "fill_holes", "label": 1, "dice_without": 1.0, "dice_with": 1.0, "accepted": False},
@@ -371,9 +391,13 @@ def test_choose_accepts_largest_foreground_when_the_mean_dice_rises():
     assert pp == PostProcessing(largest_foreground=True)
     assert report["dice_before"] == {1: 1.0, 2: 8 / 9}
     assert report["dice_after"] == {1: 1.0, 2: 1.0}
-    assert report["candidates"][0] == {"step": "largest_foreground", "label": None,
-                                       "dice_without": pytest.approx(17 / 18, rel=1e-12), "dice_with": 1.0,
-                                       "accepted": True}
+    assert report["candidates"][0] == {
+        "step": "largest_foreground",
+        "label": None,
+        "dice_without": pytest.approx(17 / 18, rel=1e-12),
+        "dice_with": 1.0,
+        "accepted": True,
+    }
     assert [c["accepted"] for c in report["candidates"][1:]] == [False] * 4
     assert [c["dice_without"] for c in report["candidates"][1:]] == [1.0] * 4  # on top of the accepted step
 
@@ -383,22 +407,35 @@ def test_min_gain_rejects_a_small_improvement():
     predictions, truths = spurious_blob_case()
     pp, report = choose_postprocessing(predictions, truths, 2, min_gain=0.2)
     assert pp.is_identity
-    assert report["candidates"][1] == {"step": "largest", "label": 1, "dice_without": 8 / 9, "dice_with": 1.0,
-                                       "accepted": False}
+    assert report["candidates"][1] == {
+        "step": "largest",
+        "label": 1,
+        "dice_without": 8 / 9,
+        "dice_with": 1.0,
+        "accepted": False,
+    }
     assert report["dice_after"] == report["dice_before"]
 
 
-@pytest.mark.parametrize(("truth", "dice_with", "accepted"), [
-    (lm("00000", "01110", "01110", "01110", "00000"), 1.0, True),      # filled truth: 16/17 -> 1
-    (lm("00000", "01110", "01010", "01110", "00000"), 16 / 17, False),  # the truth has the hole: 1 -> 16/17
-])
+@pytest.mark.parametrize(
+    ("truth", "dice_with", "accepted"),
+    [
+        (lm("00000", "01110", "01110", "01110", "00000"), 1.0, True),  # filled truth: 16/17 -> 1
+        (lm("00000", "01110", "01010", "01110", "00000"), 16 / 17, False),  # the truth has the hole: 1 -> 16/17
+    ],
+)
 def test_choose_fill_holes_only_when_it_helps(truth, dice_with, accepted):
     pred = lm("00000", "01110", "01010", "01110", "00000")
     pp, report = choose_postprocessing([pred], [truth], 1)
     assert pp == (PostProcessing(fill_holes=(1,)) if accepted else PostProcessing())
     fill = report["candidates"][-1]
-    assert fill == {"step": "fill_holes", "label": 1, "dice_without": 2 * 8 / (8 + int(truth.sum())),
-                    "dice_with": dice_with, "accepted": accepted}
+    assert fill == {
+        "step": "fill_holes",
+        "label": 1,
+        "dice_without": 2 * 8 / (8 + int(truth.sum())),
+        "dice_with": dice_with,
+        "accepted": accepted,
+    }
 
 
 def test_choose_never_fills_the_cavity_inside_the_myocardium():
@@ -420,19 +457,31 @@ def test_choose_with_an_roi_absent_everywhere_reports_nan_and_skips_its_steps():
     json.dumps(report)
 
 
-@pytest.mark.parametrize(("predictions", "truths", "message"), [
-    ([lm("1")], [lm("1"), lm("0")], "got 1 predictions but 2 truths; give one truth label map per prediction"),
-    ([], [], "no validation slices: predictions and truths are empty"),
-    ([lm("10"), lm("10", "01", "00")], [lm("10"), lm("100", "010")],
-     "prediction 1 has shape (3, 2) but its truth has shape (2, 3)"),
-    ([lm("13")], [lm("10")], "predictions[0] holds label 3, outside 0..2; check num_labels"),
-    ([lm("10")], [np.array([[1, -1]])], "truths[0] holds label -1, outside 0..2"),
-    ([np.zeros((1, 2, 2), np.uint8)], [np.zeros((1, 2, 2), np.uint8)],
-     "predictions[0] must be a 2D (rows, cols) label map, got shape (1, 2, 2)"),
-    ([np.zeros((2, 2))], [np.zeros((2, 2), np.uint8)], "predictions[0] must hold integer label values"),
-    (np.zeros((1, 1, 2, 2), np.uint8), np.zeros((1, 1, 2, 2), np.uint8),
-     "predictions must be a stack (slices, rows, cols) or a list of 2D label maps, got shape (1, 1, 2, 2)"),
-])
+@pytest.mark.parametrize(
+    ("predictions", "truths", "message"),
+    [
+        ([lm("1")], [lm("1"), lm("0")], "got 1 predictions but 2 truths; give one truth label map per prediction"),
+        ([], [], "no validation slices: predictions and truths are empty"),
+        (
+            [lm("10"), lm("10", "01", "00")],
+            [lm("10"), lm("100", "010")],
+            "prediction 1 has shape (3, 2) but its truth has shape (2, 3)",
+        ),
+        ([lm("13")], [lm("10")], "predictions[0] holds label 3, outside 0..2; check num_labels"),
+        ([lm("10")], [np.array([[1, -1]])], "truths[0] holds label -1, outside 0..2"),
+        (
+            [np.zeros((1, 2, 2), np.uint8)],
+            [np.zeros((1, 2, 2), np.uint8)],
+            "predictions[0] must be a 2D (rows, cols) label map, got shape (1, 2, 2)",
+        ),
+        ([np.zeros((2, 2))], [np.zeros((2, 2), np.uint8)], "predictions[0] must hold integer label values"),
+        (
+            np.zeros((1, 1, 2, 2), np.uint8),
+            np.zeros((1, 1, 2, 2), np.uint8),
+            "predictions must be a stack (slices, rows, cols) or a list of 2D label maps, got shape (1, 1, 2, 2)",
+        ),
+    ],
+)
 @pytest.mark.parametrize("function", [choose_postprocessing, dice_per_label])
 def test_bad_validation_data_is_rejected(function, predictions, truths, message):
     with pytest.raises(CtsegDataError, match=re.escape(message)):
@@ -442,15 +491,17 @@ def test_bad_validation_data_is_rejected(function, predictions, truths, message)
 @pytest.mark.parametrize("num_labels", [0, 256, True, 1.0])
 @pytest.mark.parametrize("function", [choose_postprocessing, dice_per_label])
 def test_num_labels_must_be_an_integer_from_1_to_255(function, num_labels):
-    with pytest.raises(CtsegSettingsError, match=re.escape(
-            f"num_labels must be an integer from 1 to 255, got {num_labels!r}")):
+    with pytest.raises(
+        CtsegSettingsError, match=re.escape(f"num_labels must be an integer from 1 to 255, got {num_labels!r}")
+    ):
         function([lm("1")], [lm("1")], num_labels)
 
 
 @pytest.mark.parametrize("min_gain", [-0.1, math.nan, math.inf, True, "0.1"])
 def test_min_gain_must_be_a_finite_number_at_least_0(min_gain):
-    with pytest.raises(CtsegSettingsError, match=re.escape(
-            f"min_gain must be a finite Dice difference >= 0, got {min_gain!r}")):
+    with pytest.raises(
+        CtsegSettingsError, match=re.escape(f"min_gain must be a finite Dice difference >= 0, got {min_gain!r}")
+    ):
         choose_postprocessing([lm("1")], [lm("1")], 1, min_gain=min_gain)
 
 
@@ -463,8 +514,10 @@ def test_docstring_examples():
 
 
 def test_importing_the_module_does_not_import_tensorflow_or_keras():
-    code = ("import sys, ctseg_helpers.segment.postprocess; "
-            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    code = (
+        "import sys, ctseg_helpers.segment.postprocess; "
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -181,8 +181,12 @@ def test_the_defaults_are_those_of_segment_settings():
     seg = Segmenter(identity, input_shape=16, num_classes=2)
     defaults = SegmentSettings()
     assert (seg.overlap, seg.blend, seg.batch_size, seg.tta) == (0.25, "gaussian", 8, False)
-    assert (seg.overlap, seg.blend, seg.batch_size, seg.tta) == (defaults.overlap, defaults.blend,
-                                                                 defaults.batch_size, defaults.tta)
+    assert (seg.overlap, seg.blend, seg.batch_size, seg.tta) == (
+        defaults.overlap,
+        defaults.blend,
+        defaults.batch_size,
+        defaults.tta,
+    )
     assert defaults.mode is None and seg.mode == "tile"  # None: as the model was trained (from_model_file)
     with pytest.raises(AttributeError):  # frozen: one set of defaults for everyone
         defaults.overlap = 0.5
@@ -195,8 +199,11 @@ def test_predict_fn_must_be_callable():
 
 def test_bad_images_are_refused():
     seg = Segmenter(identity, input_shape=16, num_classes=2)
-    with pytest.raises(CtsegDataError, match=r"images must be one slice \(M, N\) or a stack \(K, M, N\); got shape "
-                                             r"\(2, 3, 4, 5\)"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"images must be one slice \(M, N\) or a stack \(K, M, N\); got shape "
+        r"\(2, 3, 4, 5\)",
+    ):
         seg.segment(np.zeros((2, 3, 4, 5)))
     with pytest.raises(CtsegDataError, match="images must hold real numbers, got dtype <U1"):
         seg.segment(np.array([["a"]]))
@@ -241,11 +248,13 @@ def test_from_model_file_takes_settings_from_the_model(tiny_model_file):
 
 
 def test_from_model_file_refuses_a_different_input_shape(tiny_model_file):
-    with pytest.raises(CtsegSettingsError, match="input_shape=64 was given but the model was trained with "
-                                                 "input_shape=32"):
+    with pytest.raises(
+        CtsegSettingsError, match="input_shape=64 was given but the model was trained with input_shape=32"
+    ):
         Segmenter.from_model_file(tiny_model_file, input_shape=64)
-    with pytest.raises(CtsegSettingsError,
-                       match="num_classes=2 was given but the model was trained with num_classes=3"):
+    with pytest.raises(
+        CtsegSettingsError, match="num_classes=2 was given but the model was trained with num_classes=3"
+    ):
         Segmenter.from_model_file(tiny_model_file, num_classes=2)
 
 
@@ -253,12 +262,18 @@ def test_a_model_whose_shape_disagrees_with_its_settings_is_refused(tmp_path):
     from tests.segment.tiny_model import make_tiny_model_file
 
     path = make_tiny_model_file(tmp_path / "lying.keras", stored_num_labels=3)
-    with pytest.raises(CtsegSettingsError, match=r"the network outputs 3 channels, but its settings say 3 label\(s\), "
-                                                 r"i.e. 4 channels"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"the network outputs 3 channels, but its settings say 3 label\(s\), "
+        r"i.e. 4 channels",
+    ):
         Segmenter.from_model_file(path)
     path = make_tiny_model_file(tmp_path / "lying_input.keras", stored_input_shape=48)
-    with pytest.raises(CtsegSettingsError, match=r"the network takes inputs of shape \(None, 32, 32, 1\), but its "
-                                                 r"settings say input_shape=48"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"the network takes inputs of shape \(None, 32, 32, 1\), but its "
+        r"settings say input_shape=48",
+    ):
         Segmenter.from_model_file(path)
 
 
@@ -287,7 +302,8 @@ def test_rotation_tta_averages_the_four_quarter_turns():
         return np.concatenate([1 - p1, p1], axis=-1)
 
     proba = Segmenter(row_ramp, input_shape=16, num_classes=2, tta=True, tta_views="rotations").predict_proba(
-        np.zeros((16, 16)))
+        np.zeros((16, 16))
+    )
     ramp16 = np.broadcast_to(np.linspace(0, 1, 16)[:, None], (16, 16))
     expected = np.mean([np.rot90(ramp16, k) for k in range(4)], axis=0)
     np.testing.assert_allclose(proba[..., 1], expected, atol=1e-6)

@@ -159,8 +159,10 @@ def test_one_spacing_for_all_slices_equals_one_per_slice(spacing):
 )
 def test_a_wrong_spacing_array_is_refused_before_anything_is_predicted(spacing, shape):
     recorder = Recorder()
-    message = (r"pixel_spacing_mm must be \(row, col\) or one positive \(row, col\) per slice \(2 slices\); "
-               rf"got an array of shape {shape}")
+    message = (
+        r"pixel_spacing_mm must be \(row, col\) or one positive \(row, col\) per slice \(2 slices\); "
+        rf"got an array of shape {shape}"
+    )
     with pytest.raises(CtsegSettingsError, match=message):
         segmenter(recorder).segment(np.zeros((2, 64, 64)), pixel_spacing_mm=spacing)
     with pytest.raises(CtsegSettingsError, match=message):
@@ -180,8 +182,10 @@ def test_without_a_spacing_the_slices_are_segmented_at_their_own_pixels_with_a_w
     recorder = Recorder()
     with caplog.at_level(logging.WARNING, logger="ctseg_helpers.segment.segmenter"):
         labels = segmenter(recorder).segment(image)
-    assert ("the model works at (2.0, 2.0) mm pixels but no pixel spacing was given for the slices; "
-            "they are segmented at their own pixel size") in caplog.text
+    assert (
+        "the model works at (2.0, 2.0) mm pixels but no pixel spacing was given for the slices; "
+        "they are segmented at their own pixel size"
+    ) in caplog.text
     # the patches are windows of the slice itself, so the single pixel survives
     origins = patch_origins((64, 64), 32, 0.25)
     assert len(recorder.patches) == len(origins)
@@ -217,8 +221,9 @@ def test_postprocessing_given_as_a_dict_is_applied_by_segment_and_skipped_on_req
     square = np.zeros((64, 64), np.uint8)
     square[10:30, 10:30] = 1
     np.testing.assert_array_equal(seg.segment(image, pixel_spacing_mm=(1.0, 1.0)), square)
-    np.testing.assert_array_equal(seg.segment(image, pixel_spacing_mm=(1.0, 1.0), postprocess=False),
-                                  image.astype(np.uint8))
+    np.testing.assert_array_equal(
+        seg.segment(image, pixel_spacing_mm=(1.0, 1.0), postprocess=False), image.astype(np.uint8)
+    )
     # probabilities are never post-processed
     proba = seg.predict_proba(image, pixel_spacing_mm=(1.0, 1.0))
     np.testing.assert_array_equal(np.argmax(proba, axis=-1), image)
@@ -254,8 +259,11 @@ def test_no_or_empty_postprocessing_changes_nothing(postprocessing):
 @pytest.mark.parametrize(
     ("postprocessing", "message"),
     [
-        ({"largest_blob": True}, r"unknown post-processing setting\(s\) \['largest_blob'\]; the known ones are "
-                                 r"\['largest_foreground', 'largest', 'fill_holes'\]"),
+        (
+            {"largest_blob": True},
+            r"unknown post-processing setting\(s\) \['largest_blob'\]; the known ones are "
+            r"\['largest_foreground', 'largest', 'fill_holes'\]",
+        ),
         ({"largest": [0]}, r"largest must hold ROI label values, integers from 1 to 255, got 0"),
         ("largest", r"post-processing settings must be a dict, got 'largest'"),
     ],

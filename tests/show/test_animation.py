@@ -82,9 +82,12 @@ def test_save_gif_never_replaces_a_file_ctseg_did_not_write_or_that_was_changed(
     anim = make_animation(images, labels, ["lumen", "wall"])
     mine = tmp_path / "mine.gif"
     mine.write_bytes(b"GIF89a a user's own animation")
-    with pytest.raises(CtsegSettingsError, match=r"mine.gif: not written by ctseg; ctseg never replaces such files, "
-                                                 r"even with --overwrite \(overwrite=True\): move it away or choose "
-                                                 r"another file name"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"mine.gif: not written by ctseg; ctseg never replaces such files, "
+        r"even with --overwrite \(overwrite=True\): move it away or choose "
+        r"another file name",
+    ):
         save_gif(anim, mine, overwrite=True, progress=False)
     assert mine.read_bytes() == b"GIF89a a user's own animation"
     ours = save_gif(anim, tmp_path / "ours.gif", progress=False)
@@ -184,9 +187,11 @@ def test_to_html_refuses_what_it_cannot_embed(stack):
 
     images, labels = stack
     anim = make_animation(images, labels, ["lumen", "wall"])
-    for kwargs, message in (({"max_frames": 0}, "max_frames must be positive, got 0"),
-                            ({"width_px": -5}, "width_px must be positive, got -5"),
-                            ({"limit_mb": 0.0}, "limit_mb must be positive, got 0.0")):
+    for kwargs, message in (
+        ({"max_frames": 0}, "max_frames must be positive, got 0"),
+        ({"width_px": -5}, "width_px must be positive, got -5"),
+        ({"limit_mb": 0.0}, "limit_mb must be positive, got 0.0"),
+    ):
         with pytest.raises(CtsegSettingsError, match=message):
             to_html(anim, progress=False, **kwargs)
     other = FuncAnimation(Figure(), lambda i: (), frames=[0, 1])
@@ -211,8 +216,12 @@ def test_the_sunnybrook_cine_scan_is_embedded_in_under_two_mb(sunnybrook):
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"labels": np.zeros((4, 40, 61), np.uint8)}, CtsegDataError, r"images \(4, 40, 60\) and labels \(4, 40, 61\) "
-                                                                      r"must be the same \(K, M, N\) stack"),
+        (
+            {"labels": np.zeros((4, 40, 61), np.uint8)},
+            CtsegDataError,
+            r"images \(4, 40, 60\) and labels \(4, 40, 61\) "
+            r"must be the same \(K, M, N\) stack",
+        ),
         ({"interval_ms": 0}, CtsegSettingsError, "interval_ms must be a positive number of milliseconds, got 0"),
         ({"alpha": 1.5}, CtsegSettingsError, "alpha must be within 0..1, got 1.5"),
     ],

@@ -48,8 +48,7 @@ def test_opacity_blends():
 
 def test_caption_names_rois_and_missing_truth():
     images, pred, truth = _stack()
-    b = browser.SliceBrowser(images, pred, truth, ["a", "b"], titles=["x0", "x1", "x2"],
-                             has_truth=[False, True, True])
+    b = browser.SliceBrowser(images, pred, truth, ["a", "b"], titles=["x0", "x1", "x2"], has_truth=[False, True, True])
     text = b.caption(0)
     assert "1 / 3" in text and "x0" in text and "prediction: a, b" in text
     assert "no manual labels for this slice" in text

@@ -75,8 +75,9 @@ def test_an_unreadable_folder_is_reported_and_not_entered(tree):
 
 
 def test_path_before_choosing_says_what_to_do(tree):
-    with pytest.raises(CtsegSettingsError, match="no folder chosen yet: pick the folder in the chooser above, click "
-                                                 "'Use this folder'"):
+    with pytest.raises(
+        CtsegSettingsError, match="no folder chosen yet: pick the folder in the chooser above, click 'Use this folder'"
+    ):
         FolderPicker(tree).path  # noqa: B018 - the property raises
 
 

@@ -36,15 +36,18 @@ def test_a_ctseg_error_is_one_line_in_ipython(restore_package_logger, capsys):
     shell = interactiveshell.InteractiveShell.instance()
     try:
         setup_notebook()
-        shell.run_cell("from ctseg_helpers.errors import CtsegSettingsError\n"
-                       "raise CtsegSettingsError('trained_model already holds a run named unet; set resume=True')")
+        shell.run_cell(
+            "from ctseg_helpers.errors import CtsegSettingsError\n"
+            "raise CtsegSettingsError('trained_model already holds a run named unet; set resume=True')"
+        )
         shell.run_cell("1 / 0")
     finally:
         shell.set_custom_exc((), None)
     out = capsys.readouterr().out
     ctseg_part, other_part = out.split("ZeroDivisionError", 1)[0].split("\n", 1)[0], out
-    assert ctseg_part == ("\x1b[1;31mCtsegSettingsError: trained_model already holds a run named unet; "
-                          "set resume=True\x1b[0m")
+    assert ctseg_part == (
+        "\x1b[1;31mCtsegSettingsError: trained_model already holds a run named unet; set resume=True\x1b[0m"
+    )
     assert out.count("CtsegSettingsError") == 1 and "Traceback" not in out.split("-----", 1)[0]
     assert "ZeroDivisionError" in other_part  # other exceptions keep their traceback
 
@@ -70,8 +73,10 @@ def test_a_table_is_shown_rounded_with_blank_empty_cells():
 
     from ctseg_helpers.show.notebook import table_view
 
-    table = pd.DataFrame({"file": ["a.dcm", np.nan], "slice_position_mm": [12.345678, np.nan],
-                          "muscle": [1234.56789, 1234.56789]}, index=["0", "mean"])
+    table = pd.DataFrame(
+        {"file": ["a.dcm", np.nan], "slice_position_mm": [12.345678, np.nan], "muscle": [1234.56789, 1234.56789]},
+        index=["0", "mean"],
+    )
     html = table_view(table).to_html()
     assert "1234.6" in html and "1234.56789" not in html and "12.3" in html
     assert "nan" not in html.lower()

@@ -22,10 +22,24 @@ def _metrics():
     manual = [100.0, 200.0, 300.0, 400.0]
     predicted = [102.0, 198.0, 306.0, 402.0]
     for k, (m, p) in enumerate(zip(manual, predicted, strict=True)):
-        rows.append({"file": f"s{k}", "roi": "liver", "truth_area_mm2": m, "pred_area_mm2": p,
-                     **{name: 0.9 for name in METRIC_NAMES}})
-        rows.append({"file": f"s{k}", "roi": "spleen", "truth_area_mm2": 50.0 if k == 0 else 0.0,
-                     "pred_area_mm2": 40.0 if k == 0 else 0.0, **{name: np.nan for name in METRIC_NAMES}})
+        rows.append(
+            {
+                "file": f"s{k}",
+                "roi": "liver",
+                "truth_area_mm2": m,
+                "pred_area_mm2": p,
+                **{name: 0.9 for name in METRIC_NAMES},
+            }
+        )
+        rows.append(
+            {
+                "file": f"s{k}",
+                "roi": "spleen",
+                "truth_area_mm2": 50.0 if k == 0 else 0.0,
+                "pred_area_mm2": 40.0 if k == 0 else 0.0,
+                **{name: np.nan for name in METRIC_NAMES},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -54,8 +68,11 @@ def test_save_figure_never_overwrites(tmp_path):
     fig = plots.bland_altman_figure(_metrics())
     path = plots.save_figure(fig, tmp_path / "sub" / "ba.png")
     assert path.stat().st_size > 1000 and written_by_ctseg(path)
-    with pytest.raises(CtsegDataError, match=r"ba.png exists already; choose another file name or allow "
-                                             r"overwriting \(overwrite=True\)"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"ba.png exists already; choose another file name or allow "
+        r"overwriting \(overwrite=True\)",
+    ):
         plots.save_figure(fig, path)
     plots.save_figure(fig, path, overwrite=True)  # ctseg's own, unchanged: replaced
     assert written_by_ctseg(path)
@@ -82,9 +99,12 @@ def test_save_figure_with_overwrite_never_replaces_a_users_or_a_changed_file(tmp
     fig = plots.bland_altman_figure(_metrics())
     mine = tmp_path / "mine.png"
     mine.write_bytes(b"my own figure")
-    with pytest.raises(CtsegDataError, match="mine.png: not written by ctseg; ctseg never replaces such files, even "
-                                             r"with --overwrite \(overwrite=True\): move it away or choose another "
-                                             "file name"):
+    with pytest.raises(
+        CtsegDataError,
+        match="mine.png: not written by ctseg; ctseg never replaces such files, even "
+        r"with --overwrite \(overwrite=True\): move it away or choose another "
+        "file name",
+    ):
         plots.save_figure(fig, mine, overwrite=True)
     assert mine.read_bytes() == b"my own figure"
     saved = plots.save_figure(fig, tmp_path / "ba.svg")
@@ -99,8 +119,11 @@ def test_save_figure_with_overwrite_never_replaces_a_users_or_a_changed_file(tmp
 def test_save_figure_needs_a_format_matplotlib_writes(tmp_path):
     fig = plots.bland_altman_figure(_metrics())
     for name in ("ba.docx", "ba"):
-        with pytest.raises(CtsegDataError, match=rf"{name}: a figure is saved as one of .*\.pdf.*\.png.*; end the "
-                                                 "file name with one of them"):
+        with pytest.raises(
+            CtsegDataError,
+            match=rf"{name}: a figure is saved as one of .*\.pdf.*\.png.*; end the "
+            "file name with one of them",
+        ):
             plots.save_figure(fig, tmp_path / name)
     with pytest.raises(CtsegDataError, match="ba.docx: a figure is saved as one of"):
         plots.save_outputs(tmp_path / "out", figures={"ok.png": fig, "ba.docx": fig}, tables={"t.csv": _metrics()})
@@ -137,8 +160,7 @@ def test_sample_indices_and_grid():
     images = np.random.default_rng(0).normal(size=(5, 16, 16))
     labels = np.zeros((5, 16, 16), np.uint8)
     labels[:, 4:8, 4:8] = 1
-    fig = plots.sample_stack_grid(images, labels, ["roi"], n_samples=3, columns=2,
-                                  titles=[f"f{k}" for k in range(5)])
+    fig = plots.sample_stack_grid(images, labels, ["roi"], n_samples=3, columns=2, titles=[f"f{k}" for k in range(5)])
     shown = [ax for ax in fig.axes if ax.images]
     assert [ax.get_title() for ax in shown] == ["f0", "f2", "f4"]
     assert shown[0].images[0].get_array().shape == (16, 16, 3)
@@ -154,8 +176,9 @@ def test_area_vs_slice_marks_jumps():
     for source, values in (("prediction", area), ("truth", np.full(5, 100.0))):
         flags = area_jumps(values)
         for k in range(5):
-            rows.append({"slice_index": k, "group": 0, "source": source, "roi": "lv",
-                         "area_mm2": values[k], "jump": flags[k]})
+            rows.append(
+                {"slice_index": k, "group": 0, "source": source, "roi": "lv", "area_mm2": values[k], "jump": flags[k]}
+            )
     fig = plots.area_vs_slice_figure(pd.DataFrame(rows), ["lv"])
     ax = fig.axes[0]
     assert ax.get_title() == "lv: 2 abrupt jump(s) flagged"
@@ -167,8 +190,13 @@ def test_area_vs_slice_marks_jumps():
 
 
 def test_metric_table_formats_summary():
-    metrics = pd.DataFrame({"roi": ["a", "a", "b"], "dice": [0.8, 1.0, np.nan],
-                            **{n: [1.0, 3.0, 2.0] for n in METRIC_NAMES if n != "dice"}})
+    metrics = pd.DataFrame(
+        {
+            "roi": ["a", "a", "b"],
+            "dice": [0.8, 1.0, np.nan],
+            **{n: [1.0, 3.0, 2.0] for n in METRIC_NAMES if n != "dice"},
+        }
+    )
     table = plots.metric_table(summarize_metrics(metrics), metrics=("dice", "hd95"))
     assert table.loc["a", "dice"] == "0.9 ± 0.141 (0.9)"
     assert table.loc["a", "hd95 (mm)"] == "2 ± 1.41 (2)"
@@ -182,8 +210,9 @@ def test_metric_table_formats_summary():
 def test_save_outputs_all_or_nothing(tmp_path):
     fig = plots.bland_altman_figure(_metrics())
     table = pd.DataFrame({"a": [1, 2]})
-    written = plots.save_outputs(tmp_path / "out", figures={"ba.png": fig, "skipped.png": None},
-                                 tables={"t.csv": table, "none.csv": None})
+    written = plots.save_outputs(
+        tmp_path / "out", figures={"ba.png": fig, "skipped.png": None}, tables={"t.csv": table, "none.csv": None}
+    )
     assert [p.name for p in written] == ["ba.png", "t.csv"]
     assert pd.read_csv(tmp_path / "out" / "t.csv")["a"].tolist() == [1, 2]
     (tmp_path / "out2").mkdir()

@@ -84,8 +84,9 @@ def test_render_figure_one_panel_per_roi_or_together():
 
 def test_render_case_checks_volume():
     labels = _box_volume()
-    volume_case = SimpleNamespace(prediction=labels, truth=None, label_names=("box", "corner"),
-                                  volume_spacing_mm=lambda: (5.0, 0.8, 0.6))
+    volume_case = SimpleNamespace(
+        prediction=labels, truth=None, label_names=("box", "corner"), volume_spacing_mm=lambda: (5.0, 0.8, 0.6)
+    )
     assert isinstance(render3d.render_case(volume_case), Figure)
     with pytest.raises(CtsegDataError, match="no truth label maps to render"):
         render3d.render_case(volume_case, source="truth")

@@ -11,8 +11,14 @@ from ctseg_helpers.show.training import plot_history, plot_result
 
 
 def _history(n=4, offset=0.0):
-    return pd.DataFrame({"epoch": range(1, n + 1), "loss": [2.0 - 0.3 * i + offset for i in range(n)],
-                         "mean_dice": [0.2 * i for i in range(n)], "val_mean_dice": [0.1 * i for i in range(n)]})
+    return pd.DataFrame(
+        {
+            "epoch": range(1, n + 1),
+            "loss": [2.0 - 0.3 * i + offset for i in range(n)],
+            "mean_dice": [0.2 * i for i in range(n)],
+            "val_mean_dice": [0.1 * i for i in range(n)],
+        }
+    )
 
 
 def test_one_run_names_its_loss_and_ticks_whole_epochs(tmp_path):
@@ -25,8 +31,10 @@ def test_one_run_names_its_loss_and_ticks_whole_epochs(tmp_path):
 
 
 def test_a_k_fold_result_draws_every_fold():
-    folds = [SimpleNamespace(history=_history(), loss_label="Focal loss"),
-             SimpleNamespace(history=_history(3, 0.1), loss_label="Focal loss")]
+    folds = [
+        SimpleNamespace(history=_history(), loss_label="Focal loss"),
+        SimpleNamespace(history=_history(3, 0.1), loss_label="Focal loss"),
+    ]
     result = SimpleNamespace(fold_results=folds, loss_label="Focal loss", history=None)
     fig = plot_result(result)
     ax_loss, ax_dice = fig.axes

@@ -30,15 +30,18 @@ tf = configure_tensorflow()
 HAS_GPU = bool(tf.config.list_physical_devices("GPU"))
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("auto", ("auto", None)),
-    ("cpu", ("cpu", None)),
-    ("gpu", ("gpu", None)),
-    ("cpu:2", ("cpu", 2)),
-    ("cpu:1", ("cpu", 1)),
-    (" CPU:4 ", ("cpu", 4)),
-    ("GPU", ("gpu", None)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("auto", ("auto", None)),
+        ("cpu", ("cpu", None)),
+        ("gpu", ("gpu", None)),
+        ("cpu:2", ("cpu", 2)),
+        ("cpu:1", ("cpu", 1)),
+        (" CPU:4 ", ("cpu", 4)),
+        ("GPU", ("gpu", None)),
+    ],
+)
 def test_parse_devices_accepts_the_documented_forms(text, expected):
     assert parse_devices(text) == expected
 
@@ -69,9 +72,12 @@ def test_split_cpu_refuses_a_bad_count(n):
 def test_split_cpu_after_initialisation():
     present = len(tf.config.list_logical_devices("CPU"))  # makes sure TensorFlow has set up its devices
     split_cpu(present)  # the count already in force is fine
-    with pytest.raises(CtsegSettingsError, match=rf"devices='cpu:{present + 1}' needs {present + 1} logical CPU "
-                                                 r"devices, but TensorFlow has already set up its devices .*"
-                                                 r"at the start of the process or kernel"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=rf"devices='cpu:{present + 1}' needs {present + 1} logical CPU "
+        r"devices, but TensorFlow has already set up its devices .*"
+        r"at the start of the process or kernel",
+    ):
         split_cpu(present + 1)
     with pytest.raises(CtsegSettingsError, match="at the start of the process or kernel"):
         get_strategy(f"cpu:{present + 1}")
@@ -100,8 +106,11 @@ def test_get_strategy_refuses_an_unknown_setting():
 
 @pytest.mark.skipif(HAS_GPU, reason="needs a machine without GPU")
 def test_gpu_without_a_gpu_is_refused():
-    with pytest.raises(CtsegSettingsError, match=r"devices='gpu' was requested but TensorFlow sees no GPU; "
-                                                 r"use devices='auto' or 'cpu'"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"devices='gpu' was requested but TensorFlow sees no GPU; "
+        r"use devices='auto' or 'cpu'",
+    ):
         get_strategy("gpu")
 
 
@@ -136,8 +145,11 @@ def test_replica_batch_note_splits_the_global_batch(caplog):
 
 
 def test_replica_batch_note_refuses_a_batch_smaller_than_the_replicas():
-    with pytest.raises(CtsegSettingsError, match=r"batch size 3 is smaller than the 4 replicas of _Replicas over 4 "
-                                                 r"replicas; .*use a batch size of at least 4"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"batch size 3 is smaller than the 4 replicas of _Replicas over 4 "
+        r"replicas; .*use a batch size of at least 4",
+    ):
         replica_batch_note(3, _Replicas(4))
     strategy = get_strategy("cpu")
     with pytest.raises(CtsegSettingsError, match="batch size 0 is smaller than the 1 replicas"):
@@ -180,14 +192,17 @@ print("RESULT " + json.dumps({
 def test_two_logical_cpus_train_a_mirrored_unet(repo_root):
     path = os.pathsep.join(filter(None, [str(repo_root), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}
-    done = subprocess.run([sys.executable, "-c", _TWO_CPU_TRAINING], capture_output=True, text=True, env=env,
-                          cwd=repo_root, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _TWO_CPU_TRAINING], capture_output=True, text=True, env=env, cwd=repo_root, timeout=300
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, done.stderr[-3000:]
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     assert result["replicas"] == 2
-    assert result["description"] == ("MirroredStrategy over 2 devices (/job:localhost/replica:0/task:0/device:CPU:0, "
-                                     "/job:localhost/replica:0/task:0/device:CPU:1)")
+    assert result["description"] == (
+        "MirroredStrategy over 2 devices (/job:localhost/replica:0/task:0/device:CPU:0, "
+        "/job:localhost/replica:0/task:0/device:CPU:1)"
+    )
     assert result["per_replica"] == 2
     assert len(result["losses"]) == 2
     assert all(math.isfinite(loss) for loss in result["losses"])

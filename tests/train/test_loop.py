@@ -48,10 +48,24 @@ def _synthetic(n=8, size=32, seed=0, groups=None):
 
 
 def _config(tmp_path, **kwargs):
-    settings = dict(main_dir=tmp_path / "data", out_dir=tmp_path / "out", model_filename="tiny", input_shape=32,
-                    num_labels=1, epochs=3, batch_size=4, learning_rate=1e-2, print_checkpoint=1,
-                    save_checkpoint=2, levels=2, base_filters=4, validation_fraction=0.0,
-                    augmentation=AugmentConfig(enabled=False), fit_mode="resize", mixed_precision=False)
+    settings = dict(
+        main_dir=tmp_path / "data",
+        out_dir=tmp_path / "out",
+        model_filename="tiny",
+        input_shape=32,
+        num_labels=1,
+        epochs=3,
+        batch_size=4,
+        learning_rate=1e-2,
+        print_checkpoint=1,
+        save_checkpoint=2,
+        levels=2,
+        base_filters=4,
+        validation_fraction=0.0,
+        augmentation=AugmentConfig(enabled=False),
+        fit_mode="resize",
+        mixed_precision=False,
+    )
     settings.update(kwargs)
     return TrainConfig(**settings)
 
@@ -61,8 +75,9 @@ def _config(tmp_path, **kwargs):
 
 def test_status_line_has_the_manuals_form():
     line = status_line(10, 500, {"loss": 1.2624, "mean_dice": 0.3691}, 35.2)
-    assert line == ("Completed epochs: 10/500 | Dice+CE loss: 1.262 | Mean dice score: 0.369 | "
-                    "Time elapsed: 0 hrs 0 mins 35 secs")
+    assert line == (
+        "Completed epochs: 10/500 | Dice+CE loss: 1.262 | Mean dice score: 0.369 | Time elapsed: 0 hrs 0 mins 35 secs"
+    )
     with_val = status_line(10, 500, {"loss": 1.2624, "mean_dice": 0.3691, "val_loss": 1.5, "val_mean_dice": 0.25}, 35)
     assert with_val.endswith(" | Val Dice+CE loss: 1.500 | Val mean dice score: 0.250")
     # the line names the loss it prints
@@ -144,8 +159,15 @@ def test_run_writes_checkpoints_best_history_and_curves(tmp_path, capsys):
     assert "Val Dice+CE loss" in lines[0]
     assert "Checkpoint -> Model saved at 2/3 epochs" in out and "Checkpoint -> Model saved at 3/3 epochs" in out
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == [MANIFEST_NAME, "tiny_2.keras", "tiny_3.keras", "tiny_best.keras", "tiny_curves.png",
-                     "tiny_history.csv", "tiny_last.keras"]
+    assert names == [
+        MANIFEST_NAME,
+        "tiny_2.keras",
+        "tiny_3.keras",
+        "tiny_best.keras",
+        "tiny_curves.png",
+        "tiny_history.csv",
+        "tiny_last.keras",
+    ]
     assert all(written_by_ctseg(tmp_path / "out" / name) for name in names[1:])  # what overwrite may replace
     history = pd.read_csv(result.history_csv)
     assert history["epoch"].tolist() == [1, 2, 3]
@@ -164,8 +186,11 @@ def test_second_run_refuses_then_resumes_then_overwrites(tmp_path, capsys):
     config = _config(tmp_path, epochs=2)
     first = train_model(config, data)
     iterations = int(first.model.optimizer.iterations.numpy())
-    with pytest.raises(CtsegSettingsError, match=r"already holds a training run named 'tiny' \(tiny_2.keras.*"
-                                                 r"set resume=True to continue it, overwrite=True"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"already holds a training run named 'tiny' \(tiny_2.keras.*"
+        r"set resume=True to continue it, overwrite=True",
+    ):
         train_model(config, data)
     capsys.readouterr()
     resumed = train_model(replace(config, epochs=4, resume=True), data)
@@ -179,19 +204,35 @@ def test_second_run_refuses_then_resumes_then_overwrites(tmp_path, capsys):
     done = train_model(replace(config, epochs=4, resume=True), data)
     assert "Nothing to do: 4 epochs are completed already" in capsys.readouterr().out
     assert done.epochs_completed == 4 and len(done.history) == 4
-    with pytest.raises(CtsegSettingsError, match=r"trained with input_shape=32, num_labels=1 but the settings say "
-                                                 r"input_shape=32, num_labels=2"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"trained with input_shape=32, num_labels=1 but the settings say "
+        r"input_shape=32, num_labels=2",
+    ):
         train_model(replace(config, epochs=6, resume=True, num_labels=2), data)
     fresh = train_model(replace(config, epochs=1, overwrite=True), data)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        MANIFEST_NAME, "tiny_1.keras", "tiny_best.keras", "tiny_curves.png", "tiny_history.csv", "tiny_last.keras"]
+        MANIFEST_NAME,
+        "tiny_1.keras",
+        "tiny_best.keras",
+        "tiny_curves.png",
+        "tiny_history.csv",
+        "tiny_last.keras",
+    ]
     assert fresh.history["epoch"].tolist() == [1]
     assert set(json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())["files"]) == {
-        "tiny_1.keras", "tiny_best.keras", "tiny_curves.png", "tiny_history.csv", "tiny_last.keras"}
+        "tiny_1.keras",
+        "tiny_best.keras",
+        "tiny_curves.png",
+        "tiny_history.csv",
+        "tiny_last.keras",
+    }
 
 
-NEVER = (r"ctseg never replaces such files, even with --overwrite \(overwrite=True\): move it away or choose "
-         r"another model_filename or output folder")
+NEVER = (
+    r"ctseg never replaces such files, even with --overwrite \(overwrite=True\): move it away or choose "
+    r"another model_filename or output folder"
+)
 
 
 def test_overwrite_never_deletes_a_users_own_file_of_the_runs_name(tmp_path):
@@ -229,8 +270,10 @@ def test_overwrite_never_deletes_a_run_changed_after_ctseg_wrote_it(tmp_path):
 @pytest.mark.parametrize("out", ["data/train", "data/train/labels", "val"])
 def test_an_output_folder_in_a_folder_the_training_reads_is_refused(tmp_path, out):
     config = _config(tmp_path, out_dir=tmp_path / out, validation_dir=tmp_path / "val")
-    with pytest.raises(CtsegSettingsError, match="the output folder (is|is inside) the (training|validation) data "
-                                                 "folder .*which this command reads"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match="the output folder (is|is inside) the (training|validation) data folder .*which this command reads",
+    ):
         loop.check_previous_run(config)
     loop.check_previous_run(_config(tmp_path, out_dir=tmp_path / "data" / "models"))  # beside train/: fine
 
@@ -289,8 +332,11 @@ def test_resume_without_a_checkpoint_keeps_the_previous_best_model(tmp_path):
     first.last_checkpoint_path.unlink()  # as if the kernel died before the checkpoint was written
     (tmp_path / "out" / "tiny_last.keras").unlink()  # ... and before the last state was
     best = (tmp_path / "out" / "tiny_best.keras").read_bytes()
-    with pytest.raises(CtsegSettingsError, match=r"holds files of a run named 'tiny' \(tiny_best.keras.* but no "
-                                                 r"checkpoint tiny_<epoch>.keras to resume from; set overwrite=True"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"holds files of a run named 'tiny' \(tiny_best.keras.* but no "
+        r"checkpoint tiny_<epoch>.keras to resume from; set overwrite=True",
+    ):
         train_model(_config(tmp_path, epochs=2, resume=True), data)
     assert (tmp_path / "out" / "tiny_best.keras").read_bytes() == best
 
@@ -333,10 +379,23 @@ def test_time_limit_stops_with_a_checkpoint(tmp_path, capsys):
 
 
 def test_tiny_model_learns_sunnybrook_myocardium(sunnybrook, tmp_path, capsys):
-    config = TrainConfig(main_dir=sunnybrook / "lv_myo", out_dir=tmp_path / "out", model_filename="sb",
-                         input_shape=64, num_labels=2, label_names=("LV blood pool", "LV myocardium"),
-                         epochs=8, batch_size=4, learning_rate=3e-3, print_checkpoint=4, save_checkpoint=8,
-                         levels=3, base_filters=8, seed=1, validation_fraction=0.34)
+    config = TrainConfig(
+        main_dir=sunnybrook / "lv_myo",
+        out_dir=tmp_path / "out",
+        model_filename="sb",
+        input_shape=64,
+        num_labels=2,
+        label_names=("LV blood pool", "LV myocardium"),
+        epochs=8,
+        batch_size=4,
+        learning_rate=3e-3,
+        print_checkpoint=4,
+        save_checkpoint=8,
+        levels=3,
+        base_filters=8,
+        seed=1,
+        validation_fraction=0.34,
+    )
     data = prepare_training_data(config, progress=False)
     assert len(data.train) + len(data.val) == 28
     assert not set(data.train.groups) & set(data.val.groups)  # split by patient
@@ -380,8 +439,15 @@ def test_history_figure_is_saved_with_both_curves(tmp_path):
 
     from ctseg_helpers.show.training import plot_history
 
-    history = pd.DataFrame({"epoch": [1, 2, 3], "loss": [1.5, 1.2, 1.0], "mean_dice": [0.1, 0.3, 0.5],
-                            "val_loss": [1.6, 1.4, 1.3], "val_mean_dice": [0.1, 0.2, 0.3]})
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "loss": [1.5, 1.2, 1.0],
+            "mean_dice": [0.1, 0.3, 0.5],
+            "val_loss": [1.6, 1.4, 1.3],
+            "val_mean_dice": [0.1, 0.2, 0.3],
+        }
+    )
     fig = plot_history(history, tmp_path / "curves.png", title="run")
     assert (tmp_path / "curves.png").stat().st_size > 0
     loss_ax, dice_ax = fig.axes

@@ -63,10 +63,25 @@ def write_training_folder(main: Path, spacings_mm, *, seed: int = 0) -> Path:
 
 
 def tiny_config(main: Path, out: Path, **kwargs) -> TrainConfig:
-    settings = dict(main_dir=main, out_dir=out, model_filename="tiny", input_shape=32, levels=2, base_filters=4,
-                    batch_size=4, batches_per_epoch=3, epochs=3, learning_rate=1e-2, validation_fraction=0.34,
-                    label_names=("square",), print_checkpoint=1, save_checkpoint=3,
-                    augmentation=AugmentConfig(enabled=False), mixed_precision=False, devices="cpu")
+    settings = dict(
+        main_dir=main,
+        out_dir=out,
+        model_filename="tiny",
+        input_shape=32,
+        levels=2,
+        base_filters=4,
+        batch_size=4,
+        batches_per_epoch=3,
+        epochs=3,
+        learning_rate=1e-2,
+        validation_fraction=0.34,
+        label_names=("square",),
+        print_checkpoint=1,
+        save_checkpoint=3,
+        augmentation=AugmentConfig(enabled=False),
+        mixed_precision=False,
+        devices="cpu",
+    )
     settings.update(kwargs)
     return TrainConfig(**settings)
 
@@ -143,14 +158,26 @@ def test_a_time_limited_run_decays_the_rate_by_the_clock_not_the_epochs(mixed_fo
     to the floor within a few epochs (by epochs alone it would still be above 99 % of the base)."""
     monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=FakeClock().perf_counter))
     base, limit_s = 1e-2, 12.0
-    config = tiny_config(mixed_folder, tmp_path, epochs=1000, max_minutes=limit_s / 60, warmup_epochs=0,
-                         learning_rate=base, validation_fraction=0.0, loss="focal", loss_options={"gamma": 1.0})
+    config = tiny_config(
+        mixed_folder,
+        tmp_path,
+        epochs=1000,
+        max_minutes=limit_s / 60,
+        warmup_epochs=0,
+        learning_rate=base,
+        validation_fraction=0.0,
+        loss="focal",
+        loss_options={"gamma": 1.0},
+    )
     result, printed = train_quietly(config)
     history = result.history
     assert result.stopped_by_time and not result.interrupted
     assert 2 <= result.epochs_completed == len(history) < 10
-    assert re.search(rf"Stopped after {result.epochs_completed} epochs: the time limit of 0.2 minutes was "
-                     "reached", printed)
+    assert re.search(
+        rf"Stopped after {result.epochs_completed} epochs: the time limit of 0.2 minutes was "
+        "reached",
+        printed,
+    )
     rates, ends = history["learning_rate"].to_numpy(), history["elapsed_s"].to_numpy()
     assert ends[-1] >= limit_s > ends[-2]
     assert np.all(np.diff(rates) < 0)
@@ -233,8 +260,11 @@ def test_patch_run_history_has_validation_dice_per_roi_and_status_names_the_loss
 
 def test_an_unknown_loss_option_is_refused_before_any_data_is_read(tmp_path):
     # main_dir does not exist: reading the data first would fail with "no 'train' folder" instead
-    with pytest.raises(CtsegSettingsError, match=r"the 'focal' loss takes no option\(s\) \['alpha'\]; its options "
-                                                 r"are \['gamma', 'class_weights'\]"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"the 'focal' loss takes no option\(s\) \['alpha'\]; its options "
+        r"are \['gamma', 'class_weights'\]",
+    ):
         tiny_config(tmp_path / "nowhere", tmp_path / "out", loss="focal", loss_options={"alpha": 0.5})
 
 
@@ -272,15 +302,17 @@ def test_fold_groups_break_ties_between_equal_patients_by_the_seed():
 
 
 def test_fold_groups_refuse_more_folds_than_patients():
-    with pytest.raises(CtsegSettingsError, match=r"3 folds need at least 3 patients/series, but the data hold 2 "
-                                                 r"\(A, B\); use folds <= 2"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"3 folds need at least 3 patients/series, but the data hold 2 "
+        r"\(A, B\); use folds <= 2",
+    ):
         fold_groups(["A", "A", "B"], 3)
 
 
 @pytest.fixture(scope="module")
 def fold_run(uniform_folder, tmp_path_factory):
-    config = tiny_config(uniform_folder, tmp_path_factory.mktemp("folds_out"), model_filename="ens", folds=2,
-                         epochs=2)
+    config = tiny_config(uniform_folder, tmp_path_factory.mktemp("folds_out"), model_filename="ens", folds=2, epochs=2)
     result, printed = train_quietly(config)
     return config, result, printed
 
@@ -327,8 +359,9 @@ def test_run_segmentation_takes_the_ensemble_file_as_a_model(fold_run, tmp_path)
     images[:, 10:26, 20:36] = 300.0
     scan = tmp_path / "scan"
     write_dicom_series(scan, images, pixel_spacing_mm=(1.0, 1.0), names=["IM_1", "IM_2"])
-    run = run_segmentation(result.ensemble_path, scan, tmp_path / "predictions", progress=False, previews=False,
-                           animation=False)
+    run = run_segmentation(
+        result.ensemble_path, scan, tmp_path / "predictions", progress=False, previews=False, animation=False
+    )
     assert [p.name for p in run.label_paths] == ["IM_1.png", "IM_2.png"]
     assert run.labels.shape == (2, SIZE_PX, SIZE_PX) and run.label_names == ("square",)
     record = json.loads(run.run_json.read_text())
@@ -344,8 +377,9 @@ def test_an_ensemble_of_patients_at_different_spacings_can_be_used(mixed_folder,
     config = tiny_config(mixed_folder, tmp_path, model_filename="mixed", folds=2, epochs=1, batches_per_epoch=1)
     result, _ = train_quietly(config)
     assert result.ensemble_path is not None and result.ensemble_path.is_file()
-    labels = Segmenter.from_model_file(result.ensemble_path).segment(np.zeros((1, SIZE_PX, SIZE_PX)),
-                                                                       pixel_spacing_mm=(1.0, 1.0))
+    labels = Segmenter.from_model_file(result.ensemble_path).segment(
+        np.zeros((1, SIZE_PX, SIZE_PX)), pixel_spacing_mm=(1.0, 1.0)
+    )
     assert labels.shape == (1, SIZE_PX, SIZE_PX)
 
 
@@ -371,8 +405,14 @@ def test_mirrored_training_on_two_logical_cpus(mixed_folder, tmp_path, repo_root
     path = os.pathsep.join(filter(None, [str(repo_root), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-c", _MIRRORED_CHILD, str(mixed_folder), str(out)],
-                          capture_output=True, text=True, env=env, cwd=repo_root, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _MIRRORED_CHILD, str(mixed_folder), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=repo_root,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "MirroredStrategy over 2 devices" in done.stdout, done.stdout
     assert "Completed epochs: 2/2" in done.stdout
@@ -413,8 +453,11 @@ def test_an_roi_value_in_no_label_is_refused_before_training(tmp_path, caplog):
 
     labels = [np.array([[0, 1], [1, 0]], np.uint8), np.zeros((2, 2), np.uint8)]
     check_labels_present(labels, 1, "data/train")  # all there: nothing happens
-    with pytest.raises(CtsegDataError, match=r"data/train: label value\(s\) 2, 3 appear in no training label, but "
-                                             r"num_labels=3 asks the network to learn 1..3.*allow_missing_labels=True"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"data/train: label value\(s\) 2, 3 appear in no training label, but "
+        r"num_labels=3 asks the network to learn 1..3.*allow_missing_labels=True",
+    ):
         check_labels_present(labels, 3, "data/train")
     with caplog.at_level("WARNING"):
         check_labels_present(labels, 3, "data/train", allow=True)
@@ -489,9 +532,16 @@ def test_an_explicit_validation_fraction_splits_even_few_patients(tmp_path, capl
 
 
 def test_training_label_names_may_start_with_background(tmp_path):
-    config = TrainConfig(main_dir=tmp_path, out_dir=tmp_path / "out", num_labels=2,
-                         label_names=["Background", "LV blood pool", "LV myocardium"])
+    config = TrainConfig(
+        main_dir=tmp_path,
+        out_dir=tmp_path / "out",
+        num_labels=2,
+        label_names=["Background", "LV blood pool", "LV myocardium"],
+    )
     assert config.label_names == ("LV blood pool", "LV myocardium")
-    with pytest.raises(CtsegSettingsError, match=r"label_names has 3 name\(s\) .* but num_labels=2; give one name "
-                                                 r"per ROI, label 1 first"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"label_names has 3 name\(s\) .* but num_labels=2; give one name "
+        r"per ROI, label 1 first",
+    ):
         TrainConfig(main_dir=tmp_path, out_dir=tmp_path / "out", num_labels=2, label_names=["a", "b", "c"])

@@ -26,9 +26,17 @@ def test_cpu_only_machine_reports_gpu_disabled_cleanly():
 
 
 def test_gpu_report_lists_device_and_memory():
-    info = SystemInfo(ram_total_gb=128.0, ram_available_gb=100.0, cpu_name="x", cpu_count=16, gpu_enabled=True,
-                      device_name="NVIDIA H100", gpu_memory_total_mb=81559, gpu_memory_used_mb=559,
-                      gpu_memory_free_mb=81000)
+    info = SystemInfo(
+        ram_total_gb=128.0,
+        ram_available_gb=100.0,
+        cpu_name="x",
+        cpu_count=16,
+        gpu_enabled=True,
+        device_name="NVIDIA H100",
+        gpu_memory_total_mb=81559,
+        gpu_memory_used_mb=559,
+        gpu_memory_free_mb=81000,
+    )
     text = str(info)
     assert "GPU enabled: True" in text and "Device name: NVIDIA H100" in text
     assert "GPU memory total: 81559 MB | used: 559 MB | free: 81000 MB" in text
@@ -40,8 +48,9 @@ def test_gpu_report_lists_device_and_memory():
 
 def test_parse_nvidia_smi():
     text = "NVIDIA H100 80GB HBM3, 81559, 559, 81000\nbroken line\nNVIDIA A10, n/a, 1, 2\n"
-    assert parse_nvidia_smi(text) == [{"name": "NVIDIA H100 80GB HBM3", "total_mb": 81559.0, "used_mb": 559.0,
-                                       "free_mb": 81000.0}]
+    assert parse_nvidia_smi(text) == [
+        {"name": "NVIDIA H100 80GB HBM3", "total_mb": 81559.0, "used_mb": 559.0, "free_mb": 81000.0}
+    ]
     assert parse_nvidia_smi("") == []
 
 

@@ -18,8 +18,9 @@ def labelled_series(tmp_path):
     from ctseg_helpers.io.dicom_write import write_dicom_series
 
     images = np.full((3, 40, 40), -1000.0)
-    write_dicom_series(tmp_path / "dicoms", images, pixel_spacing_mm=(0.5, 0.5), slice_thickness_mm=8.0,
-                       names=["IM_1", "IM_2", "IM_3"])
+    write_dicom_series(
+        tmp_path / "dicoms", images, pixel_spacing_mm=(0.5, 0.5), slice_thickness_mm=8.0, names=["IM_1", "IM_2", "IM_3"]
+    )
     (tmp_path / "labels").mkdir()
     for name, lab in zip(["IM_1", "IM_2", "IM_3"], three_slices(), strict=True):
         Image.fromarray(lab).save(tmp_path / "labels" / f"{name}.png")
@@ -43,8 +44,9 @@ def test_areas_from_folders_uses_fov_when_pixel_spacing_is_absent(labelled_serie
         ds.save_as(path)
     with pytest.raises(CtsegDataError, match=r"3 of 3 slice\(s\) have no PixelSpacing"):
         areas_from_folders(labelled_series / "labels", labelled_series / "dicoms", ["LV", "myocardium"])
-    table, _ = areas_from_folders(labelled_series / "labels", labelled_series / "dicoms", ["LV", "myocardium"],
-                                  fov=40.0, matrix_size=40)
+    table, _ = areas_from_folders(
+        labelled_series / "labels", labelled_series / "dicoms", ["LV", "myocardium"], fov=40.0, matrix_size=40
+    )
     np.testing.assert_array_equal(table["LV"].iloc[:3], [100.0, 36.0, 0.0])
 
 
@@ -65,12 +67,19 @@ def test_areas_from_folders_of_two_series_name_the_series_and_give_each_its_volu
     from ctseg_helpers.io.dicom_write import write_dicom_series
 
     # a second, smaller series (2 slices 4 mm apart) in the same folder: series 2 as 'ctseg inspect' lists it
-    write_dicom_series(labelled_series / "dicoms", np.full((2, 40, 40), -1000.0), pixel_spacing_mm=(1.0, 1.0),
-                       slice_thickness_mm=4.0, names=["B_1", "B_2"], series_description="second scan")
+    write_dicom_series(
+        labelled_series / "dicoms",
+        np.full((2, 40, 40), -1000.0),
+        pixel_spacing_mm=(1.0, 1.0),
+        slice_thickness_mm=4.0,
+        names=["B_1", "B_2"],
+        series_description="second scan",
+    )
     for name in ("B_1", "B_2"):
         Image.fromarray(square(5)).save(labelled_series / "labels" / f"{name}.png")
-    table, volumes = areas_from_folders(labelled_series / "labels", labelled_series / "dicoms",
-                                        ["background", "LV", "myocardium"])
+    table, volumes = areas_from_folders(
+        labelled_series / "labels", labelled_series / "dicoms", ["background", "LV", "myocardium"]
+    )
     rows = slice_rows(table)
     assert list(rows["series"]) == [1, 1, 1, 2, 2]
     assert list(rows["series_description"]) == ["ctseg series"] * 3 + ["second scan"] * 2
@@ -93,8 +102,11 @@ def test_areas_from_folders_errors(labelled_series, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     np.save(other / "unrelated.npy", np.zeros((40, 40), np.uint8))
-    with pytest.raises(CtsegDataError, match=r"none of its 1 label maps is named like a DICOM file in .*dicoms \(e.g. "
-                                             r"IM_1.png for IM_1.dcm\)"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"none of its 1 label maps is named like a DICOM file in .*dicoms \(e.g. "
+        r"IM_1.png for IM_1.dcm\)",
+    ):
         areas_from_folders(other, labelled_series / "dicoms", ["LV", "myo"])
     np.save(other / "IM_1.npy", np.zeros((30, 40), np.uint8))
     with pytest.raises(CtsegDataError, match="IM_1.npy: label map is 30x40 but its image IM_1.dcm is 40x40"):

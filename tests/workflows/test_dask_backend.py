@@ -47,19 +47,23 @@ def labels(path):
 CAP = 60e3 / 1e9  # several slabs per axis (see tests/workflows/test_volume.py)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"axes": (0,)},
-    {"axes": (0, 1, 2)},
-    {"axes": (0, 1, 2), "combine": "mean"},
-    {"axes": (1, 2), "crop": "2:16,3:,:20"},
-    {"axes": (0, 2), "rotate_deg": 90},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"axes": (0,)},
+        {"axes": (0, 1, 2)},
+        {"axes": (0, 1, 2), "combine": "mean"},
+        {"axes": (1, 2), "crop": "2:16,3:,:20"},
+        {"axes": (0, 2), "rotate_deg": 90},
+    ],
+)
 def test_dask_equals_local_with_a_non_local_predict_fn(volume, tmp_path, client, kwargs):
     """Whole slice planes per block: even a position-dependent network gives identical labels."""
     path, _ = volume
     local = segment_volume(seg(left_half_fn), path, tmp_path / "local.h5", max_gb=CAP, progress=False, **kwargs)
-    remote = segment_volume(seg(left_half_fn), path, tmp_path / "dask.h5", max_gb=CAP, progress=False,
-                            dask_client=client, **kwargs)
+    remote = segment_volume(
+        seg(left_half_fn), path, tmp_path / "dask.h5", max_gb=CAP, progress=False, dask_client=client, **kwargs
+    )
     assert local.slabs_done > 1 and remote.slabs_done == local.slabs_done
     np.testing.assert_array_equal(labels(tmp_path / "dask.h5"), labels(tmp_path / "local.h5"))
 
@@ -67,8 +71,17 @@ def test_dask_equals_local_with_a_non_local_predict_fn(volume, tmp_path, client,
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_dask_with_plane_blocks_and_halo_equals_local(volume, tmp_path, client, axis):
     path, vol = volume
-    segment_volume(seg(threshold_fn), path, tmp_path / "dask.h5", axes=(axis,), max_gb=CAP, progress=False,
-                   dask_client=client, dask_plane_chunks=(10, 12), dask_halo_px=3)
+    segment_volume(
+        seg(threshold_fn),
+        path,
+        tmp_path / "dask.h5",
+        axes=(axis,),
+        max_gb=CAP,
+        progress=False,
+        dask_client=client,
+        dask_plane_chunks=(10, 12),
+        dask_halo_px=3,
+    )
     np.testing.assert_array_equal(labels(tmp_path / "dask.h5"), vol > THRESHOLD)
 
 
@@ -85,8 +98,9 @@ def test_halo_gives_context_across_block_edges(tmp_path):
             return np.full(images.shape, images.shape[2], np.uint8)
 
     without = label_array(source, WidthSeg(), 0, axis_chunks=(4,), plane_chunks=(10, 10)).compute(scheduler="sync")
-    with_halo = label_array(source, WidthSeg(), 0, axis_chunks=(4,), plane_chunks=(10, 10),
-                            halo_px=3).compute(scheduler="sync")
+    with_halo = label_array(source, WidthSeg(), 0, axis_chunks=(4,), plane_chunks=(10, 10), halo_px=3).compute(
+        scheduler="sync"
+    )
     assert set(np.unique(without)) == {10}
     assert set(np.unique(with_halo)) == {13}  # each block plus 3 px from one neighbour, none at the faces
 

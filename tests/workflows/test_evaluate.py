@@ -39,8 +39,9 @@ def make_scan(root: Path, names=NAMES, series_uid=None) -> tuple[Path, Path, Pat
     pred[1, 4:10, 6:12] = 1
     pred[2][pred[2] == 2] = 0
     dicom_dir, pred_dir, truth_dir = root / "dicoms", root / "pred", root / "truth"
-    write_dicom_series(dicom_dir, images, pixel_spacing_mm=SPACING, slice_thickness_mm=THICKNESS,
-                       names=names, series_uid=series_uid)
+    write_dicom_series(
+        dicom_dir, images, pixel_spacing_mm=SPACING, slice_thickness_mm=THICKNESS, names=names, series_uid=series_uid
+    )
     pred_dir.mkdir(exist_ok=True)
     truth_dir.mkdir(exist_ok=True)
     for name, p, t in zip(names, pred, truth, strict=True):
@@ -65,8 +66,23 @@ def test_per_slice_metrics_exact(scan):
     result = ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, label_names="body,bone")
     m = result.metrics
     assert len(m) == 8
-    for column in ("file", "roi", "dice", "iou", "sensitivity", "specificity", "precision", "voe", "rvd",
-                   "hd", "hd95", "assd", "surface_dice", "truth_area_mm2", "pred_area_mm2"):
+    for column in (
+        "file",
+        "roi",
+        "dice",
+        "iou",
+        "sensitivity",
+        "specificity",
+        "precision",
+        "voe",
+        "rvd",
+        "hd",
+        "hd95",
+        "assd",
+        "surface_dice",
+        "truth_area_mm2",
+        "pred_area_mm2",
+    ):
         assert column in m.columns
     same = _row(m, "case_01", "body")
     assert same["dice"] == 1.0 and same["hd"] == 0.0
@@ -160,8 +176,10 @@ def test_a_series_with_manual_labels_but_no_predictions_is_skipped_with_one_note
     assert set(result.metrics["series_uid"]) == {"1.2.826.0.1.1"} and len(result.metrics) == 8
     notes = [r.getMessage() for r in caplog.records if "left out of the evaluation" in r.getMessage()]
     assert notes == result.skipped and len(notes) == 1
-    assert notes[0] == ("series 1.2.826.0.1.2 ('ctseg series', 4 slice(s), e.g. b_1.dcm): 4 manual label map(s) but "
-                        "no predicted one; left out of the evaluation (segment that series too to evaluate it)")
+    assert notes[0] == (
+        "series 1.2.826.0.1.2 ('ctseg series', 4 slice(s), e.g. b_1.dcm): 4 manual label map(s) but "
+        "no predicted one; left out of the evaluation (segment that series too to evaluate it)"
+    )
 
 
 def test_series_with_predictions_only_or_on_other_slices_are_skipped_too(tmp_path):
@@ -189,8 +207,11 @@ def test_evaluation_fails_only_when_no_series_can_be_evaluated(tmp_path):
     for name in ["a_2", "a_3", "a_4", "b_1", "b_2", "b_3", "b_4"]:
         (tmp_path / "pred" / f"{name}.png").unlink()
     (tmp_path / "truth" / "a_1.npy").unlink()  # the one prediction left has no manual label map
-    with pytest.raises(CtsegDataError, match=r"dicoms: no slice of series 1.2.826.0.1.1, 1.2.826.0.1.2 has both a "
-                                             r"predicted and a manual label map"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"dicoms: no slice of series 1.2.826.0.1.1, 1.2.826.0.1.2 has both a "
+        r"predicted and a manual label map",
+    ):
         ev.evaluate_folders(tmp_path / "pred", tmp_path / "truth", tmp_path / "dicoms", "body,bone")
 
 
@@ -209,8 +230,10 @@ def test_many_manual_labels_without_prediction_are_named_a_few_then_counted(tmp_
         (pred_dir / f"{name}.png").unlink()
     with caplog.at_level(logging.WARNING):
         ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, "body,bone")
-    assert ("8 slice(s) with a manual label map have no prediction and are left out: im_01.npy, im_02.npy, "
-            "im_03.npy, im_04.npy, im_05.npy and 3 more") in caplog.text
+    assert (
+        "8 slice(s) with a manual label map have no prediction and are left out: im_01.npy, im_02.npy, "
+        "im_03.npy, im_04.npy, im_05.npy and 3 more"
+    ) in caplog.text
 
 
 def test_label_names_with_background_first_name_label_1(scan):
@@ -223,8 +246,11 @@ def test_label_names_with_background_first_name_label_1(scan):
 
 def test_too_few_names_for_the_label_values_says_how_many_were_given(scan):
     dicom_dir, pred_dir, truth_dir = scan
-    with pytest.raises(CtsegDataError, match=r"label values 2 are outside 0..1 .*; 1 ROI name\(s\) \['body'\] given "
-                                             r"for label values up to 2: give one name per ROI, label 1 first"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"label values 2 are outside 0..1 .*; 1 ROI name\(s\) \['body'\] given "
+        r"for label values up to 2: give one name per ROI, label 1 first",
+    ):
         ev.load_case(dicom_dir, pred_dir, truth_dir, "body")
 
 

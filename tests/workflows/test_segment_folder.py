@@ -30,7 +30,7 @@ NAMES = ["soft", "bright"]
 def phantom():
     """3 slices 40x50 in HU: air, a soft-tissue block (label 1) and a bright block (label 2)."""
     images = np.full((3, 40, 50), -1000.0)
-    images[:, 5:15, 5:25] = 0.0          # 10 x 20 = 200 px soft tissue on every slice
+    images[:, 5:15, 5:25] = 0.0  # 10 x 20 = 200 px soft tissue on every slice
     for k in range(3):
         images[k, 20:30, 10 : 10 + 4 * (k + 1)] = 400.0  # 10 x 4(k+1) bright pixels
     return images
@@ -43,14 +43,21 @@ def model_file(tmp_path_factory):
 
 @pytest.fixture()
 def dicom_dir(tmp_path):
-    write_dicom_series(tmp_path / "scan_01", phantom(), pixel_spacing_mm=(0.5, 0.8), slice_thickness_mm=5.0,
-                       names=["IM_0001", "IM_0002", "IM_0003"], patient_id="PAT-12345")
+    write_dicom_series(
+        tmp_path / "scan_01",
+        phantom(),
+        pixel_spacing_mm=(0.5, 0.8),
+        slice_thickness_mm=5.0,
+        names=["IM_0001", "IM_0002", "IM_0003"],
+        patient_id="PAT-12345",
+    )
     return tmp_path / "scan_01"
 
 
 def test_run_segmentation_writes_labels_previews_animation_and_exact_areas(model_file, dicom_dir, tmp_path):
-    run = run_segmentation(model_file, dicom_dir, tmp_path / "predictions", labels_list=NAMES, input_shape=32,
-                           progress=False)
+    run = run_segmentation(
+        model_file, dicom_dir, tmp_path / "predictions", labels_list=NAMES, input_shape=32, progress=False
+    )
     assert run.run_dir.parent == tmp_path / "predictions"
     assert run.run_dir.name.startswith("scan_01_")
     # label maps: lossless PNG named like the DICOM files, values 0..2
@@ -98,18 +105,25 @@ def test_each_run_gets_its_own_folder_and_overwrite_replaces_only_its_outputs(mo
     first = run_segmentation(model_file, dicom_dir, out, animation=False, progress=False)
     second = run_segmentation(model_file, dicom_dir, out, animation=False, progress=False)
     assert first.run_dir != second.run_dir and first.areas_csv.exists() and second.areas_csv.exists()
-    fixed = run_segmentation(model_file, dicom_dir, out, run_name="fixed", overwrite=True, previews=False,
-                             animation=False, progress=False)
+    fixed = run_segmentation(
+        model_file, dicom_dir, out, run_name="fixed", overwrite=True, previews=False, animation=False, progress=False
+    )
     assert fixed.run_dir == out / "fixed"
     (fixed.run_dir / "my_notes.txt").write_text("keep me")
     (fixed.run_dir / "labels" / "OLD_SLICE.png").write_bytes(b"")
-    again = run_segmentation(model_file, dicom_dir, out, run_name="fixed", overwrite=True, animation=False,
-                             progress=False)
+    again = run_segmentation(
+        model_file, dicom_dir, out, run_name="fixed", overwrite=True, animation=False, progress=False
+    )
     assert again.run_dir == fixed.run_dir
     assert (fixed.run_dir / "my_notes.txt").read_text() == "keep me"
     # a file ctseg did not write is never deleted, even among its label maps
     assert sorted(p.name for p in (fixed.run_dir / "labels").iterdir()) == [
-        MANIFEST_NAME, "IM_0001.png", "IM_0002.png", "IM_0003.png", "OLD_SLICE.png"]
+        MANIFEST_NAME,
+        "IM_0001.png",
+        "IM_0002.png",
+        "IM_0003.png",
+        "OLD_SLICE.png",
+    ]
     assert first.labels.tolist() == again.labels.tolist()
     record = json.loads(again.run_json.read_text())
     written = _files(again.run_dir, exclude=("my_notes.txt", "OLD_SLICE.png"))
@@ -125,8 +139,7 @@ def test_overwrite_deletes_exactly_what_the_earlier_run_recorded(model_file, dic
     other = run.run_dir / "labels" / "OTHER_SERIES.png"
     other.write_bytes(b"ctseg wrote this")
     record_written(other)
-    again = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False,
-                             progress=False)
+    again = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
     assert not other.exists()
     assert sorted(json.loads(again.run_json.read_text())["files"]) == _files(again.run_dir)
 
@@ -149,8 +162,7 @@ def test_overwrite_of_an_old_run_folder_trusts_its_run_json_for_files_not_newer(
     record["files"] += ["labels/OTHER_SERIES.png", "../../outside.txt", str(tmp_path / "outside.txt")]
     run.run_json.write_text(json.dumps(record))
     _old_run_folder(run)
-    again = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False,
-                             progress=False)
+    again = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
     assert not (run.run_dir / "labels" / "OTHER_SERIES.png").exists()
     assert (tmp_path / "outside.txt").read_text() == "not in the run folder"  # a record cannot reach outside
     assert sorted(json.loads(again.run_json.read_text())["files"]) == _files(again.run_dir)
@@ -163,35 +175,40 @@ def test_overwrite_of_an_old_run_folder_refuses_a_label_map_corrected_after_it(m
     corrected = run.run_dir / "labels" / "IM_0002.png"
     write_label_png(corrected, np.ones((40, 50), np.uint8))  # newer than run.json
     before = {p: p.read_bytes() for p in run.run_dir.rglob("*") if p.is_file()}
-    with pytest.raises(CtsegSettingsError, match=r"labels/IM_0002.png: changed since ctseg wrote it \(newer than "
-                                                 r"the earlier run's run.json\); ctseg never replaces such files"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"labels/IM_0002.png: changed since ctseg wrote it \(newer than "
+        r"the earlier run's run.json\); ctseg never replaces such files",
+    ):
         run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
     assert {p: p.read_bytes() for p in run.run_dir.rglob("*") if p.is_file()} == before  # nothing deleted
 
 
-def test_overwrite_refuses_a_label_map_corrected_by_hand_before_anything_is_deleted(model_file, dicom_dir,
-                                                                                     tmp_path):
+def test_overwrite_refuses_a_label_map_corrected_by_hand_before_anything_is_deleted(model_file, dicom_dir, tmp_path):
     out = tmp_path / "predictions"
     run = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
     corrected = run.run_dir / "labels" / "IM_0002.png"
     write_label_png(corrected, np.ones((40, 50), np.uint8))
     before = {p: p.read_bytes() for p in run.run_dir.rglob("*") if p.is_file()}
-    with pytest.raises(CtsegSettingsError, match=r"labels/IM_0002.png: changed since ctseg wrote it; ctseg never "
-                                                 r"replaces such files, even with --overwrite \(overwrite=True\): "
-                                                 "move it away or choose another run name or output folder"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"labels/IM_0002.png: changed since ctseg wrote it; ctseg never "
+        r"replaces such files, even with --overwrite \(overwrite=True\): "
+        "move it away or choose another run name or output folder",
+    ):
         run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
     assert {p: p.read_bytes() for p in run.run_dir.rglob("*") if p.is_file()} == before
     # moved away: the run replaces the rest
     corrected.rename(tmp_path / "IM_0002_corrected.png")
-    again = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False,
-                             progress=False)
+    again = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
     assert (again.run_dir / "labels" / "IM_0002.png").is_file()
 
 
 def test_overwrite_refuses_a_users_file_where_the_run_would_write(model_file, dicom_dir, tmp_path):
     out = tmp_path / "predictions"
-    run = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, previews=False,
-                           animation=False, progress=False)
+    run = run_segmentation(
+        model_file, dicom_dir, out, run_name="r", overwrite=True, previews=False, animation=False, progress=False
+    )
     mine = run.run_dir / "overlays" / "IM_0003.jpg"  # no previews in that run: the user's own file
     mine.parent.mkdir()
     mine.write_bytes(b"my own picture")
@@ -213,8 +230,7 @@ def test_overwrite_replaces_the_files_of_an_interrupted_run(model_file, dicom_di
         (run.run_dir / name).unlink()
     (run.run_dir / "overlays" / ".999.IM_0003.jpg").write_bytes(b"\xff\xd8")  # the file it was writing
     (run.run_dir / "labels" / f"{MANIFEST_NAME}.999.tmp").write_text("{")  # its record, half updated
-    again = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False,
-                             progress=False)
+    again = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, animation=False, progress=False)
     assert sorted(json.loads(again.run_json.read_text())["files"]) == _files(again.run_dir)  # no partial file left
     # a label map of the interrupted run corrected by hand: refused, naming it
     (again.run_dir / "run.json").unlink()
@@ -239,10 +255,14 @@ def test_overwrite_into_a_folder_ctseg_never_wrote_is_refused_and_changes_nothin
     manual.mkdir(parents=True)
     (manual / "IM_0001.png").write_bytes(b"manual label")
     (project / "train" / "areas.csv").write_text("my own table")
-    with pytest.raises(CtsegSettingsError, match=r"train: holds files that no ctseg run recorded \(no run.json "
-                                                 r"listing what it wrote\); overwrite replaces only"):
-        run_segmentation(model_file, dicom_dir, project, run_name="train", overwrite=True, animation=False,
-                         progress=False)
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"train: holds files that no ctseg run recorded \(no run.json "
+        r"listing what it wrote\); overwrite replaces only",
+    ):
+        run_segmentation(
+            model_file, dicom_dir, project, run_name="train", overwrite=True, animation=False, progress=False
+        )
     assert (manual / "IM_0001.png").read_bytes() == b"manual label"
     assert (project / "train" / "areas.csv").read_text() == "my own table"
     assert sorted(p.name for p in (project / "train").iterdir()) == ["areas.csv", "labels"]
@@ -273,8 +293,9 @@ def test_labels_list_defaults_to_the_names_stored_with_the_model(model_file, dic
 
 def test_other_names_than_the_models_are_used_with_a_warning(model_file, dicom_dir, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
-        run = run_segmentation(model_file, dicom_dir, tmp_path, labels_list=["a", "b"], previews=False,
-                               animation=False, progress=False)
+        run = run_segmentation(
+            model_file, dicom_dir, tmp_path, labels_list=["a", "b"], previews=False, animation=False, progress=False
+        )
     assert list(run.areas.columns[2:]) == ["a", "b"]
     assert "differs from the names the model was trained with" in caplog.text
 
@@ -283,29 +304,48 @@ def test_a_loaded_segmenter_can_be_reused_for_many_folders(model_file, dicom_dir
     from ctseg_helpers.segment import Segmenter
 
     segmenter = Segmenter.from_model_file(model_file, blend="average")
-    runs = [run_segmentation(model_file, dicom_dir, tmp_path / "out", segmenter=segmenter, run_name=f"r{i}",
-                             previews=False, animation=False, progress=False) for i in range(2)]
+    runs = [
+        run_segmentation(
+            model_file,
+            dicom_dir,
+            tmp_path / "out",
+            segmenter=segmenter,
+            run_name=f"r{i}",
+            previews=False,
+            animation=False,
+            progress=False,
+        )
+        for i in range(2)
+    ]
     assert runs[0].labels.tolist() == runs[1].labels.tolist()
     assert json.loads(runs[0].run_json.read_text())["segmenter"]["blend"] == "average"
     other = Segmenter(lambda b: np.concatenate([b, 1 - b], -1), input_shape=32, num_classes=2)
-    with pytest.raises(CtsegSettingsError, match="the segmenter given takes input_shape=32 with 2 classes but "
-                                                 ".*tiny.keras has input_shape=32 with 3"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match="the segmenter given takes input_shape=32 with 2 classes but .*tiny.keras has input_shape=32 with 3",
+    ):
         run_segmentation(model_file, dicom_dir, tmp_path / "out", segmenter=other, progress=False)
 
 
 def test_patient_id_is_recorded_only_when_asked(model_file, dicom_dir, tmp_path):
-    run = run_segmentation(model_file, dicom_dir, tmp_path, include_patient_id=True, previews=False,
-                           animation=False, progress=False)
+    run = run_segmentation(
+        model_file, dicom_dir, tmp_path, include_patient_id=True, previews=False, animation=False, progress=False
+    )
     assert json.loads(run.run_json.read_text())["patient_id"] == "PAT-12345"
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"input_shape": 64}, "input_shape=64 in your settings but the model was trained with input_shape=32; set "
-                              "input_shape = 32"),
-        ({"labels_list": ["only_one"]}, r"labels_list has 1 name\(s\) \['only_one'\] but the model was trained with 2 "
-                                        r"label\(s\) \['soft', 'bright'\]"),
+        (
+            {"input_shape": 64},
+            "input_shape=64 in your settings but the model was trained with input_shape=32; set input_shape = 32",
+        ),
+        (
+            {"labels_list": ["only_one"]},
+            r"labels_list has 1 name\(s\) \['only_one'\] but the model was trained with 2 "
+            r"label\(s\) \['soft', 'bright'\]",
+        ),
         ({"labels_list": "soft"}, "labels_list must be a list of names, e.g. \\['soft'\\], got the string 'soft'"),
         ({"labels_list": ["x", "x"]}, "labels_list has repeated names"),
     ],
@@ -317,14 +357,16 @@ def test_settings_that_disagree_with_the_model_fail_before_any_work(model_file, 
 
 
 def test_a_missing_folder_or_model_is_reported(model_file, tmp_path):
-    with pytest.raises(CtsegDataError, match="nowhere: DICOM folder not found; pick the folder that holds the scan's "
-                                             ".dcm files"):
+    with pytest.raises(
+        CtsegDataError, match="nowhere: DICOM folder not found; pick the folder that holds the scan's .dcm files"
+    ):
         run_segmentation(model_file, tmp_path / "nowhere", tmp_path / "out")
     with pytest.raises(CtsegDataError, match="missing.keras: model file not found"):
         run_segmentation(tmp_path / "missing.keras", tmp_path, tmp_path / "out")
     (tmp_path / "a_file").write_text("")
-    with pytest.raises(CtsegSettingsError,
-                       match="a_file: output folder is a file; choose a folder for the predictions"):
+    with pytest.raises(
+        CtsegSettingsError, match="a_file: output folder is a file; choose a folder for the predictions"
+    ):
         run_segmentation(model_file, tmp_path, tmp_path / "a_file")
 
 
@@ -335,12 +377,21 @@ def test_fov_and_matrix_size_are_used_without_pixel_spacing(model_file, dicom_di
         ds = pydicom.dcmread(path)
         del ds.PixelSpacing
         ds.save_as(path)
-    with pytest.raises(CtsegDataError,
-                       match=r"3 of 3 slice\(s\) have no PixelSpacing; give the field of view with fov"):
+    with pytest.raises(
+        CtsegDataError, match=r"3 of 3 slice\(s\) have no PixelSpacing; give the field of view with fov"
+    ):
         run_segmentation(model_file, dicom_dir, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
-    run = run_segmentation(model_file, dicom_dir, tmp_path / "out", fov=(20.0, 50.0), matrix_size=(40, 50),
-                           previews=False, animation=False, progress=False)
+    run = run_segmentation(
+        model_file,
+        dicom_dir,
+        tmp_path / "out",
+        fov=(20.0, 50.0),
+        matrix_size=(40, 50),
+        previews=False,
+        animation=False,
+        progress=False,
+    )
     np.testing.assert_allclose(run.areas["soft"].iloc[:3], 200 * 0.5 * 1.0)
 
 
@@ -349,8 +400,14 @@ def test_fov_and_matrix_size_are_used_without_pixel_spacing(model_file, dicom_di
 
 @pytest.mark.parametrize(
     ("name", "stem"),
-    [("IM_0001.dcm", "IM_0001"), ("scan.DCM", "scan"), ("IM0001", "IM0001"),
-     ("1.2.840.113619.2.1", "1.2.840.113619.2.1"), ("a.b.ima", "a.b"), ("x.dicom", "x")],
+    [
+        ("IM_0001.dcm", "IM_0001"),
+        ("scan.DCM", "scan"),
+        ("IM0001", "IM0001"),
+        ("1.2.840.113619.2.1", "1.2.840.113619.2.1"),
+        ("a.b.ima", "a.b"),
+        ("x.dicom", "x"),
+    ],
 )
 def test_outputs_are_named_like_the_dicom_file(name, stem):
     assert output_stem(f"/some/folder/{name}") == stem
@@ -373,8 +430,9 @@ def test_make_run_dir_never_reuses_a_folder(tmp_path):
     with pytest.raises(CtsegSettingsError, match="file: output folder is a file"):
         make_run_dir(tmp_path / "file", "x")
     (tmp_path / "taken").write_text("")
-    with pytest.raises(CtsegSettingsError, match="taken: exists and is not a folder; remove it or choose another "
-                                                 "output folder"):
+    with pytest.raises(
+        CtsegSettingsError, match="taken: exists and is not a folder; remove it or choose another output folder"
+    ):
         make_run_dir(tmp_path, "taken", overwrite=True)
 
 
@@ -398,11 +456,21 @@ def test_table_csv_is_not_silently_overwritten(tmp_path):
 
 def test_real_sunnybrook_cine_series_is_segmented_with_outputs_named_like_its_files(sunnybrook, tmp_path):
     """240 real cine MR images (12 positions x 20 phases): a cine series gets areas but no volume."""
-    model = make_tiny_model_file(tmp_path / "mr.keras", input_shape=256, num_labels=1, label_names=("LV",),
-                                 modality="MR", fit_mode="pad")
+    model = make_tiny_model_file(
+        tmp_path / "mr.keras", input_shape=256, num_labels=1, label_names=("LV",), modality="MR", fit_mode="pad"
+    )
     scan = sunnybrook / "scans" / "SCD0000101"
-    run = run_segmentation(model, scan, tmp_path / "predictions", previews=False, animation=False, progress=False,
-                           nifti=True, dicom_seg=True, include_patient_id=True)
+    run = run_segmentation(
+        model,
+        scan,
+        tmp_path / "predictions",
+        previews=False,
+        animation=False,
+        progress=False,
+        nifti=True,
+        dicom_seg=True,
+        include_patient_id=True,
+    )
     dicom_names = sorted(p.name for p in scan.iterdir() if p.suffix == ".dcm")
     assert sorted(p.name for p in run.label_paths) == sorted(n.replace(".dcm", ".png") for n in dicom_names)
     assert len(run.areas) == 240 + 2 and run.volumes is None and run.volumes_csv is None
@@ -420,7 +488,8 @@ def test_real_sunnybrook_cine_series_is_segmented_with_outputs_named_like_its_fi
     assert run.dicom_seg_paths == [] and run.output_notes == [
         f"no DICOM-SEG for {scan} phase 1: its 12 images carry 12 different FrameOfReferenceUIDs (an anonymiser may "
         "have replaced them image by image), but a DICOM-SEG refers to images of one study, series and frame of "
-        "reference; the label PNGs hold every slice"]
+        "reference; the label PNGs hold every slice"
+    ]
 
 
 # ------------------------------------------------------------------ a folder of several series
@@ -437,9 +506,16 @@ def second_phantom():
 @pytest.fixture()
 def two_series_dir(dicom_dir):
     """scan_01 with a second series: series 1 (3 slices, 'first') and series 2 (2 slices 1 x 2 mm, 'second')."""
-    write_dicom_series(dicom_dir, second_phantom(), pixel_spacing_mm=(1.0, 2.0), slice_thickness_mm=3.0,
-                       names=["B_0001", "B_0002"], series_description="second", series_uid="1.2.826.0.1.2",
-                       patient_id="PAT-67890")
+    write_dicom_series(
+        dicom_dir,
+        second_phantom(),
+        pixel_spacing_mm=(1.0, 2.0),
+        slice_thickness_mm=3.0,
+        names=["B_0001", "B_0002"],
+        series_description="second",
+        series_uid="1.2.826.0.1.2",
+        patient_id="PAT-67890",
+    )
     return dicom_dir
 
 
@@ -454,10 +530,17 @@ def test_every_series_of_a_folder_is_segmented_as_its_own_stack(model_file, two_
     first_uid, second_uid = _series_uids(two_series_dir)
     assert second_uid == "1.2.826.0.1.2"
     assert [(s.number, s.series_uid, s.series_description, len(s.files)) for s in run.series] == [
-        (1, first_uid, "ctseg series", 3), (2, second_uid, "second", 2)]
+        (1, first_uid, "ctseg series", 3),
+        (2, second_uid, "second", 2),
+    ]
     # label maps of both series, named like their DICOM files, each on its own grid
     assert sorted(p.name for p in (run.run_dir / "labels").glob("[!.]*")) == [
-        "B_0001.png", "B_0002.png", "IM_0001.png", "IM_0002.png", "IM_0003.png"]
+        "B_0001.png",
+        "B_0002.png",
+        "IM_0001.png",
+        "IM_0002.png",
+        "IM_0003.png",
+    ]
     second = run.series[1]
     assert second.labels.shape == (2, 30, 44)
     assert [int((second.labels[k] == 1).sum()) for k in range(2)] == [60, 60]
@@ -465,11 +548,23 @@ def test_every_series_of_a_folder_is_segmented_as_its_own_stack(model_file, two_
     with Image.open(run.run_dir / "labels" / "B_0002.png") as im:
         np.testing.assert_array_equal(np.asarray(im), second.labels[1])
     assert sorted(p.name for p in (run.run_dir / "overlays").glob("[!.]*")) == [
-        "B_0001.jpg", "B_0002.jpg", "IM_0001.jpg", "IM_0002.jpg", "IM_0003.jpg"]
+        "B_0001.jpg",
+        "B_0002.jpg",
+        "IM_0001.jpg",
+        "IM_0002.jpg",
+        "IM_0003.jpg",
+    ]
     # one area table: each row names its series; mean and std over all slices
     areas = pd.read_csv(run.areas_csv, index_col=0, keep_default_na=False, na_values=[""])
-    assert list(areas.columns) == ["series", "series_uid", "series_description", "file", "slice_position_mm",
-                                   "soft", "bright"]
+    assert list(areas.columns) == [
+        "series",
+        "series_uid",
+        "series_description",
+        "file",
+        "slice_position_mm",
+        "soft",
+        "bright",
+    ]
     rows = areas.iloc[:5]
     assert list(rows["series"]) == [1, 1, 1, 2, 2]
     assert list(rows["series_uid"]) == [first_uid] * 3 + [second_uid] * 2
@@ -496,7 +591,9 @@ def test_every_series_of_a_folder_is_segmented_as_its_own_stack(model_file, two_
     assert {"animation_series2.gif", "labels/B_0001.png", "overlays/IM_0003.jpg", "volumes.csv"} <= set(written)
     assert record["series_uid"] is None and record["n_slices"] == 5
     assert [(s["number"], s["series_uid"], s["n_slices"], s["animation"]) for s in record["series"]] == [
-        (1, first_uid, 3, "animation_series1.gif"), (2, second_uid, 2, "animation_series2.gif")]
+        (1, first_uid, 3, "animation_series1.gif"),
+        (2, second_uid, 2, "animation_series2.gif"),
+    ]
     assert record["series"][1]["files"] == ["B_0001.dcm", "B_0002.dcm"]
     # no patient identifiers
     for path in (run.run_json, run.areas_csv, run.volumes_csv):
@@ -511,8 +608,9 @@ def test_every_series_of_a_folder_is_segmented_as_its_own_stack(model_file, two_
 
 
 def test_series_uid_picks_one_series_with_the_outputs_of_a_folder_of_one(model_file, two_series_dir, tmp_path):
-    run = run_segmentation(model_file, two_series_dir, tmp_path, series_uid="1.2.826.0.1.2", previews=False,
-                           progress=False)
+    run = run_segmentation(
+        model_file, two_series_dir, tmp_path, series_uid="1.2.826.0.1.2", previews=False, progress=False
+    )
     assert [p.name for p in run.label_paths] == ["B_0001.png", "B_0002.png"]
     assert list(run.areas.columns) == ["file", "slice_position_mm", "soft", "bright"]
     assert run.animation_gif.name == "animation.gif" and run.labels.shape == (2, 30, 44)
@@ -525,26 +623,46 @@ def test_series_uid_picks_one_series_with_the_outputs_of_a_folder_of_one(model_f
 
 def _files(run_dir, exclude=()):
     """The files of a run folder, relative, without ctseg's records of what it wrote."""
-    return sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")
-                  if p.is_file() and p.name != MANIFEST_NAME and p.name not in exclude)
+    return sorted(
+        p.relative_to(run_dir).as_posix()
+        for p in run_dir.rglob("*")
+        if p.is_file() and p.name != MANIFEST_NAME and p.name not in exclude
+    )
 
 
 def test_overwrite_after_a_run_of_several_series_removes_all_its_files(model_file, two_series_dir, tmp_path):
     out = tmp_path / "predictions"
-    first = run_segmentation(model_file, two_series_dir, out, run_name="r", overwrite=True, previews=False,
-                             progress=False)
+    first = run_segmentation(
+        model_file, two_series_dir, out, run_name="r", overwrite=True, previews=False, progress=False
+    )
     assert (first.run_dir / "animation_series2.gif").is_file()
-    again = run_segmentation(model_file, two_series_dir, out, run_name="r", overwrite=True, previews=False,
-                             series_uid="1.2.826.0.1.2", progress=False)
+    again = run_segmentation(
+        model_file,
+        two_series_dir,
+        out,
+        run_name="r",
+        overwrite=True,
+        previews=False,
+        series_uid="1.2.826.0.1.2",
+        progress=False,
+    )
     assert _files(again.run_dir) == [
-        "animation.gif", "areas.csv", "labels/B_0001.png", "labels/B_0002.png", "run.json", "volumes.csv"]
+        "animation.gif",
+        "areas.csv",
+        "labels/B_0001.png",
+        "labels/B_0002.png",
+        "run.json",
+        "volumes.csv",
+    ]
 
 
 def test_a_series_that_is_no_stack_gets_no_volumes_and_says_why(model_file, dicom_dir, tmp_path):
-    write_dicom_series(dicom_dir, second_phantom()[1:], pixel_spacing_mm=(1.0, 2.0), names=["ONE"],
-                       series_description="localizer")
-    run = run_segmentation(model_file, dicom_dir, tmp_path, previews=False, animation=False, progress=False,
-                           include_patient_id=True)
+    write_dicom_series(
+        dicom_dir, second_phantom()[1:], pixel_spacing_mm=(1.0, 2.0), names=["ONE"], series_description="localizer"
+    )
+    run = run_segmentation(
+        model_file, dicom_dir, tmp_path, previews=False, animation=False, progress=False, include_patient_id=True
+    )
     assert list(run.volumes["series"].unique()) == [1]
     assert run.volume_note == "series 2 'localizer': a single slice has no volume"
     report = run.volume_report().data
@@ -561,8 +679,11 @@ def test_a_series_without_pixel_spacing_is_named_and_nothing_is_written(model_fi
         ds = pydicom.dcmread(path)
         del ds.PixelSpacing
         ds.save_as(path)
-    with pytest.raises(CtsegDataError, match=r"scan_01 \(series 2, uid 1.2.826.0.1.2\): 2 of 2 slice\(s\) have no "
-                                             r"PixelSpacing; give the field of view"):
+    with pytest.raises(
+        CtsegDataError,
+        match=r"scan_01 \(series 2, uid 1.2.826.0.1.2\): 2 of 2 slice\(s\) have no "
+        r"PixelSpacing; give the field of view",
+    ):
         run_segmentation(model_file, two_series_dir, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
 
@@ -570,16 +691,23 @@ def test_a_series_without_pixel_spacing_is_named_and_nothing_is_written(model_fi
 @pytest.mark.parametrize(
     ("labels_list", "message"),
     [
-        (["background", "soft"], r"labels_list \['background', 'soft'\] names label 1 'background', but the "
-                                 r"background is label 0 and not an ROI"),
-        (["background", "a", "b", "c"], r"labels_list has 4 name\(s\) \['background', 'a', 'b', 'c'\] but the model "
-                                        r"was trained with 2 label\(s\) \['soft', 'bright'\]; give one name per ROI, "
-                                        r"label 1 first, e.g. \['soft', 'bright'\] "
-                                        r"\(or \['background', 'soft', 'bright'\]\)"),
+        (
+            ["background", "soft"],
+            r"labels_list \['background', 'soft'\] names label 1 'background', but the "
+            r"background is label 0 and not an ROI",
+        ),
+        (
+            ["background", "a", "b", "c"],
+            r"labels_list has 4 name\(s\) \['background', 'a', 'b', 'c'\] but the model "
+            r"was trained with 2 label\(s\) \['soft', 'bright'\]; give one name per ROI, "
+            r"label 1 first, e.g. \['soft', 'bright'\] "
+            r"\(or \['background', 'soft', 'bright'\]\)",
+        ),
     ],
 )
-def test_names_that_do_not_fit_the_model_are_refused_with_counts_and_an_example(model_file, dicom_dir, tmp_path,
-                                                                                labels_list, message):
+def test_names_that_do_not_fit_the_model_are_refused_with_counts_and_an_example(
+    model_file, dicom_dir, tmp_path, labels_list, message
+):
     with pytest.raises(CtsegSettingsError, match=message):
         run_segmentation(model_file, dicom_dir, tmp_path / "predictions", labels_list=labels_list, progress=False)
     assert not (tmp_path / "predictions").exists()
@@ -587,8 +715,15 @@ def test_names_that_do_not_fit_the_model_are_refused_with_counts_and_an_example(
 
 def test_labels_list_with_background_first_as_in_the_manual(model_file, dicom_dir, tmp_path, caplog):
     with caplog.at_level(logging.INFO):
-        run = run_segmentation(model_file, dicom_dir, tmp_path, labels_list=["Background", *NAMES], previews=False,
-                               animation=False, progress=False)
+        run = run_segmentation(
+            model_file,
+            dicom_dir,
+            tmp_path,
+            labels_list=["Background", *NAMES],
+            previews=False,
+            animation=False,
+            progress=False,
+        )
     assert run.label_names == tuple(NAMES) and list(run.areas.columns[2:]) == NAMES
     np.testing.assert_allclose(run.areas["bright"].iloc[:3], [16.0, 32.0, 48.0])  # label 2 is 'bright'
     assert "labels_list starts with 'Background', the name of label 0: dropped, so label 1 is 'soft'" in caplog.text
@@ -606,8 +741,11 @@ def _dicom_point_ras(path, row, col):
     ds = pydicom.dcmread(path)
     cosines = np.array([float(v) for v in ds.ImageOrientationPatient])
     row_spacing, col_spacing = (float(v) for v in ds.PixelSpacing)
-    lps = (np.array([float(v) for v in ds.ImagePositionPatient]) + col * col_spacing * cosines[:3]
-           + row * row_spacing * cosines[3:])
+    lps = (
+        np.array([float(v) for v in ds.ImagePositionPatient])
+        + col * col_spacing * cosines[:3]
+        + row * row_spacing * cosines[3:]
+    )
     return lps * [-1, -1, 1]
 
 
@@ -624,9 +762,16 @@ def _seg_masks(path, series_files):
 @pytest.fixture()
 def oblique_dir(tmp_path):
     """The phantom as 3 oblique slices, the folder listing them in reverse (IM_0003 lies first along the normal)."""
-    write_dicom_series(tmp_path / "oblique", phantom(), pixel_spacing_mm=(0.5, 0.8), slice_thickness_mm=5.0,
-                       orientation=OBLIQUE, origin_mm=(-20.0, 35.0, 110.0), names=["IM_0003", "IM_0002", "IM_0001"],
-                       patient_id="PAT-12345")
+    write_dicom_series(
+        tmp_path / "oblique",
+        phantom(),
+        pixel_spacing_mm=(0.5, 0.8),
+        slice_thickness_mm=5.0,
+        orientation=OBLIQUE,
+        origin_mm=(-20.0, 35.0, 110.0),
+        names=["IM_0003", "IM_0002", "IM_0001"],
+        patient_id="PAT-12345",
+    )
     return tmp_path / "oblique"
 
 
@@ -634,8 +779,17 @@ def test_nifti_and_dicom_seg_put_the_label_maps_on_the_scan(model_file, oblique_
     import nibabel as nib
     import pydicom
 
-    run = run_segmentation(model_file, oblique_dir, tmp_path / "predictions", nifti=True, dicom_seg=True,
-                           include_patient_id=True, previews=False, animation=False, progress=False)
+    run = run_segmentation(
+        model_file,
+        oblique_dir,
+        tmp_path / "predictions",
+        nifti=True,
+        dicom_seg=True,
+        include_patient_id=True,
+        previews=False,
+        animation=False,
+        progress=False,
+    )
     assert [p.name for p in run.files] == ["IM_0003.dcm", "IM_0002.dcm", "IM_0001.dcm"]
     assert run.nifti_paths == [run.run_dir / "segmentation.nii.gz"]
     assert run.dicom_seg_paths == [run.run_dir / "segmentation.dcm"] and run.output_notes == []
@@ -647,8 +801,9 @@ def test_nifti_and_dicom_seg_put_the_label_maps_on_the_scan(model_file, oblique_
         with Image.open(png) as im:
             np.testing.assert_array_equal(data[:, :, k].T, np.asarray(im))
         for row, col in ((0, 0), (39, 0), (0, 49), (17, 23)):
-            np.testing.assert_allclose(img.affine @ [col, row, k, 1], [*_dicom_point_ras(dicom_file, row, col), 1],
-                                       atol=1e-3)
+            np.testing.assert_allclose(
+                img.affine @ [col, row, k, 1], [*_dicom_point_ras(dicom_file, row, col), 1], atol=1e-3
+            )
     # DICOM-SEG: one segment per ROI, the masks equal the label maps, in the scan's study, for its patient
     seg, masks = _seg_masks(run.dicom_seg_paths[0], run.files)
     assert [d.SegmentLabel for d in seg.SegmentSequence] == NAMES
@@ -665,13 +820,17 @@ def test_nifti_and_dicom_seg_put_the_label_maps_on_the_scan(model_file, oblique_
 
 
 def test_dicom_seg_is_refused_before_any_work_unless_identifiers_may_be_written(model_file, dicom_dir, tmp_path):
-    with pytest.raises(CtsegSettingsError, match=r"dicom_seg \(--dicom-seg\): a DICOM-SEG carries the patient's name "
-                                                 r"and ID, copied from the scan .* set include_patient_id=True "
-                                                 r"\(--include-patient-id\) to write it, or write NIfTI instead"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"dicom_seg \(--dicom-seg\): a DICOM-SEG carries the patient's name "
+        r"and ID, copied from the scan .* set include_patient_id=True "
+        r"\(--include-patient-id\) to write it, or write NIfTI instead",
+    ):
         run_segmentation(model_file, dicom_dir, tmp_path / "predictions", dicom_seg=True, progress=False)
     assert not (tmp_path / "predictions").exists()
-    run = run_segmentation(model_file, dicom_dir, tmp_path / "predictions", nifti=True, previews=False,
-                           animation=False, progress=False)
+    run = run_segmentation(
+        model_file, dicom_dir, tmp_path / "predictions", nifti=True, previews=False, animation=False, progress=False
+    )
     assert run.dicom_seg_paths == [] and json.loads(run.run_json.read_text())["outputs"]["dicom_seg"] is None
     for path in (run.run_json, *run.nifti_paths):  # NIfTI carries no identifiers
         assert b"PAT-12345" not in path.read_bytes()
@@ -686,10 +845,17 @@ def _write_cine(folder, n_positions=2, n_phases=2):
     files = []
     for phase in range(n_phases):
         images = phantom()[:n_positions].copy()
-        images[:, 32:36, 40:40 + 2 * (phase + 1)] = 400.0  # a bright block growing with the phase
-        files += write_dicom_series(folder, images, pixel_spacing_mm=(0.5, 0.8), slice_thickness_mm=8.0,
-                                    names=[f"P{phase + 1}_S{k + 1}" for k in range(n_positions)], series_uid=series_uid,
-                                    study_uid=study_uid, series_description="cine")
+        images[:, 32:36, 40 : 40 + 2 * (phase + 1)] = 400.0  # a bright block growing with the phase
+        files += write_dicom_series(
+            folder,
+            images,
+            pixel_spacing_mm=(0.5, 0.8),
+            slice_thickness_mm=8.0,
+            names=[f"P{phase + 1}_S{k + 1}" for k in range(n_positions)],
+            series_uid=series_uid,
+            study_uid=study_uid,
+            series_description="cine",
+        )
     frame = pydicom.dcmread(files[0]).FrameOfReferenceUID
     for path in files:
         ds = pydicom.dcmread(path)
@@ -704,8 +870,17 @@ def test_a_cine_series_is_one_4d_nifti_and_one_dicom_seg_per_phase(model_file, t
     import pydicom
 
     folder = _write_cine(tmp_path / "cine")
-    run = run_segmentation(model_file, folder, tmp_path / "predictions", nifti=True, dicom_seg=True,
-                           include_patient_id=True, previews=False, animation=False, progress=False)
+    run = run_segmentation(
+        model_file,
+        folder,
+        tmp_path / "predictions",
+        nifti=True,
+        dicom_seg=True,
+        include_patient_id=True,
+        previews=False,
+        animation=False,
+        progress=False,
+    )
     assert [p.name for p in run.files] == ["P1_S1.dcm", "P2_S1.dcm", "P1_S2.dcm", "P2_S2.dcm"]
     img = nib.load(run.nifti_paths[0])
     assert img.shape == (50, 40, 2, 2) and img.header.get_zooms()[3] == pytest.approx(40.0)
@@ -721,7 +896,9 @@ def test_a_cine_series_is_one_4d_nifti_and_one_dicom_seg_per_phase(model_file, t
         _, masks = _seg_masks(path, files)
         np.testing.assert_array_equal(masks, run.labels[phase::2])
     assert json.loads(run.run_json.read_text())["outputs"]["dicom_seg"] == [
-        "segmentation_phase1.dcm", "segmentation_phase2.dcm"]
+        "segmentation_phase1.dcm",
+        "segmentation_phase2.dcm",
+    ]
 
 
 def test_a_series_on_no_regular_grid_gets_no_nifti_and_one_note_saying_why(model_file, dicom_dir, tmp_path, caplog):
@@ -732,10 +909,21 @@ def test_a_series_on_no_regular_grid_gets_no_nifti_and_one_note_saying_why(model
     ds.ImagePositionPatient = ["0", "0", "12"]  # positions 0, 5, 12 mm
     ds.save_as(last)
     with caplog.at_level(logging.WARNING):
-        run = run_segmentation(model_file, dicom_dir, tmp_path / "predictions", nifti=True, dicom_seg=True,
-                               include_patient_id=True, previews=False, animation=False, progress=False)
-    note = (f"no NIfTI for {dicom_dir}: the slices are not evenly spaced along one line (slice 2 of 3 is 1 mm "
-            "off), so they fit no NIfTI grid; the label PNGs hold every slice")
+        run = run_segmentation(
+            model_file,
+            dicom_dir,
+            tmp_path / "predictions",
+            nifti=True,
+            dicom_seg=True,
+            include_patient_id=True,
+            previews=False,
+            animation=False,
+            progress=False,
+        )
+    note = (
+        f"no NIfTI for {dicom_dir}: the slices are not evenly spaced along one line (slice 2 of 3 is 1 mm "
+        "off), so they fit no NIfTI grid; the label PNGs hold every slice"
+    )
     assert run.output_notes == [note] and run.nifti_paths == []
     assert [r.getMessage() for r in caplog.records if "no NIfTI" in r.getMessage()] == [note]
     assert not (run.run_dir / "segmentation.nii.gz").exists()
@@ -746,11 +934,21 @@ def test_a_series_on_no_regular_grid_gets_no_nifti_and_one_note_saying_why(model
     np.testing.assert_array_equal(masks, run.labels)
 
 
-def test_each_series_gets_its_own_nifti_and_dicom_seg_and_overwrite_removes_them(model_file, two_series_dir,
-                                                                                   tmp_path):
+def test_each_series_gets_its_own_nifti_and_dicom_seg_and_overwrite_removes_them(model_file, two_series_dir, tmp_path):
     out = tmp_path / "predictions"
-    run = run_segmentation(model_file, two_series_dir, out, run_name="r", overwrite=True, nifti=True, dicom_seg=True,
-                           include_patient_id=True, previews=False, animation=False, progress=False)
+    run = run_segmentation(
+        model_file,
+        two_series_dir,
+        out,
+        run_name="r",
+        overwrite=True,
+        nifti=True,
+        dicom_seg=True,
+        include_patient_id=True,
+        previews=False,
+        animation=False,
+        progress=False,
+    )
     names = ["segmentation_series1.nii.gz", "segmentation_series2.nii.gz"]
     assert [p.name for p in run.nifti_paths] == names
     assert [p.name for p in run.dicom_seg_paths] == ["segmentation_series1.dcm", "segmentation_series2.dcm"]
@@ -760,9 +958,11 @@ def test_each_series_gets_its_own_nifti_and_dicom_seg_and_overwrite_removes_them
     assert record["outputs"]["nifti"] == names
     assert [(s["nifti"], s["dicom_seg"]) for s in record["series"]] == [
         ("segmentation_series1.nii.gz", ["segmentation_series1.dcm"]),
-        ("segmentation_series2.nii.gz", ["segmentation_series2.dcm"])]
+        ("segmentation_series2.nii.gz", ["segmentation_series2.dcm"]),
+    ]
     _, masks = _seg_masks(run.dicom_seg_paths[1], run.series[1].files)
     np.testing.assert_array_equal(masks, run.series[1].labels)
-    again = run_segmentation(model_file, two_series_dir, out, run_name="r", overwrite=True, previews=False,
-                             animation=False, progress=False)
+    again = run_segmentation(
+        model_file, two_series_dir, out, run_name="r", overwrite=True, previews=False, animation=False, progress=False
+    )
     assert not list(again.run_dir.glob("segmentation*"))  # recorded by the first run, so replaced

@@ -170,8 +170,11 @@ def test_parsers_and_slab_helpers():
         resolve_crop(((0, 1),), (10, 20, 30))
     assert slab_ranges_todo(np.array([1, 0, 0, 0, 1, 0, 0], np.uint8), 2) == [(1, 3), (3, 4), (5, 7)]
     assert slab_thickness((100, 10, 10), 0, 1, 5000 / 1e9, align=16) == 48
-    with pytest.raises(CtsegSettingsError, match=r"more than the 1e-09 GB allowed for a slab; raise max_gb "
-                                                 r"\(--max-gb\) or crop"):
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"more than the 1e-09 GB allowed for a slab; raise max_gb "
+        r"\(--max-gb\) or crop",
+    ):
         slab_thickness((100, 10, 10), 0, 1, 1e-9)
 
 
@@ -181,8 +184,7 @@ def test_resume_after_an_injected_failure_does_not_redo_finished_slabs(random_vo
     path, vol = random_volume
     out = tmp_path / "out.h5"
     reference = FailingFn(threshold_fn)
-    segment_volume(make_segmenter(reference), path, tmp_path / "ref.h5", axes=axes, max_gb=SMALL_GB,
-                   progress=False)
+    segment_volume(make_segmenter(reference), path, tmp_path / "ref.h5", axes=axes, max_gb=SMALL_GB, progress=False)
     total_calls = reference.calls
     failing = FailingFn(threshold_fn, fail_on=int(total_calls * 0.8))  # in a later slab
     with pytest.raises(RuntimeError, match="injected failure"):
@@ -222,8 +224,9 @@ def test_overwrite_replaces_an_unfinished_run_recognised_by_its_content(random_v
     path, vol = random_volume
     out = tmp_path / "out.h5"
     with pytest.raises(RuntimeError, match="injected failure"):
-        segment_volume(make_segmenter(FailingFn(threshold_fn, fail_on=2)), path, out, axes=(1,), max_gb=SMALL_GB,
-                       progress=False)
+        segment_volume(
+            make_segmenter(FailingFn(threshold_fn, fail_on=2)), path, out, axes=(1,), max_gb=SMALL_GB, progress=False
+        )
     assert not written_by_ctseg(out)  # rewritten in place while it ran: no record can vouch for it
     segment_volume(make_segmenter(threshold_fn), path, out, axes=(0,), overwrite=True, progress=False)
     np.testing.assert_array_equal(read_labels(out), vol > THRESHOLD)
@@ -253,8 +256,15 @@ def test_a_leftover_rotation_side_file_is_replaced_only_when_it_is_ctsegs(random
     assert side.read_text() == "my notes"
     side.unlink()
     with pytest.raises(RuntimeError, match="injected failure"):  # leaves ctseg's side file behind
-        segment_volume(make_segmenter(FailingFn(threshold_fn, fail_on=3)), path, out, axes=(1,), rotate_deg=90,
-                       max_gb=SMALL_GB, progress=False)
+        segment_volume(
+            make_segmenter(FailingFn(threshold_fn, fail_on=3)),
+            path,
+            out,
+            axes=(1,),
+            rotate_deg=90,
+            max_gb=SMALL_GB,
+            progress=False,
+        )
     assert side.exists()
     out.unlink()  # the user deletes the unfinished output: the side file is a leftover, replaced
     segment_volume(make_segmenter(threshold_fn), path, out, axes=(1,), rotate_deg=90, progress=False)
@@ -273,8 +283,9 @@ def test_existing_outputs_are_never_silently_replaced(random_volume, tmp_path):
         segment_volume(seg, path, out, axes=(0,), model_id="another", progress=False)
     from ctseg_helpers.prepare.normalize import Normalization
 
-    mr = Segmenter(threshold_fn, input_shape=16, num_classes=2, mode="tile", batch_size=4,
-                   normalization=Normalization("MR"))
+    mr = Segmenter(
+        threshold_fn, input_shape=16, num_classes=2, mode="tile", batch_size=4, normalization=Normalization("MR")
+    )
     with pytest.raises(CtsegDataError, match=r"different settings \(normalization\)"):
         segment_volume(mr, path, out, axes=(0,), progress=False)
     segment_volume(seg, path, out, axes=(1,), overwrite=True, progress=False)
@@ -288,8 +299,11 @@ def test_existing_outputs_are_never_silently_replaced(random_volume, tmp_path):
         segment_volume(seg, path, foreign, progress=False)
     damaged = tmp_path / "damaged.h5"
     damaged.write_bytes(out.read_bytes()[:3000])  # an HDF5 signature, then nothing usable
-    with pytest.raises(CtsegDataError, match="damaged.h5 exists but cannot be opened as HDF5 .*ctseg cannot tell that "
-                                             "it wrote it, so it never replaces it: delete it yourself"):
+    with pytest.raises(
+        CtsegDataError,
+        match="damaged.h5 exists but cannot be opened as HDF5 .*ctseg cannot tell that "
+        "it wrote it, so it never replaces it: delete it yourself",
+    ):
         segment_volume(seg, path, damaged, axes=(1,), progress=False)
     for name in ("foreign.h5", "damaged.h5"):  # nor with overwrite
         before = (tmp_path / name).read_bytes()
@@ -347,8 +361,14 @@ def test_the_models_post_processing_reaches_the_combination_of_several_axes(rand
     without = read_labels(plain)
     one_region = np.stack([keep_largest_component(p > 0) for p in without]).astype(np.uint8)
     assert not np.array_equal(without, one_region)  # random noise: many regions per slice
-    segmenter = Segmenter(threshold_fn, input_shape=16, num_classes=2, mode="tile", batch_size=4,
-                          postprocessing={"largest_foreground": True})
+    segmenter = Segmenter(
+        threshold_fn,
+        input_shape=16,
+        num_classes=2,
+        mode="tile",
+        batch_size=4,
+        postprocessing={"largest_foreground": True},
+    )
     out = tmp_path / "out.h5"
     segment_volume(segmenter, path, out, axes=(1, 2), progress=False)
     combined = read_labels(out)
@@ -380,15 +400,18 @@ def test_nonfinite_voxels_are_segmented_as_the_minimum_with_one_warning(tmp_path
     holes[20, 9, 9] = np.inf
     filled = np.where(np.isfinite(holes), holes, vol.min())
     path, reference = write_volume(tmp_path / "holes.h5", holes), write_volume(tmp_path / "filled.h5", filled)
-    seg = Segmenter(above_half_fn, input_shape=16, num_classes=2, mode="tile", batch_size=4,
-                    normalization=Normalization("MR"))
+    seg = Segmenter(
+        above_half_fn, input_shape=16, num_classes=2, mode="tile", batch_size=4, normalization=Normalization("MR")
+    )
     options = {"axes": axes, "rotate_deg": rotate_deg, "max_gb": SMALL_GB, "progress": False}
     with caplog.at_level("WARNING"):
         result = segment_volume(seg, path, tmp_path / "out.h5", **options)
     assert result.slabs_done > 1
     warnings = [r.getMessage() for r in caplog.records if "NaN" in r.getMessage()]
-    assert warnings == [f"{path}: 9 of {vol.size} voxels are NaN or infinite; they are replaced by the minimum "
-                        f"finite value {vol.min():g}"]
+    assert warnings == [
+        f"{path}: 9 of {vol.size} voxels are NaN or infinite; they are replaced by the minimum "
+        f"finite value {vol.min():g}"
+    ]
     segment_volume(seg, reference, tmp_path / "ref.h5", **options)
     labels = read_labels(tmp_path / "out.h5")
     np.testing.assert_array_equal(labels, read_labels(tmp_path / "ref.h5"))
