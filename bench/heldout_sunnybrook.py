@@ -17,6 +17,8 @@ evaluated on the held-out one, which no model sees in training or in choosing se
 ``patch_aug`` the defaults: as ``patch_aug_rot30`` with rotations by any angle; with two
               training patients the default sets none aside for validation;
 ``patch_aug_pp`` the same model + the post-processing chosen on the inner folds below;
+``patch_aug_labels_pp`` the same model + the post-processing the training labels vouch for
+              (``postprocessing_from_labels``: what a run without validation slices applies);
 ``patch_aug_tta`` the same model with test-time augmentation (the views it was trained on:
               the 4 quarter turns for the defaults);
 ``patch_aug_fp32`` ``patch_aug`` in float32 (the default is bfloat16 on CPUs with AMX);
@@ -50,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 from ctseg_helpers.measure.metrics import dice, hd95  # noqa: E402
 from ctseg_helpers.prepare.augment import AUGMENTATION_GROUPS, AugmentConfig  # noqa: E402
 from ctseg_helpers.prepare.dataset import read_pairs  # noqa: E402
-from ctseg_helpers.segment.postprocess import PostProcessing  # noqa: E402
+from ctseg_helpers.segment.postprocess import PostProcessing, postprocessing_from_labels  # noqa: E402
 from ctseg_helpers.segment.segmenter import Segmenter  # noqa: E402
 from ctseg_helpers.train.loop import TrainConfig, train_model  # noqa: E402
 from ctseg_helpers.train.system import cpu_name  # noqa: E402
@@ -79,13 +81,14 @@ VARIANTS = (
     "patch_aug_rot30",
     "patch_aug",
     "patch_aug_pp",
+    "patch_aug_labels_pp",
     "patch_aug_tta",
     "patch_aug_fp32",
     *(f"no_{g}" for g in AUGMENTATION_GROUPS),
     "ensemble",
 )
 #: Variants that evaluate another variant's models instead of training their own.
-EVALUATED_ONLY = ("patch_aug_pp", "patch_aug_tta")
+EVALUATED_ONLY = ("patch_aug_pp", "patch_aug_labels_pp", "patch_aug_tta")
 
 
 def evaluate(segmenter, pairs, names) -> dict:
@@ -313,6 +316,15 @@ def main() -> int:
                 "postprocessing": chosen,
             }
             print(json.dumps(fold["variants"]["patch_aug_pp"]), flush=True)
+        if "patch_aug_labels_pp" in variants and "patch_aug" in fold["variants"]:
+            segmenter = Segmenter.from_model_file(fold["variants"]["patch_aug"]["model"])
+            chosen, _ = postprocessing_from_labels(list(train_pairs.labels), len(names))
+            segmenter.postprocessing = chosen
+            fold["variants"]["patch_aug_labels_pp"] = {
+                "metrics": evaluate(segmenter, test_pairs, names),
+                "postprocessing": chosen.to_dict(),
+            }
+            print(json.dumps(fold["variants"]["patch_aug_labels_pp"]), flush=True)
         if "patch_aug_tta" in variants and "patch_aug" in fold["variants"]:
             segmenter = Segmenter.from_model_file(fold["variants"]["patch_aug"]["model"], tta=True)
             segmenter.postprocessing = None

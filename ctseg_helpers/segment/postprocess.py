@@ -7,6 +7,12 @@ A post-processing step is applied only where it improves validation Dice:
 2. the chosen :class:`PostProcessing` is saved with the model (:meth:`PostProcessing.to_dict`)
    and applied to new predictions (:meth:`PostProcessing.apply`).
 
+A run with too few patients to set any aside for validation has no predictions to judge a step
+on. :func:`postprocessing_from_labels` then takes the steps the training labels themselves
+vouch for: keep the largest region of an ROI that is one region on (nearly) every training
+slice, fill the holes of an ROI that never has one. It cannot see what a step costs on a
+prediction, so it is stricter than the validation rule (see its documentation).
+
 Conventions
 -----------
 *Label maps* are integer arrays (uint8 on output): 0 is background, ``1..num_labels`` are the ROIs.
@@ -42,6 +48,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "PostProcessing",
     "choose_postprocessing",
+    "postprocessing_from_labels",
     "dice_per_label",
     "fill_holes",
     "keep_largest_component",
@@ -547,3 +554,112 @@ def choose_postprocessing(
         "candidates": candidates,
     }
     return current, report
+
+
+# --------------------------------------------------------------------------- from the training labels
+
+#: Share of the training slices holding an ROI on which it must have the shape a step imposes.
+LABEL_SHARE = 0.95
+
+
+def _components(mask: np.ndarray) -> int:
+    return int(ndimage.label(mask, structure=_STRUCTURE_8)[1])
+
+
+def _encloses(mask: np.ndarray) -> bool:
+    """True if the ROI has a hole of any kind (background or another ROI) in this slice."""
+    return bool((ndimage.binary_fill_holes(mask) & ~mask).any())
+
+
+def postprocessing_from_labels(
+    labels, num_labels: int, *, min_share: float = LABEL_SHARE
+) -> tuple[PostProcessing, dict]:
+    """The post-processing that the training labels vouch for, for runs without validation slices.
+
+    A step that removes or adds pixels is taken only where the manual labels show that every
+    correct answer has the shape the step imposes:
+
+    1. ``largest_foreground``: all ROIs together form one 8-connected region on at least
+       ``min_share`` of the slices that hold any ROI (a heart, not two psoas muscles);
+    2. ``largest`` for ROI ``k``: ROI ``k`` is one region on at least ``min_share`` of the slices
+       that hold it (skipped when step 1 was taken: it is then rarely needed, and never safer);
+    3. ``fill_holes`` for ROI ``k``: ROI ``k`` encloses nothing, neither background nor another
+       ROI, on at least ``min_share`` of the slices that hold it. An ROI that encloses another
+       (a myocardium ring around the blood pool) is left alone even though filling writes only
+       into background: where the inner ROI is missed, filling would paint it with the ring.
+
+    An ROI on fewer than 3 slices is given no step (too little to judge).
+
+    Parameters
+    ----------
+    labels : ndarray of shape (K, M, N), or sequence of ndarray of shape (M_i, N_i)
+        The training label maps, integer values ``0..num_labels``.
+    num_labels : int
+        Number of ROIs.
+    min_share : float, optional
+        Share of slices (0.5..1) on which the shape must hold.
+
+    Returns
+    -------
+    postprocessing : PostProcessing
+    report : dict
+        ``{"source": "training labels", "min_share": float, "slices": {k: n},
+        "one_region": {k: share}, "no_holes": {k: share}, "foreground_one_region": share}``;
+        shares are NaN where no slice holds the ROI. JSON serialisable.
+
+    Raises
+    ------
+    CtsegSettingsError
+        If ``num_labels`` is not an integer from 1 to 255 or ``min_share`` is not in 0.5..1.
+    CtsegDataError
+        If there are no label maps, or one is not 2D, not integer or holds a value outside
+        ``0..num_labels``.
+
+    Examples
+    --------
+    >>> ring = np.zeros((7, 7), np.uint8); ring[1:6, 1:6] = 2; ring[2:5, 2:5] = 1
+    >>> pp, report = postprocessing_from_labels([ring] * 3, 2)
+    >>> pp.describe(["pool", "ring"])
+    'keep the largest connected region of all ROIs; pool: fill holes'
+    """
+    is_number = isinstance(min_share, Real) and not isinstance(min_share, (bool, np.bool_))
+    if not is_number or not 0.5 <= min_share <= 1:
+        raise CtsegSettingsError(f"min_share must be a share of slices from 0.5 to 1, got {min_share!r}")
+    maps, _ = _check_pairs(labels, labels, num_labels)
+    num_labels = int(num_labels)
+    slices = dict.fromkeys(range(1, num_labels + 1), 0)
+    one_region = dict.fromkeys(range(1, num_labels + 1), 0)
+    no_holes = dict.fromkeys(range(1, num_labels + 1), 0)
+    foreground_slices = foreground_one = 0
+    for s in maps:
+        if s.any():
+            foreground_slices += 1
+            foreground_one += _components(s > 0) == 1
+        for k in np.unique(s[s > 0]):
+            k = int(k)
+            roi = s == k
+            slices[k] += 1
+            one_region[k] += _components(roi) == 1
+            no_holes[k] += not _encloses(roi)
+
+    def share(count: int, total: int) -> float:
+        return count / total if total else math.nan
+
+    def vouched(count: int, total: int) -> bool:
+        return total >= 3 and count >= min_share * total
+
+    whole = vouched(foreground_one, foreground_slices)
+    chosen = PostProcessing(
+        largest_foreground=whole,
+        largest=() if whole else tuple(k for k in slices if vouched(one_region[k], slices[k])),
+        fill_holes=tuple(k for k in slices if vouched(no_holes[k], slices[k])),
+    )
+    report = {
+        "source": "training labels",
+        "min_share": float(min_share),
+        "slices": {k: int(n) for k, n in slices.items()},
+        "one_region": {k: share(one_region[k], n) for k, n in slices.items()},
+        "no_holes": {k: share(no_holes[k], n) for k, n in slices.items()},
+        "foreground_one_region": share(foreground_one, foreground_slices),
+    }
+    return chosen, report

@@ -123,7 +123,10 @@ class TrainConfig:
         Pixel spacing to train at (patch mode); None: planned (the median of the slices).
     postprocessing : {"auto", "none"}
         ``"auto"``: after training, choose per ROI (keep the largest region, fill holes) on the
-        validation slices, keeping only what raises their Dice; stored with the model.
+        validation slices, keeping only what raises their Dice; without validation slices, take
+        the steps the training labels vouch for (``postprocessing_from_labels``: an ROI that is
+        one region on nearly every training slice keeps only its largest region...). Stored with
+        the model.
     loss_options : dict
         Options of the loss (``class_weights`` for weighted CE, ``gamma`` for focal, ``alpha`` /
         ``beta`` for Tversky, ``dice_weight`` / ``ce_weight`` for Dice+CE).
@@ -240,7 +243,8 @@ class TrainConfig:
     postprocessing: str = field(
         default="auto",
         metadata=_cli(
-            "choose largest-region / hole filling per ROI on the validation slices (default: auto)",
+            "choose largest-region / hole filling per ROI on the validation slices, or from the shapes of the "
+            "training labels when there are none (default: auto)",
             choices=POSTPROCESSING_MODES,
         ),
     )
@@ -1101,7 +1105,14 @@ def _truths(slices: SliceSet) -> list[np.ndarray]:
     return [slices.labels[i, :r, :c] for i, (r, c) in enumerate(slices.slice_shape(i) for i in range(len(slices)))]
 
 
-def train_model(config: TrainConfig, data: TrainingData | None = None, *, progress: bool = True) -> TrainResult:
+def train_model(
+    config: TrainConfig,
+    data: TrainingData | None = None,
+    *,
+    progress: bool = True,
+    init_model: str | Path | None = None,
+    extra: dict | None = None,
+) -> TrainResult:
     """Train a U-Net as ``config`` says, printing status lines and saving checkpoints.
 
     Parameters
@@ -1113,6 +1124,12 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
         ``config.main_dir`` when None.
     progress : bool
         Progress bar while reading the data.
+    init_model : path, optional
+        A ctseg ``.keras`` model to start from (its weights, loaded in safe mode, with a new
+        optimizer) instead of a new U-Net: fine-tuning (:mod:`ctseg_helpers.train.finetune`).
+        Its input size and classes must be those of ``config``; a checkpoint to resume wins.
+    extra : dict, optional
+        More entries for the ``extra`` of every saved model's settings (e.g. its parent model).
 
     Returns
     -------
@@ -1160,12 +1177,24 @@ def train_model(config: TrainConfig, data: TrainingData | None = None, *, progre
     policy_before = keras.mixed_precision.global_policy().name
     policy = configure_precision(config.mixed_precision)
     try:
-        return _train(config, resolved, data, strategy, policy, files=run_files(out_dir, name), progress=progress)
+        return _train(
+            config,
+            resolved,
+            data,
+            strategy,
+            policy,
+            files=run_files(out_dir, name),
+            progress=progress,
+            init_model=init_model,
+            more_extra=extra,
+        )
     finally:  # models built after training (e.g. by a caller) get the caller's policy again
         keras.mixed_precision.set_global_policy(policy_before)
 
 
-def _train(config, resolved, data, strategy, policy, files, progress=False) -> TrainResult:
+def _train(
+    config, resolved, data, strategy, policy, files, progress=False, init_model=None, more_extra=None
+) -> TrainResult:
     from ctseg_helpers.tf_setup import configure_tensorflow  # noqa: PLC0415
 
     tf = configure_tensorflow()
@@ -1229,7 +1258,10 @@ def _train(config, resolved, data, strategy, policy, files, progress=False) -> T
                     out_dir,
                     name,
                 )
-            model = build_unet(resolved.input_shape, config.num_labels, **resolved.architecture())
+            if init_model is not None:  # fine-tuning: the weights of a trained model, a new optimizer
+                model, _ = load_model(init_model)
+            else:
+                model = build_unet(resolved.input_shape, config.num_labels, **resolved.architecture())
             model.compile(
                 optimizer=keras.optimizers.Adam(config.learning_rate),
                 loss=get_loss(config.loss, **config.loss_options),
@@ -1275,6 +1307,7 @@ def _train(config, resolved, data, strategy, policy, files, progress=False) -> T
         "seed": config.seed,
         "plan": data.plan.to_dict() if patch else None,
         "best_by": monitor_key,
+        **(more_extra or {}),
     }
     monitor = _make_monitor_class()(
         config,
@@ -1338,6 +1371,8 @@ def _train(config, resolved, data, strategy, policy, files, progress=False) -> T
     )
     if has_val and result.best_model_path is not None and not interrupted:
         _choose_postprocessing(config, resolved, data, result)
+    elif config.postprocessing == "auto" and result.best_model_path is not None and not interrupted:
+        _postprocessing_from_labels(config, data, result)
     checkpoints = list_checkpoints(out_dir, name)
     result.last_checkpoint_path = checkpoints[-1][1] if checkpoints else None
     return result
@@ -1382,6 +1417,26 @@ def _choose_postprocessing(config: TrainConfig, resolved: TrainConfig, data: Tra
         flush=True,
     )
     print(f"Post-processing chosen on the validation slices: {chosen.describe(tuple(names))}", flush=True)
+
+
+def _postprocessing_from_labels(config: TrainConfig, data: TrainingData, result: TrainResult) -> None:
+    """Without validation slices: the post-processing the training labels vouch for, stored with the model."""
+    from ctseg_helpers.model.settings import read_settings, update_settings  # noqa: PLC0415
+    from ctseg_helpers.segment.postprocess import postprocessing_from_labels  # noqa: PLC0415
+
+    chosen, report = postprocessing_from_labels(_truths(data.train), config.num_labels)
+    settings = read_settings(result.best_model_path)
+    result.postprocessing = chosen.to_dict()
+    update_settings(
+        result.best_model_path,
+        replace(settings, postprocessing=chosen.to_dict(), extra={**settings.extra, "postprocessing_report": report}),
+    )
+    record_written(result.best_model_path)
+    names = tuple(config.label_names) or tuple(str(k) for k in range(1, config.num_labels + 1))
+    print(
+        f"Post-processing from the shapes of the training labels (no validation slices): {chosen.describe(names)}",
+        flush=True,
+    )
 
 
 def fold_groups(groups, folds: int, seed: int = 0) -> list[list[str]]:

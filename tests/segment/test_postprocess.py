@@ -20,6 +20,7 @@ from ctseg_helpers.segment.postprocess import (
     dice_per_label,
     fill_holes,
     keep_largest_component,
+    postprocessing_from_labels,
 )
 
 
@@ -522,6 +523,72 @@ def test_importing_the_module_does_not_import_tensorflow_or_keras():
     assert out.stdout.strip() == "[]"
 
 
+# --------------------------------------------------------------------------- from the training labels
+
+
+def ring_slice() -> np.ndarray:
+    """Blood pool 1 inside a myocardium ring 2: one region together, the ring encloses the pool."""
+    return lm("0000000", "0222220", "0211120", "0211120", "0211120", "0222220", "0000000")
+
+
+def test_a_heart_is_one_region_so_all_rois_keep_their_largest_region_and_the_pool_is_filled():
+    pp, report = postprocessing_from_labels([ring_slice()] * 4, 2)
+    assert pp == PostProcessing(largest_foreground=True, fill_holes=(1,))
+    assert report["source"] == "training labels"
+    assert report["slices"] == {1: 4, 2: 4}
+    assert report["foreground_one_region"] == 1.0
+    assert report["one_region"] == {1: 1.0, 2: 1.0}
+    assert report["no_holes"] == {1: 1.0, 2: 0.0}  # the ring encloses the pool: never filled
+    json.dumps(report)
+
+
+def test_two_separate_muscles_keep_their_own_largest_regions_but_not_one_for_all():
+    """Left and right psoas (labels 1 and 2) apart on every slice: no largest_foreground, but
+    each ROI is one region."""
+    psoas = lm("0000000", "1100022", "1100022", "0000000")
+    pp, report = postprocessing_from_labels([psoas] * 5, 2)
+    assert pp == PostProcessing(largest=(1, 2), fill_holes=(1, 2))
+    assert report["foreground_one_region"] == 0.0
+
+
+def test_an_roi_in_two_pieces_on_more_than_one_slice_in_20_keeps_all_its_pieces():
+    one, two = lm("1100", "0000", "0000"), lm("1100", "0000", "0011")
+    pp, report = postprocessing_from_labels([one] * 18 + [two] * 2, 1)  # 90 % one region < 95 %
+    assert pp == PostProcessing(fill_holes=(1,))
+    assert report["one_region"] == {1: 0.9}
+    pp, _ = postprocessing_from_labels([one] * 19 + [two], 1)  # 95 %
+    assert pp == PostProcessing(largest_foreground=True, fill_holes=(1,))
+    pp, _ = postprocessing_from_labels([one] * 18 + [two] * 2, 1, min_share=0.9)
+    assert pp.largest_foreground
+
+
+def test_an_roi_with_a_background_hole_is_not_filled():
+    donut = lm("11111", "10001", "10001", "10001", "11111")
+    pp, report = postprocessing_from_labels([donut] * 3, 1)
+    assert pp == PostProcessing(largest_foreground=True)
+    assert report["no_holes"] == {1: 0.0}
+
+
+def test_an_roi_on_fewer_than_3_slices_or_on_none_gets_no_step():
+    pp, report = postprocessing_from_labels([lm("110", "000")] * 2 + [lm("000", "000")] * 5, 2)
+    assert pp.is_identity
+    assert report["slices"] == {1: 2, 2: 0}
+    assert math.isnan(report["one_region"][2]) and math.isnan(report["no_holes"][2])
+
+
+@pytest.mark.parametrize("min_share", [0.4, 1.01, "0.9", True, math.nan])
+def test_min_share_must_be_a_share_from_a_half_to_1(min_share):
+    with pytest.raises(CtsegSettingsError, match=r"min_share must be a share of slices from 0\.5 to 1, got"):
+        postprocessing_from_labels([ring_slice()], 2, min_share=min_share)
+
+
+def test_training_labels_are_checked_like_validation_slices():
+    with pytest.raises(CtsegDataError, match="no validation slices"):
+        postprocessing_from_labels([], 1)
+    with pytest.raises(CtsegDataError, match=r"holds label 3, outside 0\.\.2"):
+        postprocessing_from_labels([lm("3")], 2)
+
+
 # --------------------------------------------------------------------------- real data
 
 
@@ -546,3 +613,15 @@ def test_sunnybrook_myocardium_fill_keeps_the_blood_pool_and_a_far_blob_is_remov
     assert pp.largest_foreground or 2 in pp.largest
     assert report["dice_after"] == {1: 1.0, 2: 1.0}
     np.testing.assert_array_equal(pp.apply(predictions), truths)
+
+
+@pytest.mark.realdata
+def test_sunnybrook_labels_vouch_for_one_heart_region_and_a_filled_blood_pool(sunnybrook):
+    """The expert LV labels: blood pool and myocardium form one region on every slice, the pool
+    has no holes, the myocardium ring encloses the pool."""
+    from PIL import Image
+
+    paths = sorted((sunnybrook / "lv_myo" / "train" / "labels").glob("*.png"))
+    pp, report = postprocessing_from_labels([np.array(Image.open(p)) for p in paths], 2)
+    assert pp == PostProcessing(largest_foreground=True, fill_holes=(1,))
+    assert report["no_holes"][2] < 0.5
