@@ -19,8 +19,8 @@ evaluated on the held-out one, which no model sees in training or in choosing se
 ``patch_aug_pp`` the same model + the post-processing chosen on the inner folds below;
 ``patch_aug_labels_pp`` the same model + the post-processing the training labels vouch for
               (``postprocessing_from_labels``: what a run without validation slices applies);
-``patch_aug_tta`` the same model with test-time augmentation (the views it was trained on:
-              the 4 quarter turns for the defaults);
+``patch_aug_tta`` ``patch_aug_labels_pp`` with test-time augmentation (the views the model was
+              trained on: the 4 quarter turns for the defaults);
 ``patch_aug_fp32`` ``patch_aug`` in float32 (the default is bfloat16 on CPUs with AMX);
 ``no_<group>`` ``patch_aug`` without one augmentation group (``spatial``, ``intensity``,
               ``noise_blur``, ``lowres``; see ``AUGMENTATION_GROUPS``), to measure what it adds;
@@ -327,7 +327,7 @@ def main() -> int:
             print(json.dumps(fold["variants"]["patch_aug_labels_pp"]), flush=True)
         if "patch_aug_tta" in variants and "patch_aug" in fold["variants"]:
             segmenter = Segmenter.from_model_file(fold["variants"]["patch_aug"]["model"], tta=True)
-            segmenter.postprocessing = None
+            segmenter.postprocessing, _ = postprocessing_from_labels(list(train_pairs.labels), len(names))
             fold["variants"]["patch_aug_tta"] = {
                 "metrics": evaluate(segmenter, test_pairs, names),
                 "tta_views": segmenter.tta_views,

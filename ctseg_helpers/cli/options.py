@@ -46,6 +46,7 @@ import argparse
 import dataclasses
 import json
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 # ----------------------------------------------------------------------------------- converters
@@ -150,6 +151,7 @@ CONVERTERS: dict[str, Callable[[str], Any]] = {
     "spacing_mm": spacing_mm,
     "json_object": json_object,
     "comma_separated": comma_separated,
+    "path": Path,
 }
 
 # ------------------------------------------------------------------------- options of settings

@@ -16,9 +16,6 @@ from ctseg_helpers.cli.options import (
 )
 from ctseg_helpers.segment.segmenter import SegmentSettings
 
-#: The segmenter settings this command leaves at their defaults.
-_NOT_OFFERED = ("overlap", "blend")
-
 
 def register(subparsers) -> None:
     parser = add_command(
@@ -68,7 +65,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--combine", choices=("vote", "mean"), default="vote", help="how several axes are combined (default vote)"
     )
-    add_settings_options(parser, SegmentSettings, exclude=_NOT_OFFERED)
+    add_settings_options(parser, SegmentSettings)
     add_compression(parser, "compression of the output datasets (default gzip)")
     parser.add_argument(
         "--dask-scheduler",
@@ -103,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     read_settings(args.model)  # a clear error for a missing or foreign model before any work
     if args.dask_plane_chunk is not None and args.dask_scheduler is None:
         raise CtsegSettingsError("--dask-plane-chunk applies to Dask runs only; add --dask-scheduler")
-    options = settings_from_args(SegmentSettings, args, exclude=_NOT_OFFERED)
+    options = settings_from_args(SegmentSettings, args)
     common = dict(
         dataset=args.dataset,
         axes=axes,

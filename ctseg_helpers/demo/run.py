@@ -78,6 +78,11 @@ WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE_MIME = "application/vnd.jupyter.widget-state+json"
 
 
+def _cli(help: str, **spelling) -> dict:
+    """Field metadata: how ``ctseg demo`` offers the setting (keys: :mod:`ctseg_helpers.cli.options`)."""
+    return {"cli": {"help": help, **spelling}}
+
+
 class DemoError(CtsegError):
     """A step of the demo failed; the message says which, and where its notebook is."""
 
@@ -85,6 +90,8 @@ class DemoError(CtsegError):
 @dataclass(frozen=True)
 class DemoSettings:
     """How big the demo is. The defaults finish within 15 minutes on 2 CPU cores.
+
+    Each field's metadata says how ``ctseg demo`` offers it (:mod:`ctseg_helpers.cli.options`).
 
     Attributes
     ----------
@@ -104,30 +111,62 @@ class DemoSettings:
         Seed of the phantom (and of training, where the notebook accepts one).
     max_train_minutes : float or None
         Training stops (with a checkpoint) after the epoch that passes this time, so the demo
-        keeps to its time on a slow or busy machine; None trains all epochs.
+        keeps to its time on a slow or busy machine; None (or 0) trains all epochs.
     notebooks_dir : Path or None
         Folder holding train/test/visualize.ipynb; default ``<repo>/notebooks``.
     """
 
-    data_dir: Path | None = None
-    out_dir: Path | None = None
-    n_train: int = 48
-    n_test: int = 12
-    size: int = 128
-    epochs: int = 30
-    batch_size: int = 8
-    learning_rate: float = 2e-3
-    batches_per_epoch: int = 50
-    seed: int = 0
-    max_train_minutes: float | None = 8.0
-    notebooks_dir: Path | None = None
+    data_dir: Path | None = field(
+        default=None, metadata=_cli("phantom folder (default: data/phantom in the checkout)", type="path")
+    )
+    out_dir: Path | None = field(
+        default=None,
+        metadata=_cli("new folder for the run (default: predictions/demo_<timestamp>)", flags="--out", type="path"),
+    )
+    n_train: int = field(
+        default=48, metadata=_cli("phantom training slices (default %(default)s)", flags="--slices", type="int")
+    )
+    n_test: int = field(
+        default=12, metadata=_cli("phantom test slices (default %(default)s)", flags="--test-slices", type="int")
+    )
+    size: int = field(
+        default=128,
+        metadata=_cli("slice rows/columns and network input shape (multiple of 16; default %(default)s)", type="int"),
+    )
+    epochs: int = field(default=30, metadata=_cli("training epochs (default %(default)s)", type="int"))
+    batch_size: int = field(default=8, metadata=_cli("training batch size (default %(default)s)", type="int"))
+    learning_rate: float = field(
+        default=2e-3, metadata=_cli("peak Adam learning rate (default %(default)s)", type="float")
+    )
+    batches_per_epoch: int = field(
+        default=50, metadata=_cli("patch batches per epoch (default %(default)s)", type="int")
+    )
+    seed: int = field(default=0, metadata=_cli("phantom and training seed (default %(default)s)", type="int"))
+    max_train_minutes: float | None = field(
+        default=8.0,
+        metadata=_cli(
+            "stop training after the epoch that passes this time (default %(default)s; 0 = no limit)", type="float"
+        ),
+    )
+    notebooks_dir: Path | None = field(
+        default=None,
+        metadata=_cli(
+            "folder holding train/test/visualize.ipynb (default: notebooks/ in the checkout)",
+            flags="--notebooks",
+            type="path",
+        ),
+    )
 
     def __post_init__(self):
         for name in ("n_train", "n_test", "epochs", "batch_size", "batches_per_epoch"):
             if getattr(self, name) < 1:
                 raise CtsegSettingsError(f"demo setting {name} must be at least 1, got {getattr(self, name)}")
+        if self.max_train_minutes == 0:  # as the command line spells "no limit"
+            object.__setattr__(self, "max_train_minutes", None)
         if self.max_train_minutes is not None and not self.max_train_minutes > 0:
-            raise CtsegSettingsError(f"max_train_minutes must be positive or None, got {self.max_train_minutes}")
+            raise CtsegSettingsError(
+                f"max_train_minutes must be positive, or 0 or None for no limit, got {self.max_train_minutes}"
+            )
         if self.size < 32 or self.size % 16:
             raise CtsegSettingsError(
                 f"demo size must be a multiple of 16 and at least 32 (the U-Net pools 4 times), got {self.size}"

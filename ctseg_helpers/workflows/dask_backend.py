@@ -60,7 +60,7 @@ class SegmenterSpec:
 
     def __init__(self, model_path: str | Path, **options):
         from ctseg_helpers.model.settings import read_settings  # noqa: PLC0415
-        from ctseg_helpers.segment.segmenter import mode_for_fit  # noqa: PLC0415
+        from ctseg_helpers.segment.segmenter import SegmentSettings, mode_for_fit  # noqa: PLC0415
 
         self.model_path = str(Path(model_path).resolve())
         self.options = dict(sorted(options.items()))
@@ -68,9 +68,9 @@ class SegmenterSpec:
         self.input_shape = settings.input_shape
         self.num_classes = settings.num_labels + 1
         self.mode = self.options.get("mode") or mode_for_fit(settings.fit_mode)
-        self.overlap = float(self.options.get("overlap", 0.25))
-        self.blend = self.options.get("blend", "gaussian")
-        self.tta = bool(self.options.get("tta", False))
+        self.overlap = float(self.options.get("overlap", SegmentSettings.overlap))
+        self.blend = self.options.get("blend", SegmentSettings.blend)
+        self.tta = bool(self.options.get("tta", SegmentSettings.tta))
         self.normalization = self.options.get("normalization") or settings.normalization
 
     def __repr__(self) -> str:

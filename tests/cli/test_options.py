@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -182,13 +183,22 @@ def test_ctseg_train_without_options_gives_the_train_config_defaults():
     assert config_from_args(args) == TrainConfig(main_dir="data", num_labels=1)
 
 
-@pytest.mark.parametrize(("command", "missing"), [("segment", ()), ("segment-volume", ("overlap", "blend"))])
-def test_segment_options_default_to_the_segment_settings(command, missing):
+@pytest.mark.parametrize("command", ["segment", "segment-volume"])
+def test_segment_options_default_to_the_segment_settings(command):
     args = build_parser().parse_args([command, "model.keras", "a", "b"][: 3 if command == "segment" else 4])
-    values = settings_from_args(SegmentSettings, args, exclude=missing)
+    values = settings_from_args(SegmentSettings, args)
     assert SegmentSettings(**values) == SegmentSettings()
     assert "mode" not in values  # None: as the model was trained
-    assert all(not hasattr(args, name) for name in missing)
+
+
+def test_ctseg_demo_without_options_gives_the_demo_settings_defaults():
+    from ctseg_helpers.demo.run import DemoSettings
+
+    args = build_parser().parse_args(["demo"])
+    assert DemoSettings(**settings_from_args(DemoSettings, args)) == DemoSettings()
+    args = build_parser().parse_args(["demo", "--slices", "4", "--out", "x", "--max-train-minutes", "0"])
+    settings = DemoSettings(**settings_from_args(DemoSettings, args))
+    assert (settings.n_train, settings.out_dir, settings.max_train_minutes) == (4, Path("x"), None)
 
 
 # --- common options --------------------------------------------------------------------------------

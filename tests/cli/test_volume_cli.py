@@ -138,6 +138,23 @@ def test_segment_volume_local_then_resume_and_refusals(tiny_model, ct_h5, tmp_pa
     np.testing.assert_array_equal(labels(out), cropped)
 
 
+def test_segment_volume_tiles_with_the_overlap_and_blend_given(tiny_model, ct_h5, tmp_path, capsys):
+    """--overlap and --blend reach the segmenter and the run's record; other values are another run."""
+    import json
+
+    path, expected = ct_h5
+    out = tmp_path / "labels.h5"
+    args = ["segment-volume", str(tiny_model), str(path), str(out), "--mode", "tile"]
+    assert main([*args, "--overlap", "0.5", "--blend", "hann"]) == 0, capsys.readouterr().err
+    np.testing.assert_array_equal(labels(out), expected)  # the stand-in model works per pixel
+    with h5py.File(out, "r") as f:
+        record = json.loads(next(v for k, v in f.attrs.items() if k not in ("complete", "rotate_fill")))
+    assert json.dumps(record).count('"overlap": 0.5') == 1 and json.dumps(record).count('"blend": "hann"') == 1
+    capsys.readouterr()
+    assert main([*args, "--overlap", "0.25", "--blend", "hann"]) == 2
+    assert "holds a run with different settings" in capsys.readouterr().err
+
+
 def test_segment_volume_overwrite_replaces_only_its_own_unchanged_output(tiny_model, ct_h5, tmp_path, capsys):
     path, expected = ct_h5
     mine = tmp_path / "mine.h5"

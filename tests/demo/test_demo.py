@@ -325,10 +325,11 @@ def test_ctseg_demo_runs_the_real_notebooks_end_to_end(tmp_path, repo_root, caps
     assert "Mean absolute area error over the six ROIs" in printed
 
 
-def test_max_train_minutes_must_be_positive():
-    with pytest.raises(CtsegSettingsError, match="max_train_minutes must be positive or None"):
-        DemoSettings(max_train_minutes=0)
+def test_max_train_minutes_must_be_positive_or_0_or_none_for_no_limit():
+    with pytest.raises(CtsegSettingsError, match="max_train_minutes must be positive, or 0 or None for no limit"):
+        DemoSettings(max_train_minutes=-1)
     assert DemoSettings(max_train_minutes=None).max_train_minutes is None
+    assert DemoSettings(max_train_minutes=0).max_train_minutes is None
 
 
 def test_setup_check_names_an_old_python(monkeypatch, standin_notebooks):
