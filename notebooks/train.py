@@ -34,6 +34,7 @@ from ctseg_helpers.prepare.check import check_data
 from ctseg_helpers.show.notebook import setup_notebook
 from ctseg_helpers.show.training import plot_result, show_batch
 from ctseg_helpers.train import TrainConfig, first_batch, prepare_training_data, system_info, train_model
+from ctseg_helpers.workflows.finetune import finetune_step
 
 setup_notebook()  # ctseg's messages as plain lines, its errors as one line without a traceback
 
@@ -95,6 +96,13 @@ max_slices = None  # read only this many slices (quick trial runs)
 allow_missing_labels = False  # True: train even if an ROI value appears in no label (refused by default)
 mixed_precision = "auto"  # float16 on a GPU, bfloat16 on a CPU with AMX; True/False to force
 devices = "auto"  # "auto": every GPU (MirroredStrategy) when there are several; or "cpu", "gpu"
+# Fine-tuning with corrected slices (last section; skipped while finetune_model_path is None)
+finetune_model_path = None  # a trained model to refine, e.g. "../trained_model/unet_best.keras"
+finetune_data_dir = None  # the corrected slices: dicoms/ and labels/ (or train/dicoms and train/labels)
+finetune_old_data = None  # the model's old training data (e.g. main_dir), mixed in half/half so it does not forget
+finetune_epochs = 10  # epochs of the model's batches per epoch
+finetune_learning_rate = None  # None: a tenth of the model's training learning rate
+finetune_max_minutes = None  # stop after this many minutes
 
 
 # %% [markdown]
@@ -213,3 +221,22 @@ print(result)
 #   `loss = "focal"` or `"tversky"`).
 # - Look at each ROI, not only the mean: `<model_filename>_history.csv` has the Dice of every ROI
 #   (`dice_<roi name>`), and one poor ROI can hide behind a good mean.
+
+# %% [markdown]
+# ## Fine-tuning with corrected slices
+#
+# Refine a trained model with slices whose segmentation you corrected (user manual, section 6, *Correct the
+# results and fine-tune the model*; `ctseg finetune` on the command line). The model keeps its settings and
+# plan and trains a few more epochs at a small learning rate; a new model `<model stem>_finetuned.keras` is
+# written beside it, and the old one is never changed. Runs only when `finetune_model_path` is set.
+
+# %%
+finetune_result = finetune_step(
+    finetune_model_path,
+    finetune_data_dir,
+    old_data=finetune_old_data,
+    epochs=finetune_epochs,
+    learning_rate=finetune_learning_rate,
+    max_minutes=finetune_max_minutes,
+    overwrite=overwrite,
+)

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "inspect_cmd",
     "check_data",
     "train",
+    "finetune",
     "segment",
     "areas",
     "evaluate",

@@ -92,8 +92,9 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ctseg_helpers.errors import CtsegSettingsError  # noqa: PLC0415
+    from ctseg_helpers.io.written import file_sha256  # noqa: PLC0415
     from ctseg_helpers.model.settings import read_settings  # noqa: PLC0415
-    from ctseg_helpers.workflows.volume import file_sha256, parse_axes, parse_crop, segment_volume  # noqa: PLC0415
+    from ctseg_helpers.workflows.volume import parse_axes, parse_crop, segment_volume  # noqa: PLC0415
 
     axes = parse_axes(args.axes)
     crop = parse_crop(args.crop)

@@ -43,6 +43,7 @@ Outputs are also never written into (or into a folder inside) a folder the same 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -290,11 +291,29 @@ def check_outside_inputs(
             )
 
 
+def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, as hex, read in pieces of ``chunk_bytes`` (identifies a model).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile() as f:
+    ...     file_sha256(f.name)[:12]
+    'e3b0c44298fc'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 __all__ = [
     "MANIFEST_NAME",
     "NEVER_REPLACED",
     "check_outside_inputs",
     "check_replaceable",
+    "file_sha256",
     "forget_written",
     "record_written",
     "rename_recorded",

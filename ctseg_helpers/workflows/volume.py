@@ -82,7 +82,6 @@ still to be written (an upper bound: compressed labels are usually far smaller);
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -194,15 +193,6 @@ def resolve_crop(crop, shape) -> tuple[tuple[int, int], ...]:
             raise CtsegSettingsError(f"crop {start}:{stop} on axis {axis} is empty or outside the volume (length {n})")
         out.append((int(s), int(e)))
     return tuple(out)
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file, read in 1 MiB pieces (identifies a model for resuming)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for piece in iter(lambda: f.read(2**20), b""):
-            digest.update(piece)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------- the run
@@ -780,7 +770,6 @@ def _finish(
 
 __all__ = [
     "VolumeResult",
-    "file_sha256",
     "parse_axes",
     "parse_crop",
     "resolve_crop",

@@ -74,6 +74,19 @@ def test_train_notebook_parameters_are_the_train_config_defaults(repo_root):
     )
 
 
+def test_train_notebook_finetune_parameters_are_the_finetune_config_defaults(repo_root):
+    from ctseg_helpers.train.finetune import FinetuneConfig
+
+    passed = _passed_to((repo_root / "notebooks" / "train.py").read_text(encoding="utf-8"), "finetune_step")
+    assert {"old_data", "epochs", "learning_rate", "max_minutes", "overwrite"} <= passed.keys()
+    default = FinetuneConfig("model.keras", "data")
+    for name, value in passed.items():
+        assert value == getattr(default, name), (
+            f"notebooks/train.py passes {name}={value!r} to finetune_step, FinetuneConfig's default is "
+            f"{getattr(default, name)!r}: make them the same"
+        )
+
+
 def test_test_notebook_parameters_are_the_segment_settings_defaults(repo_root):
     passed = _passed_to((repo_root / "notebooks" / "test.py").read_text(encoding="utf-8"), "run_segmentation")
     default = SegmentSettings()
