@@ -8,7 +8,7 @@ export TF_ENABLE_ONEDNN_OPTS ?= 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test test-tools lint bench lab notebooks clean-venv
+.PHONY: setup demo test test-tools test-browser-tools lint bench lab notebooks clean-venv
 
 setup: $(STAMP)
 
@@ -34,7 +34,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 demo: setup
 	$(BIN)/ctseg demo
 
-test: setup test-tools lint
+test: setup test-tools test-browser-tools lint
 	$(BIN)/python -m pytest
 
 # ruff (pyproject.toml [tool.ruff]) and the import contracts: the layers of ctseg_helpers import only
@@ -53,6 +53,18 @@ test-tools:
 	     (apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends dicom3tools >/dev/null 2>&1)) \
 	    && echo "installed dicom3tools (dciodvfy)" || echo "could not install dicom3tools: DICOM validation tests will skip"; \
 	  else echo "dciodvfy (Debian package dicom3tools) not found: DICOM validation tests will skip"; fi; \
+	fi
+
+# Debian's Chromium for the browser tests (tests/browser: the notebooks in JupyterLab, driven by
+# Playwright, which cannot download its own browsers here). Installed when missing and apt-get can
+# (as root); otherwise those tests skip, saying why. Never fails make.
+test-browser-tools:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y chromium >/dev/null 2>&1 || \
+	     (apt-get update >/dev/null 2>&1 && apt-get install -y chromium >/dev/null 2>&1)) \
+	    && echo "installed chromium" || echo "could not install chromium: the browser tests will skip"; \
+	  else echo "/usr/bin/chromium (Debian package chromium) not found: the browser tests will skip"; fi; \
 	fi
 
 bench: setup

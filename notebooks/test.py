@@ -33,7 +33,8 @@
 # pixel size from the DICOM files (`PixelSpacing`); `fov` and `matrix_size` are used only for files
 # without it.
 #
-# Steps: Imports · Settings · Generate Segmentation Predictions · Calculate Cross-Sectional Area.
+# Steps: Imports · Settings · Generate Segmentation Predictions · Calculate Cross-Sectional Area ·
+# Check these slices.
 
 # %% [markdown]
 # ## Imports
@@ -89,6 +90,11 @@ animation = True      # animated GIF of all slices
 include_patient_id = False  # record the DICOM PatientID in run.json (needed for dicom_seg)
 nifti = False         # the label maps of each series as a NIfTI volume (segmentation.nii.gz)
 dicom_seg = False     # ... and as a DICOM Segmentation object (segmentation.dcm; needs include_patient_id)
+probabilities = False  # each series' probability maps per label (probabilities.h5, 8 bits, steps of 1/255)
+# Measures next to the areas: each ROI's pixel values, perimeter, maximum diameter (and CT fat fraction)
+measures = True
+fat_window_hu = None  # CT: the HU window counted as fat, e.g. (-190, -30); None: that default
+n_check = 5           # slices listed under "Check these slices"
 
 # %% [markdown]
 # ## Generate Segmentation Predictions
@@ -114,6 +120,7 @@ run = run_segmentation(
     input_shape=input_shape, series_uid=series_uid, mode=mode, overlap=overlap, blend=blend,
     batch_size=batch_size, tta=tta, overwrite=overwrite, run_name=run_name, previews=previews,
     animation=animation, include_patient_id=include_patient_id, nifti=nifti, dicom_seg=dicom_seg,
+    probabilities=probabilities, measures=measures, fat_window_hu=fat_window_hu,
 )
 print(run.summary())
 
@@ -134,8 +141,12 @@ run.show_animation()
 #
 # Area of each ROI on each slice in mm² (pixel count x pixel area from `PixelSpacing`), with the
 # DICOM file and the slice position (mm along the slice normal), after the series (number, UID and
-# description) when the folder holds several; the last two rows are the mean and the sample standard
-# deviation over slices. Saved as `areas.csv` in the run folder (4 decimals); shown here to 0.1 mm².
+# description) when the folder holds several. After the areas, each ROI's pixel values (mean, SD and
+# median: HU for CT, signal for MR), perimeter and maximum diameter in mm, and for CT its fat fraction
+# (share of pixels within `fat_window_hu`); then the slice's uncertainty (`uncertainty_entropy`, 0..1).
+# The last rows are the mean and the sample standard deviation over slices (one pair per slice
+# position for a cine series, `mean @ 12.5 mm`). Saved as `areas.csv` in the run folder (4
+# decimals); shown here to 0.1.
 
 # %%
 table_view(run.areas)
@@ -149,3 +160,17 @@ table_view(run.areas)
 
 # %%
 run.volume_report()
+
+# %% [markdown]
+# ## Check these slices
+#
+# The slices most worth a look before you use the areas: ranked by the model's uncertainty on and
+# around its ROIs (`uncertainty_entropy`; with `tta` or an ensemble also `uncertainty_disagreement`,
+# the share of views that disagree) and by abrupt area changes from the slice before, with the
+# reasons in words. The figure shows them with their ROIs.
+
+# %%
+table_view(run.slices_to_check(n_check), decimals=2)
+
+# %%
+run.show_slices_to_check(n_check);

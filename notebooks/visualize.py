@@ -66,6 +66,7 @@ surfaces_separate = True      # one 3D panel per ROI (False: all ROIs in one pan
 tolerance_mm = 2.0            # tolerance of the surface Dice
 jump_rel_threshold = 0.5      # area change between neighbouring slices flagged as abrupt (share)
 jump_min_fraction = 0.1       # ... when also larger than this share of the ROI's largest area
+n_check = 5                   # slices listed under "Check these slices"
 
 # %% [markdown]
 # ## Imports
@@ -79,7 +80,7 @@ from IPython.display import HTML, display
 from ctseg_helpers.measure.evaluation import evaluate_case, slice_areas
 from ctseg_helpers.show import animation, browser, plots, render3d
 from ctseg_helpers.show.notebook import setup_notebook, table_or_note
-from ctseg_helpers.workflows.evaluate import load_case
+from ctseg_helpers.workflows.evaluate import load_case, slices_to_check_in_run
 
 setup_notebook()  # ctseg's messages as plain lines, its errors as one line without a traceback
 
@@ -130,7 +131,7 @@ histogram_figure
 
 # %%
 grid_figure = plots.sample_stack_grid(case.images, case.prediction, case.label_names,
-                                      n_samples=n_grid_samples, alpha=opacity, titles=case.stems)
+                                      n_samples=n_grid_samples, alpha=opacity, file_names=case.stems)
 grid_figure
 
 # %% [markdown]
@@ -194,6 +195,18 @@ areas_figure = plots.area_vs_slice_figure(areas, case.label_names)
 display(areas_figure, table_or_note(areas[areas["jump"]], "*No abrupt area change between neighbouring slices.*"))
 
 # %% [markdown]
+# ## Check these slices
+#
+# From the run's `areas.csv` (the folder above `prediction_dir`): the slices ranked by the model's
+# uncertainty on and around its ROIs and by abrupt area changes, with the reasons; look at them in
+# the slice browser above. Label maps that no ctseg run wrote have no uncertainty to rank by.
+
+# %%
+check = slices_to_check_in_run(Path(prediction_dir).parent, case.label_names, n_check, missing_ok=True,
+                               rel_threshold=jump_rel_threshold, min_fraction=jump_min_fraction)
+table_or_note(check, "*No slice stands out, or no ctseg run's areas.csv beside prediction_dir.*")
+
+# %% [markdown]
 # ## Save figures and tables
 #
 # Nothing in `output_dir` is replaced unless `overwrite = True`.
@@ -204,7 +217,8 @@ saved = plots.save_outputs(
     figures={"histogram.png": histogram_figure, "sample_grid.png": grid_figure,
              "surfaces_3d.png": surfaces_figure, "bland_altman.png": bland_altman_figure,
              "area_vs_slice.png": areas_figure},
-    tables={"slice_areas.csv": areas, **(evaluation.tables() if evaluation is not None else {})},
+    tables={"slice_areas.csv": areas, "slices_to_check.csv": check,
+            **(evaluation.tables() if evaluation is not None else {})},
     overwrite=overwrite,
 )
 print("\n".join(str(path) for path in [animation_path, *saved]))

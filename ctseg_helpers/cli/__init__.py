@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "check_data",
     "train",
     "finetune",
+    "import_labels",
     "segment",
     "areas",
     "evaluate",

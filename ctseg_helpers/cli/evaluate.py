@@ -2,7 +2,9 @@
 
 Writes ``metrics.csv`` (one row per slice and ROI), ``summary.csv`` (mean, std, median ...
 per metric and ROI), ``agreement.csv`` (Bland–Altman, correlation, paired t-test of the areas),
-``volume_metrics.csv`` when the slices form a volume, and ``bland_altman.png``.
+``volume_metrics.csv`` when the slices form a volume, and ``bland_altman.png``; with
+``--probabilities RUN/probabilities.h5`` also ``roc_auc.csv`` (ROC AUC and calibration error per
+series and ROI, and pooled) and ``calibration.csv`` (reliability bins).
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--tolerance-mm", type=float, default=2.0, help="tolerance of the surface Dice in mm")
+    parser.add_argument(
+        "--probabilities",
+        type=Path,
+        default=None,
+        metavar="H5",
+        help="probabilities.h5 of the run (ctseg segment --probabilities): adds ROC AUC per ROI (one vs rest, "
+        "per series and pooled) and calibration (roc_auc.csv, calibration.csv)",
+    )
     add_overwrite(
         parser,
         "replace the files an earlier ctseg evaluation wrote in DIR (never a file ctseg did not "
@@ -80,6 +90,7 @@ def run(args) -> int:
         label_names=names,
         tolerance_mm=args.tolerance_mm,
         progress=True,
+        probabilities=args.probabilities,
     )
     written = write_evaluation(evaluation, args.out, overwrite=args.overwrite)
     n_slices = len(evaluation.metrics.drop_duplicates(["series_uid", "file"]))
@@ -107,6 +118,15 @@ def run(args) -> int:
                 f"  {row['roi']} (volume of {series}): Dice {row['dice']:.3f}, HD95 {row['hd95']:.2f} mm, "
                 f"volume {row['pred_volume_mm3'] / 1000:.2f} ml predicted vs "
                 f"{row['truth_volume_mm3'] / 1000:.2f} ml manual"
+            )
+    if evaluation.roc_auc is not None:
+        pooled = evaluation.roc_auc[evaluation.roc_auc["series_uid"] == "all"]
+        n_series = len(evaluation.roc_auc) // max(len(pooled), 1) - 1
+        over = f"pooled over {n_series} series" if n_series > 1 else "all pixels"
+        for row in pooled.itertuples():
+            print(
+                f"  {row.roi}: ROC AUC {row.roc_auc:.4f} ({over}, {row.n_slices} slice(s)), "
+                f"calibration error (ECE) {row.ece:.4f}"
             )
     for path in written:
         print(f"wrote {path}")

@@ -298,6 +298,49 @@ def add_spacing_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_measure_options(parser: argparse.ArgumentParser) -> None:
+    """``--fat-window LOW HIGH`` and ``--areas-only``: what the area table measures besides the area."""
+    parser.add_argument(
+        "--fat-window",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        help="CT only: the HU window counted as fat in <ROI>_fat_fraction, both ends included "
+        "(default -190 -30, the adipose-tissue window of body-composition studies)",
+    )
+    parser.add_argument(
+        "--areas-only",
+        action="store_true",
+        help="only the area columns: no pixel values, fat fraction, perimeter or diameter",
+    )
+
+
+def measure_options(args: argparse.Namespace) -> dict:
+    """``measures`` and ``fat_window_hu`` from :func:`add_measure_options`' options, checked.
+
+    Raises
+    ------
+    CtsegSettingsError
+        A window that is not LOW < HIGH, or ``--fat-window`` with ``--areas-only``.
+    """
+    from ctseg_helpers.errors import CtsegSettingsError  # noqa: PLC0415
+    from ctseg_helpers.measure.intensity import check_fat_window  # noqa: PLC0415
+
+    fat_window = check_fat_window(args.fat_window, setting="--fat-window") if args.fat_window else None
+    if fat_window is not None and args.areas_only:
+        raise CtsegSettingsError("--fat-window needs the fat fraction column: leave out --areas-only")
+    return {"measures": not args.areas_only, "fat_window_hu": fat_window}
+
+
+def print_mean_areas(table, names, over: str = "") -> None:
+    """One line of mean areas per ROI (one per position for a cine table's per-position rows)."""
+    from ctseg_helpers.measure.area import summary_rows  # noqa: PLC0415
+
+    for label, means in summary_rows(table, "mean").iterrows():
+        where = label[len("mean") :]  # "" or, for cine, " @ 12.5 mm" (the mean over its phases)
+        print(f"mean area per slice{over}{where} (mm2): " + ", ".join(f"{name} {means[name]:.1f}" for name in names))
+
+
 def add_overwrite(parser: argparse.ArgumentParser, help: str) -> None:
     """``--overwrite``: replace what an earlier ctseg run wrote (``help`` says what, for this command)."""
     parser.add_argument("--overwrite", action="store_true", help=help)

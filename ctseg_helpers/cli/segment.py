@@ -7,12 +7,16 @@ import argparse
 from ctseg_helpers.cli.options import (
     add_command,
     add_labels,
+    add_measure_options,
     add_model,
     add_overwrite,
     add_settings_options,
     add_spacing_arguments,
+    measure_options,
+    print_mean_areas,
     settings_from_args,
 )
+from ctseg_helpers.io.probabilities import PROBABILITY_FORMATS
 from ctseg_helpers.segment.segmenter import SegmentSettings
 
 
@@ -28,7 +32,9 @@ def register(subparsers) -> None:
         "GIF per series, areas.csv (ROI area per slice in mm2 with mean and std; with several "
         "series, each slice's series first) and volumes.csv (mL) for series that form a 3D "
         "stack; with --nifti a NIfTI label volume and with --dicom-seg a DICOM Segmentation "
-        "object per series, for 3D Slicer, ITK-SNAP or a PACS.",
+        "object per series, for 3D Slicer, ITK-SNAP or a PACS; with --probabilities the class "
+        "probabilities (probabilities.h5). areas.csv also scores each slice's uncertainty, and "
+        "the slices most worth checking are listed at the end.",
     )
     add_model(
         parser,
@@ -78,10 +84,33 @@ def register(subparsers) -> None:
         "images (segmentation.dcm; one per phase of a cine series); it carries the patient's "
         "name and ID as the scan does, so it needs --include-patient-id",
     )
+    parser.add_argument(
+        "--probabilities",
+        nargs="?",
+        const=PROBABILITY_FORMATS[0],
+        default=None,
+        choices=PROBABILITY_FORMATS,
+        metavar="FORMAT",
+        help="also write every series' class probabilities, 8 bits (steps of 1/255), gzip-compressed: "
+        "probabilities.h5 (FORMAT hdf5, the default and only one so far); 'ctseg evaluate --probabilities' "
+        "reads it for ROC AUC",
+    )
+    add_measure_options(parser)
+    parser.add_argument(
+        "--check",
+        type=int,
+        default=5,
+        metavar="N",
+        help="list the N slices most worth checking (uncertainty, abrupt area changes); 0: none (default %(default)s)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from ctseg_helpers.errors import CtsegSettingsError  # noqa: PLC0415
     from ctseg_helpers.workflows.segment_folder import run_segmentation  # noqa: PLC0415
+
+    if args.check < 0:
+        raise CtsegSettingsError(f"--check must be 0 (no list) or a number of slices, got {args.check}")
 
     result = run_segmentation(
         args.model,
@@ -98,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         include_patient_id=args.include_patient_id,
         nifti=args.nifti,
         dicom_seg=args.dicom_seg,
+        probabilities=args.probabilities or False,
+        **measure_options(args),
         progress=True,
         **settings_from_args(SegmentSettings, args),
     )
@@ -105,13 +136,17 @@ def run(args: argparse.Namespace) -> int:
     several = len(result.series) > 1
     if several:
         print(f"segmented {len(result.series)} series of {args.dicom_dir}")
-    means = result.areas.loc["mean", list(result.label_names)]
-    over = " (all series)" if several else ""
-    print(f"mean area per slice{over} (mm2): " + ", ".join(f"{name} {value:.1f}" for name, value in means.items()))
+    print_mean_areas(result.areas, list(result.label_names), " (all series)" if several else "")
     for out in result.series:
         if out.volumes is not None:
             which = f", {out.title}" if several else ""
             print(
                 f"volume (mL){which}: " + ", ".join(f"{name} {v:.2f}" for name, v in out.volumes["volume_ml"].items())
             )
+    check = result.slices_to_check(args.check) if args.check else None
+    if check is not None and len(check):
+        print(f"check these slices first ({len(check)}):")
+        for row in check.itertuples():
+            series = f"series {row.series} " if several else ""
+            print(f"  {series}{row.file}: {row.reasons}")
     return 0

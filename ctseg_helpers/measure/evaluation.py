@@ -16,6 +16,14 @@ Outputs
 :data:`ctseg_helpers.measure.metrics.METRIC_NAMES` and the two areas. ``summary``: count, mean,
 std, median, quartiles, min and max of each metric per ROI (undefined values, NaN, left out and
 counted). ``agreement``: Bland–Altman, correlation and paired t-test of the areas per ROI.
+
+With probability maps (``Case.probabilities``, e.g. a run's ``probabilities.h5``):
+``roc_auc``, one row per series and ROI and one pooled over all series (``series_uid``
+``all``): the ROC AUC of the ROI's probability against its manual mask, one ROI against the
+rest, over the pixels of every slice that has both (:func:`probability_metrics`), and the
+expected calibration error over 10 bins; ``calibration``: the reliability bins pooled over all
+series, per ROI. Probabilities are binned to 1/255 first, the step a run stores them at, which
+makes the pooled values exact for stored maps whatever the number of pixels.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from ctseg_helpers.errors import CtsegDataError
 from ctseg_helpers.io.geometry import no_volume_reason, position_groups
 from ctseg_helpers.measure.agreement import agreement_summary
 from ctseg_helpers.measure.area import roi_areas_mm2
-from ctseg_helpers.measure.metrics import METRIC_NAMES, roi_metrics
+from ctseg_helpers.measure.metrics import METRIC_NAMES, reliability_bins, roc_auc, roi_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +50,15 @@ OUTPUT_FILES = {
     "summary": "summary.csv",
     "agreement": "agreement.csv",
     "volume_metrics": "volume_metrics.csv",
+    "roc_auc": "roc_auc.csv",
+    "calibration": "calibration.csv",
     "bland_altman": "bland_altman.png",
 }
+
+#: Probability levels of stored maps (value / 255); probabilities are binned to them.
+_LEVELS = 256
+#: Reliability bins of the calibration table.
+CALIBRATION_BINS = 10
 
 
 # --------------------------------------------------------------------------- one scan
@@ -69,6 +84,11 @@ class Case:
         Label files whose stem matches no DICOM file of the series (left out).
     truth_files : dict of str to Path
         The manual label file of each slice that has one, by stem.
+    probabilities : ndarray of shape (K, rows, cols, C), or None
+        Class probabilities of each slice (class 0 background, k ROI k): float in 0..1, or
+        uint8 values ``p x 255`` as stored in ``probabilities.h5``; zero on slices without.
+    has_probabilities : ndarray of shape (K,) and dtype bool, or None
+        Which slices have probabilities (None: all of them when ``probabilities`` is given).
     """
 
     series: object
@@ -80,6 +100,8 @@ class Case:
     has_truth: np.ndarray
     unmatched: list[Path] = field(default_factory=list)
     truth_files: dict[str, Path] = field(default_factory=dict)
+    probabilities: np.ndarray | None = field(default=None, repr=False)
+    has_probabilities: np.ndarray | None = None
 
     @property
     def images(self) -> np.ndarray:
@@ -204,6 +226,11 @@ class Evaluation:
     label_names : tuple of str
     skipped : list of str
         One note per series left out because no slice of it has both label maps.
+    roc_auc : DataFrame or None
+        With probability maps: :func:`probability_metrics`' table (ROC AUC and calibration
+        error per series and ROI, and pooled, ``series_uid`` ``all``); else None.
+    calibration : DataFrame or None
+        With probability maps: the reliability bins pooled over all series, per ROI.
     """
 
     metrics: pd.DataFrame
@@ -213,6 +240,8 @@ class Evaluation:
     tolerance_mm: float
     label_names: tuple[str, ...]
     skipped: list[str] = field(default_factory=list)
+    roc_auc: pd.DataFrame | None = None
+    calibration: pd.DataFrame | None = None
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The tables to save, by file name (see :data:`OUTPUT_FILES`); empty ones left out."""
@@ -221,6 +250,10 @@ class Evaluation:
             tables[OUTPUT_FILES["agreement"]] = self.agreement
         if self.volume_metrics is not None:
             tables[OUTPUT_FILES["volume_metrics"]] = self.volume_metrics
+        if self.roc_auc is not None:
+            tables[OUTPUT_FILES["roc_auc"]] = self.roc_auc
+        if self.calibration is not None:
+            tables[OUTPUT_FILES["calibration"]] = self.calibration
         return tables
 
 
@@ -292,6 +325,8 @@ def evaluate_cases(cases: list[Case], tolerance_mm: float = 2.0, progress: bool 
         if volume is not None:
             volumes.append(volume)
     metrics = pd.concat(frames, ignore_index=True)
+    with_proba = [c for c in usable if c.probabilities is not None]
+    roc_table, calibration = probability_metrics(with_proba) if with_proba else (None, None)
     return Evaluation(
         metrics=metrics,
         summary=summarize_metrics(metrics),
@@ -300,6 +335,8 @@ def evaluate_cases(cases: list[Case], tolerance_mm: float = 2.0, progress: bool 
         tolerance_mm=float(tolerance_mm),
         label_names=names,
         skipped=skipped,
+        roc_auc=roc_table,
+        calibration=calibration,
     )
 
 
@@ -486,6 +523,133 @@ def area_agreement(metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# --------------------------------------------------------------------------- probabilities
+
+
+def _level_counts(case: Case) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per ROI, pixels of each probability level (0..255) that are foreground / background in truth.
+
+    Returns ``(positive, negative, n_slices)`` with the counts of shape (L, 256), over the slices
+    that have both probabilities and a manual label map.
+    """
+    proba = np.asarray(case.probabilities)
+    k, rows, cols = case.truth.shape
+    if proba.shape != (k, rows, cols, case.num_labels + 1):
+        raise CtsegDataError(
+            f"{Path(case.series.files[0]).parent}: probabilities of shape {proba.shape} do not fit {k} slices of "
+            f"{rows} x {cols} pixels with {case.num_labels + 1} classes (background + {list(case.label_names)})"
+        )
+    present = case.has_probabilities if case.has_probabilities is not None else np.ones(k, dtype=bool)
+    used = np.flatnonzero(present & case.has_truth)
+    positive = np.zeros((case.num_labels, _LEVELS), dtype=np.int64)
+    negative = np.zeros((case.num_labels, _LEVELS), dtype=np.int64)
+    for index in used:
+        levels = proba[index]
+        if levels.dtype != np.uint8:
+            levels = np.rint(np.clip(levels.astype(np.float32), 0.0, 1.0) * (_LEVELS - 1)).astype(np.uint8)
+        truth = case.truth[index]
+        for label in range(1, case.num_labels + 1):
+            inside = truth == label
+            scores = levels[..., label]
+            positive[label - 1] += np.bincount(scores[inside], minlength=_LEVELS)
+            negative[label - 1] += np.bincount(scores[~inside], minlength=_LEVELS)
+    return positive, negative, len(used)
+
+
+def _level_scores(positive: np.ndarray, negative: np.ndarray):
+    """(scores, truth, weights): each probability level once per class, weighted by its pixel count."""
+    levels = np.arange(_LEVELS) / (_LEVELS - 1)
+    return (
+        np.r_[levels, levels],
+        np.r_[np.ones(_LEVELS, bool), np.zeros(_LEVELS, bool)],
+        np.r_[positive, negative].astype(np.float64),
+    )
+
+
+def probability_metrics(cases: list[Case], n_bins: int = CALIBRATION_BINS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ROC AUC and calibration of the cases' probability maps against their manual label maps.
+
+    Each ROI is scored one against the rest: its probability channel against the mask of the
+    manual label map's pixels of that ROI, over the pixels of every slice with both
+    probabilities and a manual label map. Probabilities are binned to 1/255 (exact for the
+    stored uint8 maps), so pooling any number of pixels costs 256 counts per ROI.
+
+    Parameters
+    ----------
+    cases : list of Case
+        With ``truth`` and ``probabilities``.
+    n_bins : int
+        Bins of the reliability table and the expected calibration error.
+
+    Returns
+    -------
+    roc_auc : DataFrame
+        One row per series and ROI, then one per ROI pooled over all series (``series_uid``
+        ``all``): ``series_uid``, ``roi``, ``label``, ``n_slices``, ``n_pixels``,
+        ``n_foreground``, ``roc_auc`` (NaN when the manual maps hold only one class, e.g. no
+        pixel of that ROI), ``ece`` (expected calibration error, 0..1).
+    calibration : DataFrame
+        Pooled over all series, per ROI and bin: ``roi``, ``label``, ``bin_low``, ``bin_high``,
+        ``n_pixels``, ``mean_predicted``, ``observed`` (share that is the ROI in truth).
+
+    Raises
+    ------
+    CtsegDataError
+        If a case has no manual label maps or no probabilities, or they do not fit its slices.
+
+    """
+    if not cases:
+        raise CtsegDataError("ROC AUC needs at least one series with probabilities; none was given")
+    rows, totals = [], None
+    total_slices = 0
+    for case in cases:
+        if case.truth is None or case.probabilities is None:
+            raise CtsegDataError("ROC AUC needs manual label maps and probabilities for every series given")
+        positive, negative, n_slices = _level_counts(case)
+        total_slices += n_slices
+        totals = (positive, negative) if totals is None else (totals[0] + positive, totals[1] + negative)
+        rows += _probability_rows(case.series.series_uid, case.label_names, positive, negative, n_slices, n_bins)
+    names = cases[0].label_names
+    rows += _probability_rows("all", names, *totals, total_slices, n_bins)
+    calibration = []
+    for label, roi in enumerate(names, start=1):
+        scores, truth, weights = _level_scores(totals[0][label - 1], totals[1][label - 1])
+        bins = reliability_bins(scores, truth, n_bins, weights)
+        for b in range(n_bins):
+            calibration.append(
+                {
+                    "roi": roi,
+                    "label": label,
+                    "bin_low": bins.edges[b],
+                    "bin_high": bins.edges[b + 1],
+                    "n_pixels": int(bins.counts[b]),
+                    "mean_predicted": bins.mean_predicted[b],
+                    "observed": bins.observed[b],
+                }
+            )
+    return pd.DataFrame(rows), pd.DataFrame(calibration)
+
+
+def _probability_rows(series_uid, names, positive, negative, n_slices: int, n_bins: int) -> list[dict]:
+    rows = []
+    for label, roi in enumerate(names, start=1):
+        scores, truth, weights = _level_scores(positive[label - 1], negative[label - 1])
+        n_pixels = int(weights.sum())
+        rows.append(
+            {
+                "series_uid": series_uid,
+                "roi": roi,
+                "label": label,
+                "n_slices": n_slices,
+                "n_pixels": n_pixels,
+                "n_foreground": int(positive[label - 1].sum()),
+                "roc_auc": roc_auc(scores, truth, weights) if n_pixels else float("nan"),
+                "ece": reliability_bins(scores, truth, n_bins, weights).expected_calibration_error,
+            }
+        )
+    return rows
+
+
 # --------------------------------------------------------------------------- areas along the stack
 
 
@@ -602,5 +766,6 @@ __all__ = [
     "summarize_metrics",
     "area_agreement",
     "area_jumps",
+    "probability_metrics",
     "slice_areas",
 ]

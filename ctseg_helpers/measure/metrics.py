@@ -527,7 +527,7 @@ def roi_metrics(
 # --------------------------------------------------------------------------- ROC and AUC
 
 
-def _check_scores(probabilities, truth) -> tuple[np.ndarray, np.ndarray]:
+def _check_scores(probabilities, truth, weights=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     scores = np.asarray(probabilities, dtype=np.float64).ravel()
     positives = (np.asarray(truth) != 0).ravel()
     if scores.size != positives.size:
@@ -537,10 +537,17 @@ def _check_scores(probabilities, truth) -> tuple[np.ndarray, np.ndarray]:
         )
     if not np.all(np.isfinite(scores)):
         raise CtsegDataError("probabilities must be finite; the map holds NaN or infinite values")
-    return scores, positives
+    if weights is None:
+        return scores, positives, None
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    if w.size != scores.size:
+        raise CtsegDataError(f"weights ({np.asarray(weights).shape}) must have one value per pixel ({scores.size})")
+    if not np.all(np.isfinite(w)) or (w.size and w.min() < 0):
+        raise CtsegDataError("weights must be finite and >= 0 (they count pixels)")
+    return scores, positives, w
 
 
-def roc_curve(probabilities, truth) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(probabilities, truth, weights=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Receiver operating characteristic of a probability map against a reference mask.
 
     Parameters
@@ -550,6 +557,10 @@ def roc_curve(probabilities, truth) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         segmenter's ``predict_proba``.
     truth : ndarray, same number of elements
         Reference mask of that ROI; non-zero is foreground.
+    weights : ndarray, same number of elements, optional
+        How many pixels each element stands for (>= 0): a histogram of scores can be given as
+        one element per score level and class with its pixel count, which gives the curve of
+        the pixels it counts exactly. Default: 1 each.
 
     Returns
     -------
@@ -562,47 +573,150 @@ def roc_curve(probabilities, truth) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     Raises
     ------
     CtsegDataError
-        If the sizes differ, scores are not finite, or ``truth`` holds only one class (the
-        curve is undefined then).
+        If the sizes differ, scores or weights are not finite, a weight is negative, or
+        ``truth`` holds only one class (the curve is undefined then).
     """
-    scores, positives = _check_scores(probabilities, truth)
-    n_pos = int(np.count_nonzero(positives))
-    n_neg = positives.size - n_pos
+    scores, positives, w = _check_scores(probabilities, truth, weights)
+    w_pos = positives.astype(np.float64) if w is None else np.where(positives, w, 0.0)
+    w_all = np.ones_like(scores) if w is None else w
+    n_pos = float(w_pos.sum())
+    n_neg = float(w_all.sum()) - n_pos
     if n_pos == 0 or n_neg == 0:
         raise CtsegDataError(
             "the ROC curve needs both foreground and background pixels in truth; "
-            f"truth has {n_pos} foreground and {n_neg} background pixels"
+            f"truth has {n_pos:g} foreground and {n_neg:g} background pixels"
         )
     order = np.argsort(-scores, kind="mergesort")
     scores = scores[order]
-    positives = positives[order]
     # the last index of each run of equal scores: a threshold there includes the whole run
     ends = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
-    tps = np.cumsum(positives)[ends]
-    fps = (ends + 1) - tps
+    tps = np.cumsum(w_pos[order])[ends]
+    fps = np.cumsum(w_all[order])[ends] - tps
     fpr = np.r_[0.0, fps / n_neg]
     tpr = np.r_[0.0, tps / n_pos]
     thresholds = np.r_[np.inf, scores[ends]]
     return fpr, tpr, thresholds
 
 
-def roc_auc(probabilities, truth) -> float:
+def roc_auc(probabilities, truth, weights=None) -> float:
     """Area under the ROC curve (trapezoidal rule over :func:`roc_curve`), in 0..1.
 
     Equals the probability that a random foreground pixel scores higher than a random background
-    pixel (ties count half). Returns ``NaN`` when ``truth`` holds only one class, e.g. a slice
-    without the ROI. Parameters as :func:`roc_curve`.
+    pixel (ties count half). Returns ``NaN`` when ``truth`` holds only one class (counting the
+    pixels of positive weight), e.g. a slice without the ROI. Parameters as :func:`roc_curve`.
 
     Raises
     ------
     CtsegDataError
-        If the sizes differ or scores are not finite.
+        If the sizes differ, scores or weights are not finite, or a weight is negative.
     """
-    scores, positives = _check_scores(probabilities, truth)
-    if positives.all() or not positives.any():
+    scores, positives, w = _check_scores(probabilities, truth, weights)
+    counted = positives if w is None else positives[w > 0]
+    if counted.all() or not counted.any():
         return float("nan")
-    fpr, tpr, _ = roc_curve(scores, positives)
+    fpr, tpr, _ = roc_curve(scores, positives, w)
     return float(np.trapezoid(tpr, fpr))
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """Result of :func:`reliability_bins`: predicted probability against observed frequency.
+
+    Attributes
+    ----------
+    edges : ndarray of shape (B + 1,)
+        Bin edges in 0..1; bin b holds ``edges[b] <= p < edges[b + 1]`` (the last includes 1).
+    counts : ndarray of shape (B,)
+        Pixels (sum of weights) in each bin.
+    mean_predicted : ndarray of shape (B,)
+        Mean predicted probability in each bin (NaN for an empty bin).
+    observed : ndarray of shape (B,)
+        Share of those pixels that are foreground in truth (NaN for an empty bin).
+    """
+
+    edges: np.ndarray
+    counts: np.ndarray
+    mean_predicted: np.ndarray
+    observed: np.ndarray
+
+    @property
+    def expected_calibration_error(self) -> float:
+        """``sum_b counts_b / N x |observed_b - mean_predicted_b|``, in 0..1; NaN without pixels."""
+        total = self.counts.sum()
+        if total == 0:
+            return float("nan")
+        used = self.counts > 0
+        gaps = np.abs(self.observed[used] - self.mean_predicted[used])
+        return float(np.sum(self.counts[used] * gaps) / total)
+
+
+def reliability_bins(probabilities, truth, n_bins: int = 10, weights=None) -> ReliabilityBins:
+    """Calibration of a probability map: pixels binned by predicted probability (reliability diagram).
+
+    A well calibrated model's pixels predicted at 0.8 are foreground 80 % of the time, so
+    ``observed`` follows ``mean_predicted``; :attr:`ReliabilityBins.expected_calibration_error`
+    sums the gaps weighted by the pixels in each bin.
+
+    Parameters
+    ----------
+    probabilities : ndarray, any shape
+        Predicted probability of the ROI per pixel, in 0..1.
+    truth : ndarray, same number of elements
+        Reference mask of that ROI; non-zero is foreground.
+    n_bins : int
+        Equal-width bins over 0..1, >= 1.
+    weights : ndarray, same number of elements, optional
+        Pixels each element stands for, as :func:`roc_curve`.
+
+    Returns
+    -------
+    ReliabilityBins
+        Empty bins have NaN means; with no pixel at all every bin is empty.
+
+    Raises
+    ------
+    CtsegDataError
+        As :func:`roc_curve` (except that one class in truth is fine), if a probability lies
+        outside 0..1, or ``n_bins`` < 1.
+
+    Examples
+    --------
+    >>> bins = reliability_bins([0.9, 0.9, 0.1, 0.1], [1, 0, 0, 0], n_bins=2)
+    >>> bins.observed.tolist(), round(bins.expected_calibration_error, 3)
+    ([0.0, 0.5], 0.25)
+    """
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise CtsegDataError(f"n_bins must be a whole number >= 1, got {n_bins!r}")
+    scores, positives, w = _check_scores(probabilities, truth, weights)
+    if scores.size and (scores.min() < 0 or scores.max() > 1):
+        raise CtsegDataError(f"probabilities must lie in 0..1 for calibration; got {scores.min():g}..{scores.max():g}")
+    w = np.ones_like(scores) if w is None else w
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.minimum((scores * n_bins).astype(int), n_bins - 1)
+    counts = np.bincount(index, weights=w, minlength=n_bins)
+    sums = np.bincount(index, weights=w * scores, minlength=n_bins)
+    hits = np.bincount(index, weights=w * positives, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_predicted = np.where(counts > 0, sums / counts, np.nan)
+        observed = np.where(counts > 0, hits / counts, np.nan)
+    return ReliabilityBins(edges=edges, counts=counts, mean_predicted=mean_predicted, observed=observed)
+
+
+def expected_calibration_error(probabilities, truth, n_bins: int = 10, weights=None) -> float:
+    """Expected calibration error (ECE) of a probability map, in 0..1 (0 = perfectly calibrated).
+
+    ``reliability_bins(...).expected_calibration_error``; NaN when there are no pixels.
+    Parameters and errors as :func:`reliability_bins`.
+
+    Examples
+    --------
+    >>> expected_calibration_error([0.75, 0.75, 0.75, 0.75], [1, 1, 1, 0])
+    0.0
+    """
+    return reliability_bins(probabilities, truth, n_bins, weights).expected_calibration_error
 
 
 # --------------------------------------------------------------------------- CTSegNet's stats
@@ -741,6 +855,9 @@ __all__ = [
     "roi_metrics",
     "roc_curve",
     "roc_auc",
+    "ReliabilityBins",
+    "reliability_bins",
+    "expected_calibration_error",
     "snr",
     "fidelity",
 ]

@@ -336,6 +336,51 @@ def _check_agree(path: Path, first: Path, reference: dict, member: Path, values:
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
 
+class AveragedPredictFn:
+    """The ``predict_fn`` of an ensemble: the mean of its members' probabilities.
+
+    Called like any ``predict_fn``; :meth:`member_probabilities` gives each member's
+    probabilities for the same batch instead (one network pass per member, as the mean takes),
+    so the Segmenter can measure how much the members disagree without predicting twice.
+
+    Attributes
+    ----------
+    members : tuple of callable
+        The members' prediction functions, in member order.
+    """
+
+    def __init__(self, members: Sequence[PredictFn]):
+        self.members = tuple(members)
+
+    def member_probabilities(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Each member's probabilities (B, S, S, C), float32, for a batch (B, S, S, 1).
+
+        Raises
+        ------
+        CtsegSettingsError
+            If members return probabilities of different shapes.
+        """
+        first = np.asarray(self.members[0](batch), dtype=np.float32)
+        out = [first]
+        for k, fn in enumerate(self.members[1:], start=2):
+            proba = np.asarray(fn(batch), dtype=np.float32)
+            if proba.shape != first.shape:
+                raise CtsegSettingsError(
+                    f"ensemble member {k} returned probabilities of shape {proba.shape}, member 1 returned "
+                    f"{first.shape}; all members must output the same classes at the same input size"
+                )
+            out.append(proba)
+        return out
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        probas = self.member_probabilities(batch)
+        total = np.array(probas[0], dtype=np.float32)  # a copy: summed in place below
+        for proba in probas[1:]:
+            total += proba
+        total /= np.float32(len(probas))
+        return total
+
+
 def averaged_predict_fn(predict_fns: Iterable[PredictFn]) -> PredictFn:
     """One ``predict_fn`` that averages the probabilities of several.
 
@@ -349,7 +394,8 @@ def averaged_predict_fn(predict_fns: Iterable[PredictFn]) -> PredictFn:
     -------
     callable
         ``fn(batch) -> ndarray of shape (B, S, S, C), dtype float32``: the mean of the members'
-        probabilities. With one member, that member's function itself.
+        probabilities (an :class:`AveragedPredictFn`, whose ``member_probabilities(batch)``
+        gives each member's). With one member, that member's function itself.
 
     Raises
     ------
@@ -361,21 +407,7 @@ def averaged_predict_fn(predict_fns: Iterable[PredictFn]) -> PredictFn:
         raise CtsegSettingsError("an ensemble needs at least one prediction function; none was given")
     if len(fns) == 1:
         return fns[0]
-
-    def predict_fn(batch: np.ndarray) -> np.ndarray:
-        total = np.array(fns[0](batch), dtype=np.float32)  # a copy: summed in place below
-        for k, fn in enumerate(fns[1:], start=2):
-            proba = np.asarray(fn(batch), dtype=np.float32)
-            if proba.shape != total.shape:
-                raise CtsegSettingsError(
-                    f"ensemble member {k} returned probabilities of shape {proba.shape}, member 1 returned "
-                    f"{total.shape}; all members must output the same classes at the same input size"
-                )
-            total += proba
-        total /= np.float32(len(fns))
-        return total
-
-    return predict_fn
+    return AveragedPredictFn(fns)
 
 
 def load_ensemble(path: str | Path) -> tuple[list, ModelSettings, list[Path]]:
@@ -407,6 +439,7 @@ def load_ensemble(path: str | Path) -> tuple[list, ModelSettings, list[Path]]:
 
 __all__ = [
     "ENSEMBLE_SUFFIX",
+    "AveragedPredictFn",
     "averaged_predict_fn",
     "load_ensemble",
     "read_ensemble_settings",

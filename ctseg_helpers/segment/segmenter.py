@@ -28,6 +28,14 @@ A model trained at a planned pixel spacing (``target_spacing_mm``) segments each
 resampled to that spacing; its probabilities are resampled back to the slice's own grid before
 the arg-max, so label maps and areas stay on the scan's pixels. Post-processing chosen on
 validation data (:mod:`ctseg_helpers.segment.postprocess`) is applied to the label maps.
+
+Labels and probabilities come from one pass: :meth:`Segmenter.predict` (whole arrays) and
+:meth:`Segmenter.predict_groups` (a few slices at a time, memory bounded) give the label maps
+(post-processed, as :meth:`Segmenter.segment`) together with the probabilities they were taken
+from. With ``views=True`` they also count, per pixel, how many of the views (test-time views
+times ensemble members, see :attr:`Segmenter.n_views`) pick another class than the averaged
+probabilities do: the views' disagreement, for per-slice uncertainty
+(:mod:`ctseg_helpers.measure.uncertainty`), at no extra network pass.
 """
 
 from __future__ import annotations
@@ -154,6 +162,40 @@ def tta_views_for(augmentation: dict | None) -> str:
     return "all" if rotations and flips else "rotations" if rotations else "flips"
 
 
+@dataclass
+class Prediction:
+    """Label maps and the probabilities they come from, as :meth:`Segmenter.predict` returns them.
+
+    Attributes
+    ----------
+    labels : ndarray of shape (K, M, N), dtype uint8
+        Most probable class of every pixel, post-processed as :meth:`Segmenter.segment` does.
+    proba : ndarray of shape (K, M, N, C), dtype float32
+        Class probabilities (the mean over the views), before post-processing.
+    dissent : ndarray of shape (K, M, N), dtype uint8, or None
+        Number of views whose most probable class differs from the arg-max of ``proba`` (the
+        consensus); None unless asked for (``views=True``) and the Segmenter has several views.
+    n_views : int
+        Views the probabilities are the mean of (:attr:`Segmenter.n_views`).
+    start : int
+        Index of the first slice (0 for a whole stack; a group's first slice in
+        :meth:`Segmenter.predict_groups`).
+    """
+
+    labels: np.ndarray
+    proba: np.ndarray
+    dissent: np.ndarray | None
+    n_views: int
+    start: int = 0
+
+    @property
+    def disagreement(self) -> np.ndarray | None:
+        """Share (0..1, float32) of the views that pick another class than the consensus, per pixel."""
+        if self.dissent is None:
+            return None
+        return self.dissent.astype(np.float32) / np.float32(self.n_views)
+
+
 class Segmenter:
     """Patch, predict and stitch 2D slices.
 
@@ -253,6 +295,13 @@ class Segmenter:
             f"target_spacing_mm={self.target_spacing_mm})"
         )
 
+    @property
+    def n_views(self) -> int:
+        """How many predictions each pixel's probabilities average: TTA views times ensemble members."""
+        members = getattr(self.predict_fn, "members", None)
+        n_members = len(members) if members and hasattr(self.predict_fn, "member_probabilities") else 1
+        return n_members * (len(TTA_VIEWS[self.tta_views]) if self.tta else 1)
+
     @classmethod
     def from_model_file(cls, path: str | Path, **kwargs) -> Segmenter:
         """Load a ctseg ``.keras`` model, or an ensemble of them, (Keras safe mode) and wrap it.
@@ -326,7 +375,7 @@ class Segmenter:
         stack, single = self._as_stack(images)
         out = np.empty(stack.shape + (self.num_classes,), dtype=np.float32)
         for start, proba in self._iter_proba(stack, pixel_spacing_mm, progress=progress):
-            out[start : start + len(proba)] = proba
+            out[start : start + proba.shape[1]] = proba[0]
         return out[0] if single else out
 
     def segment(
@@ -345,13 +394,68 @@ class Segmenter:
         """
         stack, single = self._as_stack(images)
         labels = np.empty(stack.shape, dtype=np.uint8)
-        for start, proba in self._iter_proba(stack, pixel_spacing_mm, progress=progress):
-            # slice by slice: argmax makes an int64 temporary 8x the size of the labels
-            for k, slice_proba in enumerate(proba):
-                labels[start + k] = np.argmax(slice_proba, axis=-1)
-        if postprocess and self.postprocessing is not None and not self.postprocessing.is_identity:
-            labels = self.postprocessing.apply(labels)
+        for group in self._groups(stack, pixel_spacing_mm, progress=progress, postprocess=postprocess, views=False):
+            labels[group.start : group.start + len(group.labels)] = group.labels
         return labels[0] if single else labels
+
+    def predict(
+        self,
+        images: np.ndarray,
+        *,
+        pixel_spacing_mm=None,
+        progress: bool = False,
+        postprocess: bool = True,
+        views: bool = False,
+    ) -> Prediction:
+        """Label maps and probabilities of a stack from one pass of the network.
+
+        ``labels`` equal :meth:`segment`'s and ``proba`` :meth:`predict_proba`'s for the same
+        arguments; the network runs once. Holds the probabilities of the whole stack (K x M x
+        N x C float32); :meth:`predict_groups` keeps only a few slices' at a time.
+
+        Parameters
+        ----------
+        images, pixel_spacing_mm, progress
+            As :meth:`predict_proba`; a single slice (M, N) is a stack of one.
+        postprocess : bool
+            Apply the Segmenter's post-processing to the labels (not to ``proba``).
+        views : bool
+            Also count the views that disagree with the consensus (``Prediction.dissent``),
+            when there are several (TTA or an ensemble). Each view's probabilities are then
+            stitched on their own: more memory and stitching work, no extra network pass.
+
+        Returns
+        -------
+        Prediction
+        """
+        stack, _ = self._as_stack(images)
+        labels = np.empty(stack.shape, dtype=np.uint8)
+        proba = np.empty(stack.shape + (self.num_classes,), dtype=np.float32)
+        dissent = np.empty(stack.shape, dtype=np.uint8) if views and self.n_views > 1 else None
+        for group in self._groups(stack, pixel_spacing_mm, progress=progress, postprocess=postprocess, views=views):
+            where = slice(group.start, group.start + len(group.labels))
+            labels[where] = group.labels
+            proba[where] = group.proba
+            if dissent is not None:
+                dissent[where] = group.dissent
+        return Prediction(labels=labels, proba=proba, dissent=dissent, n_views=self.n_views)
+
+    def predict_groups(
+        self,
+        images: np.ndarray,
+        *,
+        pixel_spacing_mm=None,
+        progress: bool = False,
+        postprocess: bool = True,
+        views: bool = False,
+    ) -> Iterator[Prediction]:
+        """:meth:`predict` a few consecutive slices at a time, so memory does not grow with the stack.
+
+        Yields one :class:`Prediction` per group of slices (``start`` is the group's first
+        slice), in order; arguments as :meth:`predict`.
+        """
+        stack, _ = self._as_stack(images)
+        yield from self._groups(stack, pixel_spacing_mm, progress=progress, postprocess=postprocess, views=views)
 
     #: Same as :meth:`segment` (name used in docs/DEVELOPING.md).
     segment_slices = segment
@@ -379,9 +483,9 @@ class Segmenter:
             stack = np.nan_to_num(stack, nan=0.0, posinf=0.0, neginf=0.0)
         return stack
 
-    def _group_size(self, shape: tuple[int, int]) -> int:
+    def _group_size(self, shape: tuple[int, int], n_views: int = 1) -> int:
         per_slice = max(shape[0], self.input_shape) * max(shape[1], self.input_shape) * self.num_classes * 4
-        return max(1, _ACCUMULATOR_BYTES // per_slice)
+        return max(1, _ACCUMULATOR_BYTES // (per_slice * n_views))
 
     def _spacings(self, pixel_spacing_mm, n_slices: int) -> np.ndarray | None:
         """Per-slice spacings (K, 2) when slices must be resampled to the target, else None."""
@@ -408,31 +512,52 @@ class Segmenter:
             )
         return spacings
 
+    def _groups(
+        self, stack: np.ndarray, pixel_spacing_mm, *, progress: bool, postprocess: bool, views: bool
+    ) -> Iterator[Prediction]:
+        """Labels (post-processed), mean probabilities and the views' dissent, group by group."""
+        post = postprocess and self.postprocessing is not None and not self.postprocessing.is_identity
+        with_views = views and self.n_views > 1
+        for start, view_proba in self._iter_proba(stack, pixel_spacing_mm, progress=progress, views=with_views):
+            proba = view_proba.mean(axis=0, dtype=np.float32) if with_views else view_proba[0]
+            labels = np.empty(proba.shape[:-1], dtype=np.uint8)
+            dissent = np.zeros(proba.shape[:-1], dtype=np.uint8) if with_views else None
+            # slice by slice: argmax makes an int64 temporary 8x the size of the labels
+            for k, slice_proba in enumerate(proba):
+                labels[k] = np.argmax(slice_proba, axis=-1)
+                if dissent is not None:
+                    for view in view_proba[:, k]:
+                        dissent[k] += np.argmax(view, axis=-1) != labels[k]
+            if post:
+                labels = self.postprocessing.apply(labels)
+            yield Prediction(labels=labels, proba=proba, dissent=dissent, n_views=self.n_views, start=start)
+
     def _iter_proba(
-        self, stack: np.ndarray, pixel_spacing_mm=None, *, progress: bool
+        self, stack: np.ndarray, pixel_spacing_mm=None, *, progress: bool, views: bool = False
     ) -> Iterator[tuple[int, np.ndarray]]:
+        """(first slice, probabilities (V, n, M, N, C)) per group; V = 1 (the mean) unless ``views``."""
         from tqdm.auto import tqdm  # noqa: PLC0415
 
         n_slices = len(stack)
         spacings = self._spacings(pixel_spacing_mm, n_slices)
-        group = self._group_size(stack.shape[1:])
+        group = self._group_size(stack.shape[1:], self.n_views if views else 1)
         with tqdm(total=n_slices, unit="slice", desc="segmenting", disable=not progress or n_slices == 0) as bar:
             for start in range(0, n_slices, group):
                 images = self._normalised(stack[start : start + group])
                 if spacings is not None:
-                    proba = self._resampled(images, spacings[start : start + group], bar)
+                    proba = self._resampled(images, spacings[start : start + group], bar, views)
                 elif self.mode == "tile":
-                    proba = self._tile(images, bar)
+                    proba = self._tile(images, bar, views)
                 else:
-                    proba = self._resize(images, bar)
+                    proba = self._resize(images, bar, views)
                 yield start, proba
 
-    def _resampled(self, images: np.ndarray, spacings: np.ndarray, bar) -> np.ndarray:
+    def _resampled(self, images: np.ndarray, spacings: np.ndarray, bar, views: bool) -> np.ndarray:
         """Probabilities of slices resampled to the target spacing, brought back to their grid."""
         from ctseg_helpers.prepare.resample import resampled_shape  # noqa: PLC0415
 
         n, rows, cols = images.shape
-        out = np.empty((n, rows, cols, self.num_classes), dtype=np.float32)
+        out = np.empty((self.n_views if views else 1, n, rows, cols, self.num_classes), dtype=np.float32)
         shapes = [resampled_shape((rows, cols), sp, self.target_spacing_mm) for sp in spacings]
         first = 0
         while first < n:  # runs of slices sharing a resampled shape are predicted together
@@ -440,27 +565,40 @@ class Segmenter:
             while last < n and shapes[last] == shapes[first]:
                 last += 1
             part = np.stack([resize_image(im, shapes[first]) for im in images[first:last]])
-            proba = self._tile(part, bar) if self.mode == "tile" else self._resize(part, bar)
-            for i, p in enumerate(proba):
-                out[first + i] = resize_image(p, (rows, cols))
+            proba = self._tile(part, bar, views) if self.mode == "tile" else self._resize(part, bar, views)
+            for v, view in enumerate(proba):
+                for i, p in enumerate(view):
+                    out[v, first + i] = resize_image(p, (rows, cols))
             first = last
         return out
 
-    def _predict(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities (B, S, S, C) for a batch (B, S, S), averaged over the TTA views when on."""
+    def _predict(self, batch: np.ndarray, views: bool = False) -> np.ndarray:
+        """Probabilities (1, B, S, S, C) for a batch (B, S, S), averaged over the TTA views when on;
+        with ``views`` every view's (V, B, S, S, C) instead: each TTA view of each ensemble member."""
         x = batch[..., None]
-        if not self.tta:
-            return self._call(x)
-        views = TTA_VIEWS[self.tta_views]
-        proba = np.zeros((*x.shape[:3], self.num_classes), np.float32)
-        for quarter_turns, mirror in views:
+        members = getattr(self.predict_fn, "member_probabilities", None) if views else None
+        if not self.tta and members is None:
+            return self._call(x)[None]
+        out = [] if views else np.zeros((1, *x.shape[:3], self.num_classes), np.float32)
+        tta_views = TTA_VIEWS[self.tta_views] if self.tta else ((0, False),)
+        for quarter_turns, mirror in tta_views:
             view = np.rot90(np.flip(x, axis=2) if mirror else x, k=quarter_turns, axes=(1, 2))
-            back = np.rot90(self._call(np.ascontiguousarray(view)), k=-quarter_turns, axes=(1, 2))
-            proba += np.flip(back, axis=2) if mirror else back
-        return proba / len(views)
+            view = np.ascontiguousarray(view)
+            probas = [self._checked(p, x) for p in members(view)] if members is not None else [self._call(view)]
+            for proba in probas:
+                back = np.rot90(proba, k=-quarter_turns, axes=(1, 2))
+                back = np.flip(back, axis=2) if mirror else back
+                if views:
+                    out.append(back)
+                else:
+                    out[0] += back
+        return np.stack(out) if views else out / len(tta_views)
 
     def _call(self, x: np.ndarray) -> np.ndarray:
-        proba = np.asarray(self.predict_fn(x), dtype=np.float32)
+        return self._checked(self.predict_fn(x), x)
+
+    def _checked(self, proba, x: np.ndarray) -> np.ndarray:
+        proba = np.asarray(proba, dtype=np.float32)
         expected = (x.shape[0], self.input_shape, self.input_shape, self.num_classes)
         if proba.shape != expected:
             raise CtsegSettingsError(
@@ -469,7 +607,7 @@ class Segmenter:
             )
         return proba
 
-    def _tile(self, images: np.ndarray, bar) -> np.ndarray:
+    def _tile(self, images: np.ndarray, bar, views: bool = False) -> np.ndarray:
         size = self.input_shape
         n, rows, cols = images.shape
         (top, bottom), (left, right) = pad_to_patch((rows, cols), size)
@@ -480,33 +618,33 @@ class Segmenter:
         weight_sum = np.zeros(images.shape[1:], dtype=np.float32)
         for r, c in origins:
             weight_sum[r : r + size, c : c + size] += weights
-        acc = np.zeros(images.shape + (self.num_classes,), dtype=np.float32)
+        acc = np.zeros((self.n_views if views else 1, *images.shape, self.num_classes), dtype=np.float32)
         tasks = [(k, r, c) for k in range(n) for r, c in origins]
         done = 0
         for first in range(0, len(tasks), self.batch_size):
             chunk = tasks[first : first + self.batch_size]
             batch = np.stack([images[k, r : r + size, c : c + size] for k, r, c in chunk])
-            proba = self._predict(batch)
-            proba = proba * weights[None, :, :, None]
-            for (k, r, c), p in zip(chunk, proba, strict=True):
-                acc[k, r : r + size, c : c + size] += p
+            proba = self._predict(batch, views) * weights[None, None, :, :, None]
+            for i, (k, r, c) in enumerate(chunk):
+                acc[:, k, r : r + size, c : c + size] += proba[:, i]
             finished = (first + len(chunk)) // len(origins)
             bar.update(finished - done)
             done = finished
-        acc /= weight_sum[None, :, :, None]
-        return acc[:, top : top + rows, left : left + cols]
+        acc /= weight_sum[None, None, :, :, None]
+        return acc[:, :, top : top + rows, left : left + cols]
 
-    def _resize(self, images: np.ndarray, bar) -> np.ndarray:
+    def _resize(self, images: np.ndarray, bar, views: bool = False) -> np.ndarray:
         size = self.input_shape
         n, rows, cols = images.shape
         same = (rows, cols) == (size, size)
-        out = np.empty((n, rows, cols, self.num_classes), dtype=np.float32)
+        out = np.empty((self.n_views if views else 1, n, rows, cols, self.num_classes), dtype=np.float32)
         for first in range(0, n, self.batch_size):
             part = images[first : first + self.batch_size]
             batch = part if same else np.stack([resize_image(im, (size, size)) for im in part])
-            proba = self._predict(batch)
-            for i, p in enumerate(proba):
-                out[first + i] = p if same else resize_image(p, (rows, cols))
+            proba = self._predict(batch, views)
+            for v, view in enumerate(proba):
+                for i, p in enumerate(view):
+                    out[v, first + i] = p if same else resize_image(p, (rows, cols))
             bar.update(len(part))
         return out
 
@@ -556,4 +694,4 @@ def keras_predict_fn(model, input_shape: int, num_classes: int, *, source: str |
     return predict_fn
 
 
-__all__ = ["MODES", "Segmenter", "keras_predict_fn", "mode_for_fit"]
+__all__ = ["MODES", "Prediction", "Segmenter", "keras_predict_fn", "mode_for_fit"]

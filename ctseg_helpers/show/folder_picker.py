@@ -79,10 +79,12 @@ class FolderPicker:
         self.selected: Path | None = None
         self._callbacks = []
         self._title = w.HTML(f"<b>{title}</b>")
+        # Width "auto" in a box that stretches its children: the text box and the list fill the output
+        # area, margins included (width 100% plus a widget's margin ran past its right edge).
         self._path = w.Text(
-            value=str(self.current), description="Folder:", continuous_update=False, layout=w.Layout(width="100%")
+            value=str(self.current), description="Folder:", continuous_update=False, layout=w.Layout(width="auto")
         )
-        self._list = w.Select(options=[], rows=12, layout=w.Layout(width="100%"))
+        self._list = w.Select(options=[], rows=12, layout=w.Layout(width="auto"))
         self._up = w.Button(description="Up", icon="arrow-up", tooltip="Go to the parent folder")
         self._choose = w.Button(
             description="Use this folder", button_style="primary", icon="check", tooltip="Choose the folder shown above"
@@ -94,7 +96,8 @@ class FolderPicker:
         self._up.on_click(lambda _: self.go_to(self.current.parent))
         self._choose.on_click(lambda _: self.choose())
         self.widget = w.VBox(
-            [self._title, self._path, self._list, w.HBox([self._up, self._choose]), self._info, self._status]
+            [self._title, self._path, self._list, w.HBox([self._up, self._choose]), self._info, self._status],
+            layout=w.Layout(align_items="stretch", max_width="100%"),
         )
         self._refresh()
 

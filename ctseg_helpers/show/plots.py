@@ -338,6 +338,14 @@ def sample_indices(n_slices: int, n_samples: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n_slices - 1, n)).astype(int))
 
 
+def _panel_title(index: int, n_slices: int, titles, file_names) -> str:
+    """A sample grid panel's title: ``titles[index]``, else the slice number (from 1) and its file."""
+    if titles is not None:
+        return str(titles[index])
+    number = f"slice {index + 1} / {n_slices}"
+    return number if file_names is None else f"{number}\nfile: {file_names[index]}"
+
+
 def sample_stack_grid(
     images: np.ndarray,
     labels: np.ndarray | None = None,
@@ -346,6 +354,8 @@ def sample_stack_grid(
     alpha: float = 0.4,
     columns: int = 4,
     titles=None,
+    *,
+    file_names=None,
 ) -> Figure:
     """Grid of evenly spaced slices of a stack, with the label overlay.
 
@@ -362,7 +372,12 @@ def sample_stack_grid(
     columns : int
         Grid columns.
     titles : sequence of str, optional
-        One per slice of the stack (e.g. file stems); default ``slice k``.
+        One per slice of the stack, each panel's whole title (several lines allowed).
+    file_names : sequence of str, optional
+        One per slice of the stack (e.g. the DICOM files' stems). Without ``titles``, each panel
+        is titled with its slice number, counted from 1 as the slice browser counts, and its
+        file: ``slice 3 / 40`` then ``file: IM_0003``, so that a stem made of digits is not read
+        as a slice number. Without either, the title is the slice number alone.
 
     Returns
     -------
@@ -371,13 +386,16 @@ def sample_stack_grid(
     Raises
     ------
     CtsegDataError
-        If the stack is not 3D or the labels do not match it.
+        If the stack is not 3D, or the labels, titles or file names do not match it.
     """
     images = np.asarray(images)
     if images.ndim != 3 or len(images) == 0:
         raise CtsegDataError(f"images must be a stack of shape (K, M, N) with K >= 1, got {images.shape}")
     if labels is not None and np.shape(labels) != images.shape:
         raise CtsegDataError(f"labels {np.shape(labels)} and images {images.shape} must have the same shape")
+    for name, values in (("titles", titles), ("file_names", file_names)):
+        if values is not None and len(values) != len(images):
+            raise CtsegDataError(f"{name} must give one entry per slice ({len(images)}), got {len(values)}")
     chosen = sample_indices(len(images), n_samples)
     columns = max(1, min(int(columns), len(chosen)))
     rows = int(np.ceil(len(chosen) / columns))
@@ -388,7 +406,7 @@ def sample_stack_grid(
     for ax, index in zip(axes.ravel(), chosen, strict=False):
         shown = overlay(images[index], labels[index], alpha) if labels is not None else images[index]
         ax.imshow(shown, cmap="gray", interpolation="nearest")
-        ax.set_title(titles[index] if titles is not None else f"slice {index}", fontsize=9)
+        ax.set_title(_panel_title(index, len(images), titles, file_names), fontsize=9)
     if labels is not None and label_names:
         figure.legend(
             handles=legend_handles(list(label_names)),

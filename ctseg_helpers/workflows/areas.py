@@ -2,8 +2,9 @@
 
 :func:`areas_from_folders` is what ``ctseg areas`` runs: it pairs each label map with its DICOM
 file by stem (:mod:`ctseg_helpers.io.naming`), reads the DICOM headers (spacings, positions,
-series) and the label maps, and measures them with :mod:`ctseg_helpers.measure.area`, which
-computes from arrays only.
+series), the label maps and (for the intensity columns) the labelled images' pixel data, and
+measures them with :mod:`ctseg_helpers.measure.area` and :mod:`ctseg_helpers.measure.intensity`,
+which compute from arrays only.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ctseg_helpers.errors import CtsegDataError
-from ctseg_helpers.io.dicom import scan_dicom_folder
+from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
+from ctseg_helpers.io.dicom import read_dicom_file, scan_dicom_folder
 from ctseg_helpers.io.geometry import stack_spacing_mm
 from ctseg_helpers.io.label_names import check_label_names
 from ctseg_helpers.io.labels import read_named_label
@@ -28,6 +29,7 @@ from ctseg_helpers.measure.area import (
     slice_rows,
     volume_table,
 )
+from ctseg_helpers.measure.intensity import check_fat_window, common_modality, is_ct
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +42,16 @@ def areas_from_folders(
     fov=None,
     matrix_size=None,
     series_uid: str | None = None,
+    measures: bool = True,
+    fat_window_hu=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Area table (and volumes, for a 3D stack) from existing label maps and their DICOM files.
 
     Label maps are matched to DICOM files by name (``IM_0001.dcm`` <-> ``IM_0001.png``), so a
     manual segmentation and a predicted one (``predictions/<run>/labels``) give comparable
-    tables. Only DICOM headers are read (no pixel data). A folder may hold several series
+    tables. With ``measures`` (the default) each ROI's pixel values, fat fraction (CT) and shape
+    follow the areas (see :func:`area_table`), and the labelled images' pixel data are read;
+    without, only DICOM headers are read. A folder may hold several series
     (e.g. a training folder of several patients): rows follow each series' stacking order,
     largest series first, and when label maps of more than one series are used the table
     carries each slice's series (its number as ``ctseg inspect`` lists it, SeriesInstanceUID
@@ -61,6 +67,13 @@ def areas_from_folders(
         Fallback spacing, see :func:`pixel_spacings_mm`.
     series_uid : str, optional
         Use only this series of the folder.
+    measures : bool
+        Add each ROI's mean, SD and median pixel value (``_hu`` for CT, ``_signal`` otherwise),
+        its fat fraction (CT only) and its perimeter and maximum diameter (mm) after the areas.
+        The unit is ``hu`` only when every labelled series is CT.
+    fat_window_hu : (float, float), optional
+        HU window counted as fat (both ends included); default -190 to -30 HU
+        (:data:`ctseg_helpers.measure.intensity.FAT_WINDOW_HU`) for CT.
 
     Returns
     -------
@@ -72,10 +85,20 @@ def areas_from_folders(
     Raises
     ------
     CtsegDataError
-        If no label map matches a DICOM file, a label map's size differs from its image, or
-        ``series_uid`` is not in the folder.
+        If no label map matches a DICOM file, a label map's size differs from its image, an
+        image cannot be read (with ``measures``), or ``series_uid`` is not in the folder.
+    CtsegSettingsError
+        If ``fat_window_hu`` is not a window (low < high), is given without ``measures``, or
+        the labelled series are not all CT.
     """
     names = list(check_label_names(label_names))
+    if fat_window_hu is not None:
+        check_fat_window(fat_window_hu)
+        if not measures:
+            raise CtsegSettingsError(
+                "a fat window (fat_window_hu, --fat-window) needs the intensity columns: "
+                "leave out measures=False (--areas-only)"
+            )
     label_files = find_label_files(labels_dir)
     scan = scan_dicom_folder(dicom_dir)
     scan.require_images()
@@ -85,16 +108,21 @@ def areas_from_folders(
             f"{dicom_dir}: no series with SeriesInstanceUID {series_uid}; it holds "
             + ", ".join(s.series_uid for s in scan.series)
         )
-    maps, files, positions, spacings, used_stems, used_series = [], [], [], [], set(), []
+    maps, images, files, positions, spacings, used_stems, used_series = [], [], [], [], [], set(), []
     tags = []
-    n_dicom = 0
+    n_dicom = sum(info.n_images for info in all_series)
     for info in all_series:
-        n_dicom += info.n_images
         hits = [i for i, f in enumerate(info.files) if dicom_stem(f) in label_files]
-        if not hits:
-            continue
-        tag = (scan.series.index(info) + 1, info.series_uid, info.series_description)
-        used_series.append((info, hits, tag))
+        if hits:
+            used_series.append((info, hits, (scan.series.index(info) + 1, info.series_uid, info.series_description)))
+    modality = _common_modality([info for info, _, _ in used_series], dicom_dir) if measures else None
+    if fat_window_hu is not None and used_series and not is_ct(modality):
+        kinds = sorted({info.modality or "unknown" for info, _, _ in used_series})
+        raise CtsegSettingsError(
+            f"{dicom_dir}: a fat window (fat_window_hu, --fat-window) is in Hounsfield units, but the labelled "
+            f"series are {', '.join(kinds)}, not all CT: leave the fat window out"
+        )
+    for info, hits, tag in used_series:
         series_spacings = pixel_spacings_mm(
             info.pixel_spacing_mm[hits], info.shapes[hits[0]], fov=fov, matrix_size=matrix_size, source=dicom_dir
         )
@@ -107,6 +135,8 @@ def areas_from_folders(
                     f"{path}: label map is {label_map.shape[0]}x{label_map.shape[1]} but its image "
                     f"{Path(info.files[i]).name} is {info.shapes[i][0]}x{info.shapes[i][1]}"
                 )
+            if measures:
+                images.append(_pixels(info.files[i]))
             spacings.append(spacing)
             maps.append(label_map)
             files.append(info.files[i])
@@ -132,7 +162,16 @@ def areas_from_folders(
         logger.warning("%s: %d label map(s) match no DICOM file, e.g. %s", labels_dir, len(extra), sorted(extra)[0])
     several = len(used_series) > 1
     table = area_table(
-        maps, np.array(spacings), names, files=files, positions_mm=positions, series=tags if several else None
+        maps,
+        np.array(spacings),
+        names,
+        files=files,
+        positions_mm=positions,
+        series=tags if several else None,
+        images=images if measures else None,
+        modality=modality,
+        fat_window_hu=fat_window_hu,
+        shape=measures,
     )
     per_series = []
     for info, hits, tag in used_series:
@@ -147,6 +186,25 @@ def areas_from_folders(
     if not several:
         return table, per_series[0][1] if per_series else None
     return table, series_volume_table(per_series)
+
+
+def _common_modality(infos, dicom_dir) -> str | None:
+    """The one modality of the series measured, or None (intensity columns then say ``signal``)."""
+    modality = common_modality(info.modality for info in infos)
+    kinds = sorted({(info.modality or "").strip().upper() or "unknown" for info in infos})
+    if modality is None and len(kinds) > 1:
+        logger.warning(
+            "%s: the labelled series are of different modalities (%s): pixel values are given as "
+            "'_signal' columns, without HU or fat fraction",
+            dicom_dir,
+            ", ".join(kinds),
+        )
+    return modality
+
+
+def _pixels(path: Path) -> np.ndarray:
+    """The pixel values of one labelled DICOM image (HU for CT); its size is that of its header."""
+    return read_dicom_file(path).pixels
 
 
 __all__ = ["areas_from_folders", "find_label_files"]

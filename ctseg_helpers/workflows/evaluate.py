@@ -13,6 +13,11 @@ agreement are computed from those arrays by :mod:`ctseg_helpers.measure.evaluati
 docstring describes the tables); :func:`evaluate_folders` does both, which is what ``ctseg
 evaluate`` runs, and :func:`write_evaluation` saves the tables and the Bland–Altman figure
 (:data:`~ctseg_helpers.measure.evaluation.OUTPUT_FILES`).
+
+Probability maps (``probabilities=``, the ``probabilities.h5`` of ``ctseg segment
+--probabilities``, :mod:`ctseg_helpers.io.probabilities`) are paired with the slices by the
+same file stems, stored in the file for each slice; the evaluation then also has the ROC AUC
+and calibration tables (``roc_auc.csv``, ``calibration.csv``).
 """
 
 from __future__ import annotations
@@ -117,6 +122,61 @@ def _check_matches(folders, stems: set[str], dicom_dir) -> list[Path]:
     return unmatched
 
 
+def _probability_index(path) -> dict[str, tuple]:
+    """Stem -> (ProbabilityMaps, slice index) of every slice in a ``probabilities.h5``."""
+    from ctseg_helpers.io.probabilities import read_probabilities  # noqa: PLC0415
+
+    index = {}
+    for maps in read_probabilities(path, quantised=True):
+        for k, stem in enumerate(maps.stems):
+            index[stem] = (maps, k)
+    return index
+
+
+def _attach_probabilities(case: Case, index: dict[str, tuple], path: Path) -> None:
+    """Fill ``case.probabilities`` from the slices of ``index`` whose stem is one of the case's."""
+    k, rows, cols = case.series.images.shape
+    n_classes = len(case.label_names) + 1
+    proba = np.zeros((k, rows, cols, n_classes), dtype=np.uint8)
+    present = np.zeros(k, dtype=bool)
+    for i, stem in enumerate(case.stems):
+        if stem not in index:
+            continue
+        maps, j = index[stem]
+        if len(maps.class_names) != n_classes:
+            raise CtsegDataError(
+                f"{path}: {maps.name} holds {len(maps.class_names)} classes {list(maps.class_names)} but the label "
+                f"maps have {n_classes - 1} ROI(s) {list(case.label_names)} plus background; give the "
+                "probabilities of the run whose label maps are evaluated, or the matching --labels"
+            )
+        if maps.proba.shape[1:3] != (rows, cols):
+            raise CtsegDataError(
+                f"{path}: the probabilities of {stem} are {maps.proba.shape[1]}x{maps.proba.shape[2]} but its DICOM "
+                f"slice is {rows}x{cols}; give the probabilities.h5 of a run on this DICOM folder"
+            )
+        proba[i] = maps.proba[j]
+        present[i] = True
+    case.probabilities = proba
+    case.has_probabilities = present
+
+
+def _with_probabilities(cases: list[Case], probabilities, dicom_dir) -> list[Case]:
+    """Attach the probability maps of a ``probabilities.h5`` to the cases (None: nothing to do)."""
+    if probabilities is None:
+        return cases
+    path = Path(probabilities)
+    index = _probability_index(path)
+    for case in cases:
+        _attach_probabilities(case, index, path)
+    if not any(c.has_probabilities.any() for c in cases):
+        example = next(iter(index), "(the file holds no slice)")
+        raise CtsegDataError(
+            f"{path}: none of its {len(index)} probability maps belongs to a slice of {dicom_dir} (slices are "
+            f"paired by file stem, e.g. {example}); give the probabilities.h5 of the run that segmented this folder"
+        )
+    return cases
+
+
 def _build_case(series, folders, names, unmatched) -> Case:
     stems = [dicom_stem(p) for p in series.files]
     shape = series.images.shape[1:]
@@ -146,6 +206,7 @@ def load_case(
     truth_dir: str | Path | None = None,
     label_names=None,
     series_uid: str | None = None,
+    probabilities: str | Path | None = None,
 ) -> Case:
     """Read a scan (one series) and the label maps that belong to its slices.
 
@@ -163,6 +224,9 @@ def load_case(
         largest label value found, named ``ROI 1``, ``ROI 2`` ...
     series_uid : str, optional
         Series to read when the folder holds several.
+    probabilities : path-like, optional
+        A run's ``probabilities.h5``; its maps are paired with the slices by file stem
+        (``Case.probabilities``).
 
     Returns
     -------
@@ -174,7 +238,8 @@ def load_case(
         As :func:`ctseg_helpers.io.dicom.read_dicom_series` (several series and no
         ``series_uid`` included) and :func:`ctseg_helpers.io.labels.read_label`; if a label
         folder is missing or empty, a label map's size differs from its slice, or no label file
-        matches a DICOM file.
+        matches a DICOM file; if the probability file cannot be read, holds another number of
+        classes or other slice sizes, or none of its maps belongs to a slice of the series.
     """
     from ctseg_helpers.io.dicom import read_dicom_series  # noqa: PLC0415
 
@@ -182,7 +247,8 @@ def load_case(
     folders = _label_folders(prediction_dir, truth_dir)
     names = _names(label_names, folders)
     unmatched = _check_matches(folders, {dicom_stem(p) for p in series.files}, dicom_dir)
-    return _build_case(series, folders, names, unmatched)
+    case = _build_case(series, folders, names, unmatched)
+    return _with_probabilities([case], probabilities, dicom_dir)[0]
 
 
 def load_cases(
@@ -190,6 +256,7 @@ def load_cases(
     prediction_dir: str | Path | None = None,
     truth_dir: str | Path | None = None,
     label_names=None,
+    probabilities: str | Path | None = None,
 ) -> list[Case]:
     """Like :func:`load_case`, for every series of the folder that has label maps.
 
@@ -219,7 +286,7 @@ def load_cases(
             continue
         series = read_dicom_series(dicom_dir, info.series_uid)
         cases.append(_build_case(series, folders, names, unmatched))
-    return cases
+    return _with_probabilities(cases, probabilities, dicom_dir)
 
 
 # --------------------------------------------------------------------------- whole folders
@@ -232,18 +299,22 @@ def evaluate_folders(
     label_names=None,
     tolerance_mm: float = 2.0,
     progress: bool = False,
+    probabilities: str | Path | None = None,
 ) -> Evaluation:
     """:func:`load_cases` then :func:`evaluate_cases`: what ``ctseg evaluate`` runs.
 
     Every series of ``dicom_dir`` with label maps is evaluated (a test folder may hold several
-    patients); slices are paired by file stem across the three folders.
+    patients); slices are paired by file stem across the three folders. With
+    ``probabilities`` (a run's ``probabilities.h5``, paired by stem as well) the evaluation
+    also has ``roc_auc`` and ``calibration``
+    (:func:`~ctseg_helpers.measure.evaluation.probability_metrics`).
 
     Raises
     ------
     CtsegDataError
         As :func:`load_cases` and :func:`evaluate_cases`.
     """
-    cases = load_cases(dicom_dir, prediction_dir, truth_dir, label_names)
+    cases = load_cases(dicom_dir, prediction_dir, truth_dir, label_names, probabilities)
     return evaluate_cases(cases, tolerance_mm=tolerance_mm, progress=progress)
 
 
@@ -251,7 +322,8 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, overwrite: boo
     """Write the evaluation's tables and its Bland–Altman figure into a folder.
 
     Files: ``metrics.csv``, ``summary.csv``, ``agreement.csv`` (when any ROI has 2 or more
-    slices), ``volume_metrics.csv`` (when the slices form a volume) and ``bland_altman.png``.
+    slices), ``volume_metrics.csv`` (when the slices form a volume), ``roc_auc.csv`` and
+    ``calibration.csv`` (with probability maps) and ``bland_altman.png``.
 
     Parameters
     ----------
@@ -298,6 +370,51 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, overwrite: boo
     return written
 
 
+def slices_to_check_in_run(areas_csv: str | Path, label_names, n: int = 5, *, missing_ok: bool = False, **kwargs):
+    """The ``n`` slices of a segmentation run most worth checking, from its ``areas.csv``.
+
+    For a run folder on disk (e.g. in ``visualize.ipynb``); a :class:`SegmentationRun` in
+    memory has :meth:`~ctseg_helpers.workflows.segment_folder.SegmentationRun.slices_to_check`.
+    Ranks as :func:`ctseg_helpers.measure.uncertainty.slices_to_check` (keyword arguments passed
+    on); the ``file`` column names the DICOM file of each slice.
+
+    Parameters
+    ----------
+    areas_csv : path-like
+        A run's ``areas.csv``, or the run folder holding it.
+    label_names : str ("a,b") or sequence of str
+        The ROI names, label 1 first (the area columns).
+    missing_ok : bool
+        Return an empty table (and log why) when there is no ``areas.csv``: label maps that no
+        ctseg run wrote (a manual segmentation) have no uncertainty to rank by.
+
+    Raises
+    ------
+    CtsegDataError
+        If the file is missing (unless ``missing_ok``) or is not an area table of these ROIs.
+    """
+    import pandas as pd  # noqa: PLC0415
+
+    from ctseg_helpers.errors import CtsegSettingsError  # noqa: PLC0415
+    from ctseg_helpers.measure.uncertainty import slices_to_check  # noqa: PLC0415
+
+    path = Path(areas_csv)
+    path = path / "areas.csv" if path.is_dir() else path
+    if not path.is_file() and missing_ok:
+        logger.info("%s: no area table of a ctseg run there, so no slices ranked to check", path)
+        return pd.DataFrame(columns=["file", "slice_index", "score", "jumps", "reasons"])
+    if not path.is_file():
+        raise CtsegDataError(
+            f"{path}: no area table there; give the areas.csv of a 'ctseg segment' run (or its folder)"
+        )
+    names = check_label_names(parse_label_names(label_names) or ())
+    table = pd.read_csv(path, index_col=0, keep_default_na=False, na_values=[""])
+    try:
+        return slices_to_check(table, names, n, **kwargs)
+    except CtsegSettingsError as exc:
+        raise CtsegDataError(f"{path}: {exc}") from exc
+
+
 __all__ = [
     "find_label_files",
     "parse_label_names",
@@ -305,4 +422,5 @@ __all__ = [
     "load_cases",
     "evaluate_folders",
     "write_evaluation",
+    "slices_to_check_in_run",
 ]

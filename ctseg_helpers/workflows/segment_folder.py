@@ -8,10 +8,12 @@ at native resolution and writes, under ``out_dir/<folder name>_<YYYYmmdd-HHMMSS>
     labels/<dicom name>.png     label map per slice, lossless, values 0..N (0 = background)
     overlays/<dicom name>.jpg   preview: the slice with coloured ROIs
     animation.gif               all slices with the coloured ROIs and a legend
-    areas.csv                   ROI area per slice (mm²) with mean and std rows
+    areas.csv                   ROI area per slice (mm²) with mean and std rows (per position for cine), the
+                                ROIs' pixel values, shape (and CT fat fraction), and the slice's uncertainty
     volumes.csv                 ROI volumes (mL), only when the slices form a 3D stack
     segmentation.nii.gz         with nifti=True: the label maps as one NIfTI volume on the scan's grid
     segmentation.dcm            with dicom_seg=True: a DICOM Segmentation object referencing the images
+    probabilities.h5            with probabilities=True: every series' class probabilities, 8 bits (1/255 steps)
     run.json                    what was run: model, settings, source folder, outputs, every file written
 
 A folder may hold several series (scans of several patients, or several scans of one): each
@@ -32,6 +34,17 @@ positions, so a cine series gets one object per phase (``segmentation_phase<p>.d
 ``segmentation_series<number>_phase<p>.dcm``), all in one SEG series. A DICOM-SEG carries the
 patient's name and ID, copied from the scan so that PACS and viewers file it with its study, so
 it is written only together with ``include_patient_id=True``.
+
+Probabilities (:func:`~ctseg_helpers.io.probabilities.write_probabilities`): one HDF5 file for the
+run, one dataset per series, the probabilities the label maps were taken from (one network
+pass gives both), quantised to uint8 (``p = value / 255``) and gzip-compressed, chunked per slice.
+
+Uncertainty: ``areas.csv`` has, per slice, ``uncertainty_entropy`` (mean normalised entropy over
+the predicted ROIs and a one-pixel band around them) and, when each pixel's probabilities
+average several views (``tta`` or an ensemble), ``uncertainty_disagreement`` (the share of
+views that pick another class); see :mod:`ctseg_helpers.measure.uncertainty`. Their ``mean``
+and ``std`` rows are left empty. :meth:`SegmentationRun.slices_to_check` ranks the slices by
+them and by abrupt area changes.
 
 Existing runs are never touched: each run gets a new folder. With ``overwrite=True`` the run
 goes to ``out_dir/<folder name>/`` and replaces the files an earlier run wrote there, finished
@@ -64,6 +77,7 @@ from ctseg_helpers.io.geometry import no_volume_reason
 from ctseg_helpers.io.label_names import check_label_names
 from ctseg_helpers.io.naming import dicom_stem as output_stem  # re-exported: a slice's outputs are named so
 from ctseg_helpers.io.naming import output_stems
+from ctseg_helpers.io.probabilities import PROBABILITY_FORMATS  # ``probabilities`` True means the first
 from ctseg_helpers.segment.segmenter import SegmentSettings
 
 logger = logging.getLogger(__name__)
@@ -84,6 +98,8 @@ DICOM_SEG = "segmentation.dcm"
 SERIES_DICOM_SEG = "segmentation_series{number}.dcm"
 PHASE_DICOM_SEG = "segmentation_phase{phase}.dcm"
 SERIES_PHASE_DICOM_SEG = "segmentation_series{number}_phase{phase}.dcm"
+#: The class probabilities of every series of the run (one dataset per series).
+PROBABILITIES_H5 = "probabilities.h5"
 
 
 def _safe_name(text: str) -> str:
@@ -154,6 +170,7 @@ _RUN_OUTPUT_PATTERNS = (
     "animation*.gif",
     "segmentation*.nii.gz",
     "segmentation*.dcm",
+    PROBABILITIES_H5,
 )
 
 
@@ -321,12 +338,14 @@ def _planned_outputs(
     animation: bool,
     nifti: bool,
     dicom_seg: bool,
+    probabilities: bool = False,
 ) -> list[str]:
     """The files a run may write, relative to its folder (for overwrite's check before anything is deleted)."""
     several = len(outputs) > 1
     planned = [f"{LABELS_SUBDIR}/{stem}.png" for stem in stems]
     planned += [f"{OVERLAYS_SUBDIR}/{stem}.jpg" for stem in stems] if previews else []
     planned += [AREAS_CSV, VOLUMES_CSV, RUN_JSON]
+    planned += [PROBABILITIES_H5] if probabilities else []
     for out, series in zip(outputs, all_series, strict=True):
         if animation:
             planned.append(SERIES_ANIMATION_GIF.format(number=out.number) if several else ANIMATION_GIF)
@@ -490,6 +509,9 @@ class SegmentationRun:
         The NIfTI volumes and DICOM-SEG objects written (empty when not asked).
     output_notes : list of str
         Why an output that was asked for was not written for a series (one note each).
+    probabilities_path : Path or None
+        ``probabilities.h5`` (``probabilities=True``), read back with
+        :func:`ctseg_helpers.io.probabilities.read_probabilities`.
     """
 
     run_dir: Path
@@ -511,6 +533,54 @@ class SegmentationRun:
     nifti_paths: list[Path] = field(default_factory=list)
     dicom_seg_paths: list[Path] = field(default_factory=list)
     output_notes: list[str] = field(default_factory=list)
+    probabilities_path: Path | None = None
+
+    def slices_to_check(self, n: int = 5, **kwargs) -> pd.DataFrame:
+        """The ``n`` slices most worth checking, highest score first, with the reasons.
+
+        Ranks by the uncertainty columns of ``areas`` and abrupt area changes; see
+        :func:`ctseg_helpers.measure.uncertainty.slices_to_check` (its keyword arguments are
+        passed on). ``slice_index`` indexes ``images`` and ``labels``.
+        """
+        from ctseg_helpers.measure.uncertainty import slices_to_check  # noqa: PLC0415
+
+        return slices_to_check(self.areas, self.label_names, n, **kwargs)
+
+    def show_slices_to_check(self, n: int = 5, *, alpha: float = 0.4, columns: int = 5, **kwargs):
+        """A figure of the slices :meth:`slices_to_check` lists, with their ROIs and the reasons.
+
+        Slices of different sizes (several series) are padded to the largest, bottom and right.
+        Returns None (and logs why) when no slice needs a look.
+        """
+        from textwrap import fill  # noqa: PLC0415
+
+        from ctseg_helpers.show.plots import sample_stack_grid  # noqa: PLC0415
+
+        check = self.slices_to_check(n, **kwargs)
+        if check.empty:
+            logger.info("no slice stands out: no uncertainty above 0 and no abrupt area change")
+            return None
+        chosen = check["slice_index"].to_list()
+        images = [np.asarray(self.images[i], dtype=np.float32) for i in chosen]
+        labels = [np.asarray(self.labels[i]) for i in chosen]
+        rows = max(im.shape[0] for im in images)
+        cols = max(im.shape[1] for im in images)
+        image_stack = np.stack(
+            [np.pad(im, ((0, rows - im.shape[0]), (0, cols - im.shape[1])), constant_values=im.min()) for im in images]
+        )
+        label_stack = np.stack([np.pad(lab, ((0, rows - lab.shape[0]), (0, cols - lab.shape[1]))) for lab in labels])
+        titles = [
+            f"{rank}. {row.file}\n{fill(row.reasons, 38)}" for rank, row in enumerate(check.itertuples(), start=1)
+        ]
+        return sample_stack_grid(
+            image_stack,
+            label_stack,
+            list(self.label_names),
+            n_samples=len(chosen),
+            alpha=alpha,
+            columns=columns,
+            titles=titles,
+        )
 
     def animation_html(self, **kwargs) -> str:
         """The slices with their ROIs as a compact animated preview (for a notebook), naming the GIF.
@@ -582,6 +652,8 @@ class SegmentationRun:
             lines.append(f"  DICOM-SEG:  {len(self.dicom_seg_paths)} files, {self.dicom_seg_paths[0]} ...")
         else:
             lines.extend(f"  DICOM-SEG:  {path}" for path in self.dicom_seg_paths)
+        if self.probabilities_path:
+            lines.append(f"  probabilities: {self.probabilities_path} (uint8, p = value / 255)")
         lines.extend(f"  note: {note}" for note in self.output_notes)
         if several:
             lines.extend(
@@ -665,6 +737,9 @@ def run_segmentation(
     include_patient_id: bool = False,
     nifti: bool = False,
     dicom_seg: bool = False,
+    probabilities: bool | str = False,
+    measures: bool = True,
+    fat_window_hu: tuple[float, float] | None = None,
     progress: bool = True,
     segmenter=None,
 ) -> SegmentationRun:
@@ -708,6 +783,15 @@ def run_segmentation(
         Also write each series' label maps as a DICOM Segmentation object referencing the
         segmented images (``segmentation.dcm``); it carries the patient's name and ID as the
         scan does, so it needs ``include_patient_id=True``, and the highdicom package.
+    probabilities : bool or {"hdf5"}
+        Also write the class probabilities of every series (``probabilities.h5``, see
+        :mod:`ctseg_helpers.io.probabilities`): uint8, ``p = value / 255``, so within half of
+        the 1/255 step of the network's. True means ``"hdf5"``, the one format so far.
+    measures : bool
+        Add each ROI's pixel values (mean, SD, median), perimeter and maximum diameter, and for
+        CT its fat fraction, to ``areas.csv`` (:mod:`ctseg_helpers.measure.intensity`).
+    fat_window_hu : (float, float), optional
+        CT only: the HU window counted as fat (default -190..-30 HU).
     progress : bool
         Show a progress bar.
     segmenter : Segmenter, optional
@@ -721,8 +805,9 @@ def run_segmentation(
     Raises
     ------
     CtsegSettingsError
-        Settings that disagree with the model, or ``dicom_seg`` without ``include_patient_id``
-        or without highdicom (before anything is read or written).
+        Settings that disagree with the model, ``dicom_seg`` without ``include_patient_id``
+        or without highdicom, an unknown ``probabilities`` format, or a fat window without
+        ``measures`` (before anything is read or written) or for series that are not all CT.
     CtsegDataError
         An unusable model file or DICOM folder (any of its series), an unknown ``series_uid``,
         or slices without spacing and no ``fov``; nothing is written then.
@@ -735,11 +820,20 @@ def run_segmentation(
         slice_rows,
         volume_table,
     )
+    from ctseg_helpers.measure.intensity import check_fat_window, common_modality, is_ct  # noqa: PLC0415
     from ctseg_helpers.segment.ensemble import read_ensemble_settings  # noqa: PLC0415
     from ctseg_helpers.segment.segmenter import Segmenter, mode_for_fit  # noqa: PLC0415
 
     if dicom_seg:
         _check_dicom_seg_allowed(include_patient_id)
+    probability_format = _probability_format(probabilities)
+    if fat_window_hu is not None:
+        fat_window_hu = check_fat_window(fat_window_hu)
+        if not measures:
+            raise CtsegSettingsError(
+                "a fat window (fat_window_hu, --fat-window) needs the intensity columns: leave out "
+                "measures=False (--areas-only)"
+            )
     model_path = Path(model_path)
     settings = read_ensemble_settings(model_path)
     names = check_settings(settings, labels_list=labels_list, input_shape=input_shape, source=model_path)
@@ -778,6 +872,12 @@ def run_segmentation(
         all_series = [read_dicom_series(dicom_dir, series_uid=info.series_uid, progress=progress) for info in infos]
         numbers = list(range(1, len(infos) + 1))
     several = len(all_series) > 1
+    modality = common_modality(s.modality for s in all_series) if measures else None
+    if fat_window_hu is not None and not is_ct(modality):
+        raise CtsegSettingsError(
+            f"{dicom_dir}: a fat window (fat_window_hu, --fat-window) is in Hounsfield units, but the series "
+            "are not all CT: leave the fat window out"
+        )
     outputs = []  # filled in step by step: read and checked, segmented, written
     for series, number in zip(all_series, numbers, strict=True):
         images = np.asarray(series.images, dtype=np.float32)
@@ -821,13 +921,25 @@ def run_segmentation(
             f"but {model_path} has input_shape={settings.input_shape} with {settings.num_labels + 1}: "
             "build it with Segmenter.from_model_file(model_path)"
         )
+    scores, stored_proba = [], []
     for out in outputs:
         if several:
             logger.info("segmenting %s (%d slice(s))", out.title, len(out.files))
-        out.labels = segmenter.segment(out.images, pixel_spacing_mm=out.pixel_spacing_mm, progress=progress)
+        out.labels, score, proba = _segment_series(
+            segmenter, out, keep_proba=probability_format is not None, progress=progress
+        )
+        scores.append(score)
+        stored_proba.append(proba)
 
     planned = _planned_outputs(
-        stem_list, outputs, all_series, previews=previews, animation=animation, nifti=nifti, dicom_seg=dicom_seg
+        stem_list,
+        outputs,
+        all_series,
+        previews=previews,
+        animation=animation,
+        nifti=nifti,
+        dicom_seg=dicom_seg,
+        probabilities=probability_format is not None,
     )
     run_dir = make_run_dir(out_dir, name, overwrite=overwrite, outputs=planned)
     if previews:
@@ -853,7 +965,12 @@ def run_segmentation(
         files=all_files,
         positions_mm=np.concatenate([np.asarray(s.positions_mm, dtype=np.float64) for s in all_series]),
         series=[(o.number, o.series_uid, o.series_description) for o in outputs for _ in o.files] if several else None,
+        images=[image for out in outputs for image in out.images] if measures else None,
+        modality=modality,
+        fat_window_hu=fat_window_hu,
+        shape=measures,
     )
+    areas = _join_uncertainty(areas, pd.concat(scores, ignore_index=True), all_files)
     areas_csv = _write_recorded(run_dir / AREAS_CSV, partial(write_table_csv, areas))
     rows = slice_rows(areas)
     for out, series in zip(outputs, all_series, strict=True):
@@ -890,6 +1007,12 @@ def run_segmentation(
             _write_nifti(run_dir / (SERIES_NIFTI.format(number=out.number) if several else NIFTI), out, series, where)
         if dicom_seg:
             _write_dicom_seg(run_dir, out, series, names, model_path, several, where)
+    probabilities_path = None
+    if probability_format is not None:
+        probabilities_path = _write_probabilities(
+            run_dir / PROBABILITIES_H5, outputs, all_series, stored_proba, names, stem_list
+        )
+    del stored_proba
     output_notes = [note for out in outputs for note in out.output_notes]
     for note in output_notes:
         logger.warning("%s", note)
@@ -913,8 +1036,11 @@ def run_segmentation(
             "tta": segmenter.tta,
             "target_spacing_mm": segmenter.target_spacing_mm,
             "postprocessing": segmenter.postprocessing.to_dict() if segmenter.postprocessing else None,
+            "views": segmenter.n_views,
         },
         "fov": fov,
+        "measures": measures,
+        "fat_window_hu": list(fat_window_hu) if fat_window_hu is not None else None,
         "matrix_size": matrix_size,
         "slice_spacing_mm": None if several else first.slice_spacing_mm,
         "skipped_files": [[str(p), str(reason)] for p, reason in (getattr(first, "skipped", None) or [])],
@@ -938,6 +1064,7 @@ def run_segmentation(
                 else None
             ),
             "dicom_seg": [p.name for o in outputs for p in o.dicom_seg_paths] if dicom_seg else None,
+            "probabilities": PROBABILITIES_H5 if probabilities_path else None,
         },
     }
     if output_notes:
@@ -971,7 +1098,7 @@ def run_segmentation(
         for o in outputs
         for p in (*o.label_paths, *o.overlay_paths, o.animation_gif, o.nifti_path, *o.dicom_seg_paths)
     ]
-    written += [areas_csv, volumes_csv]
+    written += [areas_csv, volumes_csv, probabilities_path]
     record["files"] = sorted(str(Path(p).relative_to(run_dir).as_posix()) for p in written if p is not None)
     record["files"].append(RUN_JSON)
     run_json = run_dir / RUN_JSON
@@ -998,7 +1125,91 @@ def run_segmentation(
         nifti_paths=[o.nifti_path for o in outputs if o.nifti_path],
         dicom_seg_paths=[p for o in outputs for p in o.dicom_seg_paths],
         output_notes=output_notes,
+        probabilities_path=probabilities_path,
     )
+
+
+def _probability_format(probabilities) -> str | None:
+    """``"hdf5"`` for True or a known format name, None for False/None; refuse anything else (before work)."""
+    if probabilities is None or probabilities is False:
+        return None
+    if probabilities is True:
+        return PROBABILITY_FORMATS[0]
+    if isinstance(probabilities, str) and probabilities.lower() in PROBABILITY_FORMATS:
+        return probabilities.lower()
+    raise CtsegSettingsError(
+        f"probabilities (--probabilities) must be True/False or one of {list(PROBABILITY_FORMATS)}, got "
+        f"{probabilities!r}; use 'hdf5' (probabilities.h5)"
+    )
+
+
+def _segment_series(segmenter, out: SeriesOutput, *, keep_proba: bool, progress: bool):
+    """One pass of the network over a series: label maps, per-slice uncertainty, and the
+    quantised probabilities when they are to be written (else None)."""
+    from ctseg_helpers.io.probabilities import quantise  # noqa: PLC0415
+    from ctseg_helpers.measure.uncertainty import slice_uncertainty  # noqa: PLC0415
+
+    labels = np.empty(out.images.shape, dtype=np.uint8)
+    proba = np.empty((*out.images.shape, segmenter.num_classes), dtype=np.uint8) if keep_proba else None
+    frames = []
+    groups = segmenter.predict_groups(out.images, pixel_spacing_mm=out.pixel_spacing_mm, progress=progress, views=True)
+    for group in groups:
+        where = slice(group.start, group.start + len(group.labels))
+        labels[where] = group.labels
+        if proba is not None:
+            proba[where] = quantise(group.proba)
+        frames.append(slice_uncertainty(group.proba, group.labels, disagreement=group.disagreement))
+    score = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"uncertainty_entropy": []})
+    return labels, score, proba
+
+
+def _join_uncertainty(areas: pd.DataFrame, scores: pd.DataFrame, files: Sequence[Path]) -> pd.DataFrame:
+    """The area table with the per-slice uncertainty columns; the summary rows (mean, std) left NaN.
+
+    ``scores`` has one row per slice of ``files``, in order; rows of ``areas`` are matched by
+    file (the table keeps file names only, which may repeat across series, so in order).
+    """
+    from ctseg_helpers.measure.area import slice_rows  # noqa: PLC0415
+
+    rows = list(slice_rows(areas).index)
+    names = [Path(f).name for f in files]
+    if len(rows) != len(scores) or list(areas.loc[rows, "file"]) != names:
+        raise RuntimeError("the area table's slices are not those segmented")  # ctseg's own mistake, never a user's
+    areas = areas.copy()
+    for column in scores.columns:
+        areas[column] = np.nan
+        areas.loc[rows, column] = scores[column].to_numpy(dtype=np.float64)
+    return areas
+
+
+def _write_probabilities(
+    path: Path,
+    outputs: Sequence[SeriesOutput],
+    all_series,
+    probas: Sequence[np.ndarray],
+    names: Sequence[str],
+    stems: Sequence[str],
+) -> Path:
+    """``probabilities.h5``: one dataset per series (``series_<number>``, ``series`` when picked by UID)."""
+    from ctseg_helpers.io.probabilities import ProbabilityMaps, write_probabilities  # noqa: PLC0415
+
+    stems = iter(stems)
+    maps = []
+    for out, series, proba in zip(outputs, all_series, probas, strict=True):
+        maps.append(
+            ProbabilityMaps(
+                name=f"series_{out.number}" if out.number is not None else "series",
+                proba=proba,
+                class_names=("background", *names),
+                files=[f.name for f in out.files],
+                stems=[next(stems) for _ in out.files],
+                pixel_spacing_mm=out.pixel_spacing_mm,
+                positions_mm=np.asarray(series.positions_mm, dtype=np.float64),
+                series_uid=out.series_uid or "",
+                series_description=out.series_description or "",
+            )
+        )
+    return _write_recorded(path, partial(write_probabilities, series=maps))
 
 
 def _check_dicom_seg_allowed(include_patient_id: bool) -> None:
@@ -1112,6 +1323,7 @@ def _version() -> str:
 __all__ = [
     "DICOM_SEG",
     "NIFTI",
+    "PROBABILITIES_H5",
     "SegmentationRun",
     "SeriesOutput",
     "check_settings",

@@ -9,6 +9,20 @@ from ctseg_helpers.cli import main
 from ctseg_helpers.io.dicom_write import write_dicom_series
 from tests.segment.tiny_model import make_tiny_model_file
 
+#: The columns ``area_table`` adds per ROI of a CT series (measure/intensity.py).
+CT_MEASURES = ("mean_hu", "sd_hu", "median_hu", "fat_fraction", "perimeter_mm", "max_diameter_mm")
+
+
+def measure_columns(rois=("A", "B")) -> list[str]:
+    return [f"{roi}_{measure}" for roi in rois for measure in CT_MEASURES]
+
+
+def without_uncertainty(areas):
+    """A segment run's area table without the columns only a run has (the uncertainty of its predictions)."""
+    from ctseg_helpers.measure.uncertainty import UNCERTAINTY_COLUMNS
+
+    return areas.drop(columns=list(UNCERTAINTY_COLUMNS), errors="ignore")
+
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
@@ -50,7 +64,14 @@ def test_segment_writes_a_run_and_prints_where(model_file, scan, tmp_path, capsy
     assert "volume (mL): A 0.20, B 0.05" in out.out
     assert "segmenting" in out.err  # progress bar
     areas = pd.read_csv(run_dirs[0] / "areas.csv", index_col=0)
-    assert list(areas.columns) == ["file", "slice_position_mm", "A", "B"]
+    assert list(areas.columns) == [
+        "file",
+        "slice_position_mm",
+        "A",
+        "B",
+        *measure_columns(("A", "B")),
+        "uncertainty_entropy",
+    ]
     assert sorted(p.name for p in (run_dirs[0] / "labels").glob("[!.]*")) == ["slice_0001.png", "slice_0002.png"]
     assert not (run_dirs[0] / "animation.gif").exists()
 
@@ -110,7 +131,8 @@ def test_segment_segments_every_series_of_the_folder_and_says_how_many(model_fil
     printed = capsys.readouterr().out
     assert f"3 labelled slice(s) of 2 series: areas (mm2) -> {tmp_path / 'again.csv'}" in printed
     assert f"volumes (mL) of 1 series -> {tmp_path / 'again_volumes.csv'}" in printed
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again.csv", index_col=0), areas)
+    # 'ctseg areas' has no probabilities: the table without the uncertainty of the run's predictions
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "again.csv", index_col=0), without_uncertainty(areas))
     pd.testing.assert_frame_equal(
         pd.read_csv(tmp_path / "again_volumes.csv", index_col=0), pd.read_csv(run_dir / "volumes.csv", index_col=0)
     )
@@ -209,7 +231,7 @@ def test_areas_from_predicted_labels_equal_the_segment_run(model_file, scan, tmp
     assert f"2 labelled slice(s): areas (mm2) -> {out_csv}" in printed
     mine = pd.read_csv(out_csv, index_col=0)
     theirs = pd.read_csv(tmp_path / "pred" / "run" / "areas.csv", index_col=0)
-    pd.testing.assert_frame_equal(mine, theirs)
+    pd.testing.assert_frame_equal(mine, without_uncertainty(theirs))
     volumes = pd.read_csv(tmp_path / "tables" / "manual_volumes.csv", index_col=0)
     assert volumes.loc["soft", "volume_ml"] == pytest.approx(2 * 25.0 * 4.0 / 1000)
     # not silently overwritten
@@ -445,3 +467,53 @@ def test_segment_dicom_seg_without_include_patient_id_exits_2_before_any_work(mo
     assert status == 2 and "Traceback" not in err
     assert "a DICOM-SEG carries the patient's name and ID" in err and "(--include-patient-id)" in err
     assert not (tmp_path / "pred").exists()
+
+
+def test_segment_writes_probabilities_lists_slices_to_check_and_evaluate_reads_them(model_file, scan, tmp_path, capsys):
+    out_dir = tmp_path / "pred"
+    args = ["segment", str(model_file), str(scan), "--out", str(out_dir), "--no-animation", "--no-previews"]
+    assert main([*args, "--probabilities", "--check", "1"]) == 0
+    out = capsys.readouterr().out
+    (run_dir,) = out_dir.iterdir()
+    assert f"probabilities: {run_dir / 'probabilities.h5'} (uint8, p = value / 255)" in out
+    assert "check these slices first (1):" in out
+    assert "  slice_000" in out and ": entropy 0." in out
+    # manual label maps equal to the phantom's blocks: the tiny model ranks their pixels perfectly
+    truth_dir = tmp_path / "truth"
+    truth_dir.mkdir()
+    truth = np.zeros((2, 36, 36), np.uint8)
+    truth[:, 4:14, 4:14] = 1
+    truth[1, 20:30, 20:25] = 2
+    for k, labels in enumerate(truth, start=1):
+        Image.fromarray(labels).save(truth_dir / f"slice_{k:04d}.png")
+    status = main(
+        [
+            "evaluate",
+            str(run_dir / "labels"),
+            str(truth_dir),
+            "--dicoms",
+            str(scan),
+            "--out",
+            str(tmp_path / "eval"),
+            "--probabilities",
+            str(run_dir / "probabilities.h5"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "ROI 1: ROC AUC 1.0000 (all pixels, 2 slice(s)), calibration error (ECE) 0." in out
+    roc = pd.read_csv(tmp_path / "eval" / "roc_auc.csv")
+    assert roc["roc_auc"].tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert (tmp_path / "eval" / "calibration.csv").exists()
+
+
+def test_segment_probability_format_and_check_count_are_checked(model_file, scan, tmp_path, capsys):
+    args = ["segment", str(model_file), str(scan), "--out", str(tmp_path / "pred")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--probabilities", "nifti"])
+    assert exit_info.value.code == 2 and "--probabilities: invalid choice: 'nifti'" in capsys.readouterr().err
+    assert main([*args, "--check", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--check must be 0 (no list) or a number of slices, got -1" in err and "Traceback" not in err
+    assert main([*args, "--check", "0", "--no-animation"]) == 0
+    assert "check these slices" not in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """Areas (mm²) and volumes (mL) on hand-built masks with exactly known answers."""
 
 import logging
+import math
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,10 @@ from ctseg_helpers.measure.area import (
     check_label_names,
     pixel_spacings_mm,
     roi_areas_mm2,
+    roi_columns,
+    slice_rows,
     stack_spacing_mm,
+    summary_rows,
     volume_table,
 )
 
@@ -314,3 +318,168 @@ def test_volume_is_the_sum_of_areas_times_slice_spacing_in_ml():
     assert (volumes["slice_spacing_mm"] == 8.0).all()
     with pytest.raises(CtsegSettingsError, match="slice_spacing_mm must be a positive distance in mm, got 0"):
         volume_table(table, 0)
+
+
+# ------------------------------------------------------------------ pixel values and shape columns
+
+
+def ct_slices():
+    """three_slices' pixel values: -100 HU (fat) on the top 4 rows of every slice, 40 HU elsewhere."""
+    images = np.full((3, 40, 40), 40.0)
+    images[:, :9, :] = -100.0  # label 1 of slice 1 spans rows 5..14: 40 of its 100 pixels are fat
+    return images
+
+
+def test_area_table_with_ct_images_adds_each_rois_measures_after_the_areas():
+    table = area_table(three_slices(), (0.5, 0.5), ["LV", "myocardium"], images=ct_slices(), modality="CT", shape=True)
+    measures = ["mean_hu", "sd_hu", "median_hu", "fat_fraction", "perimeter_mm", "max_diameter_mm"]
+    assert list(table.columns) == [
+        "file",
+        "slice_position_mm",
+        "LV",
+        "myocardium",
+        *[f"LV_{m}" for m in measures],
+        *[f"myocardium_{m}" for m in measures],
+    ]
+    first = table.loc["slice number 1"]
+    assert first["LV"] == 25.0
+    assert first["LV_mean_hu"] == pytest.approx(0.4 * -100 + 0.6 * 40)
+    assert first["LV_sd_hu"] == pytest.approx(math.sqrt(0.4 * 0.6) * 140)
+    assert first["LV_median_hu"] == 40.0 and first["LV_fat_fraction"] == 0.4
+    assert first["LV_perimeter_mm"] == pytest.approx(18 + math.sqrt(2))
+    assert first["LV_max_diameter_mm"] == pytest.approx(5 * math.sqrt(2))
+    # myocardium is absent from slice 1: NaN pixel values, 0 perimeter and diameter
+    assert np.isnan(first[[f"myocardium_{m}" for m in measures[:4]]].to_numpy(float)).all()
+    assert first["myocardium_perimeter_mm"] == 0.0 and first["myocardium_max_diameter_mm"] == 0.0
+    # summary rows: NaN left out of the mean and std (pixel values), 0 counted (areas, shape)
+    myo_fat = table["myocardium_fat_fraction"].iloc[:3].to_numpy(float)
+    assert np.isnan(myo_fat[0]) and myo_fat[2] == 1.0  # its 4 pixels of slice 3 lie in rows 0..1: fat
+    assert table.loc["mean", "myocardium_fat_fraction"] == pytest.approx(np.nanmean(myo_fat))
+    assert table.loc["std", "myocardium_fat_fraction"] == pytest.approx(np.nanstd(myo_fat, ddof=1))
+    perimeters = table["LV_perimeter_mm"].iloc[:3].to_numpy(float)
+    assert perimeters[2] == 0.0 and table.loc["mean", "LV_perimeter_mm"] == pytest.approx(perimeters.mean())
+    assert table.loc["mean", "LV"] == pytest.approx(34 / 3)  # the areas as without images
+
+
+def test_area_table_with_mr_images_names_the_unit_signal_and_has_no_fat_fraction():
+    table = area_table(three_slices(), (0.5, 0.5), ["LV", "myo"], images=ct_slices(), modality="MR")
+    assert list(table.columns[2:]) == [
+        "LV",
+        "myo",
+        "LV_mean_signal",
+        "LV_sd_signal",
+        "LV_median_signal",
+        "myo_mean_signal",
+        "myo_sd_signal",
+        "myo_median_signal",
+    ]
+    assert table.loc["slice number 1", "LV_median_signal"] == 40.0
+    one = area_table(three_slices()[:1], (0.5, 0.5), ["LV", "myo"], images=ct_slices()[:1])  # modality unknown
+    assert "LV_mean_signal" in one.columns and np.isnan(one.loc["std", "LV_mean_signal"])  # std of one slice
+
+
+def test_area_table_fat_window_of_the_user():
+    table = area_table(
+        three_slices(), (0.5, 0.5), ["LV", "myo"], images=ct_slices(), modality="CT", fat_window_hu=(0, 100)
+    )
+    assert table.loc["slice number 1", "LV_fat_fraction"] == pytest.approx(0.6)  # now the 40 HU pixels
+
+
+def test_area_table_measure_errors():
+    labels, images = three_slices(), ct_slices()
+    with pytest.raises(CtsegSettingsError, match=r"fat_window_hu=\(-190, -30\) needs the images"):
+        area_table(labels, (1, 1), ["LV", "myo"], modality="CT", fat_window_hu=(-190, -30))
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"fat_window_hu=\(-190, -30\) is a window of Hounsfield units, but the images are MR, not CT: "
+        "leave the fat window out",
+    ):
+        area_table(labels, (1, 1), ["LV", "myo"], images=images, modality="MR", fat_window_hu=(-190, -30))
+    with pytest.raises(CtsegSettingsError, match="the images are of unknown modality, not CT"):
+        area_table(labels, (1, 1), ["LV", "myo"], images=images, fat_window_hu=(-190, -30))
+    with pytest.raises(CtsegSettingsError, match="fat_window_hu must be two finite numbers in HU with low < high"):
+        area_table(labels, (1, 1), ["LV", "myo"], images=images, modality="CT", fat_window_hu=(0, 0))
+    with pytest.raises(CtsegSettingsError, match="3 label maps but 2 images"):
+        area_table(labels, (1, 1), ["LV", "myo"], images=images[:2])
+    with pytest.raises(CtsegDataError, match="b.dcm: the image is 40x39 pixels but its label map is 40x40"):
+        area_table(
+            labels,
+            (1, 1),
+            ["LV", "myo"],
+            files=["a.dcm", "b.dcm", "c.dcm"],
+            images=[images[0], images[1, :, :39], images[2]],
+        )
+
+
+def test_volumes_and_roi_columns_leave_the_measure_columns_out(tmp_path):
+    table = area_table(three_slices(), (0.5, 0.5), ["LV", "myocardium"], images=ct_slices(), shape=True)
+    assert roi_columns(table) == ["LV", "myocardium"]
+    joined = table.copy()
+    joined["uncertainty_entropy"] = 0.5  # a column joined on later is no ROI either
+    assert roi_columns(slice_rows(joined)) == ["LV", "myocardium"]
+    assert list(volume_table(joined, 8.0).index) == ["LV", "myocardium"]
+    table.to_csv(tmp_path / "areas.csv")
+    assert roi_columns(pd.read_csv(tmp_path / "areas.csv", index_col=0)) == ["LV", "myocardium"]  # by name
+    volumes = volume_table(table, 8.0)
+    assert list(volumes.index) == ["LV", "myocardium"]
+    assert volumes.loc["LV", "volume_ml"] == pytest.approx((25 + 9 + 0) * 8 / 1000)
+
+
+# --------------------------------------------------------------------------- cine summary rows
+
+
+def cine_slices():
+    """Two positions (0 and 10 mm) x two phases; label 1 of 100, 36 | 100, 0 pixels."""
+    labels = np.zeros((4, 40, 40), np.uint8)
+    labels[0] = labels[2] = square(10)
+    labels[1] = square(6)
+    return labels
+
+
+def test_a_cine_table_has_mean_and_std_rows_per_position_over_its_phases():
+    table = area_table(cine_slices(), (0.5, 0.5), ["LV"], positions_mm=[0.0, 0.004, 10.0, 10.0])
+    assert list(table.index[4:]) == ["mean @ 0 mm", "std @ 0 mm", "mean @ 10 mm", "std @ 10 mm"]
+    assert table.loc["mean @ 0 mm", "LV"] == pytest.approx((25 + 9) / 2)
+    assert table.loc["std @ 0 mm", "LV"] == pytest.approx(np.std([25, 9], ddof=1))
+    assert table.loc["mean @ 10 mm", "LV"] == pytest.approx(12.5)
+    assert table.loc["mean @ 0 mm", "slice_position_mm"] == pytest.approx(0.002)  # the mean of its phases
+    assert table.loc["std @ 10 mm", "slice_position_mm"] == 10.0
+    assert len(slice_rows(table)) == 4
+    assert list(summary_rows(table, "mean").index) == ["mean @ 0 mm", "mean @ 10 mm"]
+    assert list(summary_rows(table, "std").index) == ["std @ 0 mm", "std @ 10 mm"]
+    assert len(summary_rows(table)) == 4
+
+
+def test_cine_rows_follow_the_order_positions_appear_and_name_unknown_positions():
+    table = area_table(cine_slices(), (0.5, 0.5), ["LV"], positions_mm=[-2.5, np.nan, -12.25, -2.5])
+    assert list(summary_rows(table, "mean").index) == ["mean @ -2.5 mm", "mean @ unknown position", "mean @ -12.25 mm"]
+    assert table.loc["mean @ -2.5 mm", "LV"] == pytest.approx(12.5)
+    assert np.isnan(table.loc["mean @ unknown position", "slice_position_mm"])
+
+
+def test_cine_rows_of_several_series_name_their_series():
+    series = [(1, "1.2.1", "cine A")] * 2 + [(2, "1.2.2", "cine B")] * 2
+    table = area_table(cine_slices(), (0.5, 0.5), ["LV"], positions_mm=[5.0, 5.0, 5.0, 5.0], series=series)
+    assert list(summary_rows(table).index) == [
+        "mean series 1 @ 5 mm",
+        "std series 1 @ 5 mm",
+        "mean series 2 @ 5 mm",
+        "std series 2 @ 5 mm",
+    ]
+    assert table.loc["mean series 2 @ 5 mm", "series_description"] == "cine B"
+    assert table.loc["mean series 2 @ 5 mm", "LV"] == pytest.approx(12.5)
+
+
+def test_distinct_positions_keep_the_pooled_mean_and_std_rows():
+    table = area_table(cine_slices(), (0.5, 0.5), ["LV"], positions_mm=[0.0, 10.0, 20.0, 40.0])
+    assert list(table.index[4:]) == ["mean", "std"]
+    assert list(summary_rows(table, "mean").index) == ["mean"]
+    series = [(1, "u1", "a")] * 2 + [(2, "u2", "b")] * 2
+    table = area_table(cine_slices(), (0.5, 0.5), ["LV"], positions_mm=[0.0, 10.0, 0.0, 10.0], series=series)
+    assert list(table.index[4:]) == ["mean", "std"]  # the same positions in two series are no cine
+    assert table.loc["mean", "series"] == ""
+
+
+def test_summary_rows_refuses_another_kind_of_row():
+    with pytest.raises(CtsegSettingsError, match="which must be 'mean', 'std' or None, got 'median'"):
+        summary_rows(area_table(cine_slices(), (1, 1), ["LV"]), "median")

@@ -250,6 +250,59 @@ def test_roc_needs_both_classes_and_matching_sizes():
         m.roc_curve(np.array([0.1, np.nan]), np.array([0, 1]))
 
 
+def test_weighted_roc_of_a_histogram_equals_the_roc_of_its_pixels():
+    rng = np.random.default_rng(3)
+    levels = rng.integers(0, 256, 5000)
+    truth = rng.random(5000) < levels / 300
+    scores = levels / 255
+    # the same pixels as a histogram: each level once per class, weighted by its count
+    grid = np.arange(256) / 255
+    weights = np.r_[np.bincount(levels[truth], minlength=256), np.bincount(levels[~truth], minlength=256)]
+    hist = (np.r_[grid, grid], np.r_[np.ones(256, bool), np.zeros(256, bool)])
+    assert m.roc_auc(*hist, weights=weights) == pytest.approx(m.roc_auc(scores, truth), abs=1e-12)
+    fpr, tpr, _ = m.roc_curve(*hist, weights=weights)
+    fpr_px, tpr_px, _ = m.roc_curve(scores, truth)
+    np.testing.assert_allclose(np.interp(fpr_px, fpr, tpr), tpr_px, atol=1e-12)
+
+
+def test_weights_are_checked_and_a_zero_weight_leaves_a_pixel_out():
+    scores, truth = np.array([0.9, 0.2, 0.8]), np.array([1, 0, 0])
+    assert m.roc_auc(scores, truth, weights=[1, 1, 0]) == 1.0
+    assert math.isnan(m.roc_auc(scores, truth, weights=[1, 0, 0]))
+    with pytest.raises(CtsegDataError, match=r"needs both foreground and background pixels in truth; truth has 1 fore"):
+        m.roc_curve(scores, truth, weights=[1, 0, 0])
+    with pytest.raises(CtsegDataError, match=r"weights \(\(2,\)\) must have one value per pixel \(3\)"):
+        m.roc_auc(scores, truth, weights=[1, 1])
+    with pytest.raises(CtsegDataError, match=r"weights must be finite and >= 0 \(they count pixels\)"):
+        m.roc_auc(scores, truth, weights=[1, -1, 1])
+
+
+def test_reliability_bins_and_expected_calibration_error_exact():
+    # bin [0, 0.5): 0.1, 0.2, 0.3 (one foreground); bin [0.5, 1]: 0.8, 1.0 (both foreground)
+    bins = m.reliability_bins([0.1, 0.2, 0.3, 0.8, 1.0], [0, 1, 0, 1, 1], n_bins=2)
+    np.testing.assert_allclose(bins.edges, [0, 0.5, 1])
+    np.testing.assert_allclose(bins.counts, [3, 2])
+    np.testing.assert_allclose(bins.mean_predicted, [0.2, 0.9])
+    np.testing.assert_allclose(bins.observed, [1 / 3, 1.0])
+    expected = (3 * abs(1 / 3 - 0.2) + 2 * abs(1 - 0.9)) / 5
+    assert bins.expected_calibration_error == pytest.approx(expected)
+    assert m.expected_calibration_error([0.1, 0.2, 0.3, 0.8, 1.0], [0, 1, 0, 1, 1], n_bins=2) == pytest.approx(expected)
+    # weights count pixels; an empty bin is NaN and weighs nothing; no pixel at all: NaN
+    weighted = m.reliability_bins([0.25, 0.25], [1, 0], n_bins=4, weights=[3, 1])
+    assert weighted.observed[1] == pytest.approx(0.75) and np.isnan(weighted.observed[0])
+    assert weighted.expected_calibration_error == pytest.approx(0.5)
+    assert math.isnan(m.expected_calibration_error([], []))
+    assert m.expected_calibration_error(np.ones(4), np.ones(4)) == 0.0
+
+
+def test_calibration_refuses_values_outside_0_1_and_bad_bins():
+    with pytest.raises(CtsegDataError, match=r"probabilities must lie in 0..1 for calibration; got 0..1.5"):
+        m.reliability_bins([0.0, 1.5], [0, 1])
+    for wrong in (0, 2.5, True):
+        with pytest.raises(CtsegDataError, match="n_bins must be a whole number >= 1"):
+            m.reliability_bins([0.5], [1], n_bins=wrong)
+
+
 def test_snr_as_ctsegnet_defines_it():
     image = np.array([[0.0, 2.0, 10.0, 14.0]])
     mask = np.array([[0, 0, 1, 1]])

@@ -11,7 +11,13 @@ import pytest
 from ctseg_helpers.io.dicom_write import write_dicom_series
 from tests.segment.tiny_model import make_tiny_model_file
 
-SECTIONS = ["## Imports", "## Settings", "## Generate Segmentation Predictions", "## Calculate Cross-Sectional Area"]
+SECTIONS = [
+    "## Imports",
+    "## Settings",
+    "## Generate Segmentation Predictions",
+    "## Calculate Cross-Sectional Area",
+    "## Check these slices",
+]
 PARAMETERS = {"labels_list", "model_filename", "input_shape", "fov", "matrix_size", "dicom_dir", "output_dir"}
 
 

@@ -56,6 +56,7 @@ def test_committed_notebook_has_no_outputs_and_one_parameters_cell(repo_root):
         "## Data Pre-Visualization",
         "## Model Training",
         "## Training Performance Evaluation",
+        "## Fine-tuning with corrected slices",
     ]
 
 

@@ -367,6 +367,17 @@ def test_averaged_predict_fn_returns_the_exact_mean_of_its_members():
     assert first[0, 0, 0, 0] == 0.125  # a member's output is not summed into in place
 
 
+def test_averaged_predict_fn_gives_its_members_probabilities_for_the_views():
+    batch = np.zeros((1, 2, 2, 1), np.float32)
+    first, second = np.full((1, 2, 2, 2), 0.25), np.full((1, 2, 2, 2), 0.75)
+    average = averaged_predict_fn([lambda x: first, lambda x: second])
+    assert len(average.members) == 2
+    members = average.member_probabilities(batch)
+    assert [p.dtype for p in members] == [np.float32, np.float32]
+    np.testing.assert_array_equal(members[1], second)
+    np.testing.assert_array_equal(average(batch), 0.5)
+
+
 def test_averaged_predict_fn_of_one_member_is_that_member():
     def member(x):
         return x

@@ -318,3 +318,98 @@ def test_tta_views_follow_the_training_augmentation():
     assert tta_views_for({"enabled": False, "p_affine": 0.3, "max_rotation_deg": 180.0}) == "flips"
     with pytest.raises(CtsegSettingsError, match=r"tta_views must be one of \['flips', 'rotations', 'all'\], got 'x'"):
         Segmenter(identity, input_shape=16, num_classes=2, tta_views="x")
+
+
+# ------------------------------------------------------------------ labels and probabilities from one pass
+
+
+@pytest.mark.parametrize("mode", ["tile", "resize"])
+def test_predict_gives_segment_and_predict_proba_from_one_pass(mode):
+    from ctseg_helpers.segment.postprocess import PostProcessing
+
+    images = np.stack([ramp(50, 37), ramp(50, 37) ** 2, 1 - ramp(50, 37)])
+    calls = Recorder()
+    seg = Segmenter(
+        calls, input_shape=32, num_classes=2, mode=mode, postprocessing=PostProcessing(largest_foreground=True)
+    )
+    prediction = seg.predict(images, pixel_spacing_mm=(1.0, 1.0))
+    n_calls = len(calls.shapes)
+    np.testing.assert_array_equal(prediction.labels, seg.segment(images))
+    np.testing.assert_allclose(prediction.proba, seg.predict_proba(images), atol=1e-6)
+    assert len(calls.shapes) == 3 * n_calls  # predict, segment and predict_proba: one pass each
+    assert prediction.labels.dtype == np.uint8 and prediction.proba.dtype == np.float32
+    assert prediction.dissent is None and prediction.disagreement is None and prediction.n_views == 1
+    # post-processing changes the labels only: without it they are the arg-max of the probabilities
+    raw = seg.predict(images, postprocess=False)
+    np.testing.assert_array_equal(raw.labels, np.argmax(prediction.proba, axis=-1))
+    assert seg.predict(images[0]).labels.shape == (1, 50, 37)  # one slice: a stack of one
+
+
+def test_predict_groups_keep_only_a_few_slices_at_a_time(monkeypatch):
+    from ctseg_helpers.segment import segmenter as module
+
+    monkeypatch.setattr(module, "_ACCUMULATOR_BYTES", 40 * 40 * 2 * 4 * 2)  # two slices per group
+    images = np.stack([ramp(40, 40) * (k + 1) / 5 for k in range(5)])
+    seg = Segmenter(identity, input_shape=40, num_classes=2)
+    groups = list(seg.predict_groups(images))
+    assert [g.start for g in groups] == [0, 2, 4] and [len(g.labels) for g in groups] == [2, 2, 1]
+    whole = seg.predict(images)
+    np.testing.assert_array_equal(np.concatenate([g.labels for g in groups]), whole.labels)
+    np.testing.assert_array_equal(np.concatenate([g.proba for g in groups]), whole.proba)
+
+
+def left_half(batch):
+    """ROI (0.9) on the left half of every patch, background (0.9) on the right: views disagree."""
+    size = batch.shape[2]
+    roi = np.where(np.arange(size) < size // 2, 0.9, 0.1).astype(np.float32)
+    roi = np.broadcast_to(roi, batch.shape[:3])
+    return np.stack([1 - roi, roi], axis=-1)
+
+
+def test_views_count_the_tta_views_that_disagree_with_the_consensus():
+    seg = Segmenter(left_half, input_shape=16, num_classes=2, tta=True, tta_views="flips")
+    assert seg.n_views == 4
+    image = ramp(16, 16)
+    prediction = seg.predict(image, views=True)
+    # original and up-down mirror say ROI on the left, the left-right mirrors on the right: a 50/50
+    # mean everywhere, whose arg-max (background) two of the four views contradict on every pixel
+    np.testing.assert_allclose(prediction.proba, 0.5, atol=1e-6)
+    np.testing.assert_array_equal(prediction.dissent, 2)
+    np.testing.assert_allclose(prediction.disagreement, 0.5)
+    np.testing.assert_allclose(prediction.proba, seg.predict_proba(image)[None], atol=1e-6)
+    assert seg.predict(image).dissent is None  # only when asked
+    single = Segmenter(left_half, input_shape=16, num_classes=2)
+    assert single.n_views == 1 and single.predict(image, views=True).dissent is None  # one view: nothing to compare
+
+
+@pytest.mark.parametrize("mode", ["tile", "resize"])
+def test_views_of_an_ensemble_are_its_members_times_the_tta_views(mode):
+    from ctseg_helpers.segment.ensemble import averaged_predict_fn
+
+    def right_half(batch):
+        return left_half(batch)[:, :, ::-1]
+
+    seg = Segmenter(averaged_predict_fn([left_half, right_half]), input_shape=16, num_classes=2, mode=mode)
+    assert seg.n_views == 2
+    images = np.stack([ramp(16, 16), ramp(16, 16)])
+    prediction = seg.predict(images, views=True, pixel_spacing_mm=(1.0, 1.0))
+    np.testing.assert_array_equal(prediction.dissent, 1)  # one member of two contradicts the 50/50 consensus
+    with_tta = Segmenter(averaged_predict_fn([left_half, left_half]), input_shape=16, num_classes=2, tta=True)
+    assert with_tta.n_views == 8
+    np.testing.assert_array_equal(with_tta.predict(images, views=True).dissent, 4)
+
+
+def test_views_with_resampling_to_the_target_spacing():
+    seg = Segmenter(left_half, input_shape=16, num_classes=2, tta=True, target_spacing_mm=(1.0, 1.0))
+    prediction = seg.predict(ramp(20, 20), pixel_spacing_mm=(0.8, 0.8), views=True)
+    assert prediction.dissent.shape == (1, 20, 20) and prediction.proba.shape == (1, 20, 20, 2)
+    expected = seg.predict_proba(ramp(20, 20), pixel_spacing_mm=(0.8, 0.8))[None]
+    np.testing.assert_allclose(prediction.proba, expected, atol=1e-6)
+
+
+def test_views_check_each_members_output_shape():
+    from ctseg_helpers.segment.ensemble import averaged_predict_fn
+
+    seg = Segmenter(averaged_predict_fn([left_half, left_half]), input_shape=16, num_classes=3)
+    with pytest.raises(CtsegSettingsError, match=r"the prediction function returned shape \(1, 16, 16, 2\)"):
+        seg.predict(ramp(16, 16), views=True)

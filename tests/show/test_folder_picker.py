@@ -89,3 +89,11 @@ def test_pick_folder_with_a_path_shows_no_widget(tree, capsys):
     picker.choose(tree / "data" / "Patient_a")
     assert picker.path == (tree / "data" / "Patient_a").resolve()
     assert capsys.readouterr().out == ""
+
+
+def test_the_text_box_and_the_list_fit_the_output_area(tree):
+    # width "auto" in a box that stretches its children: width "100%" plus the widgets' margin ran past
+    # the output area's right edge in JupyterLab (tests/browser checks it in a browser)
+    picker = FolderPicker(tree)
+    assert picker._path.layout.width == "auto" and picker._list.layout.width == "auto"
+    assert picker.widget.layout.align_items == "stretch" and picker.widget.layout.max_width == "100%"

@@ -170,6 +170,26 @@ def test_sample_indices_and_grid():
         plots.sample_stack_grid(images, labels[:2])
 
 
+def test_grid_panels_name_the_slice_number_and_the_file():
+    images = np.zeros((5, 8, 8))
+    # DICOM stems are often digits: the title says which is the slice number and which the file
+    fig = plots.sample_stack_grid(images, n_samples=3, file_names=["0007", "0008", "0009", "0010", "0011"])
+    titles = [ax.get_title() for ax in fig.axes if ax.images]
+    assert titles == ["slice 1 / 5\nfile: 0007", "slice 3 / 5\nfile: 0009", "slice 5 / 5\nfile: 0011"]
+    # numbered from 1, as the slice browser counts
+    assert [ax.get_title() for ax in plots.sample_stack_grid(images, n_samples=2).axes if ax.images] == [
+        "slice 1 / 5",
+        "slice 5 / 5",
+    ]
+    # titles, when given, are the whole title (the slices to check of a segmentation run)
+    fig = plots.sample_stack_grid(images, n_samples=1, titles=list("abcde"), file_names=list("vwxyz"))
+    assert [ax.get_title() for ax in fig.axes if ax.images] == ["a"]
+    with pytest.raises(CtsegDataError, match=r"file_names must give one entry per slice \(5\), got 2"):
+        plots.sample_stack_grid(images, file_names=["a", "b"])
+    with pytest.raises(CtsegDataError, match=r"titles must give one entry per slice \(5\), got 4"):
+        plots.sample_stack_grid(images, titles=list("abcd"))
+
+
 def test_area_vs_slice_marks_jumps():
     area = np.array([100.0, 104.0, 10.0, 98.0, 101.0])
     rows = []

@@ -1,11 +1,12 @@
 """ctseg areas' workflow: label maps on disk paired with their DICOM files by name, then measured."""
 
 import logging
+import math
 
 import numpy as np
 import pytest
 
-from ctseg_helpers.errors import CtsegDataError
+from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
 from ctseg_helpers.measure.area import slice_rows
 from ctseg_helpers.workflows.areas import areas_from_folders, find_label_files
 from tests.measure.test_area import square, three_slices
@@ -138,3 +139,107 @@ def test_areas_on_real_sunnybrook_labels_match_pixel_counts(sunnybrook):
     assert table["LV blood pool"].iloc[0] == pytest.approx((label == 1).sum() * spacing[0] * spacing[1])
     # a left-ventricle blood pool cross-section is some cm², not mm² or m²
     assert 100 < table.loc["mean", "LV blood pool"] < 5000
+
+
+# ------------------------------------------------------------------ pixel values and shape columns
+
+
+def test_areas_from_folders_adds_pixel_values_fat_fraction_and_shape_for_ct(labelled_series):
+    from ctseg_helpers.io.dicom_write import write_dicom_series
+
+    images = np.full((3, 40, 40), 40.0)
+    images[:, :9, :] = -100.0  # label 1 of IM_1 spans rows 5..14: 40 of its 100 pixels are fat
+    write_dicom_series(
+        labelled_series / "dicoms",
+        images,
+        pixel_spacing_mm=(0.5, 0.5),
+        slice_thickness_mm=8.0,
+        names=["IM_1", "IM_2", "IM_3"],
+        overwrite=True,
+    )
+    table, volumes = areas_from_folders(labelled_series / "labels", labelled_series / "dicoms", ["LV", "myocardium"])
+    assert list(table.columns[:4]) == ["file", "slice_position_mm", "LV", "myocardium"]  # as before
+    first = table.loc["slice number 1"]
+    assert first["LV_mean_hu"] == pytest.approx(0.4 * -100 + 0.6 * 40)
+    assert first["LV_median_hu"] == 40.0 and first["LV_fat_fraction"] == 0.4
+    assert first["LV_perimeter_mm"] == pytest.approx(18 + math.sqrt(2))
+    assert first["LV_max_diameter_mm"] == pytest.approx(5 * math.sqrt(2))
+    assert list(volumes.index) == ["LV", "myocardium"]  # volumes of the ROIs only
+    table, _ = areas_from_folders(
+        labelled_series / "labels", labelled_series / "dicoms", ["LV", "myocardium"], fat_window_hu=(0, 100)
+    )
+    assert table.loc["slice number 1", "LV_fat_fraction"] == pytest.approx(0.6)
+
+
+def test_areas_from_folders_without_measures_has_the_area_columns_only(labelled_series):
+    table, _ = areas_from_folders(
+        labelled_series / "labels", labelled_series / "dicoms", ["LV", "myocardium"], measures=False
+    )
+    assert list(table.columns) == ["file", "slice_position_mm", "LV", "myocardium"]
+
+
+def test_areas_from_folders_fat_window_errors(labelled_series, tmp_path):
+    labels, dicoms = labelled_series / "labels", labelled_series / "dicoms"
+    with pytest.raises(CtsegSettingsError, match=r"fat_window_hu must be two finite numbers in HU with low < high"):
+        areas_from_folders(labels, dicoms, ["LV", "myo"], fat_window_hu=(-30, -190))
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"a fat window \(fat_window_hu, --fat-window\) needs the intensity columns: leave out "
+        r"measures=False \(--areas-only\)",
+    ):
+        areas_from_folders(labels, dicoms, ["LV", "myo"], measures=False, fat_window_hu=(-190, -30))
+    mr = cine_series(tmp_path / "cine")
+    with pytest.raises(
+        CtsegSettingsError,
+        match=r"dicoms: a fat window \(fat_window_hu, --fat-window\) is in Hounsfield units, but the labelled "
+        "series are MR, not all CT: leave the fat window out",
+    ):
+        areas_from_folders(mr / "labels", mr / "dicoms", ["LV"], fat_window_hu=(-190, -30))
+
+
+def cine_series(root):
+    """An MR cine series: 2 positions 8 mm apart x 2 phases (P1_*, P2_*), label 1 of 100 | 36 pixels."""
+    from PIL import Image
+
+    from ctseg_helpers.io.dicom_write import write_dicom_series
+
+    for phase in (1, 2):
+        write_dicom_series(
+            root / "dicoms",
+            np.full((2, 40, 40), 300.0),
+            pixel_spacing_mm=(0.5, 0.5),
+            slice_thickness_mm=8.0,
+            modality="MR",
+            names=[f"P{phase}_1", f"P{phase}_2"],
+            series_uid="1.2.826.0.1.3680043.8.498.1",
+            rescale_intercept=0.0,
+        )
+    (root / "labels").mkdir()
+    for phase, size in ((1, 10), (2, 6)):
+        for k in (1, 2):
+            Image.fromarray(square(size)).save(root / "labels" / f"P{phase}_{k}.png")
+    return root
+
+
+def test_areas_of_a_cine_series_summarise_each_position_over_its_phases(tmp_path):
+    root = cine_series(tmp_path)
+    table, volumes = areas_from_folders(root / "labels", root / "dicoms", ["LV"])
+    assert volumes is None
+    assert list(table.index[4:]) == ["mean @ 0 mm", "std @ 0 mm", "mean @ 8 mm", "std @ 8 mm"]
+    assert table.loc["mean @ 8 mm", "LV"] == pytest.approx((25 + 9) / 2)
+    assert table.loc["std @ 8 mm", "LV"] == pytest.approx(np.std([25, 9], ddof=1))
+    assert table.loc["mean @ 0 mm", "LV_mean_signal"] == 300.0
+    assert "LV_fat_fraction" not in table.columns
+
+
+def test_areas_of_ct_and_mr_series_together_name_the_unit_signal_with_a_warning(labelled_series, caplog):
+    root = cine_series(labelled_series / "mr")
+    for path in (root / "dicoms").iterdir():
+        (labelled_series / "dicoms" / path.name).write_bytes(path.read_bytes())
+    for path in (root / "labels").iterdir():
+        (labelled_series / "labels" / path.name).write_bytes(path.read_bytes())
+    with caplog.at_level(logging.WARNING):
+        table, _ = areas_from_folders(labelled_series / "labels", labelled_series / "dicoms", ["LV", "myo"])
+    assert "the labelled series are of different modalities (CT, MR)" in caplog.text
+    assert "LV_mean_signal" in table.columns and "LV_fat_fraction" not in table.columns
+    assert slice_rows(table)["series"].nunique() == 2

@@ -259,7 +259,8 @@ def test_write_evaluation_files_and_no_silent_overwrite(scan, tmp_path):
     result = ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, label_names="body,bone")
     out = tmp_path / "out"
     written = ev.write_evaluation(result, out)
-    assert sorted(p.name for p in written) == sorted(ev.OUTPUT_FILES.values())
+    without_probabilities = set(ev.OUTPUT_FILES.values()) - {"roc_auc.csv", "calibration.csv"}
+    assert sorted(p.name for p in written) == sorted(without_probabilities)
     table = pd.read_csv(out / "metrics.csv")
     assert len(table) == 8 and set(table["roi"]) == {"body", "bone"}
     assert (out / "bland_altman.png").stat().st_size > 1000
@@ -269,6 +270,89 @@ def test_write_evaluation_files_and_no_silent_overwrite(scan, tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(CtsegDataError, match="is a file, not a folder"):
         ev.write_evaluation(result, tmp_path / "afile")
+
+
+# ------------------------------------------------------------------ probability maps
+
+
+def write_probability_file(path, names=NAMES, classes=("background", "body", "bone"), shape=(24, 24), flip=()):
+    """probabilities.h5 for make_scan's slices: the manual labels at 0.9; on the slices in ``flip`` each
+    class gets the probabilities of the class before it (ROI 1 those of the background)."""
+    from ctseg_helpers.io.probabilities import ProbabilityMaps, write_probabilities
+
+    truth = np.zeros((len(names), *shape), np.uint8)
+    truth[:, 4:10, 4:10] = 1
+    truth[1:3, 14:18, 14:18] = 2
+    proba = np.full((*truth.shape, len(classes)), 0.1 / (len(classes) - 1), np.float32)
+    for value in range(len(classes)):
+        proba[truth == value, value] = 0.9
+    for k in flip:
+        proba[k] = np.roll(proba[k], 1, axis=-1)
+    maps = ProbabilityMaps(
+        name="series_1",
+        proba=proba,
+        class_names=classes,
+        files=[f"{n}.dcm" for n in names],
+        stems=list(names),
+        pixel_spacing_mm=np.tile(SPACING, (len(names), 1)),
+        positions_mm=np.arange(len(names)) * THICKNESS,
+    )
+    return write_probabilities(path, [maps])
+
+
+def test_probabilities_give_roc_auc_and_calibration_tables(scan, tmp_path):
+    dicom_dir, pred_dir, truth_dir = scan
+    h5 = write_probability_file(tmp_path / "probabilities.h5")
+    result = ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, label_names="body,bone", probabilities=h5)
+    pooled = result.roc_auc[result.roc_auc["series_uid"] == "all"].set_index("roi")
+    assert pooled.loc["body", "roc_auc"] == 1.0 and pooled.loc["bone", "roc_auc"] == 1.0
+    assert pooled.loc["body", "n_slices"] == 4 and pooled.loc["body", "n_pixels"] == 4 * 24 * 24
+    assert pooled.loc["body", "n_foreground"] == 4 * 36 and pooled.loc["bone", "n_foreground"] == 2 * 16
+    assert len(result.roc_auc) == 4  # one series and the pooled rows
+    # 0.9 on the ROI's pixels (all of them the ROI) and 0.05 elsewhere (none): off by 0.1 and 0.05
+    body = 4 * 36
+    assert pooled.loc["body", "ece"] == pytest.approx((body * 0.1 + (4 * 576 - body) * 0.05) / (4 * 576), abs=2e-3)
+    out = tmp_path / "out"
+    written = {p.name for p in ev.write_evaluation(result, out)}
+    assert {"roc_auc.csv", "calibration.csv"} <= written
+    assert len(pd.read_csv(out / "calibration.csv")) == 2 * 10
+    # evaluated again without probabilities, with overwrite: the earlier tables go
+    plain = ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, label_names="body,bone")
+    assert plain.roc_auc is None and plain.calibration is None
+    ev.write_evaluation(plain, out, overwrite=True)
+    assert not (out / "roc_auc.csv").exists() and not (out / "calibration.csv").exists()
+
+
+def test_probabilities_are_paired_by_stem_and_reversed_maps_lower_the_auc(scan, tmp_path):
+    dicom_dir, pred_dir, truth_dir = scan
+    h5 = write_probability_file(tmp_path / "p.h5", names=NAMES[:2], flip=(1,))  # slices 3 and 4 have none
+    case = ev.load_case(dicom_dir, pred_dir, truth_dir, "body,bone", probabilities=h5)
+    assert case.has_probabilities.tolist() == [True, True, False, False]
+    assert case.probabilities.dtype == np.uint8 and case.probabilities.shape == (4, 24, 24, 3)
+    result = ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, label_names="body,bone", probabilities=h5)
+    body = result.roc_auc.set_index(["series_uid", "roi"]).loc[("all", "body")]
+    assert body["n_slices"] == 2 and 0.0 < body["roc_auc"] < 1.0
+
+
+def test_probability_files_that_do_not_belong_are_refused(scan, tmp_path):
+    dicom_dir, pred_dir, truth_dir = scan
+    others = write_probability_file(tmp_path / "others.h5", names=["x_1", "x_2"])
+    with pytest.raises(
+        CtsegDataError, match=r"others.h5: none of its 2 probability maps belongs to a slice of .*e.g. x_1"
+    ):
+        ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, label_names="body,bone", probabilities=others)
+    two_classes = write_probability_file(tmp_path / "two.h5", classes=("background", "body"))
+    with pytest.raises(
+        CtsegDataError, match=r"two.h5: series_1 holds 2 classes \['background', 'body'\] but the label"
+    ):
+        ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, label_names="body,bone", probabilities=two_classes)
+    small = write_probability_file(tmp_path / "small.h5", shape=(12, 24))
+    with pytest.raises(
+        CtsegDataError, match=r"small.h5: the probabilities of case_01 are 12x24 but its DICOM slice is 24x24"
+    ):
+        ev.evaluate_folders(pred_dir, truth_dir, dicom_dir, label_names="body,bone", probabilities=small)
+    with pytest.raises(CtsegDataError, match=r"missing.h5: probability file not found"):
+        ev.load_case(dicom_dir, pred_dir, truth_dir, probabilities=tmp_path / "missing.h5")
 
 
 # ------------------------------------------------------------------ areas along the stack
@@ -392,3 +476,35 @@ def test_sunnybrook_cine_scan_is_not_a_volume(sunnybrook):
     assert "not a volume: the series is a cine series" in case.summary()
     groups = case.position_groups()
     assert groups.max() == 11 and np.bincount(groups).tolist() == [20] * 12
+
+
+def test_slices_to_check_in_a_run_folder_on_disk(tmp_path):
+    table = pd.DataFrame(
+        {
+            "file": ["IM_1.dcm", "IM_2.dcm", "IM_3.dcm", ""],
+            "slice_position_mm": [0.0, 5.0, 10.0, np.nan],
+            "LV": [100.0, 20.0, 100.0, 73.3],
+            "uncertainty_entropy": [0.1, 0.2, 0.05, np.nan],
+        },
+        index=pd.Index(["slice number 1", "slice number 2", "slice number 3", "mean"], name="slice (areas in mm2)"),
+    )
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    table.to_csv(run_dir / "areas.csv")
+    check = ev.slices_to_check_in_run(run_dir, "LV", n=2)
+    assert check["file"].tolist() == ["IM_2.dcm", "IM_3.dcm"]
+    assert check["reasons"].iloc[0] == "entropy 0.20; LV area jumps 100 -> 20 mm²"
+    assert ev.slices_to_check_in_run(run_dir / "areas.csv", ["LV"], n=1)["file"].tolist() == ["IM_2.dcm"]
+    with pytest.raises(CtsegDataError, match=r"areas.csv: ROI\(s\) \['RV'\] are not columns of the area table"):
+        ev.slices_to_check_in_run(run_dir, "RV")
+    with pytest.raises(CtsegDataError, match=r"nowhere/areas.csv: no area table there; give the areas.csv of a"):
+        ev.slices_to_check_in_run(tmp_path / "nowhere" / "areas.csv", "LV")
+
+
+def test_slices_to_check_of_label_maps_no_run_wrote_is_empty_when_missing_is_ok(tmp_path):
+    from ctseg_helpers.workflows.evaluate import slices_to_check_in_run
+
+    empty = slices_to_check_in_run(tmp_path, ["LV"], missing_ok=True)
+    assert empty.empty and list(empty.columns) == ["file", "slice_index", "score", "jumps", "reasons"]
+    with pytest.raises(CtsegDataError, match="areas.csv: no area table there"):
+        slices_to_check_in_run(tmp_path, ["LV"])

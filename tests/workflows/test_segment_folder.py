@@ -24,6 +24,14 @@ from ctseg_helpers.workflows.segment_folder import (
 )
 from tests.segment.tiny_model import make_tiny_model_file
 
+#: The columns ``area_table`` adds per ROI of a CT series (measure/intensity.py).
+CT_MEASURES = ("mean_hu", "sd_hu", "median_hu", "fat_fraction", "perimeter_mm", "max_diameter_mm")
+
+
+def measure_columns(rois=("soft", "bright")) -> list[str]:
+    return [f"{roi}_{measure}" for roi in rois for measure in CT_MEASURES]
+
+
 NAMES = ["soft", "bright"]
 
 
@@ -80,7 +88,17 @@ def test_run_segmentation_writes_labels_previews_animation_and_exact_areas(model
     # areas: pixel counts x 0.5 x 0.8 mm²
     areas = pd.read_csv(run.areas_csv, index_col=0)
     assert list(areas.index) == ["slice number 1", "slice number 2", "slice number 3", "mean", "std"]
-    assert list(areas.columns) == ["file", "slice_position_mm", "soft", "bright"]
+    assert list(areas.columns) == [
+        "file",
+        "slice_position_mm",
+        "soft",
+        "bright",
+        *measure_columns(),
+        "uncertainty_entropy",
+    ]
+    # the tiny model is sure in the blocks' middles, less so at their edges; mean and std rows stay empty
+    entropy = areas["uncertainty_entropy"]
+    assert ((entropy.iloc[:3] > 0) & (entropy.iloc[:3] < 1)).all() and entropy.iloc[3:].isna().all()
     np.testing.assert_allclose(areas["soft"].iloc[:3], 200 * 0.4)
     np.testing.assert_allclose(areas["bright"].iloc[:3], [16.0, 32.0, 48.0])
     np.testing.assert_allclose(areas["slice_position_mm"].iloc[:3], [0.0, 5.0, 10.0])
@@ -288,7 +306,7 @@ def test_overwrite_never_makes_the_dicom_folder_the_run_folder(model_file, dicom
 
 def test_labels_list_defaults_to_the_names_stored_with_the_model(model_file, dicom_dir, tmp_path):
     run = run_segmentation(model_file, dicom_dir, tmp_path, previews=False, animation=False, progress=False)
-    assert run.label_names == tuple(NAMES) and list(run.areas.columns[2:]) == NAMES
+    assert run.label_names == tuple(NAMES) and list(run.areas.columns[2:4]) == NAMES
 
 
 def test_other_names_than_the_models_are_used_with_a_warning(model_file, dicom_dir, tmp_path, caplog):
@@ -296,7 +314,7 @@ def test_other_names_than_the_models_are_used_with_a_warning(model_file, dicom_d
         run = run_segmentation(
             model_file, dicom_dir, tmp_path, labels_list=["a", "b"], previews=False, animation=False, progress=False
         )
-    assert list(run.areas.columns[2:]) == ["a", "b"]
+    assert list(run.areas.columns[2:4]) == ["a", "b"]
     assert "differs from the names the model was trained with" in caplog.text
 
 
@@ -436,6 +454,32 @@ def test_make_run_dir_never_reuses_a_folder(tmp_path):
         make_run_dir(tmp_path, "taken", overwrite=True)
 
 
+def test_a_fat_window_counts_the_rois_pixels_within_it_and_is_recorded(model_file, dicom_dir, tmp_path):
+    """The soft block is 0 HU: all of it inside a -10..10 HU window, none of the 400 HU bright blocks."""
+    run = run_segmentation(
+        model_file, dicom_dir, tmp_path, previews=False, animation=False, progress=False, fat_window_hu=(-10, 10)
+    )
+    rows = run.areas.iloc[:3]
+    np.testing.assert_allclose(rows["soft_fat_fraction"], 1.0)
+    np.testing.assert_allclose(rows["bright_fat_fraction"], 0.0)
+    np.testing.assert_allclose(rows["bright_mean_hu"], 400.0)
+    assert json.loads(run.run_json.read_text())["fat_window_hu"] == [-10.0, 10.0]
+    plain = run_segmentation(
+        model_file, dicom_dir, tmp_path, previews=False, animation=False, progress=False, measures=False
+    )
+    assert list(plain.areas.columns) == ["file", "slice_position_mm", "soft", "bright", "uncertainty_entropy"]
+
+
+def test_a_fat_window_needs_the_measures_and_a_ct_series(model_file, dicom_dir, tmp_path):
+    with pytest.raises(CtsegSettingsError, match=r"a fat window \(fat_window_hu, --fat-window\) needs the intensity"):
+        run_segmentation(model_file, dicom_dir, tmp_path, measures=False, fat_window_hu=(-190, -30))
+    mr = tmp_path / "mr"
+    write_dicom_series(mr, phantom(), pixel_spacing_mm=(0.5, 0.8), slice_thickness_mm=5.0, modality="MR")
+    with pytest.raises(CtsegSettingsError, match=r"mr: a fat window .* is in Hounsfield units, but the series are not"):
+        run_segmentation(model_file, mr, tmp_path / "out", fat_window_hu=(-190, -30), progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_label_png_is_lossless_and_checked(tmp_path):
     labels = np.arange(12, dtype=np.int64).reshape(3, 4)
     with Image.open(write_label_png(tmp_path / "l.png", labels)) as im:
@@ -473,7 +517,18 @@ def test_real_sunnybrook_cine_series_is_segmented_with_outputs_named_like_its_fi
     )
     dicom_names = sorted(p.name for p in scan.iterdir() if p.suffix == ".dcm")
     assert sorted(p.name for p in run.label_paths) == sorted(n.replace(".dcm", ".png") for n in dicom_names)
-    assert len(run.areas) == 240 + 2 and run.volumes is None and run.volumes_csv is None
+    from ctseg_helpers.measure.area import slice_rows
+
+    assert len(slice_rows(run.areas)) == 240 and run.volumes is None and run.volumes_csv is None
+    # MR: the pixel values are signal, not HU, and no fat fraction; mean and std per slice position
+    from ctseg_helpers.measure.area import summary_rows
+
+    assert "LV_mean_signal" in run.areas.columns and "LV_fat_fraction" not in run.areas.columns
+    assert len(summary_rows(run.areas, "mean")) == 12
+    # slices are scored (NaN where no ROI is predicted), the summary rows left empty
+    scores = slice_rows(run.areas)["uncertainty_entropy"]
+    assert scores.notna().any() and scores.dropna().between(0, 1).all()
+    assert run.areas.drop(slice_rows(run.areas).index)["uncertainty_entropy"].isna().all()
     assert run.volume_note == "the series is a cine series (12 slice positions x 20 phases), not one 3D stack"
     assert "No ROI volumes: the series is a cine series" in run.volume_report().data
     spacing = run.pixel_spacing_mm[0]
@@ -564,6 +619,8 @@ def test_every_series_of_a_folder_is_segmented_as_its_own_stack(model_file, two_
         "slice_position_mm",
         "soft",
         "bright",
+        *measure_columns(),
+        "uncertainty_entropy",
     ]
     rows = areas.iloc[:5]
     assert list(rows["series"]) == [1, 1, 1, 2, 2]
@@ -612,7 +669,14 @@ def test_series_uid_picks_one_series_with_the_outputs_of_a_folder_of_one(model_f
         model_file, two_series_dir, tmp_path, series_uid="1.2.826.0.1.2", previews=False, progress=False
     )
     assert [p.name for p in run.label_paths] == ["B_0001.png", "B_0002.png"]
-    assert list(run.areas.columns) == ["file", "slice_position_mm", "soft", "bright"]
+    assert list(run.areas.columns) == [
+        "file",
+        "slice_position_mm",
+        "soft",
+        "bright",
+        *measure_columns(),
+        "uncertainty_entropy",
+    ]
     assert run.animation_gif.name == "animation.gif" and run.labels.shape == (2, 30, 44)
     record = json.loads(run.run_json.read_text())
     assert record["series_uid"] == "1.2.826.0.1.2" and record["series_description"] == "second"
@@ -724,7 +788,7 @@ def test_labels_list_with_background_first_as_in_the_manual(model_file, dicom_di
             animation=False,
             progress=False,
         )
-    assert run.label_names == tuple(NAMES) and list(run.areas.columns[2:]) == NAMES
+    assert run.label_names == tuple(NAMES) and list(run.areas.columns[2:4]) == NAMES
     np.testing.assert_allclose(run.areas["bright"].iloc[:3], [16.0, 32.0, 48.0])  # label 2 is 'bright'
     assert "labels_list starts with 'Background', the name of label 0: dropped, so label 1 is 'soft'" in caplog.text
 
@@ -966,3 +1030,100 @@ def test_each_series_gets_its_own_nifti_and_dicom_seg_and_overwrite_removes_them
         model_file, two_series_dir, out, run_name="r", overwrite=True, previews=False, animation=False, progress=False
     )
     assert not list(again.run_dir.glob("segmentation*"))  # recorded by the first run, so replaced
+
+
+# ------------------------------------------------------------------ probabilities, uncertainty, slices to check
+
+
+def test_probabilities_come_from_the_same_pass_as_the_labels_and_are_written_like_every_output(
+    model_file, two_series_dir, tmp_path
+):
+    from ctseg_helpers.io.probabilities import QUANTISATION_STEP, read_probabilities
+    from ctseg_helpers.segment import Segmenter
+
+    out = tmp_path / "predictions"
+    run = run_segmentation(
+        model_file,
+        two_series_dir,
+        out,
+        run_name="r",
+        overwrite=True,
+        probabilities=True,
+        previews=False,
+        animation=False,
+        progress=False,
+    )
+    assert run.probabilities_path == run.run_dir / "probabilities.h5" and written_by_ctseg(run.probabilities_path)
+    assert "probabilities: " in run.summary() and "p = value / 255" in run.summary()
+    record = json.loads(run.run_json.read_text())
+    assert record["outputs"]["probabilities"] == "probabilities.h5" and "probabilities.h5" in record["files"]
+    assert sorted(record["files"]) == _files(run.run_dir)
+    maps = read_probabilities(run.probabilities_path)
+    assert [m.name for m in maps] == ["series_1", "series_2"]
+    segmenter = Segmenter.from_model_file(model_file)
+    for stored, series in zip(maps, run.series, strict=True):
+        assert stored.class_names == ("background", *NAMES)
+        assert stored.files == [f.name for f in series.files] and stored.stems == [f.stem for f in series.files]
+        np.testing.assert_array_equal(stored.pixel_spacing_mm, series.pixel_spacing_mm)
+        expected = segmenter.predict_proba(series.images, pixel_spacing_mm=series.pixel_spacing_mm)
+        assert np.abs(stored.proba - expected).max() <= QUANTISATION_STEP
+        np.testing.assert_array_equal(np.argmax(expected, axis=-1), series.labels)  # no post-processing here
+    assert maps[1].series_description == "second" and maps[1].positions_mm.shape == (2,)
+    # a run without probabilities replaces the earlier run's file (it was recorded); one with them writes it again
+    again = run_segmentation(
+        model_file, two_series_dir, out, run_name="r", overwrite=True, previews=False, animation=False, progress=False
+    )
+    assert again.probabilities_path is None and not (again.run_dir / "probabilities.h5").exists()
+    assert json.loads(again.run_json.read_text())["outputs"]["probabilities"] is None
+    third = run_segmentation(
+        model_file,
+        two_series_dir,
+        out,
+        run_name="r",
+        overwrite=True,
+        probabilities="hdf5",
+        previews=False,
+        animation=False,
+        progress=False,
+    )
+    third.probabilities_path.write_bytes(b"changed by hand")  # changed since: never replaced
+    with pytest.raises(CtsegSettingsError, match=r"probabilities.h5: .*changed"):
+        run_segmentation(
+            model_file, two_series_dir, out, run_name="r", overwrite=True, probabilities=True, progress=False
+        )
+
+
+def test_an_unknown_probability_format_is_refused_before_any_work(model_file, dicom_dir, tmp_path):
+    with pytest.raises(CtsegSettingsError, match=r"probabilities \(--probabilities\) must be True/False or one of "):
+        run_segmentation(model_file, dicom_dir, tmp_path / "out", probabilities="nifti", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_tta_adds_the_views_disagreement_and_the_run_lists_the_slices_to_check(model_file, dicom_dir, tmp_path):
+    run = run_segmentation(
+        model_file, dicom_dir, tmp_path / "out", tta=True, previews=False, animation=False, progress=False
+    )
+    assert json.loads(run.run_json.read_text())["segmenter"]["views"] == 4
+    areas = pd.read_csv(run.areas_csv, index_col=0)
+    assert list(areas.columns[-2:]) == ["uncertainty_entropy", "uncertainty_disagreement"]
+    # the tiny model's 1x1 convolutions see every view alike: the views agree
+    np.testing.assert_allclose(areas["uncertainty_disagreement"].iloc[:3], 0.0)
+    assert areas.loc[["mean", "std"], ["uncertainty_entropy", "uncertainty_disagreement"]].isna().all().all()
+    check = run.slices_to_check(n=2)
+    assert len(check) == 2 and check["score"].is_monotonic_decreasing
+    assert set(check["file"]) <= {"IM_0001.dcm", "IM_0002.dcm", "IM_0003.dcm"}
+    assert check["reasons"].str.contains("entropy").all()
+    figure = run.show_slices_to_check(n=2)
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert len(titles) == 2 and titles[0].startswith(f"1. {check['file'].iloc[0]}\nentropy")
+
+
+def test_slices_of_several_series_to_check_are_shown_padded_to_one_size(model_file, two_series_dir, tmp_path):
+    run = run_segmentation(
+        model_file, two_series_dir, tmp_path / "out", previews=False, animation=False, progress=False
+    )
+    check = run.slices_to_check(n=5, jump_weight=0.0)
+    assert len(check) == 5 and set(check["series"]) == {1, 2}
+    assert run.show_slices_to_check(n=5) is not None
+    run.areas["uncertainty_entropy"] = 0.0  # nothing stands out: no figure
+    assert run.slices_to_check(jump_weight=0.0).empty and run.show_slices_to_check(jump_weight=0.0) is None
