@@ -432,7 +432,8 @@ def load_ensemble(path: str | Path) -> tuple[list, ModelSettings, list[Path]]:
         settings = _ensemble_settings(path, members, record)
     models = []
     for member in members:
-        logger.info("loading ensemble member %s", member)
+        if len(members) > 1:  # a single model is not an ensemble to report on
+            logger.info("loading ensemble member %s", member)
         models.append(load_model(member)[0])
     return models, settings, members
 

@@ -531,7 +531,7 @@ def choose_postprocessing(
                 "accepted": bool(accepted),
             }
         )
-        logger.info(
+        logger.debug(  # the choice is printed as one line by training; each step is in the report
             "post-processing %s%s: Dice %.4f -> %.4f, %s",
             step,
             "" if label is None else f" (label {label})",

@@ -182,7 +182,9 @@ def make_animation(
     return anim
 
 
-def save_gif(anim, path: str | Path, *, overwrite: bool = False, progress: bool = True) -> Path:
+def save_gif(
+    anim, path: str | Path, *, overwrite: bool = False, progress: bool = True, final_path: str | Path | None = None
+) -> Path:
     """Save an animation as an animated GIF (every frame, full size) with the Pillow writer.
 
     The file is recorded as ctseg's own (:mod:`ctseg_helpers.io.written`), so that a later
@@ -199,6 +201,9 @@ def save_gif(anim, path: str | Path, *, overwrite: bool = False, progress: bool 
         never replaced.
     progress : bool
         Show a progress bar while the frames are rendered and the GIF is encoded.
+    final_path : path, optional
+        Where the file will be once the caller renames it there (a caller that writes under a
+        temporary name first): named on the progress bar and by :func:`to_html`.
 
     Raises
     ------
@@ -221,7 +226,7 @@ def save_gif(anim, path: str | Path, *, overwrite: bool = False, progress: bool 
     path.parent.mkdir(parents=True, exist_ok=True)
     with tqdm(
         total=None if n_frames is None else n_frames + 1,
-        desc=f"writing {path.name}",
+        desc=f"writing {Path(final_path or path).name}",
         unit="frame",
         disable=not progress,
     ) as bar:
@@ -235,7 +240,7 @@ def save_gif(anim, path: str | Path, *, overwrite: bool = False, progress: bool 
         anim.save(path, writer=_Writer(fps=1000.0 / interval_ms), progress_callback=lambda *_: bar.update())
     record_written(path)
     if isinstance(args, dict) and args:
-        args["gif_path"] = path
+        args["gif_path"] = Path(final_path or path)
     return path
 
 

@@ -198,7 +198,8 @@ class SliceBrowser:
         return w.VBox(
             [
                 w.HBox([self._slider, self._opacity]),
-                w.HBox([w.HTML("show ROI:"), *self._toggles]),
+                # wraps onto more lines when the ROIs' boxes are wider than the output area
+                w.HBox([w.HTML("show ROI:"), *self._toggles], layout=w.Layout(flex_flow="row wrap")),
                 self._caption,
                 w.HBox(panel_boxes),
             ]

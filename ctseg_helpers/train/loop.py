@@ -1625,12 +1625,23 @@ def _make_monitor_class():
 
         def on_epoch_begin(self, epoch, logs=None):
             self._epoch = epoch
-            if self.show_progress:  # a bar per epoch, as Keras' own, so a long first epoch is not silent
-                from tqdm.auto import tqdm  # noqa: PLC0415
+            if not self.show_progress:
+                return
+            # A bar over each epoch's batches, as Keras' own, so a long first epoch is not silent. In
+            # a terminal each epoch's bar goes when the epoch ends (the status lines follow it). In a
+            # notebook one bar widget serves the whole run and stays: a closed widget's output would
+            # read "Error displaying widget" when the saved notebook is opened again.
+            from tqdm.auto import tqdm  # noqa: PLC0415
+            from tqdm.notebook import tqdm as notebook_tqdm  # noqa: PLC0415
 
+            description = f"epoch {epoch + 1}/{self.config.epochs}"
+            if self._bar is None:
                 self._bar = tqdm(
-                    total=self.steps, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="batch", leave=False
+                    total=self.steps, desc=description, unit="batch", leave=issubclass(tqdm, notebook_tqdm)
                 )
+            else:
+                self._bar.reset(total=self.steps)
+                self._bar.set_description(description)
 
         def on_train_batch_end(self, batch, logs=None):
             if self._bar is not None:
@@ -1689,7 +1700,8 @@ def _make_monitor_class():
             return out
 
         def on_epoch_end(self, epoch, logs=None):
-            self._close_bar()
+            if self._bar is not None and not self._bar.leave:
+                self._close_bar()
             import pandas as pd  # noqa: PLC0415
 
             logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -1744,6 +1756,9 @@ def _make_monitor_class():
                     "was reached (resume=True continues)",
                     flush=True,
                 )
+
+        def on_train_end(self, logs=None):
+            self._close_bar()
 
         def save_interrupt_checkpoint(self, model):
             self._close_bar()

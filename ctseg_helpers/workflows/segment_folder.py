@@ -999,7 +999,7 @@ def run_segmentation(
             gif = run_dir / (SERIES_ANIMATION_GIF.format(number=out.number) if several else ANIMATION_GIF)
             title = f"{run_dir.name} {out.title}" if several else run_dir.name
             anim = make_animation(out.images, out.labels, list(names), title=title)
-            out.animation_gif = _write_recorded(gif, partial(save_gif, anim))
+            out.animation_gif = _write_recorded(gif, partial(save_gif, anim, final_path=gif))
 
     for out, series in zip(outputs, all_series, strict=True):
         where = f"{dicom_dir} {out.title}" if several else str(dicom_dir)
@@ -1099,7 +1099,7 @@ def run_segmentation(
         for p in (*o.label_paths, *o.overlay_paths, o.animation_gif, o.nifti_path, *o.dicom_seg_paths)
     ]
     written += [areas_csv, volumes_csv, probabilities_path]
-    record["files"] = sorted(str(Path(p).relative_to(run_dir).as_posix()) for p in written if p is not None)
+    record["files"] = sorted(Path(p).absolute().relative_to(run_dir.absolute()).as_posix() for p in written if p)
     record["files"].append(RUN_JSON)
     run_json = run_dir / RUN_JSON
     text = json.dumps(record, indent=2, default=_json_default)

@@ -73,11 +73,8 @@ def _write_notebooks(root: Path) -> None:
     parameters = {name: dict(values) for name, values in PARAMETERS.items()}
     parameters["train"]["label_names"] = list(PHANTOM_LABELS)
     parameters["visualize"]["labels_list"] = list(PHANTOM_LABELS)
-    # The run folders of test.ipynb go to an absolute output_dir. With the notebook's relative default
-    # ("../predictions") and the folder chosen in the chooser (an absolute path), run_segmentation
-    # failed with "ValueError: '<...>/labels/x.png' is not in the subpath of '../predictions/<run>'":
-    # set it back to "../predictions" once that is fixed.
-    parameters["test"]["output_dir"] = str(root / "predictions")
+    # test.ipynb keeps its relative default output_dir ("../predictions") beside the chooser's absolute
+    # path: the combination that once failed with "ValueError: ... is not in the subpath of ...".
     (root / "notebooks").mkdir()
     for name, values in parameters.items():
         notebook = parameterize_notebook(load_notebook_node(str(REPO / "notebooks" / f"{name}.ipynb")), values)
@@ -147,7 +144,7 @@ def chromium(browser_tools):
 @pytest.fixture()
 def page(chromium, lab, request):
     """A fresh browser page; on failure its screenshot is kept in the artefacts folder."""
-    context = chromium.new_context(viewport={"width": 1600, "height": 1000})
+    context = chromium.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(60_000)
     yield page

@@ -454,6 +454,21 @@ def test_make_run_dir_never_reuses_a_folder(tmp_path):
         make_run_dir(tmp_path, "taken", overwrite=True)
 
 
+def test_an_output_folder_relative_to_the_working_folder_beside_an_absolute_dicom_path(
+    model_file, dicom_dir, tmp_path, monkeypatch
+):
+    """test.ipynb's default: output_dir "../predictions" from notebooks/, the chooser's absolute path."""
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    run = run_segmentation(model_file, dicom_dir.resolve(), "../predictions", progress=False)
+    record = json.loads(run.run_json.read_text())
+    assert "labels/IM_0001.png" in record["files"] and "animation.gif" in record["files"]
+    assert run.run_dir.resolve().parent == (tmp_path / "predictions").resolve()
+    again = run_segmentation(model_file, dicom_dir.resolve(), "../predictions", progress=False, overwrite=True)
+    assert again.run_dir.resolve() == (tmp_path / "predictions" / "scan_01").resolve()
+    assert run.animation_gif.name == "animation.gif"
+
+
 def test_a_fat_window_counts_the_rois_pixels_within_it_and_is_recorded(model_file, dicom_dir, tmp_path):
     """The soft block is 0 HU: all of it inside a -10..10 HU window, none of the 400 HU bright blocks."""
     run = run_segmentation(
