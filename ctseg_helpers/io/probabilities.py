@@ -99,8 +99,10 @@ def quantise(proba) -> np.ndarray:
     >>> quantise([0.0, 0.5, 1.0, 1.2]).tolist()
     [0, 128, 255, 255]
     """
-    scaled = np.clip(np.asarray(proba, dtype=np.float32), 0.0, 1.0) * np.float32(SCALE)
-    return np.rint(scaled).astype(np.uint8)
+    scaled = np.clip(np.asarray(proba, dtype=np.float32), 0.0, 1.0)  # the one float32 temporary, reused
+    scaled *= np.float32(SCALE)
+    np.rint(scaled, out=scaled)
+    return scaled.astype(np.uint8)
 
 
 def dequantise(values) -> np.ndarray:

@@ -6,7 +6,7 @@ files; everything here takes and returns arrays.
 
 - :func:`segment_block`: the per-chunk function, every 2D slice of a 3D block along one axis;
 - :func:`segmenter_slices`: how many slices the segmenter may take at once within a memory budget;
-- :func:`argmax_uint8`, :func:`quantise_proba`: class probabilities to labels / to uint8;
+- :func:`argmax_uint8`: class probabilities to labels (to uint8: :func:`ctseg_helpers.io.probabilities.quantise`);
 - :func:`combine_labels`: per-axis results combined by majority vote or mean probability
   (ties: see its docstring and :mod:`ctseg_helpers.workflows.volume`);
 - :func:`rotate_planes`, :func:`rotated_plane_shape`: rotation of every plane about Z.
@@ -97,14 +97,6 @@ def segmenter_slices(segmenter, plane_shape, budget_gb: float, *, proba: bool = 
     return count
 
 
-def quantise_proba(proba: np.ndarray) -> np.ndarray:
-    """Probabilities in 0..1 -> uint8 ``round(255 * p)`` (what is stored per axis)."""
-    scaled = np.clip(proba, 0.0, 1.0).astype(np.float32, copy=False)  # one temporary, reused
-    scaled *= 255.0
-    np.rint(scaled, out=scaled)
-    return scaled.astype(np.uint8)
-
-
 def combine_labels(labels: list[np.ndarray], probas: list[np.ndarray], method: str = "vote") -> np.ndarray:
     """Combine per-axis results into one label volume.
 
@@ -113,7 +105,7 @@ def combine_labels(labels: list[np.ndarray], probas: list[np.ndarray], method: s
     labels : list of ndarray of shape S, dtype uint8
         One label array per axis (used by ``"vote"``).
     probas : list of ndarray of shape S + (C,), dtype uint8
-        Quantised probabilities per axis (:func:`quantise_proba`), same order.
+        Quantised probabilities per axis (:func:`ctseg_helpers.io.probabilities.quantise`), same order.
     method : {"vote", "mean"}
         Majority vote with ties to the tied class of highest summed probability (then the
         lowest class), or highest mean probability (then lowest class).
@@ -232,7 +224,6 @@ __all__ = [
     "COMBINE_METHODS",
     "argmax_uint8",
     "combine_labels",
-    "quantise_proba",
     "rotate_planes",
     "rotated_plane_shape",
     "segment_block",

@@ -102,12 +102,12 @@ from ctseg_helpers.io.datafile import (
     nonfinite_stats,
     slab_thickness,
 )
+from ctseg_helpers.io.probabilities import quantise
 from ctseg_helpers.io.written import check_replaceable, forget_written, record_written
 from ctseg_helpers.segment.blocks import (
     COMBINE_METHODS,
     argmax_uint8,
     combine_labels,
-    quantise_proba,
     rotate_planes,
     rotated_plane_shape,
     segment_block,
@@ -599,7 +599,7 @@ def segment_volume(
                             if keep_proba:
                                 index = [slice(None)] * 4
                                 index[axis] = slice(start, stop)
-                                h5[f"axis{axis}/proba"][tuple(index)] = quantise_proba(proba)
+                                h5[f"axis{axis}/proba"][tuple(index)] = quantise(proba)
                         else:
                             offset = [o + b[0] for o, b in zip(offset, bounds, strict=True)]
                             labels_out.write_block(offset, labels)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from ctseg_helpers.errors import CtsegSettingsError
+from ctseg_helpers.io.probabilities import quantise
 from ctseg_helpers.segment.blocks import (
     argmax_uint8,
     combine_labels,
-    quantise_proba,
     rotate_planes,
     rotated_plane_shape,
     segment_block,
@@ -92,7 +92,7 @@ def test_argmax_uint8_matches_numpy():
 
 
 def test_quantise_and_segment_block():
-    np.testing.assert_array_equal(quantise_proba(np.array([0.0, 0.5, 1.0, 1.2])), [0, 128, 255, 255])
+    np.testing.assert_array_equal(quantise(np.array([0.0, 0.5, 1.0, 1.2])), [0, 128, 255, 255])
     block = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4) * 5
     seg = make_segmenter(threshold_fn, 4)
     for axis in (0, 1, 2):
