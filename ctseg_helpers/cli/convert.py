@@ -16,7 +16,9 @@ def register(subparsers) -> None:
         description="Copy a volume slab by slab (never whole) into a chunked, optionally compressed "
         "HDF5 dataset that 'ctseg segment-volume' and DataFile read along any axis. "
         "SRC is a folder of 2D TIFF files (one per slice), a multi-page TIFF, a folder "
-        "of DICOM files of one series, or a .nii/.nii.gz file.",
+        "of DICOM files of one series, or a .nii/.nii.gz file. The voxel size (spacing_mm) "
+        "and, for DICOM and NIfTI sources, the position and orientation (affine_ras) are "
+        "recorded as attributes, for 'ctseg segment-volume --nifti'.",
     )
     parser.add_argument("src", metavar="SRC", help="TIFF folder or file, DICOM folder, or NIfTI file")
     parser.add_argument("out", metavar="OUT.h5", help="HDF5 file to create")
@@ -64,5 +66,6 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {result.out_path} [{result.dataset}]: {result.source_kind} volume of shape "
         f"{'x'.join(map(str, result.shape))} {result.dtype}{spacing}, chunks "
         f"{'x'.join(map(str, result.chunk_shape))}"
+        + (", position and orientation recorded (affine_ras)" if result.affine_ras is not None else "")
     )
     return 0

@@ -30,7 +30,8 @@ def register(subparsers) -> None:
         "mean probability. Re-running the same command resumes an interrupted run; an "
         "existing OUT.h5 from other settings is never overwritten without --overwrite, and "
         "--overwrite replaces only an OUT.h5 that ctseg wrote (never a file ctseg did not "
-        "write, or a finished one changed since).",
+        "write, or a finished one changed since). --nifti also writes the labels as NIfTI for "
+        "3D Slicer or ITK-SNAP.",
     )
     add_model(parser, "trained ctseg model (.keras)")
     parser.add_argument("input", metavar="IN.h5", help="volume to segment (HDF5, see 'ctseg convert')")
@@ -86,6 +87,14 @@ def register(subparsers) -> None:
         metavar="PX",
         help="with --dask-plane-chunk: context pixels around each block (default 0)",
     )
+    parser.add_argument(
+        "--nifti",
+        metavar="OUT.nii.gz",
+        help="also write the final labels as a NIfTI label volume (uint8), placed on the scan when IN.h5 "
+        "records its position and orientation (affine_ras, from 'ctseg convert' of DICOM or NIfTI); with "
+        "only spacing_mm it gets a diagonal affine (a warning says so); refused when IN.h5 has neither. "
+        "Written whole from memory: the labels must fit --max-gb",
+    )
     parser.add_argument("--no-disk-check", action="store_true", help="skip the free disk space check")
     add_overwrite(parser, "replace an OUT.h5 that ctseg wrote instead of resuming it")
 
@@ -113,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         model_id=file_sha256(args.model),
         compression=compression(args),
         check_disk=not args.no_disk_check,
+        nifti_path=args.nifti,
     )
     if args.dask_scheduler:
         from ctseg_helpers.workflows.dask_backend import SegmenterSpec, connect  # noqa: PLC0415
@@ -149,4 +159,11 @@ def run(args: argparse.Namespace) -> int:
             + (f", {result.slices_skipped} slice(s) already done" if result.slices_skipped else "")
             + f" in {result.seconds:.1f} s"
         )
+    if result.nifti_path is not None:
+        where = (
+            "on the scan's position and orientation"
+            if result.nifti_placed
+            else "voxel size only: position and orientation unknown"
+        )
+        print(f"wrote {result.nifti_path} [NIfTI labels, {where}]")
     return 0

@@ -15,7 +15,25 @@ Memory stays bounded by ``max_gb`` for every source except compressed multi-page
 that tifffile cannot read page by page and gzipped NIfTI files, where nibabel decompresses the
 stream up to each slab (memory stays bounded, time grows). The HDF5 dataset ``data`` carries
 the attributes ``source``, ``source_kind`` and, where the source says, ``spacing_mm``
-(``(z, y, x)`` voxel size in mm) and ``modality``.
+(``(z, y, x)`` voxel size in mm), ``affine_ras`` and ``modality``.
+
+``affine_ras`` (float64, 4 x 4) maps the dataset's voxel indices ``(z, y, x, 1)`` (the order of
+``data[z, y, x]``; the centre of a voxel is its integer index) to NIfTI world coordinates in mm
+(RAS: x grows towards the patient's right, y anterior, z superior), so that
+``affine_ras @ (z, y, x, 1)`` is the voxel centre's position in the scanner. It is recorded
+
+- for a DICOM folder, from ``ImagePositionPatient``, ``ImageOrientationPatient`` and
+  ``PixelSpacing`` (:func:`~ctseg_helpers.io.nifti.stack_affine`, the affine of ctseg's NIfTI
+  label maps, with the voxel axes in HDF5 order): DICOM's LPS patient coordinates with x and y
+  negated. Not recorded, with a warning, when a slice has no position, the series no
+  orientation, the pixel spacing differs between slices or the slices are not evenly spaced
+  along one line;
+- for a NIfTI file, from its own affine (sform, else qform; not when both codes are 0), in mm
+  and with its voxel axes ``(i, j, k)`` reordered as stored, ``(k, i, j)``;
+- never for TIFF sources, which carry no position.
+
+``ctseg segment-volume --nifti`` writes its labels with this affine, so they overlay the
+original scan in NIfTI viewers (3D Slicer, ITK-SNAP).
 
 An existing output is replaced only with ``overwrite`` and only when an earlier ctseg run
 wrote it and nobody changed it since (:mod:`ctseg_helpers.io.written`: the conversion is
@@ -61,6 +79,8 @@ class ConvertResult:
     dtype : str
     chunk_shape : tuple of 3 int
     spacing_mm : tuple of 3 float or None
+    affine_ras : ndarray of shape (4, 4) and dtype float64, or None
+        ``(z, y, x, 1)`` voxel indices to RAS mm (see the module docstring); None when unknown.
     """
 
     out_path: Path
@@ -70,6 +90,7 @@ class ConvertResult:
     dtype: str
     chunk_shape: tuple
     spacing_mm: tuple | None = None
+    affine_ras: np.ndarray | None = None
 
 
 class _Source:
@@ -77,6 +98,7 @@ class _Source:
 
     kind = ""
     spacing_mm = None
+    affine_ras = None
     modality = None
 
     def close(self):
@@ -178,11 +200,36 @@ class _Dicom(_Source):
             logger.warning("%s: %s; spacing_mm along z is not recorded", folder, no_volume_reason(positions))
         if spacing is not None and (gap or info.slice_thickness_mm):
             self.spacing_mm = (float(gap or info.slice_thickness_mm), *spacing)
+        self.affine_ras = _dicom_affine_zyx(folder, info)
 
     def read(self, start, stop):
         from ctseg_helpers.io.dicom import read_dicom_file  # noqa: PLC0415
 
         return np.stack([read_dicom_file(p).pixels for p in self.files[start:stop]]).astype(np.float32)
+
+
+def _dicom_affine_zyx(folder: Path, info) -> np.ndarray | None:
+    """``affine_ras`` of a DICOM series (``(z, y, x)`` = (slice, row, column)), or None with a warning."""
+    from ctseg_helpers.io.nifti import reorder_affine, stack_affine  # noqa: PLC0415
+
+    positions = np.asarray(info.image_positions_mm, dtype=np.float64).reshape(-1, 3)
+    spacings = np.asarray(info.pixel_spacing_mm, dtype=np.float64).reshape(-1, 2)
+    if info.orientation is None or not len(positions) or not np.isfinite(positions).all():
+        reason = "ImagePositionPatient or ImageOrientationPatient is missing"
+    elif not np.isfinite(spacings).all() or not np.allclose(spacings, spacings[0], rtol=1e-4, atol=1e-6):
+        reason = "PixelSpacing is missing or differs between slices"
+    else:
+        try:
+            affine = stack_affine(
+                positions, info.orientation, spacings[0], slice_thickness_mm=info.slice_thickness_mm, source=folder
+            )
+        except CtsegDataError:
+            reason = "the slices are not evenly spaced along one line"
+        else:
+            # dicom_affine's voxel (i, j, k) is (column, row, slice); the HDF5 stores (slice, row, column)
+            return reorder_affine(affine, (2, 1, 0))
+    logger.warning("%s: %s; its position and orientation (affine_ras) are not recorded", folder, reason)
+    return None
 
 
 class _Nifti(_Source):
@@ -210,6 +257,15 @@ class _Nifti(_Source):
         unit = img.header.get_xyzt_units()[0]
         scale = {"meter": 1000.0, "micron": 1e-3}.get(unit, 1.0)
         self.spacing_mm = (zooms[2] * scale, zooms[0] * scale, zooms[1] * scale)
+        if int(img.header["sform_code"]) > 0 or int(img.header["qform_code"]) > 0:
+            from ctseg_helpers.io.nifti import reorder_affine  # noqa: PLC0415
+
+            affine = np.array(img.affine, dtype=np.float64)
+            affine[:3] *= scale
+            # stored as data[k, i, j] (see read): axis 0 is the NIfTI's k, axis 1 its i, axis 2 its j
+            self.affine_ras = reorder_affine(affine, (2, 0, 1))
+        else:
+            logger.warning("%s: qform and sform codes are 0 (no position); affine_ras is not recorded", path)
         self.path = path
 
     def read(self, start, stop):
@@ -306,6 +362,8 @@ def convert_to_hdf5(
         attrs = {"source": str(src.resolve()), "source_kind": source.kind}
         if source.spacing_mm is not None:
             attrs["spacing_mm"] = np.asarray(source.spacing_mm, dtype=np.float64)
+        if source.affine_ras is not None:
+            attrs["affine_ras"] = np.asarray(source.affine_ras, dtype=np.float64)
         if source.modality:
             attrs["modality"] = source.modality
         if chunk_shape is None and chunk_mb is None:
@@ -350,6 +408,7 @@ def convert_to_hdf5(
                 dtype=str(out.dtype),
                 chunk_shape=out.chunk_shape,
                 spacing_mm=source.spacing_mm,
+                affine_ras=source.affine_ras,
             )
         except BaseException:
             out.close()

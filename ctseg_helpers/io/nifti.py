@@ -25,6 +25,9 @@ label volume that 3D Slicer, ITK-SNAP and other NIfTI viewers overlay on the sca
 - **Cine** series (several images per position, the same number at every position) are
   written as one 4D volume ``(cols, rows, positions, phases)``; the time step is the median
   ``TriggerTime`` step (ms) when known.
+- :func:`write_volume_nifti` writes a ``(z, y, x)`` label volume (``ctseg segment-volume
+  --nifti``) with a given ``(z, y, x)`` affine; :func:`stack_affine` and :func:`reorder_affine`
+  give that affine for a DICOM stack (what ``ctseg convert`` records as ``affine_ras``).
 - Series that fit no regular grid (unevenly spaced positions, positions holding different
   numbers of images, slices without ``ImagePositionPatient``/``ImageOrientationPatient``) are
   refused with a :class:`~ctseg_helpers.errors.CtsegDataError` saying why.
@@ -270,6 +273,110 @@ def _slice_step_mm(
     return step
 
 
+def stack_affine(
+    image_positions_mm: np.ndarray,
+    orientation: Sequence[float],
+    pixel_spacing_mm: Sequence[float],
+    *,
+    slice_thickness_mm: float | None = None,
+    source: str | Path = "series",
+) -> np.ndarray:
+    """The NIfTI (RAS) voxel-to-world matrix of a stack of DICOM slices, one image per position.
+
+    The rule of :func:`write_series_nifti` (which calls it): the slice step is the 3D vector
+    ``(P_last - P_first) / (K - 1)``, or for one slice the normal times ``slice_thickness_mm``
+    (the column spacing without one); then :func:`dicom_affine`.
+
+    Parameters
+    ----------
+    image_positions_mm : ndarray of shape (K, 3)
+        ``ImagePositionPatient`` of each slice in stacking order (LPS, mm), all known.
+    orientation : (6,) float
+        ``ImageOrientationPatient`` of the stack.
+    pixel_spacing_mm : (2,) float
+        (row, column) spacing in mm.
+    slice_thickness_mm : float, optional
+    source : str or Path
+        How messages name the stack.
+
+    Returns
+    -------
+    ndarray of shape (4, 4) and dtype float64
+        Maps voxel ``(i, j, k, 1)`` (column i, row j, slice k) to RAS millimetres.
+
+    Raises
+    ------
+    CtsegDataError
+        If the slices are not evenly spaced along one line.
+    """
+    positions = np.asarray(image_positions_mm, dtype=np.float64).reshape(-1, 3)
+    step = _slice_step_mm(str(source), positions, orientation, pixel_spacing_mm, slice_thickness_mm)
+    return dicom_affine(positions[0], orientation, pixel_spacing_mm, step)
+
+
+def reorder_affine(affine: np.ndarray, axes: Sequence[int]) -> np.ndarray:
+    """The same voxel-to-world matrix for the array with its axes reordered: ``np.transpose(a, axes)``.
+
+    Parameters
+    ----------
+    affine : ndarray of shape (4, 4)
+        Maps voxel indices of array ``a`` to world coordinates.
+    axes : sequence of 3 int
+        A permutation of (0, 1, 2): axis ``n`` of the new array is axis ``axes[n]`` of ``a``.
+
+    Returns
+    -------
+    ndarray of shape (4, 4) and dtype float64
+        Maps voxel indices of ``np.transpose(a, axes)`` to the same world points.
+
+    Examples
+    --------
+    Voxel (3, 2, 1) of the transposed array is voxel (1, 2, 3) of ``a``:
+
+    >>> affine = np.diag([0.5, 0.8, 2.5, 1.0])
+    >>> affine @ (1, 2, 3, 1), reorder_affine(affine, (2, 1, 0)) @ (3, 2, 1, 1)
+    (array([0.5, 1.6, 7.5, 1. ]), array([0.5, 1.6, 7.5, 1. ]))
+    """
+    out = np.array(affine, dtype=np.float64)
+    out[:, :3] = np.asarray(affine, dtype=np.float64)[:, list(axes)]
+    return out
+
+
+def write_volume_nifti(path: str | Path, labels_zyx: np.ndarray, affine_zyx: np.ndarray) -> Path:
+    """Write a ``(z, y, x)`` label volume as a NIfTI label map (uint8) stored ``(x, y, z)``.
+
+    Parameters
+    ----------
+    path : path-like
+        Output file, ``.nii.gz`` (compressed) or ``.nii``.
+    labels_zyx : ndarray of shape (Z, Y, X) and dtype uint8
+        Held whole in memory (nibabel writes from memory); not copied.
+    affine_zyx : ndarray of shape (4, 4)
+        Maps ``(z, y, x, 1)`` voxel indices to RAS mm (the ``affine_ras`` that
+        :func:`~ctseg_helpers.io.convert.convert_to_hdf5` records).
+
+    Returns
+    -------
+    Path
+        ``path``; NIfTI voxel ``(i, j, k)`` holds ``labels_zyx[k, j, i]`` and the affine is
+        ``reorder_affine(affine_zyx, (2, 1, 0))``, set as qform and sform (code 1), units mm,
+        intent "label".
+    """
+    import nibabel as nib  # noqa: PLC0415 - keeps `import ctseg_helpers.io` light
+
+    affine = reorder_affine(affine_zyx, (2, 1, 0))
+    img = nib.Nifti1Image(np.asarray(labels_zyx, dtype=np.uint8).transpose(2, 1, 0), affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    img.header.set_intent("label")
+    img.header["descrip"] = b"ctseg label map"
+    img.header.set_xyzt_units("mm")
+    img.header.set_zooms(tuple(np.sqrt((affine[:3, :3] ** 2).sum(axis=0))))
+    path = Path(path)
+    nib.save(img, path)
+    return path
+
+
 def write_series_nifti(
     path: str | Path,
     labels: np.ndarray,
@@ -354,8 +461,9 @@ def write_series_nifti(
         )
     n_phases = sizes.pop()
     firsts = np.array([start for start, _ in groups])
-    step = _slice_step_mm(str(source), image_positions[firsts], orientation, pixel_spacing_mm, slice_thickness_mm)
-    affine = dicom_affine(image_positions[0], orientation, pixel_spacing_mm, step)
+    affine = stack_affine(
+        image_positions[firsts], orientation, pixel_spacing_mm, slice_thickness_mm=slice_thickness_mm, source=source
+    )
     # (positions, phases, M, N) -> (N, M, positions, phases): column index first, as NIfTI viewers read
     data = labels.astype(np.uint8).reshape(len(groups), n_phases, *labels.shape[1:]).transpose(3, 2, 0, 1)
     if n_phases == 1:
@@ -381,4 +489,13 @@ def write_series_nifti(
     return path
 
 
-__all__ = ["LPS_TO_RAS", "NiftiSlices", "dicom_affine", "read_nifti_slices", "write_series_nifti"]
+__all__ = [
+    "LPS_TO_RAS",
+    "NiftiSlices",
+    "dicom_affine",
+    "read_nifti_slices",
+    "reorder_affine",
+    "stack_affine",
+    "write_series_nifti",
+    "write_volume_nifti",
+]

@@ -34,6 +34,23 @@ HDF5, another program's HDF5, one damaged beyond opening, a finished output chan
 is never replaced. The same holds for a leftover rotation side file (its dataset carries the
 attribute ``ctseg_rotated_input``). A refused resume only reads the file, so it stays as it was.
 
+NIfTI output
+------------
+With ``nifti_path`` (``--nifti OUT.nii.gz``) the final labels are also written as a NIfTI label
+volume (uint8; gzip-compressed for ``.nii.gz``), once they are complete, also when the run was
+complete already and is only confirmed (:func:`~ctseg_helpers.io.nifti.write_volume_nifti`:
+NIfTI voxel ``(i, j, k)`` is ``labels[k, j, i]``). Its affine is the input dataset's
+``affine_ras`` attribute (:mod:`ctseg_helpers.io.convert` records it for DICOM and NIfTI
+sources), so the labels overlay the original scan in 3D Slicer or ITK-SNAP. An input with only
+``spacing_mm`` gives a diagonal affine from the voxel size (``diag(x, y, z)`` spacing in the
+NIfTI's order), with a warning: position and
+orientation are unknown, so viewers place the labels at the origin, not on the original scan.
+An input with neither (a TIFF source) is refused before any work, and so is a label volume
+larger than ``max_gb`` (nibabel writes a NIfTI from memory, 1 byte per voxel). The file is
+written under a hidden name beside its place and renamed when complete, and follows the rules
+below (a file ctseg did not write is never replaced; ``overwrite`` removes ctseg's own one when
+the run starts).
+
 Combining axes
 --------------
 ``combine="vote"``
@@ -85,6 +102,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -103,7 +122,7 @@ from ctseg_helpers.io.datafile import (
     slab_thickness,
 )
 from ctseg_helpers.io.probabilities import quantise
-from ctseg_helpers.io.written import check_replaceable, forget_written, record_written
+from ctseg_helpers.io.written import check_replaceable, forget_written, record_written, rename_recorded
 from ctseg_helpers.segment.blocks import (
     COMBINE_METHODS,
     argmax_uint8,
@@ -122,6 +141,8 @@ SIDE_FILE_ATTR = "ctseg_rotated_input"
 _GB = 1e9
 #: Share of ``max_gb`` for the slab arrays; the rest is for the segmenter's working set.
 _SLAB_SHARE = 0.5
+#: Endings of a NIfTI label volume name (``nifti_path``).
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
 # ---------------------------------------------------------------------------- parsing helpers
@@ -217,6 +238,11 @@ class VolumeResult:
         The output was complete before this call (nothing was done).
     passes : list of int
         Axes segmented in this call.
+    nifti_path : Path or None
+        The NIfTI label volume written (``nifti_path``), None when not asked.
+    nifti_placed : bool
+        True when the NIfTI carries the input's position and orientation (``affine_ras``),
+        False when only its voxel size (``spacing_mm``).
     """
 
     out_path: Path
@@ -228,6 +254,8 @@ class VolumeResult:
     complete: bool = False
     already_complete: bool = False
     passes: list = field(default_factory=list)
+    nifti_path: Path | None = None
+    nifti_placed: bool = False
 
 
 class _Region:
@@ -388,6 +416,94 @@ def _open_output(out_path: Path, record: dict, overwrite: bool):
     return h5py.File(out_path, "r" if complete else "a", rdcc_nbytes=64 * 2**20), True
 
 
+def _check_nifti_replaceable(nifti_path: Path, overwrite: bool, out_path: Path) -> bool:
+    """True when ``nifti_path`` exists and ``overwrite`` may replace it; refused otherwise (as OUT.h5)."""
+    return check_replaceable(
+        nifti_path,
+        overwrite,
+        what_to_do=f"choose another NIfTI name, or pass --overwrite (overwrite=True), which starts {out_path.name} "
+        "again too",
+        instead="choose another NIfTI name",
+        error_type=CtsegDataError,
+    )
+
+
+def _nifti_affine(source: DataFile, nifti_path: Path, max_gb: float) -> tuple[np.ndarray, bool]:
+    """The ``(z, y, x)`` affine for the NIfTI of ``source``'s labels, and whether it places them in the scanner.
+
+    Checked before any work: the input's ``affine_ras`` (placed), else its ``spacing_mm`` (a
+    diagonal affine, with a warning), else refused; and the label volume must fit ``max_gb``.
+    """
+    import h5py  # noqa: PLC0415
+
+    where = f"{source.path}" + (f" [{source.dataset}]" if source.backend == "hdf5" else "")
+    attrs = {}
+    if source.backend == "hdf5":
+        with h5py.File(source.path, "r") as f:
+            attrs = {
+                key: f[source.dataset].attrs[key]
+                for key in ("affine_ras", "spacing_mm")
+                if key in f[source.dataset].attrs
+            }
+    nbytes = math.prod(source.shape)
+    if nbytes > max_gb * _GB:
+        raise CtsegSettingsError(
+            f"{nifti_path}: the label volume ({nbytes / _GB:.2f} GB as uint8) is larger than the memory cap "
+            f"of {max_gb:g} GB (max_gb, --max-gb), and a NIfTI is written from memory in one piece: raise "
+            "--max-gb, use ctseg's HDF5 output, or crop the scan before converting it (--crop keeps its shape)"
+        )
+    if "affine_ras" in attrs:
+        affine = np.asarray(attrs["affine_ras"], dtype=np.float64)
+        if affine.shape != (4, 4) or not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+            raise CtsegDataError(
+                f"{where}: attribute affine_ras is not a 4 x 4 voxel-to-world matrix (shape {affine.shape}); "
+                "convert the scan again with 'ctseg convert', or leave out --nifti"
+            )
+        return affine, True
+    if "spacing_mm" in attrs:
+        spacing = np.asarray(attrs["spacing_mm"], dtype=np.float64).ravel()
+        if spacing.shape != (3,) or not (np.isfinite(spacing) & (spacing > 0)).all():
+            raise CtsegDataError(
+                f"{where}: attribute spacing_mm is not three positive voxel sizes in mm (got {spacing}); "
+                "convert the scan again with 'ctseg convert', or leave out --nifti"
+            )
+        logger.warning(
+            "%s: only the voxel size (spacing_mm) is known, not the scan's position and orientation (no "
+            "affine_ras): %s gets a diagonal affine, and viewers will not overlay it on the original scan",
+            where,
+            nifti_path,
+        )
+        # diagonal in the NIfTI's (x, y, z) order: world x along the columns, z along the slices
+        return np.diag([*spacing[::-1], 1.0])[:, [2, 1, 0, 3]], False
+    raise CtsegSettingsError(
+        f"{where}: the scan's voxel size and position are unknown (no affine_ras or spacing_mm attribute), so "
+        "its labels cannot be written as NIfTI; convert the scan with 'ctseg convert' from its DICOM or NIfTI "
+        "files (TIFF carries neither), or leave out --nifti"
+    )
+
+
+def _write_labels_nifti(labels, nifti_path: Path, affine: np.ndarray, overwrite: bool, out_path: Path) -> Path:
+    """Write the HDF5 dataset ``labels`` to ``nifti_path`` under a hidden name, then rename it into place."""
+    from ctseg_helpers.io.nifti import write_volume_nifti  # noqa: PLC0415
+
+    replacing = _check_nifti_replaceable(nifti_path, overwrite, out_path)
+    nifti_path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in nifti_path.parent.glob(f".*.{nifti_path.name}"):  # left by a killed run
+        if re.fullmatch(rf"\.\d+\.{re.escape(nifti_path.name)}", stale.name):
+            stale.unlink()
+    partial = nifti_path.with_name(f".{os.getpid()}.{nifti_path.name}")
+    try:
+        write_volume_nifti(partial, labels[...], affine)
+        if replacing:
+            forget_written(nifti_path)
+            nifti_path.unlink()
+        rename_recorded(partial, nifti_path)
+    finally:
+        partial.unlink(missing_ok=True)
+    logger.info("wrote %s", nifti_path)
+    return nifti_path
+
+
 def _check_free_disk(folder: Path, needed_bytes: int) -> None:
     free = shutil.disk_usage(folder).free
     if needed_bytes > free:
@@ -425,6 +541,7 @@ def segment_volume(
     dask_client=None,
     dask_halo_px: int = 0,
     dask_plane_chunks: tuple[int, int] | None = None,
+    nifti_path: str | Path | None = None,
 ) -> VolumeResult:
     """Segment a 3D volume slab by slab along one or several axes, resumably.
 
@@ -467,6 +584,9 @@ def segment_volume(
     dask_halo_px, dask_plane_chunks
         With Dask: split slice planes into blocks of ``dask_plane_chunks`` pixels with a halo of
         ``dask_halo_px`` pixels of context on each side (default: whole planes, no halo).
+    nifti_path : str or Path, optional
+        Also write the final labels as a NIfTI label volume here (``.nii.gz`` or ``.nii``),
+        placed with the input's ``affine_ras`` (see the module docstring).
 
     Returns
     -------
@@ -476,9 +596,13 @@ def segment_volume(
     ------
     CtsegDataError
         If the input cannot be read or holds no finite voxel, the output exists and cannot be
-        resumed, it is the input itself, or the disk is too full.
+        resumed, it is the input itself, or the disk is too full; with ``nifti_path``, if the
+        NIfTI file exists (without ``overwrite``, or not ctseg's own) or the input's
+        ``affine_ras``/``spacing_mm`` attribute is malformed.
     CtsegSettingsError
-        For bad axes, crop, combine method or memory cap.
+        For bad axes, crop, combine method or memory cap; with ``nifti_path``, for a name not
+        ending in ``.nii.gz``/``.nii``, an input with neither ``affine_ras`` nor ``spacing_mm``,
+        or a label volume larger than ``max_gb``.
     """
     from tqdm.auto import tqdm  # noqa: PLC0415
 
@@ -493,6 +617,11 @@ def segment_volume(
         raise CtsegDataError(f"{out_path}: the output cannot be the input file; choose another output name")
     if overwrite:  # refused before any work; replaced in _open_output
         _check_replaceable_output(out_path)
+    if nifti_path is not None:
+        nifti_path = Path(nifti_path)
+        if not nifti_path.name.lower().endswith(NIFTI_SUFFIXES):
+            raise CtsegSettingsError(f"{nifti_path}: the NIfTI output's name must end in .nii.gz or .nii")
+        _check_nifti_replaceable(nifti_path, overwrite, out_path)
     rotate_deg = float(rotate_deg or 0.0)
     rotating = rotate_deg % 360.0 != 0.0
     n_classes = int(segmenter.num_classes)
@@ -503,6 +632,8 @@ def segment_volume(
         bounds = resolve_crop(parse_crop(crop), source.shape)
         crop_shape = tuple(e - s for s, e in bounds)
         result.shape = source.shape
+        if nifti_path is not None:  # the labels keep the input's shape (crop or not), so the input's affine
+            nifti_affine, result.nifti_placed = _nifti_affine(source, nifti_path, max_gb)
         if rotating:
             plane = rotated_plane_shape(crop_shape[1:], rotate_deg)
             work_shape = (crop_shape[0], *plane)
@@ -525,6 +656,8 @@ def segment_volume(
             existing = out_path.stat().st_size if out_path.exists() and not overwrite else 0
             work_voxels = math.prod(work_shape)
             needed = math.prod(crop_shape)  # final labels
+            if nifti_path is not None:
+                needed += math.prod(source.shape)  # the NIfTI, uncompressed at most
             if separate:
                 needed += len(axes) * work_voxels * (1 + (n_classes if len(axes) > 1 else 0))
             if rotating:
@@ -536,9 +669,14 @@ def segment_volume(
 
         h5, resumed = _open_output(out_path, record, overwrite)
         try:
+            if overwrite and nifti_path is not None and _check_nifti_replaceable(nifti_path, True, out_path):
+                forget_written(nifti_path)  # ctseg's own, of an earlier run: not left beside the new one
+                nifti_path.unlink()
             if resumed and h5.attrs.get("complete", False):
                 logger.info("%s is complete already; nothing to do", out_path)
                 result.complete = result.already_complete = True
+                if nifti_path is not None:
+                    result.nifti_path = _write_labels_nifti(h5["labels"], nifti_path, nifti_affine, overwrite, out_path)
                 return result
             if resumed:
                 logger.info("resuming the interrupted run in %s", out_path)
@@ -667,6 +805,11 @@ def segment_volume(
     if rotating and side_path.exists():
         side_path.unlink()
     record_written(out_path)  # finished: from now on only this exact file may be replaced
+    if nifti_path is not None:
+        import h5py  # noqa: PLC0415
+
+        with h5py.File(out_path, "r") as h5:
+            result.nifti_path = _write_labels_nifti(h5["labels"], nifti_path, nifti_affine, overwrite, out_path)
     result.complete = True
     result.seconds = time.perf_counter() - t0
     return result
@@ -769,6 +912,7 @@ def _finish(
 
 
 __all__ = [
+    "NIFTI_SUFFIXES",
     "VolumeResult",
     "parse_axes",
     "parse_crop",

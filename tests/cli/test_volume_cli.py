@@ -219,3 +219,121 @@ def test_segment_volume_errors(tiny_model, ct_h5, tmp_path, capsys):
     assert "none.keras: model file not found" in capsys.readouterr().err
     assert main(["segment-volume", str(tiny_model), str(tmp_path / "missing.h5"), out]) == 2
     assert "missing.h5: no such file or folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ segment-volume --nifti
+def _oblique_orientation():
+    """Row and column cosines of a plane turned 30 degrees about z, then tilted 20 degrees about x."""
+    a, b = np.radians(30.0), np.radians(20.0)
+    turn = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+    tilt = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(b), -np.sin(b)], [0.0, np.sin(b), np.cos(b)]])
+    rotation = tilt @ turn
+    return tuple(rotation[:, 0]) + tuple(rotation[:, 1])
+
+
+@pytest.fixture
+def dicom_h5(tmp_path, capsys):
+    """An oblique CT series (4 slices of 20 x 24, HU -400..392) converted by 'ctseg convert'."""
+    from ctseg_helpers.io.dicom_write import write_dicom_series
+
+    vol = (np.random.default_rng(0).integers(0, 100, (4, 20, 24)) * 8 - 400).astype(np.float32)
+    write_dicom_series(
+        tmp_path / "dcm",
+        vol,
+        pixel_spacing_mm=(0.7, 1.3),
+        slice_thickness_mm=2.5,
+        origin_mm=(12.5, -30.0, 44.0),
+        orientation=_oblique_orientation(),
+        names=["IM_0004", "IM_0003", "IM_0002", "IM_0001"],
+    )
+    assert main(["convert", str(tmp_path / "dcm"), str(tmp_path / "scan.h5")]) == 0
+    assert "position and orientation recorded (affine_ras)" in capsys.readouterr().out
+    return tmp_path / "scan.h5", ((vol > -150).astype(np.uint8) + (vol > 150)).astype(np.uint8)
+
+
+def _dicom_world_ras(path):
+    """DICOM's formula for every pixel (row j, column i) of one file, in RAS mm: (rows, cols, 3)."""
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    origin = np.array([float(v) for v in ds.ImagePositionPatient])
+    cosines = np.array([float(v) for v in ds.ImageOrientationPatient])
+    row_spacing, col_spacing = (float(v) for v in ds.PixelSpacing)
+    j, i = np.meshgrid(np.arange(ds.Rows), np.arange(ds.Columns), indexing="ij")
+    lps = origin + i[..., None] * col_spacing * cosines[:3] + j[..., None] * row_spacing * cosines[3:]
+    return lps * np.array([-1.0, -1.0, 1.0])
+
+
+def test_segment_volume_nifti_lies_on_the_dicom_scan(tiny_model, dicom_h5, tmp_path, capsys):
+    import nibabel as nib
+
+    from ctseg_helpers.io.dicom import scan_dicom_folder
+    from ctseg_helpers.io.nifti import reorder_affine
+
+    path, expected = dicom_h5
+    out, nifti = tmp_path / "labels.h5", tmp_path / "labels.nii.gz"
+    assert main(["segment-volume", str(tiny_model), str(path), str(out), "--nifti", str(nifti)]) == 0
+    text = capsys.readouterr().out
+    assert f"wrote {nifti} [NIfTI labels, on the scan's position and orientation]" in text
+    img = nib.load(nifti)
+    data = np.asanyarray(img.dataobj)
+    with h5py.File(path, "r") as f:
+        affine_zyx = f["data"].attrs["affine_ras"]
+    # NIfTI voxel (i, j, k) = OUT.h5 labels[k, j, i], with the recorded affine in that order
+    np.testing.assert_array_equal(data, labels(out).transpose(2, 1, 0))
+    np.testing.assert_array_equal(labels(out), expected)
+    np.testing.assert_allclose(img.affine, reorder_affine(affine_zyx, (2, 1, 0)), atol=1e-5)
+    # ... so every label voxel sits on its DICOM pixel (the files in stacking order)
+    grid = np.stack(np.meshgrid(*(np.arange(n) for n in data.shape), indexing="ij"), axis=-1)
+    world = grid @ img.affine[:3, :3].T + img.affine[:3, 3]  # (i, j, k, 3)
+    for k, dicom_file in enumerate(scan_dicom_folder(tmp_path / "dcm").series[0].files):
+        np.testing.assert_allclose(world[:, :, k].transpose(1, 0, 2), _dicom_world_ras(dicom_file), atol=1e-3)
+
+    # a complete run, confirmed again: the NIfTI exists, so --overwrite is needed (and redoes the labels)
+    assert main(["segment-volume", str(tiny_model), str(path), str(out), "--nifti", str(nifti)]) == 2
+    assert f"{nifti} exists already; choose another NIfTI name, or pass --overwrite" in capsys.readouterr().err
+    assert main(["segment-volume", str(tiny_model), str(path), str(out), "--nifti", str(tmp_path / "b.nii")]) == 0
+    assert "is complete already (same settings); nothing to do" in (text := capsys.readouterr().out)
+    assert f"wrote {tmp_path / 'b.nii'} [NIfTI labels" in text
+    np.testing.assert_array_equal(np.asanyarray(nib.load(tmp_path / "b.nii").dataobj), data)
+
+
+def test_segment_volume_nifti_with_spacing_only_warns(tiny_model, ct_h5, tmp_path, capsys, caplog):
+    import nibabel as nib
+
+    path, expected = ct_h5
+    with h5py.File(path, "a") as f:
+        f["data"].attrs["spacing_mm"] = (3.0, 0.5, 0.6)
+    nifti = tmp_path / "labels.nii.gz"
+    with caplog.at_level("WARNING"):
+        assert main(["segment-volume", str(tiny_model), str(path), str(tmp_path / "o.h5"), "--nifti", str(nifti)]) == 0
+    assert f"wrote {nifti} [NIfTI labels, voxel size only: position and orientation unknown]" in capsys.readouterr().out
+    assert "only the voxel size (spacing_mm) is known" in caplog.text
+    img = nib.load(nifti)
+    np.testing.assert_array_equal(np.asanyarray(img.dataobj), expected.transpose(2, 1, 0))
+    np.testing.assert_allclose(img.affine, np.diag([0.6, 0.5, 3.0, 1.0]), atol=1e-6)
+
+
+def test_segment_volume_nifti_refusals(tiny_model, tmp_path, capsys):
+    vol = (np.arange(3 * 16 * 16) % 200 - 100).reshape(3, 16, 16).astype(np.int16)
+    tifffile.imwrite(tmp_path / "stack.tif", vol, photometric="minisblack")
+    assert main(["convert", str(tmp_path / "stack.tif"), str(tmp_path / "scan.h5")]) == 0
+    capsys.readouterr()
+    out, nifti = tmp_path / "o.h5", tmp_path / "labels.nii.gz"
+    args = ["segment-volume", str(tiny_model), str(tmp_path / "scan.h5"), str(out), "--nifti", str(nifti)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "scan.h5 [data]: the scan's voxel size and position are unknown" in err
+    assert "convert the scan with 'ctseg convert' from its DICOM or NIfTI files (TIFF carries neither)" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+    with h5py.File(tmp_path / "scan.h5", "a") as f:  # the user adds the voxel size
+        f["data"].attrs["spacing_mm"] = (2.0, 1.0, 1.0)
+    nifti.write_bytes(b"the user's own file")
+    assert main(args) == 2
+    assert f"{nifti} exists already; choose another NIfTI name" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 2
+    assert f"labels.nii.gz: not written by ctseg; {NEVER} NIfTI name" in capsys.readouterr().err
+    assert nifti.read_bytes() == b"the user's own file" and not out.exists()
+    assert main([*args[:-1], str(tmp_path / "labels.mha")]) == 2
+    assert "labels.mha: the NIfTI output's name must end in .nii.gz or .nii" in capsys.readouterr().err

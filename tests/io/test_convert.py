@@ -214,3 +214,125 @@ def test_an_interrupted_conversion_leaves_no_partial_output(tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         convert_to_hdf5(tmp_path / "stack.tif", tmp_path / "out.h5", progress=False)
     assert not (tmp_path / "out.h5").exists()
+
+
+# ------------------------------------------------------------------ position and orientation (affine_ras)
+def _oblique_orientation():
+    """Row and column cosines of a plane turned 30 degrees about z, then tilted 20 degrees about x."""
+    a, b = np.radians(30.0), np.radians(20.0)
+    turn = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+    tilt = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(b), -np.sin(b)], [0.0, np.sin(b), np.cos(b)]])
+    rotation = tilt @ turn
+    return tuple(rotation[:, 0]) + tuple(rotation[:, 1])
+
+
+def _dicom_world_ras(path, rows, cols):
+    """DICOM's formula (PS3.3 C.7.6.2.1.1) for pixel (row j, column i) of one file, in RAS mm: (rows, cols, 3)."""
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    origin = np.array([float(v) for v in ds.ImagePositionPatient])
+    cosines = np.array([float(v) for v in ds.ImageOrientationPatient])
+    row_spacing, col_spacing = (float(v) for v in ds.PixelSpacing)
+    j, i = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    lps = origin + i[..., None] * col_spacing * cosines[:3] + j[..., None] * row_spacing * cosines[3:]
+    return lps * np.array([-1.0, -1.0, 1.0])
+
+
+def _world(affine, shape):
+    """World point of every voxel index of an array of ``shape``: shape + (3,)."""
+    grid = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), axis=-1)
+    return grid @ np.asarray(affine)[:3, :3].T + np.asarray(affine)[:3, 3]
+
+
+def test_oblique_dicom_records_the_affine_of_its_voxel_centres(tmp_path):
+    from ctseg_helpers.io.dicom import read_dicom_file
+
+    vol = np.arange(4 * 6 * 9, dtype=np.float32).reshape(4, 6, 9)  # every slice differs
+    files = write_dicom_series(
+        tmp_path / "dcm",
+        vol,
+        pixel_spacing_mm=(0.7, 1.3),
+        slice_thickness_mm=2.5,
+        origin_mm=(12.5, -30.0, 44.0),
+        orientation=_oblique_orientation(),
+        names=["IM_0004", "IM_0003", "IM_0002", "IM_0001"],
+    )
+    result = convert_to_hdf5(tmp_path / "dcm", tmp_path / "out.h5", progress=False)
+    data, attrs, _, _ = read_out(tmp_path / "out.h5")
+    affine = attrs["affine_ras"]
+    assert affine.shape == (4, 4) and affine.dtype == np.float64
+    np.testing.assert_array_equal(result.affine_ras, affine)
+    world = _world(affine, data.shape)  # (z, y, x, 3)
+    for path in files:
+        pixels = read_dicom_file(path).pixels
+        (z,) = [k for k in range(len(data)) if np.array_equal(data[k], pixels)]
+        np.testing.assert_allclose(world[z], _dicom_world_ras(path, 6, 9), atol=1e-3)
+
+
+def test_dicom_without_positions_or_off_line_records_no_affine(tmp_path, caplog):
+    import pydicom
+
+    vol = ct_volume((3, 8, 8)).astype(np.float32)
+    files = write_dicom_series(tmp_path / "nopos", vol, slice_thickness_mm=2.0)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        del ds.ImagePositionPatient
+        ds.save_as(path)
+    with caplog.at_level("WARNING"):
+        result = convert_to_hdf5(tmp_path / "nopos", tmp_path / "a.h5", progress=False)
+    assert result.affine_ras is None and "affine_ras" not in read_out(tmp_path / "a.h5")[1]
+    assert "ImagePositionPatient or ImageOrientationPatient is missing; its position and orientation" in caplog.text
+
+    files = write_dicom_series(tmp_path / "shifted", vol, slice_thickness_mm=2.0)
+    ds = pydicom.dcmread(files[1])
+    ds.ImagePositionPatient = [5.0, 0.0, 2.0]  # still 2 mm along the normal, 5 mm aside
+    ds.save_as(files[1])
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        result = convert_to_hdf5(tmp_path / "shifted", tmp_path / "b.h5", progress=False)
+    assert result.affine_ras is None and result.spacing_mm == pytest.approx((2.0, 1.0, 1.0))
+    assert "shifted: the slices are not evenly spaced along one line; its position and orientation" in caplog.text
+
+
+def test_nifti_affine_is_recorded_in_the_hdf5_axis_order(tmp_path, caplog):
+    import nibabel as nib
+
+    data = np.random.default_rng(1).integers(0, 1000, (5, 6, 7)).astype(np.int16)
+    rotation = np.linalg.qr(np.random.default_rng(2).normal(size=(3, 3)))[0]
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([0.9, 1.1, 3.0])
+    affine[:3, 3] = (-20.0, 35.5, 7.25)
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_xyzt_units("mm")
+    nib.save(img, tmp_path / "vol.nii.gz")
+    result = convert_to_hdf5(tmp_path / "vol.nii.gz", tmp_path / "out.h5", progress=False)
+    out, attrs, _, _ = read_out(tmp_path / "out.h5")
+    nifti_world = _world(nib.load(tmp_path / "vol.nii.gz").affine, data.shape)  # (i, j, k, 3)
+    # out[z, y, x] is data[y, x, z]: the same voxel, the same point in space
+    np.testing.assert_array_equal(out, np.transpose(data, (2, 0, 1)))
+    np.testing.assert_allclose(
+        _world(attrs["affine_ras"], out.shape), np.transpose(nifti_world, (2, 0, 1, 3)), atol=1e-4
+    )
+    np.testing.assert_array_equal(result.affine_ras, attrs["affine_ras"])
+
+    micron = nib.Nifti1Image(data, affine)
+    micron.header.set_xyzt_units("micron")
+    nib.save(micron, tmp_path / "micron.nii")
+    attrs = read_out(convert_to_hdf5(tmp_path / "micron.nii", tmp_path / "um.h5", progress=False).out_path)[1]
+    np.testing.assert_allclose(attrs["affine_ras"][:3], result.affine_ras[:3] * 1e-3, atol=1e-9)
+
+    unplaced = nib.Nifti1Image(data, affine)
+    unplaced.set_sform(None, code=0)
+    unplaced.set_qform(None, code=0)
+    nib.save(unplaced, tmp_path / "unplaced.nii")
+    with caplog.at_level("WARNING"):
+        result = convert_to_hdf5(tmp_path / "unplaced.nii", tmp_path / "u.h5", progress=False)
+    assert result.affine_ras is None and result.spacing_mm is not None
+    assert "unplaced.nii: qform and sform codes are 0 (no position); affine_ras is not recorded" in caplog.text
+
+
+def test_tiff_sources_record_no_affine(tmp_path):
+    tifffile.imwrite(tmp_path / "stack.tif", ct_volume(), photometric="minisblack")
+    result = convert_to_hdf5(tmp_path / "stack.tif", tmp_path / "out.h5", progress=False)
+    assert result.affine_ras is None and "affine_ras" not in read_out(tmp_path / "out.h5")[1]
