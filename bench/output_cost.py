@@ -153,7 +153,7 @@ def main(argv=None) -> int:
         from ctseg_helpers.io.dicom import read_dicom_series  # noqa: PLC0415
 
         series = read_dicom_series(series_dir)
-        prediction = segmenter.predict(series.images)
+        prediction = segmenter.predict(series.images, pixel_spacing_mm=series.pixel_spacing_mm)
         start = time.perf_counter()
         slice_uncertainty(prediction.proba, prediction.labels)
         uncertainty_s = time.perf_counter() - start
