@@ -944,19 +944,28 @@ def run_segmentation(
     run_dir = make_run_dir(out_dir, name, overwrite=overwrite, outputs=planned)
     if previews:
         (run_dir / OVERLAYS_SUBDIR).mkdir(exist_ok=True)
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    written_bar = tqdm(  # the files of hundreds of slices take seconds: not a silent wait
+        total=len(all_files),
+        desc="writing label maps" + (" and previews" if previews else ""),
+        unit="slice",
+        disable=not progress,
+    )
     for out in outputs:  # every file is recorded once written: an interrupted run's files are known as ctseg's
         stems = [next(all_stems) for _ in out.files]
-        out.label_paths = [
-            _write_recorded(run_dir / LABELS_SUBDIR / f"{stem}.png", partial(write_label_png, labels=lab))
-            for stem, lab in zip(stems, out.labels, strict=True)
-        ]
-        if previews:
-            out.overlay_paths = [
-                _write_recorded(
-                    run_dir / OVERLAYS_SUBDIR / f"{stem}.jpg", partial(write_overlay_jpg, image=image, labels=lab)
+        for stem, image, lab in zip(stems, out.images, out.labels, strict=True):
+            out.label_paths.append(
+                _write_recorded(run_dir / LABELS_SUBDIR / f"{stem}.png", partial(write_label_png, labels=lab))
+            )
+            if previews:
+                out.overlay_paths.append(
+                    _write_recorded(
+                        run_dir / OVERLAYS_SUBDIR / f"{stem}.jpg", partial(write_overlay_jpg, image=image, labels=lab)
+                    )
                 )
-                for stem, image, lab in zip(stems, out.images, out.labels, strict=True)
-            ]
+            written_bar.update()
+    written_bar.close()
 
     areas = area_table(
         [lab for out in outputs for lab in out.labels],
