@@ -141,15 +141,22 @@ run.show_animation()
 #
 # Area of each ROI on each slice in mm² (pixel count x pixel area from `PixelSpacing`), with the
 # DICOM file and the slice position (mm along the slice normal), after the series (number, UID and
-# description) when the folder holds several. After the areas, each ROI's pixel values (mean, SD and
-# median: HU for CT, signal for MR), perimeter and maximum diameter in mm, and for CT its fat fraction
-# (share of pixels within `fat_window_hu`); then the slice's uncertainty (`uncertainty_entropy`, 0..1).
-# The last rows are the mean and the sample standard deviation over slices (one pair per slice
-# position for a cine series, `mean @ 12.5 mm`). Saved as `areas.csv` in the run folder (4
-# decimals); shown here to 0.1.
+# description) when the folder holds several. The last rows are the mean and the sample standard
+# deviation over slices (one pair per slice position for a cine series, `mean @ 12.5 mm`). Saved as
+# `areas.csv` in the run folder (4 decimals), with the columns of the next table; shown here to 0.1 mm².
 
 # %%
-table_view(run.areas)
+table_view(run.area_view())
+
+# %% [markdown]
+# ### Pixel values, shape and uncertainty
+#
+# The other columns of `areas.csv`, per ROI: mean, SD and median of its pixel values (HU for CT,
+# signal for MR), perimeter and maximum diameter in mm, and for CT its fat fraction (share of pixels
+# within `fat_window_hu`); then each slice's uncertainty (`uncertainty_entropy`, 0..1).
+
+# %%
+table_view(run.measures_view(), decimals=2)
 
 # %% [markdown]
 # ### Volumes

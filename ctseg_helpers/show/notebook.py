@@ -116,7 +116,10 @@ def table_view(table, decimals: int = 1):
     -------
     pandas.io.formats.style.Styler
     """
-    return table.style.format(precision=decimals, na_rep="")
+    # row labels ("slice number 12", "mean @ 12.5 mm") on one line each, not wrapped into three
+    return table.style.format(precision=decimals, na_rep="").set_table_styles(
+        [{"selector": "th.row_heading", "props": [("white-space", "nowrap")]}]
+    )
 
 
 def _one_line_error(shell, etype, value, tb, tb_offset=None):

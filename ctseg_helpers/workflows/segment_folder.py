@@ -535,6 +535,24 @@ class SegmentationRun:
     output_notes: list[str] = field(default_factory=list)
     probabilities_path: Path | None = None
 
+    def area_view(self) -> pd.DataFrame:
+        """``areas`` without the pixel-value, shape and uncertainty columns: what a table of areas shows.
+
+        The series, file and position columns, then one area column (mm²) per ROI; every row,
+        the summary rows included. ``areas`` (and ``areas.csv``) keep everything.
+        """
+        from ctseg_helpers.measure.area import TABLE_COLUMNS, roi_columns  # noqa: PLC0415
+
+        return self.areas[[c for c in self.areas.columns if c in TABLE_COLUMNS] + roi_columns(self.areas)]
+
+    def measures_view(self) -> pd.DataFrame:
+        """The other columns of ``areas``: each ROI's pixel values, shape (and CT fat fraction),
+        then the slice's uncertainty, after the file column."""
+        from ctseg_helpers.measure.area import roi_columns  # noqa: PLC0415
+
+        skip = set(roi_columns(self.areas)) | {"slice_position_mm", "series_uid", "series_description"}
+        return self.areas[[c for c in self.areas.columns if c not in skip]]
+
     def slices_to_check(self, n: int = 5, **kwargs) -> pd.DataFrame:
         """The ``n`` slices most worth checking, highest score first, with the reasons.
 

@@ -115,10 +115,14 @@ def test_segment_a_folder_chosen_with_the_mouse(lab, page, shots, update_screens
     assert image.get_attribute("src").startswith(("data:image/webp;base64", "data:image/gif;base64"))
     assert image.evaluate("(img) => img.complete && img.naturalWidth > 0")
     nb.shot("animation", animation.locator(".jp-OutputArea"))  # the tiny model's: not one for the manual
-    table = nb.cell_with("table_view(run.areas)").locator(".jp-OutputArea table")
+    table = nb.cell_with("table_view(run.area_view())").locator(".jp-OutputArea table")
     assert "slice number 1" in table.inner_text() and "phantom_test_0004.dcm" in table.inner_text()
     assert "vertebral body" in table.inner_text() and "std" in table.inner_text()
     _figure(nb, update_screenshots, "lab_test_areas.png", table)
+    measures = nb.cell_with("table_view(run.measures_view()").locator(".jp-OutputArea table").inner_text()
+    assert "vertebral body_mean_hu" in measures and "uncertainty_entropy" in measures
+    check = nb.cell_with("run.slices_to_check(").locator(".jp-OutputArea").inner_text()
+    assert "reasons" in check or "phantom_test_" in check
     assert "volume_ml" in nb.cell_with("run.volume_report()").inner_text()
     _check_page(nb)
 

@@ -81,3 +81,4 @@ def test_a_table_is_shown_rounded_with_blank_empty_cells():
     assert "1234.6" in html and "1234.56789" not in html and "12.3" in html
     assert "nan" not in html.lower()
     assert table.loc["0", "muscle"] == 1234.56789  # the table itself is unchanged
+    assert "white-space: nowrap" in html  # row labels on one line

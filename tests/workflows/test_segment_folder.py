@@ -469,6 +469,13 @@ def test_an_output_folder_relative_to_the_working_folder_beside_an_absolute_dico
     assert run.animation_gif.name == "animation.gif"
 
 
+def test_the_area_and_measure_views_split_the_area_table(model_file, dicom_dir, tmp_path):
+    run = run_segmentation(model_file, dicom_dir, tmp_path, previews=False, animation=False, progress=False)
+    assert list(run.area_view().columns) == ["file", "slice_position_mm", "soft", "bright"]
+    assert list(run.measures_view().columns) == ["file", *measure_columns(), "uncertainty_entropy"]
+    assert list(run.area_view().index) == list(run.areas.index)  # the mean and std rows too
+
+
 def test_a_fat_window_counts_the_rois_pixels_within_it_and_is_recorded(model_file, dicom_dir, tmp_path):
     """The soft block is 0 HU: all of it inside a -10..10 HU window, none of the 400 HU bright blocks."""
     run = run_segmentation(
