@@ -23,6 +23,8 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
 from ctseg_helpers.io.written import (
     check_outside_inputs,
@@ -121,11 +123,53 @@ def _check_modality(raw, settings, source) -> None:
         )
 
 
+#: Share of an ROI's pixels outside the model's HU window above which fine-tuning warns.
+OUTSIDE_WINDOW_WARN = 0.5
+
+
+def window_shares(raw, settings) -> dict[int, float]:
+    """For CT: the share of each ROI's pixels whose HU lie outside the model's window (MR: {}).
+
+    The model sees every value outside its window as the window's end, so an ROI mostly outside
+    it cannot be told from its neighbours by intensity, however long it is fine-tuned.
+    """
+    norm = settings.normalization
+    if norm.modality != "CT":
+        return {}
+    low, high = norm.hu_window
+    inside = np.zeros(settings.num_labels + 1, dtype=np.int64)
+    total = np.zeros(settings.num_labels + 1, dtype=np.int64)
+    for image, label in zip(raw.images, raw.labels, strict=True):
+        label = np.asarray(label).astype(np.int64, copy=False)
+        within = (image >= low) & (image <= high)
+        total += np.bincount(label.ravel(), minlength=settings.num_labels + 1)[: settings.num_labels + 1]
+        inside += np.bincount(label[within].ravel(), minlength=settings.num_labels + 1)[: settings.num_labels + 1]
+    return {k: 1.0 - inside[k] / total[k] for k in range(1, settings.num_labels + 1) if total[k]}
+
+
+def _warn_outside_window(raw, settings, folder) -> None:
+    names = list(settings.label_names) or [f"label {k}" for k in range(1, settings.num_labels + 1)]
+    low, high = settings.normalization.hu_window
+    for k, share in window_shares(raw, settings).items():
+        if share > OUTSIDE_WINDOW_WARN:
+            logger.warning(
+                "%s: %.0f %% of the %s pixels lie outside the model's HU window (%g to %g HU), which it "
+                "sees as the window's ends; fine-tuning cannot teach it what they look like: train a new "
+                "model (ctseg train plans the window from the data) if the ROI is not found",
+                folder,
+                100 * share,
+                names[k - 1],
+                low,
+                high,
+            )
+
+
 def _read(folder: Path, config: FinetuneConfig, settings, *, progress: bool):
     """The pairs of one folder, checked against the model's classes and modality."""
     raw = read_pairs(folder, _READ_LIMIT, max_slices=config.max_slices, progress=progress)
     check_label_values(raw.labels, raw.names, settings.num_labels, folder, config.model_path, settings.label_names)
     _check_modality(raw, settings, folder)
+    _warn_outside_window(raw, settings, folder)
     return raw
 
 
