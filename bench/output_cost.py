@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +37,9 @@ from pathlib import Path
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+from bench_segment import phantom_series  # noqa: E402  (bench/ is on sys.path when run as a script)
+
+from ctseg_helpers.train.system import cpu_name  # noqa: E402
 
 VARIANTS = {
     "base": {},
@@ -47,34 +48,6 @@ VARIANTS = {
     "probabilities": {"probabilities": True},
     "all": {"nifti": True, "dicom_seg": True, "include_patient_id": True, "probabilities": True},
 }
-
-
-def cpu_model() -> str:
-    """The CPU model name as ``lscpu`` says it (or the platform's processor string)."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        import platform  # noqa: PLC0415
-
-        return platform.processor() or "unknown CPU"
-    for line in text.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
-
-
-def phantom_series(n_slices: int, size: int = 512) -> np.ndarray:
-    """CT-like slices in HU: air, a body ellipse of soft tissue, a bright disc whose size varies."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    images = np.full((n_slices, size, size), -1000.0, np.float32)
-    body = ((yy - 0.5) / 0.4) ** 2 + ((xx - 0.5) / 0.45) ** 2 < 1
-    for k in range(n_slices):
-        disc = (yy - 0.55) ** 2 + (xx - 0.5) ** 2 < (0.08 + 0.04 * np.sin(k / 3)) ** 2
-        images[k][body] = 40.0
-        images[k][disc] = 700.0
-    images += rng.normal(0, 15, images.shape).astype(np.float32)
-    return np.clip(images, -1024, 3000)
 
 
 def main(argv=None) -> int:
@@ -166,7 +139,7 @@ def main(argv=None) -> int:
     base = median["base"]
     model = f"model {args.model}" if args.model else f"untrained U-Net input {args.input}"
     print(
-        f"CPU: {cpu_model()} ({os.cpu_count()} CPUs); tensorflow {tf.__version__}; "
+        f"CPU: {cpu_name()} ({os.cpu_count()} CPUs); tensorflow {tf.__version__}; "
         f"{n_slices} slices {rows}x{cols}, {model}; median of {args.repeats} interleaved runs after a warm-up"
     )
     print("| variant | seconds (median) | slices/s | extra over base |")

@@ -341,6 +341,18 @@ def print_mean_areas(table, names, over: str = "") -> None:
         print(f"mean area per slice{over}{where} (mm2): " + ", ".join(f"{name} {means[name]:.1f}" for name in names))
 
 
+def set_up_devices(devices: str) -> None:
+    """Split the CPU into logical devices for ``--devices cpu:N`` (before TensorFlow sets up its
+    devices), then print the system report that training runs start with."""
+    from ctseg_helpers.train.system import system_info  # noqa: PLC0415
+
+    if devices.strip().lower().startswith("cpu:"):
+        from ctseg_helpers.train.distribute import parse_devices, split_cpu  # noqa: PLC0415
+
+        split_cpu(parse_devices(devices)[1])
+    print(system_info())
+
+
 def add_overwrite(parser: argparse.ArgumentParser, help: str) -> None:
     """``--overwrite``: replace what an earlier ctseg run wrote (``help`` says what, for this command)."""
     parser.add_argument("--overwrite", action="store_true", help=help)

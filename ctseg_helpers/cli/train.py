@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ctseg_helpers.cli.options import add_command, add_settings_options, settings_from_args
+from ctseg_helpers.cli.options import add_command, add_settings_options, set_up_devices, settings_from_args
 from ctseg_helpers.train.loop import TrainConfig
 
 _DESCRIPTION = """\
@@ -52,14 +52,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args) -> int:
     from ctseg_helpers.train.loop import train_model  # noqa: PLC0415
-    from ctseg_helpers.train.system import system_info  # noqa: PLC0415
 
     config = config_from_args(args)
-    if args.devices.strip().lower().startswith("cpu:"):  # before TensorFlow sets up its devices
-        from ctseg_helpers.train.distribute import parse_devices, split_cpu  # noqa: PLC0415
-
-        split_cpu(parse_devices(args.devices)[1])
-    print(system_info())
+    set_up_devices(args.devices)
     result = train_model(config, progress=False)
     print(result)
     return 130 if result.interrupted else 0
