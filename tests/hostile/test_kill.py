@@ -220,7 +220,7 @@ def test_conversion_killed_is_rerun_to_the_whole_volume(tmp_path):
 
     from ctseg_helpers.io.dicom_write import write_dicom_series
 
-    hu = _hu((200, 128, 128))
+    hu = _hu((300, 128, 128))
     write_dicom_series(tmp_path / "scan", hu.astype(float), pixel_spacing_mm=(0.5, 0.5), slice_thickness_mm=2.0)
     out_h5 = tmp_path / "scan.h5"
     args = _ctseg(
@@ -235,8 +235,12 @@ def test_conversion_killed_is_rerun_to_the_whole_volume(tmp_path):
         "none",
     )
 
-    def partial_written():  # the conversion writes beside the output and renames it when complete
-        return any(p.stat().st_size > 2_000_000 for p in tmp_path.glob(".*.scan.h5"))
+    def partial_written():
+        # The conversion writes beside the output under a hidden name and renames it when complete.
+        # Killed as soon as that file exists: HDF5 holds the written chunks in its 64 MB cache and
+        # writes them out only at close, so "the file has grown" would be true only in the last
+        # few milliseconds before the rename, a race the killer can lose on a busy machine.
+        return any(tmp_path.glob(".*.scan.h5"))
 
     _kill_when(args, tmp_path / "killed.log", partial_written)
     assert not out_h5.exists()  # a killed conversion leaves no damaged scan.h5 behind
