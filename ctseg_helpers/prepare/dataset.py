@@ -415,7 +415,7 @@ def native_slices(
 ) -> SliceSet:
     """Normalise slices and resample them to ``target_spacing_mm``, keeping each at its own size.
 
-    Images are resampled linearly and labels by nearest neighbour
+    Images are resampled linearly and labels mask by mask (linear, then the arg-max)
     (:mod:`ctseg_helpers.prepare.resample`); slices without a spacing, or with no target, keep
     their pixels. The slices are stacked, zero-padded to the largest (and to at least
     ``min_size``), with :attr:`SliceSet.shapes` saying how much of each is real.
