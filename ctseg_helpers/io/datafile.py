@@ -672,12 +672,17 @@ class DataFile:
         ------
         CtsegSettingsError
             If the block is not three non-empty step-1 slices or the file is closed.
+        CtsegDataError
+            If HDF5 cannot decode the block's stored data (a damaged or truncated file).
         """
         self._check_open()
         block = self._normalize_block(block)
         if self.backend == "hdf5":
             out = np.empty(tuple(s.stop - s.start for s in block), dtype=self.dtype)
-            self._h5.read_direct(out, source_sel=block)
+            try:
+                self._h5.read_direct(out, source_sel=block)
+            except OSError as exc:
+                raise damaged_read_error(self.path, self.dataset, block, exc) from None
             return out
         return np.stack([self._read_tiff(i, block[1:]) for i in range(block[0].start, block[0].stop)])
 
@@ -887,6 +892,24 @@ def replace_nonfinite(source, values: np.ndarray) -> np.ndarray:
     count, low = nonfinite_stats(values)
     fill = nonfinite_fill_value(source, count, np.asarray(values).size, low)
     return values if fill is None else fill_nonfinite(values, fill)
+
+
+def damaged_read_error(path, dataset: str, block, exc: OSError) -> Exception:
+    """What to raise when HDF5 fails to read ``block`` of ``dataset`` in ``path``.
+
+    An error the system gave (``exc.errno`` set: permission, I/O) is returned as it is, for the
+    caller's report; HDF5's own failure to decode stored data (errno None, e.g. "filter returned
+    failure during read") becomes one :class:`CtsegDataError` naming the file, the dataset and
+    the voxels, and saying what to do.
+    """
+    if exc.errno is not None:
+        return exc
+    where = ", ".join(f"{s.start}:{s.stop}" for s in block)
+    return CtsegDataError(
+        f"{path}: the voxels [{where}] of dataset '{dataset}' cannot be read ({exc}): the file is "
+        "damaged (for example an interrupted copy or a failing disk); copy it again from its source "
+        "or convert the scan again with `ctseg convert`"
+    )
 
 
 def create_dataset(group, name: str, shape, dtype, *, chunk_shape=None, chunk_mb=None, compression=None, fillvalue=0):

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ctseg_helpers.errors import CtsegSettingsError
+from ctseg_helpers.io.datafile import damaged_read_error
 from ctseg_helpers.segment.blocks import argmax_uint8, segment_block
 
 logger = logging.getLogger(__name__)
@@ -131,7 +132,10 @@ class HDF5BlockReader:
             a, b, step = s.indices(n)
             shifted.append(slice(start + a, start + b, step))
         with h5py.File(self.path, "r") as f:
-            return f[self.dataset][tuple(shifted)]
+            try:
+                return f[self.dataset][tuple(shifted)]
+            except OSError as exc:
+                raise damaged_read_error(self.path, self.dataset, shifted, exc) from None
 
 
 def label_array(

@@ -221,6 +221,47 @@ def test_segment_volume_errors(tiny_model, ct_h5, tmp_path, capsys):
     assert "missing.h5: no such file or folder" in capsys.readouterr().err
 
 
+def _damaged_h5(tmp_path):
+    """A gzip-chunked volume (one chunk per slice) whose bytes are overwritten in the middle."""
+    vol = (np.random.default_rng(1).integers(0, 100, (20, 32, 32)) * 8 - 400).astype(np.int16)
+    path = tmp_path / "damaged.h5"
+    with DataFile.create(path, vol.shape, vol.dtype, chunk_shape=(1, 32, 32), compression="gzip") as out:
+        out.write_block((0, 0, 0), vol)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 400] = b"\xab" * 400
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("dask", [False, True], ids=["local", "dask"])
+def test_segment_volume_on_a_damaged_file_names_it_without_a_traceback(tiny_model, tmp_path, capsys, dask):
+    path = _damaged_h5(tmp_path)
+    args = ["segment-volume", str(tiny_model), str(path), str(tmp_path / "o.h5")]
+    if dask:
+        from dask.distributed import LocalCluster
+
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+            code = main([*args, "--dask-scheduler", cluster.scheduler_address])
+    else:
+        code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err
+    assert f"{path}: the voxels [" in err
+    assert "of dataset 'data' cannot be read" in err
+    assert "the file is damaged" in err and "copy it again from its source" in err
+
+
+def test_a_read_the_system_refuses_is_left_to_the_caller():
+    from ctseg_helpers.io.datafile import damaged_read_error
+
+    refused = PermissionError(13, "Permission denied", "x.h5")
+    assert damaged_read_error("x.h5", "data", (slice(0, 1),) * 3, refused) is refused
+    decoded = damaged_read_error("x.h5", "data", (slice(0, 2), slice(3, 5), slice(0, 8)), OSError("filter failed"))
+    assert str(decoded).startswith("x.h5: the voxels [0:2, 3:5, 0:8] of dataset 'data' cannot be read (filter failed)")
+
+
 # ------------------------------------------------------------------ segment-volume --nifti
 def _oblique_orientation():
     """Row and column cosines of a plane turned 30 degrees about z, then tilted 20 degrees about x."""
