@@ -90,7 +90,7 @@ animation = True      # animated GIF of all slices
 include_patient_id = False  # record the DICOM PatientID in run.json (needed for dicom_seg)
 nifti = False         # the label maps of each series as a NIfTI volume (segmentation.nii.gz)
 dicom_seg = False     # ... and as a DICOM Segmentation object (segmentation.dcm; needs include_patient_id)
-probabilities = False  # each series' probability maps per label (probabilities.h5, 8 bits, steps of 1/255)
+probabilities = False  # True: probability maps per label (probabilities.h5, 8 bits); "nifti": one .nii.gz per ROI
 # Measures next to the areas: each ROI's pixel values, perimeter, maximum diameter (and CT fat fraction)
 measures = True
 fat_window_hu = None  # CT: the HU window counted as fat, e.g. (-190, -30); None: that default

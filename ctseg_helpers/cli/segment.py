@@ -33,7 +33,7 @@ def register(subparsers) -> None:
         "series, each slice's series first) and volumes.csv (mL) for series that form a 3D "
         "stack; with --nifti a NIfTI label volume and with --dicom-seg a DICOM Segmentation "
         "object per series, for 3D Slicer, ITK-SNAP or a PACS; with --probabilities the class "
-        "probabilities (probabilities.h5). areas.csv also scores each slice's uncertainty, and "
+        "probabilities (probabilities.h5, or NIfTI per ROI). areas.csv also scores each slice's uncertainty, and "
         "the slices most worth checking are listed at the end.",
     )
     add_model(
@@ -92,8 +92,8 @@ def register(subparsers) -> None:
         choices=PROBABILITY_FORMATS,
         metavar="FORMAT",
         help="also write every series' class probabilities, 8 bits (steps of 1/255), gzip-compressed: "
-        "probabilities.h5 (FORMAT hdf5, the default and only one so far); 'ctseg evaluate --probabilities' "
-        "reads it for ROC AUC",
+        "probabilities.h5 (FORMAT hdf5, the default), which 'ctseg evaluate --probabilities' reads for "
+        "ROC AUC; or 'nifti': one probabilities_<ROI>.nii.gz per ROI on the scan's grid, for a viewer",
     )
     add_measure_options(parser)
     parser.add_argument(

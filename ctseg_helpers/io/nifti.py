@@ -388,8 +388,14 @@ def write_series_nifti(
     slice_thickness_mm: float | None = None,
     trigger_times_ms: Sequence[float] | None = None,
     source: str | Path = "series",
+    probability: bool = False,
 ) -> Path:
     """Write the label maps of one DICOM series as a NIfTI label volume on the scan's grid.
+
+    With ``probability`` the maps are one ROI's probabilities quantised to 0..255
+    (:func:`~ctseg_helpers.io.probabilities.quantise`) instead: stored as uint8 with the
+    header's scale ``scl_slope`` = 1/255, so viewers and nibabel read probabilities 0..1, and
+    marked with the intent ``estimate`` named ``probability``.
 
     Parameters
     ----------
@@ -413,6 +419,8 @@ def write_series_nifti(
         ``TriggerTime`` per image (NaN where absent): the time step of a cine volume.
     source : str or Path
         How messages name the series.
+    probability : bool
+        The maps are quantised probabilities, not label values (see above).
 
     Returns
     -------
@@ -471,8 +479,13 @@ def write_series_nifti(
     img = nib.Nifti1Image(np.ascontiguousarray(data), affine)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
-    img.header.set_intent("label")
-    img.header["descrip"] = b"ctseg label map"
+    if probability:
+        img.header.set_intent("estimate", name="probability")
+        img.header.set_slope_inter(1.0 / 255.0, 0.0)
+        img.header["descrip"] = b"ctseg probability = value / 255"
+    else:
+        img.header.set_intent("label")
+        img.header["descrip"] = b"ctseg label map"
     time_step_ms = 1.0
     if n_phases > 1:
         times = np.asarray(trigger_times_ms if trigger_times_ms is not None else [np.nan] * len(positions), float)

@@ -41,8 +41,9 @@ from ctseg_helpers.errors import CtsegDataError
 logger = logging.getLogger(__name__)
 
 #: File formats a segmentation run can write probabilities in (``--probabilities FORMAT``); the
-#: first is the default.
-PROBABILITY_FORMATS = ("hdf5",)
+#: first is the default. ``nifti``: one volume per ROI on the scan's grid, for a viewer
+#: (:func:`~ctseg_helpers.io.nifti.write_series_nifti` with ``probability=True``).
+PROBABILITY_FORMATS = ("hdf5", "nifti")
 #: Value of the file's ``format`` attribute.
 PROBABILITIES_FORMAT = "ctseg-probabilities"
 #: Newest layout version this code reads and the one it writes.

@@ -14,6 +14,7 @@ at native resolution and writes, under ``out_dir/<folder name>_<YYYYmmdd-HHMMSS>
     segmentation.nii.gz         with nifti=True: the label maps as one NIfTI volume on the scan's grid
     segmentation.dcm            with dicom_seg=True: a DICOM Segmentation object referencing the images
     probabilities.h5            with probabilities=True: every series' class probabilities, 8 bits (1/255 steps)
+    probabilities_<ROI>.nii.gz  with probabilities="nifti" instead: one ROI's probabilities on the scan's grid
     run.json                    what was run: model, settings, source folder, outputs, every file written
 
 A folder may hold several series (scans of several patients, or several scans of one): each
@@ -38,6 +39,9 @@ it is written only together with ``include_patient_id=True``.
 Probabilities (:func:`~ctseg_helpers.io.probabilities.write_probabilities`): one HDF5 file for the
 run, one dataset per series, the probabilities the label maps were taken from (one network
 pass gives both), quantised to uint8 (``p = value / 255``) and gzip-compressed, chunked per slice.
+With ``probabilities="nifti"`` the same values go to one NIfTI volume per ROI and series instead,
+on the grid of the label NIfTI (``scl_slope`` 1/255, so a viewer shows 0..1; the background's
+probability is 1 minus their sum), for series that fit a NIfTI grid.
 
 Uncertainty: ``areas.csv`` has, per slice, ``uncertainty_entropy`` (mean normalised entropy over
 the predicted ROIs and a one-pixel band around them) and, when each pixel's probabilities
@@ -100,11 +104,24 @@ PHASE_DICOM_SEG = "segmentation_phase{phase}.dcm"
 SERIES_PHASE_DICOM_SEG = "segmentation_series{number}_phase{phase}.dcm"
 #: The class probabilities of every series of the run (one dataset per series).
 PROBABILITIES_H5 = "probabilities.h5"
+#: With probabilities="nifti": one ROI's probabilities of the series (``roi``: its name, file-safe).
+PROBABILITIES_NIFTI = "probabilities_{roi}.nii.gz"
+SERIES_PROBABILITIES_NIFTI = "probabilities_series{number}_{roi}.nii.gz"
 
 
 def _safe_name(text: str) -> str:
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
     return name or "series"
+
+
+def _probability_nifti_names(number: int | None, names: Sequence[str], several: bool) -> list[str]:
+    """File names of a series' per-ROI probability volumes (ROI k's name made file-safe, else ``roi<k>``)."""
+    safe = [re.sub(r"[^A-Za-z0-9-]+", "_", name).strip("_") or f"roi{k}" for k, name in enumerate(names, start=1)]
+    made_alike = {name for name in safe if safe.count(name) > 1}  # "LV/RV" and "LV RV"
+    safe = [f"{name}_{k}" if name in made_alike else name for k, name in enumerate(safe, start=1)]
+    if several:
+        return [SERIES_PROBABILITIES_NIFTI.format(number=number, roi=roi) for roi in safe]
+    return [PROBABILITIES_NIFTI.format(roi=roi) for roi in safe]
 
 
 def make_run_dir(
@@ -338,15 +355,18 @@ def _planned_outputs(
     animation: bool,
     nifti: bool,
     dicom_seg: bool,
-    probabilities: bool = False,
+    probabilities: str | None = None,
+    names: Sequence[str] = (),
 ) -> list[str]:
     """The files a run may write, relative to its folder (for overwrite's check before anything is deleted)."""
     several = len(outputs) > 1
     planned = [f"{LABELS_SUBDIR}/{stem}.png" for stem in stems]
     planned += [f"{OVERLAYS_SUBDIR}/{stem}.jpg" for stem in stems] if previews else []
     planned += [AREAS_CSV, VOLUMES_CSV, RUN_JSON]
-    planned += [PROBABILITIES_H5] if probabilities else []
+    planned += [PROBABILITIES_H5] if probabilities == "hdf5" else []
     for out, series in zip(outputs, all_series, strict=True):
+        if probabilities == "nifti":
+            planned += _probability_nifti_names(out.number, names, several)
         if animation:
             planned.append(SERIES_ANIMATION_GIF.format(number=out.number) if several else ANIMATION_GIF)
         if nifti:
@@ -448,6 +468,8 @@ class SeriesOutput:
         The NIfTI label volume (``nifti=True``), None when not asked or not possible.
     dicom_seg_paths : list of Path
         The DICOM-SEG object(s) (``dicom_seg=True``): one, or one per phase of a cine series.
+    probability_nifti_paths : list of Path
+        One probability volume per ROI (``probabilities="nifti"``), empty when not asked or not possible.
     output_notes : list of str
         Why an output that was asked for was not written.
     """
@@ -466,6 +488,7 @@ class SeriesOutput:
     pixel_spacing_mm: np.ndarray = field(repr=False)
     nifti_path: Path | None = None
     dicom_seg_paths: list[Path] = field(default_factory=list)
+    probability_nifti_paths: list[Path] = field(default_factory=list)
     output_notes: list[str] = field(default_factory=list)
 
     @property
@@ -510,8 +533,10 @@ class SegmentationRun:
     output_notes : list of str
         Why an output that was asked for was not written for a series (one note each).
     probabilities_path : Path or None
-        ``probabilities.h5`` (``probabilities=True``), read back with
+        ``probabilities.h5`` (``probabilities=True`` or ``"hdf5"``), read back with
         :func:`ctseg_helpers.io.probabilities.read_probabilities`.
+    probability_nifti_paths : list of Path
+        The per-ROI probability volumes of every series (``probabilities="nifti"``).
     """
 
     run_dir: Path
@@ -534,6 +559,7 @@ class SegmentationRun:
     dicom_seg_paths: list[Path] = field(default_factory=list)
     output_notes: list[str] = field(default_factory=list)
     probabilities_path: Path | None = None
+    probability_nifti_paths: list[Path] = field(default_factory=list)
 
     def area_view(self) -> pd.DataFrame:
         """``areas`` without the pixel-value, shape and uncertainty columns: what a table of areas shows.
@@ -672,6 +698,14 @@ class SegmentationRun:
             lines.extend(f"  DICOM-SEG:  {path}" for path in self.dicom_seg_paths)
         if self.probabilities_path:
             lines.append(f"  probabilities: {self.probabilities_path} (uint8, p = value / 255)")
+        if self.probability_nifti_paths:
+            first = self.probability_nifti_paths[0]
+            more = (
+                f" ... ({len(self.probability_nifti_paths)} files, one per ROI)"
+                if len(self.probability_nifti_paths) > 1
+                else ""
+            )
+            lines.append(f"  probabilities: {first}{more} (NIfTI, p = value / 255)")
         lines.extend(f"  note: {note}" for note in self.output_notes)
         if several:
             lines.extend(
@@ -801,10 +835,12 @@ def run_segmentation(
         Also write each series' label maps as a DICOM Segmentation object referencing the
         segmented images (``segmentation.dcm``); it carries the patient's name and ID as the
         scan does, so it needs ``include_patient_id=True``, and the highdicom package.
-    probabilities : bool or {"hdf5"}
-        Also write the class probabilities of every series (``probabilities.h5``, see
-        :mod:`ctseg_helpers.io.probabilities`): uint8, ``p = value / 255``, so within half of
-        the 1/255 step of the network's. True means ``"hdf5"``, the one format so far.
+    probabilities : bool or {"hdf5", "nifti"}
+        Also write the class probabilities of every series, uint8, ``p = value / 255`` (within
+        half of the 1/255 step of the network's): ``"hdf5"`` (or True) one ``probabilities.h5``
+        for the run (:mod:`ctseg_helpers.io.probabilities`; what ``ctseg evaluate`` reads);
+        ``"nifti"`` one volume per ROI and series on the scan's grid, for a viewer
+        (``probabilities_<ROI>.nii.gz``, the header's scale making them 0..1).
     measures : bool
         Add each ROI's pixel values (mean, SD, median), perimeter and maximum diameter, and for
         CT its fat fraction, to ``areas.csv`` (:mod:`ctseg_helpers.measure.intensity`).
@@ -957,7 +993,8 @@ def run_segmentation(
         animation=animation,
         nifti=nifti,
         dicom_seg=dicom_seg,
-        probabilities=probability_format is not None,
+        probabilities=probability_format,
+        names=names,
     )
     run_dir = make_run_dir(out_dir, name, overwrite=overwrite, outputs=planned)
     if previews:
@@ -1035,10 +1072,14 @@ def run_segmentation(
         if dicom_seg:
             _write_dicom_seg(run_dir, out, series, names, model_path, several, where)
     probabilities_path = None
-    if probability_format is not None:
+    if probability_format == "hdf5":
         probabilities_path = _write_probabilities(
             run_dir / PROBABILITIES_H5, outputs, all_series, stored_proba, names, stem_list
         )
+    elif probability_format == "nifti":
+        for out, series, proba in zip(outputs, all_series, stored_proba, strict=True):
+            where = f"{dicom_dir} {out.title}" if several else str(dicom_dir)
+            _write_probability_nifti(run_dir, out, series, proba, names, several, where)
     del stored_proba
     output_notes = [note for out in outputs for note in out.output_notes]
     for note in output_notes:
@@ -1091,7 +1132,11 @@ def run_segmentation(
                 else None
             ),
             "dicom_seg": [p.name for o in outputs for p in o.dicom_seg_paths] if dicom_seg else None,
-            "probabilities": PROBABILITIES_H5 if probabilities_path else None,
+            "probabilities": (
+                PROBABILITIES_H5
+                if probabilities_path
+                else ([p.name for o in outputs for p in o.probability_nifti_paths] or None)
+            ),
         },
     }
     if output_notes:
@@ -1108,6 +1153,7 @@ def run_segmentation(
                 "animation": o.animation_gif.name if o.animation_gif else None,
                 "nifti": o.nifti_path.name if o.nifti_path else None,
                 "dicom_seg": [p.name for p in o.dicom_seg_paths],
+                "probabilities": [p.name for p in o.probability_nifti_paths],
             }
             for o, s in zip(outputs, all_series, strict=True)
         ]
@@ -1123,7 +1169,14 @@ def run_segmentation(
     written = [
         p
         for o in outputs
-        for p in (*o.label_paths, *o.overlay_paths, o.animation_gif, o.nifti_path, *o.dicom_seg_paths)
+        for p in (
+            *o.label_paths,
+            *o.overlay_paths,
+            o.animation_gif,
+            o.nifti_path,
+            *o.dicom_seg_paths,
+            *o.probability_nifti_paths,
+        )
     ]
     written += [areas_csv, volumes_csv, probabilities_path]
     record["files"] = sorted(Path(p).absolute().relative_to(run_dir.absolute()).as_posix() for p in written if p)
@@ -1153,6 +1206,7 @@ def run_segmentation(
         dicom_seg_paths=[p for o in outputs for p in o.dicom_seg_paths],
         output_notes=output_notes,
         probabilities_path=probabilities_path,
+        probability_nifti_paths=[p for o in outputs for p in o.probability_nifti_paths],
     )
 
 
@@ -1166,7 +1220,8 @@ def _probability_format(probabilities) -> str | None:
         return probabilities.lower()
     raise CtsegSettingsError(
         f"probabilities (--probabilities) must be True/False or one of {list(PROBABILITY_FORMATS)}, got "
-        f"{probabilities!r}; use 'hdf5' (probabilities.h5)"
+        f"{probabilities!r}; use 'hdf5' (probabilities.h5, what ctseg evaluate reads) or 'nifti' (one "
+        "volume per ROI for a viewer)"
     )
 
 
@@ -1251,6 +1306,36 @@ def _check_dicom_seg_allowed(include_patient_id: bool) -> None:
     from ctseg_helpers.io.dicom_seg import require_highdicom  # noqa: PLC0415
 
     require_highdicom()
+
+
+def _write_probability_nifti(
+    run_dir: Path, out: SeriesOutput, series, proba: np.ndarray, names: Sequence[str], several: bool, where: str
+) -> None:
+    """One NIfTI volume per ROI of the series' quantised probabilities, or a note saying why there is none."""
+    from ctseg_helpers.io.nifti import write_series_nifti  # noqa: PLC0415
+
+    for k, file_name in enumerate(_probability_nifti_names(out.number, names, several), start=1):
+        try:
+            out.probability_nifti_paths.append(
+                _write_recorded(
+                    run_dir / file_name,
+                    partial(
+                        write_series_nifti,
+                        labels=proba[..., k],
+                        image_positions_mm=series.image_positions_mm,
+                        positions_mm=series.positions_mm,
+                        orientation=series.orientation,
+                        pixel_spacing_mm=out.pixel_spacing_mm,
+                        slice_thickness_mm=series.slice_thickness_mm,
+                        trigger_times_ms=series.trigger_times_ms,
+                        source=where,
+                        probability=True,
+                    ),
+                )
+            )
+        except CtsegDataError as exc:
+            out.output_notes.append(f"no probability NIfTI for {exc}")
+            return
 
 
 def _write_nifti(path: Path, out: SeriesOutput, series, where: str) -> None:

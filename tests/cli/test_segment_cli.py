@@ -510,8 +510,13 @@ def test_segment_writes_probabilities_lists_slices_to_check_and_evaluate_reads_t
 def test_segment_probability_format_and_check_count_are_checked(model_file, scan, tmp_path, capsys):
     args = ["segment", str(model_file), str(scan), "--out", str(tmp_path / "pred")]
     with pytest.raises(SystemExit) as exit_info:
-        main([*args, "--probabilities", "nifti"])
-    assert exit_info.value.code == 2 and "--probabilities: invalid choice: 'nifti'" in capsys.readouterr().err
+        main([*args, "--probabilities", "png"])
+    assert exit_info.value.code == 2 and "--probabilities: invalid choice: 'png'" in capsys.readouterr().err
+    assert main([*args, "--probabilities", "nifti", "--name", "n", "--no-animation", "--no-previews"]) == 0
+    (run_dir,) = (tmp_path / "pred").glob("n*")
+    expected = ["probabilities_bright.nii.gz", "probabilities_soft.nii.gz"]
+    assert sorted(p.name for p in run_dir.glob("*.nii.gz")) == expected
+    assert "(2 files, one per ROI)" in capsys.readouterr().out
     assert main([*args, "--check", "-1"]) == 2
     err = capsys.readouterr().err
     assert "--check must be 0 (no list) or a number of slices, got -1" in err and "Traceback" not in err

@@ -1018,6 +1018,19 @@ def test_a_series_on_no_regular_grid_gets_no_nifti_and_one_note_saying_why(model
     assert f"note: {note}" in run.summary()
     _, masks = _seg_masks(run.dicom_seg_paths[0], run.files)  # a DICOM-SEG needs no regular grid
     np.testing.assert_array_equal(masks, run.labels)
+    # probabilities as NIfTI: none either, one note (not one per ROI)
+    run = run_segmentation(
+        model_file,
+        dicom_dir,
+        tmp_path / "again",
+        probabilities="nifti",
+        previews=False,
+        animation=False,
+        progress=False,
+    )
+    assert run.output_notes == [note.replace("no NIfTI", "no probability NIfTI", 1)]
+    assert run.probability_nifti_paths == [] and not list(run.run_dir.glob("*.nii*"))
+    assert json.loads(run.run_json.read_text())["outputs"]["probabilities"] is None
 
 
 def test_each_series_gets_its_own_nifti_and_dicom_seg_and_overwrite_removes_them(model_file, two_series_dir, tmp_path):
@@ -1117,8 +1130,86 @@ def test_probabilities_come_from_the_same_pass_as_the_labels_and_are_written_lik
 
 def test_an_unknown_probability_format_is_refused_before_any_work(model_file, dicom_dir, tmp_path):
     with pytest.raises(CtsegSettingsError, match=r"probabilities \(--probabilities\) must be True/False or one of "):
-        run_segmentation(model_file, dicom_dir, tmp_path / "out", probabilities="nifti", progress=False)
+        run_segmentation(model_file, dicom_dir, tmp_path / "out", probabilities="png", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_probabilities_as_nifti_are_one_volume_per_roi_on_the_grid_of_the_label_nifti(
+    model_file, oblique_dir, tmp_path
+):
+    import nibabel as nib
+
+    from ctseg_helpers.io.probabilities import QUANTISATION_STEP
+    from ctseg_helpers.segment import Segmenter
+
+    run = run_segmentation(
+        model_file,
+        oblique_dir,
+        tmp_path / "predictions",
+        nifti=True,
+        probabilities="nifti",
+        previews=False,
+        animation=False,
+        progress=False,
+    )
+    names = ["probabilities_soft.nii.gz", "probabilities_bright.nii.gz"]
+    assert [p.name for p in run.probability_nifti_paths] == names and run.probabilities_path is None
+    labels = nib.load(run.nifti_paths[0])
+    series = run.series[0]
+    expected = Segmenter.from_model_file(model_file).predict_proba(
+        series.images, pixel_spacing_mm=series.pixel_spacing_mm
+    )
+    for k, path in enumerate(run.probability_nifti_paths, start=1):
+        img = nib.load(path)
+        assert written_by_ctseg(path)
+        np.testing.assert_array_equal(img.affine, labels.affine)
+        assert img.shape == labels.shape == (50, 40, 3)
+        assert img.get_data_dtype() == np.uint8 and img.header.get_intent()[2] == "probability"
+        stored = img.get_fdata()  # the header's scale makes them probabilities
+        assert 0.0 <= stored.min() and stored.max() <= 1.0 + 1e-6
+        # voxel (i, j, k) is pixel (row j, col i) of the k-th slice, as in the label volume
+        assert np.abs(stored.transpose(2, 1, 0) - expected[..., k]).max() <= QUANTISATION_STEP
+    record = json.loads(run.run_json.read_text())
+    assert record["outputs"]["probabilities"] == names
+    assert sorted(record["files"]) == _files(run.run_dir)
+    assert "probabilities: " in run.summary() and "(2 files, one per ROI)" in run.summary()
+
+
+def test_probabilities_as_nifti_per_series_are_recorded_and_replaced_by_overwrite(model_file, two_series_dir, tmp_path):
+    out = tmp_path / "predictions"
+    run = run_segmentation(
+        model_file,
+        two_series_dir,
+        out,
+        run_name="r",
+        overwrite=True,
+        probabilities="nifti",
+        previews=False,
+        animation=False,
+        progress=False,
+    )
+    names = [f"probabilities_series{n}_{roi}.nii.gz" for n in (1, 2) for roi in NAMES]
+    assert [p.name for p in run.probability_nifti_paths] == names
+    record = json.loads(run.run_json.read_text())
+    assert [s["probabilities"] for s in record["series"]] == [names[:2], names[2:]]
+    assert all(written_by_ctseg(run.run_dir / name) for name in names)
+    # a run without them replaces them (recorded by the first run)
+    again = run_segmentation(
+        model_file, two_series_dir, out, run_name="r", overwrite=True, previews=False, animation=False, progress=False
+    )
+    assert not list(again.run_dir.glob("probabilities*"))
+
+
+def test_probability_nifti_names_are_file_safe_and_distinct():
+    from ctseg_helpers.workflows.segment_folder import _probability_nifti_names
+
+    assert _probability_nifti_names(None, ["LV blood pool", "LV/RV", "LV RV", "***"], False) == [
+        "probabilities_LV_blood_pool.nii.gz",
+        "probabilities_LV_RV_2.nii.gz",
+        "probabilities_LV_RV_3.nii.gz",
+        "probabilities_roi4.nii.gz",
+    ]
+    assert _probability_nifti_names(3, ["a"], True) == ["probabilities_series3_a.nii.gz"]
 
 
 def test_tta_adds_the_views_disagreement_and_the_run_lists_the_slices_to_check(model_file, dicom_dir, tmp_path):
