@@ -1308,30 +1308,32 @@ def _check_dicom_seg_allowed(include_patient_id: bool) -> None:
     require_highdicom()
 
 
+def _series_nifti_writer(out: SeriesOutput, series, where: str, **options):
+    """``write_series_nifti`` bound to the series' geometry: call it with (path, labels=...)."""
+    from ctseg_helpers.io.nifti import write_series_nifti  # noqa: PLC0415
+
+    return partial(
+        write_series_nifti,
+        image_positions_mm=series.image_positions_mm,
+        positions_mm=series.positions_mm,
+        orientation=series.orientation,
+        pixel_spacing_mm=out.pixel_spacing_mm,
+        slice_thickness_mm=series.slice_thickness_mm,
+        trigger_times_ms=series.trigger_times_ms,
+        source=where,
+        **options,
+    )
+
+
 def _write_probability_nifti(
     run_dir: Path, out: SeriesOutput, series, proba: np.ndarray, names: Sequence[str], several: bool, where: str
 ) -> None:
     """One NIfTI volume per ROI of the series' quantised probabilities, or a note saying why there is none."""
-    from ctseg_helpers.io.nifti import write_series_nifti  # noqa: PLC0415
-
+    write = _series_nifti_writer(out, series, where, probability=True)
     for k, file_name in enumerate(_probability_nifti_names(out.number, names, several), start=1):
         try:
             out.probability_nifti_paths.append(
-                _write_recorded(
-                    run_dir / file_name,
-                    partial(
-                        write_series_nifti,
-                        labels=proba[..., k],
-                        image_positions_mm=series.image_positions_mm,
-                        positions_mm=series.positions_mm,
-                        orientation=series.orientation,
-                        pixel_spacing_mm=out.pixel_spacing_mm,
-                        slice_thickness_mm=series.slice_thickness_mm,
-                        trigger_times_ms=series.trigger_times_ms,
-                        source=where,
-                        probability=True,
-                    ),
-                )
+                _write_recorded(run_dir / file_name, partial(write, labels=proba[..., k]))
             )
         except CtsegDataError as exc:
             out.output_notes.append(f"no probability NIfTI for {exc}")
@@ -1340,23 +1342,8 @@ def _write_probability_nifti(
 
 def _write_nifti(path: Path, out: SeriesOutput, series, where: str) -> None:
     """The series' NIfTI label volume, or a note saying why there is none."""
-    from ctseg_helpers.io.nifti import write_series_nifti  # noqa: PLC0415
-
     try:
-        out.nifti_path = _write_recorded(
-            path,
-            partial(
-                write_series_nifti,
-                labels=out.labels,
-                image_positions_mm=series.image_positions_mm,
-                positions_mm=series.positions_mm,
-                orientation=series.orientation,
-                pixel_spacing_mm=out.pixel_spacing_mm,
-                slice_thickness_mm=series.slice_thickness_mm,
-                trigger_times_ms=series.trigger_times_ms,
-                source=where,
-            ),
-        )
+        out.nifti_path = _write_recorded(path, partial(_series_nifti_writer(out, series, where), labels=out.labels))
     except CtsegDataError as exc:
         out.output_notes.append(f"no NIfTI for {exc}")
 
