@@ -431,7 +431,7 @@ def prepare_phantom(data_dir: Path, settings: DemoSettings) -> bool:
     ------
     CtsegDataError
         If ``data_dir`` holds anything but a ctseg phantom (it is never overwritten), or a
-        phantom of another size.
+        phantom of another size, number of slices or seed.
     """
     if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
         info_path = data_dir / PHANTOM_INFO
@@ -445,6 +445,14 @@ def prepare_phantom(data_dir: Path, settings: DemoSettings) -> bool:
             raise CtsegDataError(
                 f"{data_dir} holds a phantom of {info.get('size')} x {info.get('size')} pixels, not "
                 f"{settings.size}; pass --size {info.get('size')} or another --data-dir"
+            )
+        made = (info.get("n_train"), info.get("n_test"), info.get("seed"))
+        if made != (settings.n_train, settings.n_test, settings.seed):
+            raise CtsegDataError(
+                f"{data_dir} holds a phantom of {made[0]} training and {made[1]} test slices made with seed "
+                f"{made[2]}, not {settings.n_train} and {settings.n_test} with seed {settings.seed}; pass "
+                f"--slices {made[0]} --test-slices {made[1]} --seed {made[2]} to use it, or another --data-dir "
+                "for a new phantom"
             )
         logger.info(
             "demo: using the phantom already in %s (%s training, %s test slices)",

@@ -195,12 +195,21 @@ def test_prepare_phantom_never_overwrites_user_data(tmp_path):
     assert (data / "train" / "dicoms" / "scan.dcm").read_bytes() == b"a user's scan"
 
 
-def test_prepare_phantom_reuses_a_phantom_of_the_same_size_only(tmp_path):
+def test_prepare_phantom_reuses_a_phantom_of_the_same_settings_only(tmp_path):
     data = tmp_path / "phantom"
     assert prepare_phantom(data, DemoSettings(size=64, n_train=2, n_test=1)) is True
     assert prepare_phantom(data, DemoSettings(size=64, n_train=2, n_test=1)) is False
     with pytest.raises(CtsegDataError, match="holds a phantom of 64 x 64 pixels, not 128; pass --size 64"):
         prepare_phantom(data, DemoSettings(size=128))
+    # asked for other slices or another seed: never a silent reuse of the phantom that is there
+    message = (
+        "holds a phantom of 2 training and 1 test slices made with seed 0, not 4 and 1 with seed 0; pass "
+        "--slices 2 --test-slices 1 --seed 0 to use it, or another --data-dir for a new phantom"
+    )
+    with pytest.raises(CtsegDataError, match=message):
+        prepare_phantom(data, DemoSettings(size=64, n_train=4, n_test=1))
+    with pytest.raises(CtsegDataError, match="made with seed 0, not 2 and 1 with seed 3"):
+        prepare_phantom(data, DemoSettings(size=64, n_train=2, n_test=1, seed=3))
 
 
 @pytest.mark.parametrize(
