@@ -9,6 +9,7 @@ import tifffile
 
 from ctseg_helpers.cli import main
 from ctseg_helpers.io.datafile import DataFile
+from tests.dicom_geometry import dicom_world_ras, oblique_orientation, voxel_world
 
 
 @pytest.fixture(scope="module")
@@ -263,15 +264,6 @@ def test_a_read_the_system_refuses_is_left_to_the_caller():
 
 
 # ------------------------------------------------------------------ segment-volume --nifti
-def _oblique_orientation():
-    """Row and column cosines of a plane turned 30 degrees about z, then tilted 20 degrees about x."""
-    a, b = np.radians(30.0), np.radians(20.0)
-    turn = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
-    tilt = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(b), -np.sin(b)], [0.0, np.sin(b), np.cos(b)]])
-    rotation = tilt @ turn
-    return tuple(rotation[:, 0]) + tuple(rotation[:, 1])
-
-
 @pytest.fixture
 def dicom_h5(tmp_path, capsys):
     """An oblique CT series (4 slices of 20 x 24, HU -400..392) converted by 'ctseg convert'."""
@@ -284,25 +276,12 @@ def dicom_h5(tmp_path, capsys):
         pixel_spacing_mm=(0.7, 1.3),
         slice_thickness_mm=2.5,
         origin_mm=(12.5, -30.0, 44.0),
-        orientation=_oblique_orientation(),
+        orientation=oblique_orientation(),
         names=["IM_0004", "IM_0003", "IM_0002", "IM_0001"],
     )
     assert main(["convert", str(tmp_path / "dcm"), str(tmp_path / "scan.h5")]) == 0
     assert "position and orientation recorded (affine_ras)" in capsys.readouterr().out
     return tmp_path / "scan.h5", ((vol > -150).astype(np.uint8) + (vol > 150)).astype(np.uint8)
-
-
-def _dicom_world_ras(path):
-    """DICOM's formula for every pixel (row j, column i) of one file, in RAS mm: (rows, cols, 3)."""
-    import pydicom
-
-    ds = pydicom.dcmread(path)
-    origin = np.array([float(v) for v in ds.ImagePositionPatient])
-    cosines = np.array([float(v) for v in ds.ImageOrientationPatient])
-    row_spacing, col_spacing = (float(v) for v in ds.PixelSpacing)
-    j, i = np.meshgrid(np.arange(ds.Rows), np.arange(ds.Columns), indexing="ij")
-    lps = origin + i[..., None] * col_spacing * cosines[:3] + j[..., None] * row_spacing * cosines[3:]
-    return lps * np.array([-1.0, -1.0, 1.0])
 
 
 def test_segment_volume_nifti_lies_on_the_dicom_scan(tiny_model, dicom_h5, tmp_path, capsys):
@@ -325,10 +304,9 @@ def test_segment_volume_nifti_lies_on_the_dicom_scan(tiny_model, dicom_h5, tmp_p
     np.testing.assert_array_equal(labels(out), expected)
     np.testing.assert_allclose(img.affine, reorder_affine(affine_zyx, (2, 1, 0)), atol=1e-5)
     # ... so every label voxel sits on its DICOM pixel (the files in stacking order)
-    grid = np.stack(np.meshgrid(*(np.arange(n) for n in data.shape), indexing="ij"), axis=-1)
-    world = grid @ img.affine[:3, :3].T + img.affine[:3, 3]  # (i, j, k, 3)
+    world = voxel_world(img.affine, data.shape)  # (i, j, k, 3)
     for k, dicom_file in enumerate(scan_dicom_folder(tmp_path / "dcm").series[0].files):
-        np.testing.assert_allclose(world[:, :, k].transpose(1, 0, 2), _dicom_world_ras(dicom_file), atol=1e-3)
+        np.testing.assert_allclose(world[:, :, k].transpose(1, 0, 2), dicom_world_ras(dicom_file), atol=1e-3)
 
     # a complete run, confirmed again: the NIfTI exists, so --overwrite is needed (and redoes the labels)
     assert main(["segment-volume", str(tiny_model), str(path), str(out), "--nifti", str(nifti)]) == 2

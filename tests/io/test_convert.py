@@ -12,6 +12,7 @@ from ctseg_helpers.errors import CtsegDataError
 from ctseg_helpers.io.convert import convert_to_hdf5
 from ctseg_helpers.io.datafile import DataFile
 from ctseg_helpers.io.dicom_write import write_dicom_series
+from tests.dicom_geometry import dicom_world_ras, oblique_orientation, voxel_world
 
 
 def ct_volume(shape=(6, 10, 12)):
@@ -217,34 +218,6 @@ def test_an_interrupted_conversion_leaves_no_partial_output(tmp_path, monkeypatc
 
 
 # ------------------------------------------------------------------ position and orientation (affine_ras)
-def _oblique_orientation():
-    """Row and column cosines of a plane turned 30 degrees about z, then tilted 20 degrees about x."""
-    a, b = np.radians(30.0), np.radians(20.0)
-    turn = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
-    tilt = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(b), -np.sin(b)], [0.0, np.sin(b), np.cos(b)]])
-    rotation = tilt @ turn
-    return tuple(rotation[:, 0]) + tuple(rotation[:, 1])
-
-
-def _dicom_world_ras(path, rows, cols):
-    """DICOM's formula (PS3.3 C.7.6.2.1.1) for pixel (row j, column i) of one file, in RAS mm: (rows, cols, 3)."""
-    import pydicom
-
-    ds = pydicom.dcmread(path)
-    origin = np.array([float(v) for v in ds.ImagePositionPatient])
-    cosines = np.array([float(v) for v in ds.ImageOrientationPatient])
-    row_spacing, col_spacing = (float(v) for v in ds.PixelSpacing)
-    j, i = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-    lps = origin + i[..., None] * col_spacing * cosines[:3] + j[..., None] * row_spacing * cosines[3:]
-    return lps * np.array([-1.0, -1.0, 1.0])
-
-
-def _world(affine, shape):
-    """World point of every voxel index of an array of ``shape``: shape + (3,)."""
-    grid = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), axis=-1)
-    return grid @ np.asarray(affine)[:3, :3].T + np.asarray(affine)[:3, 3]
-
-
 def test_oblique_dicom_records_the_affine_of_its_voxel_centres(tmp_path):
     from ctseg_helpers.io.dicom import read_dicom_file
 
@@ -255,7 +228,7 @@ def test_oblique_dicom_records_the_affine_of_its_voxel_centres(tmp_path):
         pixel_spacing_mm=(0.7, 1.3),
         slice_thickness_mm=2.5,
         origin_mm=(12.5, -30.0, 44.0),
-        orientation=_oblique_orientation(),
+        orientation=oblique_orientation(),
         names=["IM_0004", "IM_0003", "IM_0002", "IM_0001"],
     )
     result = convert_to_hdf5(tmp_path / "dcm", tmp_path / "out.h5", progress=False)
@@ -263,11 +236,11 @@ def test_oblique_dicom_records_the_affine_of_its_voxel_centres(tmp_path):
     affine = attrs["affine_ras"]
     assert affine.shape == (4, 4) and affine.dtype == np.float64
     np.testing.assert_array_equal(result.affine_ras, affine)
-    world = _world(affine, data.shape)  # (z, y, x, 3)
+    world = voxel_world(affine, data.shape)  # (z, y, x, 3)
     for path in files:
         pixels = read_dicom_file(path).pixels
         (z,) = [k for k in range(len(data)) if np.array_equal(data[k], pixels)]
-        np.testing.assert_allclose(world[z], _dicom_world_ras(path, 6, 9), atol=1e-3)
+        np.testing.assert_allclose(world[z], dicom_world_ras(path, 6, 9), atol=1e-3)
 
 
 def test_dicom_without_positions_or_off_line_records_no_affine(tmp_path, caplog):
@@ -308,11 +281,11 @@ def test_nifti_affine_is_recorded_in_the_hdf5_axis_order(tmp_path, caplog):
     nib.save(img, tmp_path / "vol.nii.gz")
     result = convert_to_hdf5(tmp_path / "vol.nii.gz", tmp_path / "out.h5", progress=False)
     out, attrs, _, _ = read_out(tmp_path / "out.h5")
-    nifti_world = _world(nib.load(tmp_path / "vol.nii.gz").affine, data.shape)  # (i, j, k, 3)
+    nifti_world = voxel_world(nib.load(tmp_path / "vol.nii.gz").affine, data.shape)  # (i, j, k, 3)
     # out[z, y, x] is data[y, x, z]: the same voxel, the same point in space
     np.testing.assert_array_equal(out, np.transpose(data, (2, 0, 1)))
     np.testing.assert_allclose(
-        _world(attrs["affine_ras"], out.shape), np.transpose(nifti_world, (2, 0, 1, 3)), atol=1e-4
+        voxel_world(attrs["affine_ras"], out.shape), np.transpose(nifti_world, (2, 0, 1, 3)), atol=1e-4
     )
     np.testing.assert_array_equal(result.affine_ras, attrs["affine_ras"])
 

@@ -10,6 +10,7 @@ import pytest
 
 from ctseg_helpers.errors import CtsegDataError, CtsegSettingsError
 from ctseg_helpers.io.nifti import read_nifti_slices
+from tests.dicom_geometry import dicom_world_ras, oblique_orientation, voxel_world
 
 
 def save(path, data, zooms=(0.8, 0.9, 2.5), dtype=None, scale=None):
@@ -160,15 +161,6 @@ def test_a_volume_of_nan_is_refused(tmp_path):
 # ------------------------------------------------------------------ writing label maps on the DICOM grid
 
 
-def _oblique_orientation():
-    """Row and column cosines of a plane turned 30 degrees about z, then tilted 20 degrees about x."""
-    a, b = np.radians(30.0), np.radians(20.0)
-    turn = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
-    tilt = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(b), -np.sin(b)], [0.0, np.sin(b), np.cos(b)]])
-    rotation = tilt @ turn
-    return tuple(rotation[:, 0]) + tuple(rotation[:, 1])
-
-
 @pytest.fixture()
 def oblique_series(tmp_path):
     """4 oblique slices of 6 rows x 9 columns, pixels 0.7 x 1.3 mm, 2.5 mm apart; the folder lists them in
@@ -183,29 +175,10 @@ def oblique_series(tmp_path):
         pixel_spacing_mm=(0.7, 1.3),
         slice_thickness_mm=2.5,
         origin_mm=(12.5, -30.0, 44.0),
-        orientation=_oblique_orientation(),
+        orientation=oblique_orientation(),
         names=["IM_0004", "IM_0003", "IM_0002", "IM_0001"],
     )
     return read_dicom_series(tmp_path / "scan")
-
-
-def _dicom_world_ras(path, rows, cols):
-    """DICOM's formula (PS3.3 C.7.6.2.1.1) for pixel (row j, column i) of one file, in RAS mm: (rows, cols, 3)."""
-    import pydicom
-
-    ds = pydicom.dcmread(path)
-    origin = np.array([float(v) for v in ds.ImagePositionPatient])
-    cosines = np.array([float(v) for v in ds.ImageOrientationPatient])
-    row_spacing, col_spacing = (float(v) for v in ds.PixelSpacing)
-    j, i = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-    lps = origin + i[..., None] * col_spacing * cosines[:3] + j[..., None] * row_spacing * cosines[3:]
-    return lps * np.array([-1.0, -1.0, 1.0])
-
-
-def _voxel_world(affine, shape):
-    """World point of every voxel (i, j, k) of a 3D volume: (I, J, K, 3)."""
-    grid = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), axis=-1)
-    return grid @ affine[:3, :3].T + affine[:3, 3]
 
 
 def test_label_nifti_overlays_the_dicom_images_voxel_for_voxel(oblique_series, tmp_path):
@@ -226,11 +199,11 @@ def test_label_nifti_overlays_the_dicom_images_voxel_for_voxel(oblique_series, t
     label_img = nib.load(path)
     data = np.asanyarray(label_img.dataobj)
     assert data.dtype == np.uint8 and data.shape == (9, 6, 4)  # (columns, rows, slices)
-    world = _voxel_world(label_img.affine, data.shape)
+    world = voxel_world(label_img.affine, data.shape)
     for k, dicom_file in enumerate(series.files):
         # voxel (i, j, k) is pixel (row j, column i) of the k-th slice: same value, same point in space
         np.testing.assert_array_equal(data[:, :, k].T, labels[k])
-        np.testing.assert_allclose(world[:, :, k].transpose(1, 0, 2), _dicom_world_ras(dicom_file, 6, 9), atol=1e-3)
+        np.testing.assert_allclose(world[:, :, k].transpose(1, 0, 2), dicom_world_ras(dicom_file, 6, 9), atol=1e-3)
     # both transforms a viewer may use are the scanner one
     header = label_img.header
     assert (int(header["qform_code"]), int(header["sform_code"])) == (1, 1)

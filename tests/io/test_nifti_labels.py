@@ -14,15 +14,7 @@ from ctseg_helpers.io.dicom import read_dicom_series
 from ctseg_helpers.io.dicom_write import write_dicom_series
 from ctseg_helpers.io.nifti import write_series_nifti
 from ctseg_helpers.io.nifti_labels import ON_THE_SCANS_GRID, read_labels_on_series
-
-
-def _oblique_orientation():
-    """Row and column cosines of a plane turned 30 degrees about z, then tilted 20 degrees about x."""
-    a, b = np.radians(30.0), np.radians(20.0)
-    turn = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
-    tilt = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(b), -np.sin(b)], [0.0, np.sin(b), np.cos(b)]])
-    rotation = tilt @ turn
-    return tuple(rotation[:, 0]) + tuple(rotation[:, 1])
+from tests.dicom_geometry import oblique_orientation
 
 
 def _series(folder, *, oblique=False, n=4, rows=6, cols=9):
@@ -33,7 +25,7 @@ def _series(folder, *, oblique=False, n=4, rows=6, cols=9):
         pixel_spacing_mm=(0.7, 1.3),
         slice_thickness_mm=2.5,
         origin_mm=(12.5, -30.0, 44.0),
-        orientation=_oblique_orientation() if oblique else (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+        orientation=oblique_orientation() if oblique else (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
         names=[f"IM_{n - k:04d}" for k in range(n)],
     )
     return read_dicom_series(folder)

@@ -22,6 +22,7 @@ from ctseg_helpers.workflows.segment_folder import (
     write_label_png,
     write_table_csv,
 )
+from tests.dicom_geometry import dicom_world_ras
 from tests.segment.tiny_model import make_tiny_model_file
 
 #: The columns ``area_table`` adds per ROI of a CT series (measure/intensity.py).
@@ -820,21 +821,6 @@ def test_labels_list_with_background_first_as_in_the_manual(model_file, dicom_di
 OBLIQUE = (0.866025, 0.5, 0.0, -0.5, 0.866025, 0.0)  # turned 30 degrees about z
 
 
-def _dicom_point_ras(path, row, col):
-    """DICOM's formula for the centre of pixel (row, col) of a file, in NIfTI's RAS mm."""
-    import pydicom
-
-    ds = pydicom.dcmread(path)
-    cosines = np.array([float(v) for v in ds.ImageOrientationPatient])
-    row_spacing, col_spacing = (float(v) for v in ds.PixelSpacing)
-    lps = (
-        np.array([float(v) for v in ds.ImagePositionPatient])
-        + col * col_spacing * cosines[:3]
-        + row * row_spacing * cosines[3:]
-    )
-    return lps * [-1, -1, 1]
-
-
 def _seg_masks(path, series_files):
     """A DICOM-SEG's label maps per source file, read back with highdicom."""
     import highdicom as hd
@@ -888,7 +874,7 @@ def test_nifti_and_dicom_seg_put_the_label_maps_on_the_scan(model_file, oblique_
             np.testing.assert_array_equal(data[:, :, k].T, np.asarray(im))
         for row, col in ((0, 0), (39, 0), (0, 49), (17, 23)):
             np.testing.assert_allclose(
-                img.affine @ [col, row, k, 1], [*_dicom_point_ras(dicom_file, row, col), 1], atol=1e-3
+                img.affine @ [col, row, k, 1], [*dicom_world_ras(dicom_file)[row, col], 1], atol=1e-3
             )
     # DICOM-SEG: one segment per ROI, the masks equal the label maps, in the scan's study, for its patient
     seg, masks = _seg_masks(run.dicom_seg_paths[0], run.files)
