@@ -109,14 +109,14 @@ PROBABILITIES_NIFTI = "probabilities_{roi}.nii.gz"
 SERIES_PROBABILITIES_NIFTI = "probabilities_series{number}_{roi}.nii.gz"
 
 
-def _safe_name(text: str) -> str:
+def _safe_name(text: str, fallback: str = "series") -> str:
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
-    return name or "series"
+    return name or fallback
 
 
 def _probability_nifti_names(number: int | None, names: Sequence[str], several: bool) -> list[str]:
     """File names of a series' per-ROI probability volumes (ROI k's name made file-safe, else ``roi<k>``)."""
-    safe = [re.sub(r"[^A-Za-z0-9-]+", "_", name).strip("_") or f"roi{k}" for k, name in enumerate(names, start=1)]
+    safe = [_safe_name(name, fallback=f"roi{k}") for k, name in enumerate(names, start=1)]
     made_alike = {name for name in safe if safe.count(name) > 1}  # "LV/RV" and "LV RV"
     safe = [f"{name}_{k}" if name in made_alike else name for k, name in enumerate(safe, start=1)]
     if several:
