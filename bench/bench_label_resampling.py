@@ -16,7 +16,7 @@ Data: the demo phantom (``--patients`` synthetic patients of 8 slices, 128 px, 2
 to the demo plan's 2.83 mm) and, when ``../shared/datasets/sunnybrook`` is there, the Sunnybrook
 lv_myo slices of each patient to the median spacing of the three (1.367 mm).
 
-Run: ``.venv/bin/python bench/label_resampling.py [--patients 8]``.
+Run: ``.venv/bin/python bench/bench_label_resampling.py [--patients 8]``.
 """
 
 from __future__ import annotations
