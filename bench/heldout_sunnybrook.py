@@ -24,6 +24,8 @@ evaluated on the held-out one, which no model sees in training or in choosing se
 ``patch_aug_fp32`` ``patch_aug`` in float32 (the default is bfloat16 on CPUs with AMX);
 ``no_<group>`` ``patch_aug`` without one augmentation group (``spatial``, ``intensity``,
               ``noise_blur``, ``lowres``; see ``AUGMENTATION_GROUPS``), to measure what it adds;
+``ds``        ``patch_aug`` with deep supervision (``deep_supervision=True``); ``ds_labels_pp`` and
+              ``ds_tta`` evaluate its models as ``patch_aug_labels_pp`` / ``patch_aug_tta`` do;
 ``ensemble``  ``folds=2`` on the two training patients (each fold model validates on the other
               patient; the post-processing is chosen on their out-of-fold predictions), both
               models averaged: what ``ctseg train --folds 2`` gives.
@@ -85,10 +87,13 @@ VARIANTS = (
     "patch_aug_tta",
     "patch_aug_fp32",
     *(f"no_{g}" for g in AUGMENTATION_GROUPS),
+    "ds",
+    "ds_labels_pp",
+    "ds_tta",
     "ensemble",
 )
 #: Variants that evaluate another variant's models instead of training their own.
-EVALUATED_ONLY = ("patch_aug_pp", "patch_aug_labels_pp", "patch_aug_tta")
+EVALUATED_ONLY = ("patch_aug_pp", "patch_aug_labels_pp", "patch_aug_tta", "ds_labels_pp", "ds_tta")
 
 
 def evaluate(segmenter, pairs, names) -> dict:
@@ -153,6 +158,8 @@ def train_variant(variant, main_dir, names, out_dir, minutes, seed, pairs_train)
         )
     elif variant == "patch_aug":  # the defaults: with two training patients, no validation split
         config = TrainConfig(**common, model_filename=variant)
+    elif variant == "ds":  # the defaults with deep supervision
+        config = TrainConfig(**common, model_filename=variant, deep_supervision=True)
     elif variant == "patch_aug_rot30":  # the defaults with rotations up to 30 degrees (until 2026-12-01)
         config = TrainConfig(
             **common,
@@ -316,23 +323,21 @@ def main() -> int:
                 "postprocessing": chosen,
             }
             print(json.dumps(fold["variants"]["patch_aug_pp"]), flush=True)
-        if "patch_aug_labels_pp" in variants and "patch_aug" in fold["variants"]:
-            segmenter = Segmenter.from_model_file(fold["variants"]["patch_aug"]["model"])
+        for base in ("patch_aug", "ds"):  # the trained model + post-processing from labels (+ TTA)
+            if base not in fold["variants"]:
+                continue
             chosen, _ = postprocessing_from_labels(list(train_pairs.labels), len(names))
-            segmenter.postprocessing = chosen
-            fold["variants"]["patch_aug_labels_pp"] = {
-                "metrics": evaluate(segmenter, test_pairs, names),
-                "postprocessing": chosen.to_dict(),
-            }
-            print(json.dumps(fold["variants"]["patch_aug_labels_pp"]), flush=True)
-        if "patch_aug_tta" in variants and "patch_aug" in fold["variants"]:
-            segmenter = Segmenter.from_model_file(fold["variants"]["patch_aug"]["model"], tta=True)
-            segmenter.postprocessing, _ = postprocessing_from_labels(list(train_pairs.labels), len(names))
-            fold["variants"]["patch_aug_tta"] = {
-                "metrics": evaluate(segmenter, test_pairs, names),
-                "tta_views": segmenter.tta_views,
-            }
-            print(json.dumps(fold["variants"]["patch_aug_tta"]), flush=True)
+            for tta in (False, True):
+                variant = f"{base}_tta" if tta else f"{base}_labels_pp"
+                if variant not in variants:
+                    continue
+                segmenter = Segmenter.from_model_file(fold["variants"][base]["model"], tta=tta)
+                segmenter.postprocessing = chosen
+                fold["variants"][variant] = {"metrics": evaluate(segmenter, test_pairs, names)}
+                fold["variants"][variant].update(
+                    {"tta_views": segmenter.tta_views} if tta else {"postprocessing": chosen.to_dict()}
+                )
+                print(json.dumps(fold["variants"][variant]), flush=True)
         report["folds"].append(fold)
         (out_root / "report.json").write_text(json.dumps(report, indent=2))
     summary = {}

@@ -235,6 +235,10 @@ def _parse_settings(path: Path, text: bytes) -> ModelSettings:
 def load_model(path: str | Path, *, compile: bool = False):
     """Load a ctseg model and its settings, in Keras safe mode.
 
+    Uncompiled (for segmenting), a model trained with deep supervision comes back with its
+    full-resolution output only (:func:`ctseg_helpers.model.unet.inference_model`); compiled
+    (to resume training), with all its outputs.
+
     Returns
     -------
     (keras.Model, ModelSettings)
@@ -262,6 +266,10 @@ def load_model(path: str | Path, *, compile: bool = False):
         raise  # the command line says which file cannot be read
     except (ValueError, TypeError, KeyError, AttributeError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise _keras_load_error(path, exc) from exc
+    if not compile:  # for segmenting: a deeply supervised network's full-resolution output only
+        from ctseg_helpers.model.unet import inference_model  # noqa: PLC0415
+
+        model = inference_model(model)
     return model, settings
 
 

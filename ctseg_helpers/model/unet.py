@@ -6,6 +6,7 @@ ReLU) has 1.95 M parameters and trains at about 4 slices/s at 256 x 256 on a 2-c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from ctseg_helpers.errors import CtsegSettingsError
@@ -80,6 +81,7 @@ def build_unet(
     dropout: float | Sequence[float] = 0.0,
     activation: str = "relu",
     instance_norm: bool = False,
+    deep_supervision: bool = False,
     channels: int = 1,
     name: str = "unet",
 ):
@@ -115,6 +117,12 @@ def build_unet(
     instance_norm : bool
         Instance normalisation (each feature map of each image by its own mean and variance,
         as nnU-Net uses) after each convolution, in place of batch normalisation.
+    deep_supervision : bool
+        Add one more output per coarser decoder level but the coarsest (nnU-Net's deep
+        supervision): a 1x1 convolution of that level's features, up-sampled bilinearly to the
+        input size, then a softmax. Training applies the loss to each (see
+        :func:`deep_supervision_weights`); segmentation uses the first output only
+        (:func:`inference_model`). Needs ``levels >= 3``; with fewer it adds nothing.
     channels : int
         Image channels (1 for CT/MR).
     name : str
@@ -123,7 +131,9 @@ def build_unet(
     -------
     keras.Model
         Input (B, rows, cols, channels) float32; output (B, rows, cols, num_labels + 1)
-        float32 softmax probabilities.
+        float32 softmax probabilities. With ``deep_supervision`` the outputs are a list: these
+        probabilities first, then one map of the same shape per supervised coarser level, finest
+        first (output names ``deep_supervision_<factor>x``).
 
     Raises
     ------
@@ -187,12 +197,54 @@ def build_unet(
         skips.append(x)
         x = layers.MaxPooling2D(pools[level], name=f"enc{level + 1}_pool")(x)
     x = block(x, filters[levels], kernels[levels], drops[levels], "bottleneck")
+    side_outputs = []
     for level in reversed(range(levels)):
         x = layers.Conv2DTranspose(
             filters[level], pools[level], strides=pools[level], padding="same", name=f"dec{level + 1}_up"
         )(x)
         x = layers.Concatenate(name=f"dec{level + 1}_concat")([x, skips[level]])
         x = block(x, filters[level], kernels[level], drops[level], f"dec{level + 1}")
+        if deep_supervision and 0 < level < levels - 1:  # not the input's level, not the coarsest
+            factor = math.prod(pools[:level])
+            logits = layers.Conv2D(num_labels + 1, 1, dtype="float32", name=f"deep_supervision_{factor}x_logits")(x)
+            logits = layers.UpSampling2D(
+                factor, interpolation="bilinear", dtype="float32", name=f"deep_supervision_{factor}x_up"
+            )(logits)
+            side_outputs.append(
+                layers.Activation("softmax", dtype="float32", name=f"deep_supervision_{factor}x")(logits)
+            )
     # float32 output keeps the softmax and the losses exact under mixed precision.
     outputs = layers.Conv2D(num_labels + 1, 1, activation="softmax", dtype="float32", name="probabilities")(x)
+    if side_outputs:
+        return keras.Model(inputs, [outputs, *reversed(side_outputs)], name=name)
     return keras.Model(inputs, outputs, name=name)
+
+
+def deep_supervision_weights(outputs: int) -> list[float]:
+    """Loss weights of the outputs of a deeply supervised U-Net, finest first (nnU-Net's rule).
+
+    Each coarser output weighs half the one before; the weights sum to 1.
+
+    >>> deep_supervision_weights(3)
+    [0.5714285714285714, 0.2857142857142857, 0.14285714285714285]
+    >>> deep_supervision_weights(1)
+    [1.0]
+    """
+    if outputs < 1:
+        raise CtsegSettingsError(f"a network has at least one output, got {outputs}")
+    raw = [0.5**i for i in range(outputs)]
+    return [w / sum(raw) for w in raw]
+
+
+def inference_model(model):
+    """The network as segmentation uses it: the full-resolution probabilities only.
+
+    A deeply supervised model (several outputs) is cut to its first output, sharing the
+    weights; a model with one output is returned as it is.
+    """
+    if len(model.outputs) == 1:
+        return model
+    import keras  # noqa: PLC0415
+
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return keras.Model(inputs, model.outputs[0], name=model.name)

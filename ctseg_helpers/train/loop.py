@@ -132,6 +132,10 @@ class TrainConfig:
         ``beta`` for Tversky, ``dice_weight`` / ``ce_weight`` for Dice+CE).
     instance_norm : bool
         Instance normalisation in place of batch normalisation.
+    deep_supervision : bool
+        Train with the loss applied to the coarser decoder levels too (nnU-Net's deep
+        supervision, weights halving per level; needs levels >= 3); the saved model segments with its
+        full-resolution output only.
     folds : int
         1: one model. K > 1: K models on patient-wise folds and an ensemble file (train_folds).
     devices : str
@@ -315,6 +319,10 @@ class TrainConfig:
     )
     batch_norm: bool = field(default=True, metadata=_cli("leave out batch normalisation"))
     instance_norm: bool = field(default=False, metadata=_cli("instance normalisation in place of batch norm"))
+    deep_supervision: bool = field(
+        default=False,
+        metadata=_cli("also apply the loss to the coarser decoder levels' outputs (nnU-Net's deep supervision)"),
+    )
     activation: str = field(default="relu", metadata=_cli("(default: %(default)s)"))
     fit_mode: str = field(
         default="patch",
@@ -497,6 +505,7 @@ class TrainConfig:
             dropout=self.dropout,
             activation=self.activation,
             instance_norm=self.instance_norm,
+            deep_supervision=self.deep_supervision,
         )
 
 
@@ -978,6 +987,36 @@ def _training_dataset(config: TrainConfig, data: TrainingData, seed: int):
     return make_patch_dataset(sampler, augment=config.augmentation, seed=seed), resolved.batches_per_epoch
 
 
+def _repeat_targets(ds, outputs: int):
+    """A ``(x, y)`` dataset as a model with ``outputs`` outputs trains on it: ``(x, (y, ..., y))``."""
+    if ds is None:
+        return None
+    return ds.map(lambda x, y: (x, (y,) * outputs))
+
+
+def _main_output_logs(logs: dict, model) -> dict:
+    """Keras' logs of a deeply supervised model named as a one-output model's.
+
+    Keras prefixes each metric with its output's name (``probabilities_mean_dice``) and adds one
+    loss per output; the history, the status lines and the best-model choice keep the names of a
+    plain model: the metrics of the full-resolution output and the total (weighted) loss.
+    """
+    if model is None or len(model.outputs) == 1:
+        return logs
+    main = model.output_names[0] if hasattr(model, "output_names") else "probabilities"
+    extra = {f"{name}_loss" for name in getattr(model, "output_names", [])}
+    out = {}
+    for key, value in logs.items():
+        prefix = "val_" if key.startswith("val_") else ""
+        bare = key[len(prefix) :]
+        if bare in extra:
+            continue
+        if bare.startswith(main + "_"):
+            bare = bare[len(main) + 1 :]
+        out[prefix + bare] = value
+    return out
+
+
 def _copy_atomically(source: Path, target: Path) -> None:
     """Copy a file so that ``target`` is never seen half-written (copy beside it, then rename)."""
     import shutil  # noqa: PLC0415
@@ -1203,7 +1242,7 @@ def _train(
 
     from ctseg_helpers.model.losses import default_metrics, get_loss  # noqa: PLC0415
     from ctseg_helpers.model.settings import load_model  # noqa: PLC0415
-    from ctseg_helpers.model.unet import build_unet  # noqa: PLC0415
+    from ctseg_helpers.model.unet import build_unet, deep_supervision_weights, inference_model  # noqa: PLC0415
     from ctseg_helpers.prepare.dataset import make_dataset  # noqa: PLC0415
     from ctseg_helpers.train.distribute import describe_strategy  # noqa: PLC0415
 
@@ -1262,10 +1301,16 @@ def _train(
                 model, _ = load_model(init_model)
             else:
                 model = build_unet(resolved.input_shape, config.num_labels, **resolved.architecture())
+            outputs = len(model.outputs)
+            loss = get_loss(config.loss, **config.loss_options)
+            metrics = default_metrics(config.num_labels, config.label_names)
             model.compile(
                 optimizer=keras.optimizers.Adam(config.learning_rate),
-                loss=get_loss(config.loss, **config.loss_options),
-                metrics=default_metrics(config.num_labels, config.label_names),
+                # Deep supervision: the same loss on every output (all at the input's size),
+                # weights halving per level; the metrics on the full-resolution output only.
+                loss=loss if outputs == 1 else [loss] * outputs,
+                loss_weights=None if outputs == 1 else deep_supervision_weights(outputs),
+                metrics=metrics if outputs == 1 else [metrics] + [[] for _ in range(outputs - 1)],
                 jit_compile="auto" if tf.config.list_physical_devices("GPU") else False,
             )
     if initial_epoch >= config.epochs:
@@ -1284,6 +1329,8 @@ def _train(
         if has_val and not patch
         else None
     )
+    if len(model.outputs) > 1:  # deep supervision: every output is compared with the same labels
+        train_ds, val_ds = (_repeat_targets(ds, len(model.outputs)) for ds in (train_ds, val_ds))
     # Without validation the model after the last epoch is the one to keep (as nnU-Net keeps its
     # final checkpoint): the learning rate has decayed, and the training loss of augmented patches
     # says little about new patients.
@@ -1357,7 +1404,7 @@ def _train(
         curves = files["curves"]
         record_written(curves)
     result = TrainResult(
-        model=model,
+        model=inference_model(model),
         out_dir=out_dir,
         best_model_path=files["best"] if files["best"].exists() else None,
         last_checkpoint_path=None,
@@ -1684,7 +1731,8 @@ def _make_monitor_class():
             model = self.model
 
             def predict_fn(batch):
-                return np.asarray(model(batch, training=False), dtype=np.float32)
+                out = model(batch, training=False)
+                return np.asarray(out[0] if isinstance(out, (list, tuple)) else out, dtype=np.float32)
 
             predictions = predict_validation(
                 predict_fn,
@@ -1704,7 +1752,7 @@ def _make_monitor_class():
                 self._close_bar()
             import pandas as pd  # noqa: PLC0415
 
-            logs = {k: float(v) for k, v in (logs or {}).items()}
+            logs = _main_output_logs({k: float(v) for k, v in (logs or {}).items()}, self.model)
             done = epoch + 1
             ending = (
                 self.config.max_minutes is not None

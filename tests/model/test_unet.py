@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from ctseg_helpers.errors import CtsegSettingsError
-from ctseg_helpers.model.unet import build_unet, check_input_size, unet_filters
+from ctseg_helpers.model.unet import (
+    build_unet,
+    check_input_size,
+    deep_supervision_weights,
+    inference_model,
+    unet_filters,
+)
 
 
 def test_default_is_the_cpu_friendly_unet():
@@ -81,3 +87,35 @@ def test_bad_settings(kwargs, match):
     settings = {"input_shape": 32, "num_labels": 1, "levels": 2, "base_filters": 4, **kwargs}
     with pytest.raises(CtsegSettingsError, match=match):
         build_unet(**settings)
+
+
+def test_deep_supervision_adds_one_full_size_output_per_coarser_level_but_the_coarsest():
+    model = build_unet(32, 2, levels=4, base_filters=4, deep_supervision=True)
+    assert model.output_names == ["probabilities", "deep_supervision_2x", "deep_supervision_4x"]
+    outputs = model(np.random.default_rng(0).normal(size=(2, 32, 32, 1)).astype("float32"))
+    assert [tuple(o.shape) for o in outputs] == [(2, 32, 32, 3)] * 3
+    for out in outputs:  # each a softmax over the classes
+        np.testing.assert_allclose(np.asarray(out).sum(axis=-1), 1.0, atol=1e-5)
+    assert model.get_layer("deep_supervision_4x_up").interpolation == "bilinear"
+
+
+def test_deep_supervision_needs_three_levels():
+    assert len(build_unet(32, 1, levels=2, base_filters=4, deep_supervision=True).outputs) == 1
+    assert len(build_unet(32, 1, levels=3, base_filters=4, deep_supervision=True).outputs) == 2
+
+
+def test_the_inference_model_is_the_full_resolution_output_with_the_same_weights():
+    model = build_unet(32, 1, levels=3, base_filters=4, deep_supervision=True)
+    single = inference_model(model)
+    assert len(single.outputs) == 1 and single.count_params() < model.count_params()
+    batch = np.random.default_rng(1).normal(size=(1, 32, 32, 1)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(single(batch)), np.asarray(model(batch)[0]))
+    plain = build_unet(32, 1, levels=2, base_filters=4)
+    assert inference_model(plain) is plain
+
+
+def test_deep_supervision_weights_halve_per_level_and_sum_to_one():
+    assert deep_supervision_weights(2) == pytest.approx([2 / 3, 1 / 3])
+    assert sum(deep_supervision_weights(5)) == pytest.approx(1.0)
+    with pytest.raises(CtsegSettingsError, match="a network has at least one output, got 0"):
+        deep_supervision_weights(0)

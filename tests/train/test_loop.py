@@ -466,3 +466,25 @@ def test_each_epoch_shows_a_progress_bar_over_its_batches(tmp_path, capsys):
     assert "epoch 1/2: " in err and "epoch 2/2: " in err and "batch" in err
     train_model(_config(tmp_path / "quiet", epochs=1, save_checkpoint=10), data, progress=False)
     assert "epoch 1/1" not in capsys.readouterr().err
+
+
+def test_deep_supervision_trains_resumes_and_saves_a_one_output_model(tmp_path, capsys):
+    from ctseg_helpers.model.settings import load_model
+
+    data = TrainingData(_synthetic(8), _synthetic(4, seed=1))
+    config = _config(tmp_path, levels=3, epochs=2, deep_supervision=True, label_names=("square",))
+    result = train_model(config, data)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Completed epochs")]
+    assert len(lines) == 2 and all(STATUS.match(line) for line in lines), lines
+    history = pd.read_csv(result.history_csv)
+    # the names of a one-output model: the full-resolution output's metrics, the weighted total loss
+    assert {"loss", "mean_dice", "dice_square", "val_loss", "val_mean_dice"} <= set(history)
+    assert not [c for c in history if "probabilities" in c or "deep_supervision" in c]
+    assert len(result.model.outputs) == 1
+    model, settings = load_model(result.best_model_path)
+    assert len(model.outputs) == 1 and model.output_shape == (None, 32, 32, 2)
+    assert settings.extra["architecture"]["deep_supervision"] is True
+    full, _ = load_model(result.last_checkpoint_path, compile=True)  # resuming needs every output
+    assert full.output_names == ["probabilities", "deep_supervision_2x"]
+    resumed = train_model(replace(config, epochs=3, resume=True), data)
+    assert resumed.history["epoch"].tolist() == [1, 2, 3] and not resumed.history["loss"].isna().any()
