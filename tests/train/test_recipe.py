@@ -266,6 +266,20 @@ def test_patch_run_history_has_validation_dice_per_roi_and_status_names_the_loss
     assert best_epoch == int(history["val_mean_dice"].idxmax()) + 1
 
 
+@pytest.mark.slow
+def test_a_deeply_supervised_patch_run_validates_and_segments_with_its_full_resolution_output(
+    mixed_folder, tmp_path
+):
+    config = tiny_config(mixed_folder, tmp_path / "out", input_shape=None, levels=3, deep_supervision=True)
+    result, printed = train_quietly(config)
+    history = pd.read_csv(result.history_csv)
+    assert history["val_mean_dice"].between(0, 1).all() and "val_dice_square" in history
+    assert "Post-processing chosen on the validation slices: " in printed
+    segmenter = Segmenter.from_model_file(result.best_model_path)
+    image = read_pairs(mixed_folder / "train", 1, progress=False).images[0]
+    assert segmenter.predict_proba(image, pixel_spacing_mm=(1.25, 1.25)).shape == image.shape + (2,)
+
+
 def test_an_unknown_loss_option_is_refused_before_any_data_is_read(tmp_path):
     # main_dir does not exist: reading the data first would fail with "no 'train' folder" instead
     with pytest.raises(
