@@ -222,7 +222,11 @@ def finetune_train_config(config: FinetuneConfig, settings) -> TrainConfig:
             "continues models trained on patches (fit_mode='patch', the default): train a new model instead"
         )
     extra = settings.extra
-    architecture = {k: v for k, v in (extra.get("architecture") or {}).items() if k != "levels"}
+    # Fine-tuning trains the full-resolution output the model segments with: a deeply supervised
+    # model's coarser outputs are not loaded (load_model), so neither is its deep supervision.
+    architecture = {
+        k: v for k, v in (extra.get("architecture") or {}).items() if k not in ("levels", "deep_supervision")
+    }
     plan = extra.get("plan") or {}
     return TrainConfig(
         main_dir=config.main_dir,

@@ -331,6 +331,14 @@ def test_a_model_trained_on_whole_slices_is_refused(shapes, model_copy):
         finetune_model(config, progress=False)
 
 
+def test_a_deeply_supervised_model_is_finetuned_on_its_full_resolution_output(shapes):
+    settings = read_settings(shapes["base"])
+    architecture = {**settings.extra["architecture"], "deep_supervision": True}
+    settings = replace(settings, extra={**settings.extra, "architecture": architecture})
+    train_config = finetune_train_config(FinetuneConfig(shapes["base"], shapes["folders"]["corrected"]), settings)
+    assert train_config.deep_supervision is False and train_config.base_filters == 8
+
+
 def test_an_output_folder_inside_the_corrected_data_is_refused(shapes, model_copy):
     config = FinetuneConfig(model_copy, shapes["folders"]["corrected"], out_dir=shapes["folders"]["corrected"] / "x")
     with pytest.raises(CtsegSettingsError, match=r"is inside the corrected data folder"):
