@@ -267,9 +267,7 @@ def test_patch_run_history_has_validation_dice_per_roi_and_status_names_the_loss
 
 
 @pytest.mark.slow
-def test_a_deeply_supervised_patch_run_validates_and_segments_with_its_full_resolution_output(
-    mixed_folder, tmp_path
-):
+def test_a_deeply_supervised_patch_run_validates_and_segments_with_its_full_resolution_output(mixed_folder, tmp_path):
     config = tiny_config(mixed_folder, tmp_path / "out", input_shape=None, levels=3, deep_supervision=True)
     result, printed = train_quietly(config)
     history = pd.read_csv(result.history_csv)
