@@ -26,6 +26,9 @@ evaluated on the held-out one, which no model sees in training or in choosing se
               ``noise_blur``, ``lowres``; see ``AUGMENTATION_GROUPS``), to measure what it adds;
 ``ds``        ``patch_aug`` with deep supervision (``deep_supervision=True``); ``ds_labels_pp`` and
               ``ds_tta`` evaluate its models as ``patch_aug_labels_pp`` / ``patch_aug_tta`` do;
+``mix``       the ensemble of the ``patch_aug`` and ``ds`` models of the fold (two models, both trained
+              on both training patients: 2 x ``--minutes``), post-processing from the labels;
+              ``mix_tta`` the same with TTA;
 ``ensemble``  ``folds=2`` on the two training patients (each fold model validates on the other
               patient; the post-processing is chosen on their out-of-fold predictions), both
               models averaged: what ``ctseg train --folds 2`` gives.
@@ -54,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 from ctseg_helpers.measure.metrics import dice, hd95  # noqa: E402
 from ctseg_helpers.prepare.augment import AUGMENTATION_GROUPS, AugmentConfig  # noqa: E402
 from ctseg_helpers.prepare.dataset import read_pairs  # noqa: E402
+from ctseg_helpers.segment.ensemble import ENSEMBLE_SUFFIX, write_ensemble  # noqa: E402
 from ctseg_helpers.segment.postprocess import PostProcessing, postprocessing_from_labels  # noqa: E402
 from ctseg_helpers.segment.segmenter import Segmenter  # noqa: E402
 from ctseg_helpers.train.loop import TrainConfig, train_model  # noqa: E402
@@ -90,10 +94,12 @@ VARIANTS = (
     "ds",
     "ds_labels_pp",
     "ds_tta",
+    "mix",
+    "mix_tta",
     "ensemble",
 )
 #: Variants that evaluate another variant's models instead of training their own.
-EVALUATED_ONLY = ("patch_aug_pp", "patch_aug_labels_pp", "patch_aug_tta", "ds_labels_pp", "ds_tta")
+EVALUATED_ONLY = ("patch_aug_pp", "patch_aug_labels_pp", "patch_aug_tta", "ds_labels_pp", "ds_tta", "mix", "mix_tta")
 
 
 def evaluate(segmenter, pairs, names) -> dict:
@@ -338,6 +344,16 @@ def main() -> int:
                     {"tta_views": segmenter.tta_views} if tta else {"postprocessing": chosen.to_dict()}
                 )
                 print(json.dumps(fold["variants"][variant]), flush=True)
+        if {"patch_aug", "ds"} <= set(fold["variants"]):  # two full-data models averaged
+            members = [fold["variants"][v]["model"] for v in ("patch_aug", "ds")]
+            ensemble = write_ensemble(fold_dir / f"mix{ENSEMBLE_SUFFIX}", members, overwrite=True)
+            chosen, _ = postprocessing_from_labels(list(train_pairs.labels), len(names))
+            for variant, tta in (("mix", False), ("mix_tta", True)):
+                if variant in variants:
+                    segmenter = Segmenter.from_model_file(ensemble, tta=tta)
+                    segmenter.postprocessing = chosen
+                    fold["variants"][variant] = {"metrics": evaluate(segmenter, test_pairs, names), "members": members}
+                    print(json.dumps(fold["variants"][variant]), flush=True)
         report["folds"].append(fold)
         (out_root / "report.json").write_text(json.dumps(report, indent=2))
     summary = {}
