@@ -134,8 +134,8 @@ class TrainConfig:
         Instance normalisation in place of batch normalisation.
     deep_supervision : bool
         Train with the loss applied to the coarser decoder levels too (nnU-Net's deep
-        supervision, weights halving per level; needs levels >= 3); the saved model segments with its
-        full-resolution output only.
+        supervision, weights halving per level; needs levels >= 3); the saved model segments
+        with its full-resolution output only.
     folds : int
         1: one model. K > 1: K models on patient-wise folds and an ensemble file (train_folds).
     devices : str
@@ -1003,8 +1003,8 @@ def _main_output_logs(logs: dict, model) -> dict:
     """
     if model is None or len(model.outputs) == 1:
         return logs
-    main = model.output_names[0] if hasattr(model, "output_names") else "probabilities"
-    extra = {f"{name}_loss" for name in getattr(model, "output_names", [])}
+    main = model.output_names[0]
+    extra = {f"{name}_loss" for name in model.output_names}
     out = {}
     for key, value in logs.items():
         prefix = "val_" if key.startswith("val_") else ""
