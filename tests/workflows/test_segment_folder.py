@@ -28,6 +28,9 @@ from tests.segment.tiny_model import make_tiny_model_file
 #: The columns ``area_table`` adds per ROI of a CT series (measure/intensity.py).
 CT_MEASURES = ("mean_hu", "sd_hu", "median_hu", "fat_fraction", "perimeter_mm", "max_diameter_mm")
 
+#: The run_segmentation options of a test that needs no figures and no progress bars.
+QUIET = {"previews": False, "animation": False, "progress": False}
+
 
 def measure_columns(rois=("soft", "bright")) -> list[str]:
     return [f"{roi}_{measure}" for roi in rois for measure in CT_MEASURES]
@@ -124,9 +127,7 @@ def test_each_run_gets_its_own_folder_and_overwrite_replaces_only_its_outputs(mo
     first = run_segmentation(model_file, dicom_dir, out, animation=False, progress=False)
     second = run_segmentation(model_file, dicom_dir, out, animation=False, progress=False)
     assert first.run_dir != second.run_dir and first.areas_csv.exists() and second.areas_csv.exists()
-    fixed = run_segmentation(
-        model_file, dicom_dir, out, run_name="fixed", overwrite=True, previews=False, animation=False, progress=False
-    )
+    fixed = run_segmentation(model_file, dicom_dir, out, run_name="fixed", overwrite=True, **QUIET)
     assert fixed.run_dir == out / "fixed"
     (fixed.run_dir / "my_notes.txt").write_text("keep me")
     (fixed.run_dir / "labels" / "OLD_SLICE.png").write_bytes(b"")
@@ -225,9 +226,7 @@ def test_overwrite_refuses_a_label_map_corrected_by_hand_before_anything_is_dele
 
 def test_overwrite_refuses_a_users_file_where_the_run_would_write(model_file, dicom_dir, tmp_path):
     out = tmp_path / "predictions"
-    run = run_segmentation(
-        model_file, dicom_dir, out, run_name="r", overwrite=True, previews=False, animation=False, progress=False
-    )
+    run = run_segmentation(model_file, dicom_dir, out, run_name="r", overwrite=True, **QUIET)
     mine = run.run_dir / "overlays" / "IM_0003.jpg"  # no previews in that run: the user's own file
     mine.parent.mkdir()
     mine.write_bytes(b"my own picture")
@@ -306,15 +305,13 @@ def test_overwrite_never_makes_the_dicom_folder_the_run_folder(model_file, dicom
 
 
 def test_labels_list_defaults_to_the_names_stored_with_the_model(model_file, dicom_dir, tmp_path):
-    run = run_segmentation(model_file, dicom_dir, tmp_path, previews=False, animation=False, progress=False)
+    run = run_segmentation(model_file, dicom_dir, tmp_path, **QUIET)
     assert run.label_names == tuple(NAMES) and list(run.areas.columns[2:4]) == NAMES
 
 
 def test_other_names_than_the_models_are_used_with_a_warning(model_file, dicom_dir, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
-        run = run_segmentation(
-            model_file, dicom_dir, tmp_path, labels_list=["a", "b"], previews=False, animation=False, progress=False
-        )
+        run = run_segmentation(model_file, dicom_dir, tmp_path, labels_list=["a", "b"], **QUIET)
     assert list(run.areas.columns[2:4]) == ["a", "b"]
     assert "differs from the names the model was trained with" in caplog.text
 
@@ -330,9 +327,7 @@ def test_a_loaded_segmenter_can_be_reused_for_many_folders(model_file, dicom_dir
             tmp_path / "out",
             segmenter=segmenter,
             run_name=f"r{i}",
-            previews=False,
-            animation=False,
-            progress=False,
+            **QUIET,
         )
         for i in range(2)
     ]
@@ -347,9 +342,7 @@ def test_a_loaded_segmenter_can_be_reused_for_many_folders(model_file, dicom_dir
 
 
 def test_patient_id_is_recorded_only_when_asked(model_file, dicom_dir, tmp_path):
-    run = run_segmentation(
-        model_file, dicom_dir, tmp_path, include_patient_id=True, previews=False, animation=False, progress=False
-    )
+    run = run_segmentation(model_file, dicom_dir, tmp_path, include_patient_id=True, **QUIET)
     assert json.loads(run.run_json.read_text())["patient_id"] == "PAT-12345"
 
 
@@ -407,9 +400,7 @@ def test_fov_and_matrix_size_are_used_without_pixel_spacing(model_file, dicom_di
         tmp_path / "out",
         fov=(20.0, 50.0),
         matrix_size=(40, 50),
-        previews=False,
-        animation=False,
-        progress=False,
+        **QUIET,
     )
     np.testing.assert_allclose(run.areas["soft"].iloc[:3], 200 * 0.5 * 1.0)
 
@@ -471,7 +462,7 @@ def test_an_output_folder_relative_to_the_working_folder_beside_an_absolute_dico
 
 
 def test_the_area_and_measure_views_split_the_area_table(model_file, dicom_dir, tmp_path):
-    run = run_segmentation(model_file, dicom_dir, tmp_path, previews=False, animation=False, progress=False)
+    run = run_segmentation(model_file, dicom_dir, tmp_path, **QUIET)
     assert list(run.area_view().columns) == ["file", "slice_position_mm", "soft", "bright"]
     assert list(run.measures_view().columns) == ["file", *measure_columns(), "uncertainty_entropy"]
     assert list(run.area_view().index) == list(run.areas.index)  # the mean and std rows too
@@ -479,17 +470,13 @@ def test_the_area_and_measure_views_split_the_area_table(model_file, dicom_dir, 
 
 def test_a_fat_window_counts_the_rois_pixels_within_it_and_is_recorded(model_file, dicom_dir, tmp_path):
     """The soft block is 0 HU: all of it inside a -10..10 HU window, none of the 400 HU bright blocks."""
-    run = run_segmentation(
-        model_file, dicom_dir, tmp_path, previews=False, animation=False, progress=False, fat_window_hu=(-10, 10)
-    )
+    run = run_segmentation(model_file, dicom_dir, tmp_path, **QUIET, fat_window_hu=(-10, 10))
     rows = run.areas.iloc[:3]
     np.testing.assert_allclose(rows["soft_fat_fraction"], 1.0)
     np.testing.assert_allclose(rows["bright_fat_fraction"], 0.0)
     np.testing.assert_allclose(rows["bright_mean_hu"], 400.0)
     assert json.loads(run.run_json.read_text())["fat_window_hu"] == [-10.0, 10.0]
-    plain = run_segmentation(
-        model_file, dicom_dir, tmp_path, previews=False, animation=False, progress=False, measures=False
-    )
+    plain = run_segmentation(model_file, dicom_dir, tmp_path, **QUIET, measures=False)
     assert list(plain.areas.columns) == ["file", "slice_position_mm", "soft", "bright", "uncertainty_entropy"]
 
 
@@ -531,9 +518,7 @@ def test_real_sunnybrook_cine_series_is_segmented_with_outputs_named_like_its_fi
         model,
         scan,
         tmp_path / "predictions",
-        previews=False,
-        animation=False,
-        progress=False,
+        **QUIET,
         nifti=True,
         dicom_seg=True,
         include_patient_id=True,
@@ -747,9 +732,7 @@ def test_a_series_that_is_no_stack_gets_no_volumes_and_says_why(model_file, dico
     write_dicom_series(
         dicom_dir, second_phantom()[1:], pixel_spacing_mm=(1.0, 2.0), names=["ONE"], series_description="localizer"
     )
-    run = run_segmentation(
-        model_file, dicom_dir, tmp_path, previews=False, animation=False, progress=False, include_patient_id=True
-    )
+    run = run_segmentation(model_file, dicom_dir, tmp_path, **QUIET, include_patient_id=True)
     assert list(run.volumes["series"].unique()) == [1]
     assert run.volume_note == "series 2 'localizer': a single slice has no volume"
     report = run.volume_report().data
@@ -807,9 +790,7 @@ def test_labels_list_with_background_first_as_in_the_manual(model_file, dicom_di
             dicom_dir,
             tmp_path,
             labels_list=["Background", *NAMES],
-            previews=False,
-            animation=False,
-            progress=False,
+            **QUIET,
         )
     assert run.label_names == tuple(NAMES) and list(run.areas.columns[2:4]) == NAMES
     np.testing.assert_allclose(run.areas["bright"].iloc[:3], [16.0, 32.0, 48.0])  # label 2 is 'bright'
@@ -858,9 +839,7 @@ def test_nifti_and_dicom_seg_put_the_label_maps_on_the_scan(model_file, oblique_
         nifti=True,
         dicom_seg=True,
         include_patient_id=True,
-        previews=False,
-        animation=False,
-        progress=False,
+        **QUIET,
     )
     assert [p.name for p in run.files] == ["IM_0003.dcm", "IM_0002.dcm", "IM_0001.dcm"]
     assert run.nifti_paths == [run.run_dir / "segmentation.nii.gz"]
@@ -900,9 +879,7 @@ def test_dicom_seg_is_refused_before_any_work_unless_identifiers_may_be_written(
     ):
         run_segmentation(model_file, dicom_dir, tmp_path / "predictions", dicom_seg=True, progress=False)
     assert not (tmp_path / "predictions").exists()
-    run = run_segmentation(
-        model_file, dicom_dir, tmp_path / "predictions", nifti=True, previews=False, animation=False, progress=False
-    )
+    run = run_segmentation(model_file, dicom_dir, tmp_path / "predictions", nifti=True, **QUIET)
     assert run.dicom_seg_paths == [] and json.loads(run.run_json.read_text())["outputs"]["dicom_seg"] is None
     for path in (run.run_json, *run.nifti_paths):  # NIfTI carries no identifiers
         assert b"PAT-12345" not in path.read_bytes()
@@ -949,9 +926,7 @@ def test_a_cine_series_is_one_4d_nifti_and_one_dicom_seg_per_phase(model_file, t
         nifti=True,
         dicom_seg=True,
         include_patient_id=True,
-        previews=False,
-        animation=False,
-        progress=False,
+        **QUIET,
     )
     assert [p.name for p in run.files] == ["P1_S1.dcm", "P2_S1.dcm", "P1_S2.dcm", "P2_S2.dcm"]
     img = nib.load(run.nifti_paths[0])
@@ -988,9 +963,7 @@ def test_a_series_on_no_regular_grid_gets_no_nifti_and_one_note_saying_why(model
             nifti=True,
             dicom_seg=True,
             include_patient_id=True,
-            previews=False,
-            animation=False,
-            progress=False,
+            **QUIET,
         )
     note = (
         f"no NIfTI for {dicom_dir}: the slices are not evenly spaced along one line (slice 2 of 3 is 1 mm "
@@ -1010,9 +983,7 @@ def test_a_series_on_no_regular_grid_gets_no_nifti_and_one_note_saying_why(model
         dicom_dir,
         tmp_path / "again",
         probabilities="nifti",
-        previews=False,
-        animation=False,
-        progress=False,
+        **QUIET,
     )
     assert run.output_notes == [note.replace("no NIfTI", "no probability NIfTI", 1)]
     assert run.probability_nifti_paths == [] and not list(run.run_dir.glob("*.nii*"))
@@ -1030,9 +1001,7 @@ def test_each_series_gets_its_own_nifti_and_dicom_seg_and_overwrite_removes_them
         nifti=True,
         dicom_seg=True,
         include_patient_id=True,
-        previews=False,
-        animation=False,
-        progress=False,
+        **QUIET,
     )
     names = ["segmentation_series1.nii.gz", "segmentation_series2.nii.gz"]
     assert [p.name for p in run.nifti_paths] == names
@@ -1047,9 +1016,7 @@ def test_each_series_gets_its_own_nifti_and_dicom_seg_and_overwrite_removes_them
     ]
     _, masks = _seg_masks(run.dicom_seg_paths[1], run.series[1].files)
     np.testing.assert_array_equal(masks, run.series[1].labels)
-    again = run_segmentation(
-        model_file, two_series_dir, out, run_name="r", overwrite=True, previews=False, animation=False, progress=False
-    )
+    again = run_segmentation(model_file, two_series_dir, out, run_name="r", overwrite=True, **QUIET)
     assert not list(again.run_dir.glob("segmentation*"))  # recorded by the first run, so replaced
 
 
@@ -1070,9 +1037,7 @@ def test_probabilities_come_from_the_same_pass_as_the_labels_and_are_written_lik
         run_name="r",
         overwrite=True,
         probabilities=True,
-        previews=False,
-        animation=False,
-        progress=False,
+        **QUIET,
     )
     assert run.probabilities_path == run.run_dir / "probabilities.h5" and written_by_ctseg(run.probabilities_path)
     assert "probabilities: " in run.summary() and "p = value / 255" in run.summary()
@@ -1091,9 +1056,7 @@ def test_probabilities_come_from_the_same_pass_as_the_labels_and_are_written_lik
         np.testing.assert_array_equal(np.argmax(expected, axis=-1), series.labels)  # no post-processing here
     assert maps[1].series_description == "second" and maps[1].positions_mm.shape == (2,)
     # a run without probabilities replaces the earlier run's file (it was recorded); one with them writes it again
-    again = run_segmentation(
-        model_file, two_series_dir, out, run_name="r", overwrite=True, previews=False, animation=False, progress=False
-    )
+    again = run_segmentation(model_file, two_series_dir, out, run_name="r", overwrite=True, **QUIET)
     assert again.probabilities_path is None and not (again.run_dir / "probabilities.h5").exists()
     assert json.loads(again.run_json.read_text())["outputs"]["probabilities"] is None
     third = run_segmentation(
@@ -1103,9 +1066,7 @@ def test_probabilities_come_from_the_same_pass_as_the_labels_and_are_written_lik
         run_name="r",
         overwrite=True,
         probabilities="hdf5",
-        previews=False,
-        animation=False,
-        progress=False,
+        **QUIET,
     )
     third.probabilities_path.write_bytes(b"changed by hand")  # changed since: never replaced
     with pytest.raises(CtsegSettingsError, match=r"probabilities.h5: .*changed"):
@@ -1134,9 +1095,7 @@ def test_probabilities_as_nifti_are_one_volume_per_roi_on_the_grid_of_the_label_
         tmp_path / "predictions",
         nifti=True,
         probabilities="nifti",
-        previews=False,
-        animation=False,
-        progress=False,
+        **QUIET,
     )
     names = ["probabilities_soft.nii.gz", "probabilities_bright.nii.gz"]
     assert [p.name for p in run.probability_nifti_paths] == names and run.probabilities_path is None
@@ -1170,9 +1129,7 @@ def test_probabilities_as_nifti_per_series_are_recorded_and_replaced_by_overwrit
         run_name="r",
         overwrite=True,
         probabilities="nifti",
-        previews=False,
-        animation=False,
-        progress=False,
+        **QUIET,
     )
     names = [f"probabilities_series{n}_{roi}.nii.gz" for n in (1, 2) for roi in NAMES]
     assert [p.name for p in run.probability_nifti_paths] == names
@@ -1180,9 +1137,7 @@ def test_probabilities_as_nifti_per_series_are_recorded_and_replaced_by_overwrit
     assert [s["probabilities"] for s in record["series"]] == [names[:2], names[2:]]
     assert all(written_by_ctseg(run.run_dir / name) for name in names)
     # a run without them replaces them (recorded by the first run)
-    again = run_segmentation(
-        model_file, two_series_dir, out, run_name="r", overwrite=True, previews=False, animation=False, progress=False
-    )
+    again = run_segmentation(model_file, two_series_dir, out, run_name="r", overwrite=True, **QUIET)
     assert not list(again.run_dir.glob("probabilities*"))
 
 
@@ -1199,9 +1154,7 @@ def test_probability_nifti_names_are_file_safe_and_distinct():
 
 
 def test_tta_adds_the_views_disagreement_and_the_run_lists_the_slices_to_check(model_file, dicom_dir, tmp_path):
-    run = run_segmentation(
-        model_file, dicom_dir, tmp_path / "out", tta=True, previews=False, animation=False, progress=False
-    )
+    run = run_segmentation(model_file, dicom_dir, tmp_path / "out", tta=True, **QUIET)
     assert json.loads(run.run_json.read_text())["segmenter"]["views"] == 4
     areas = pd.read_csv(run.areas_csv, index_col=0)
     assert list(areas.columns[-2:]) == ["uncertainty_entropy", "uncertainty_disagreement"]
@@ -1218,9 +1171,7 @@ def test_tta_adds_the_views_disagreement_and_the_run_lists_the_slices_to_check(m
 
 
 def test_slices_of_several_series_to_check_are_shown_padded_to_one_size(model_file, two_series_dir, tmp_path):
-    run = run_segmentation(
-        model_file, two_series_dir, tmp_path / "out", previews=False, animation=False, progress=False
-    )
+    run = run_segmentation(model_file, two_series_dir, tmp_path / "out", **QUIET)
     check = run.slices_to_check(n=5, jump_weight=0.0)
     assert len(check) == 5 and set(check["series"]) == {1, 2}
     assert run.show_slices_to_check(n=5) is not None
